@@ -1,0 +1,83 @@
+package rotate
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Counts are one remote's tallies, each way. Bytes are IP total length.
+type Counts struct {
+	TxPackets uint64 // egress: sent to the remote
+	TxBytes   uint64
+	RxPackets uint64 // ingress: received from the remote
+	RxBytes   uint64
+}
+
+// Add adds o to c.
+func (c *Counts) Add(o Counts) {
+	c.TxPackets += o.TxPackets
+	c.TxBytes += o.TxBytes
+	c.RxPackets += o.RxPackets
+	c.RxBytes += o.RxBytes
+}
+
+// Bytes is the total each way.
+func (c Counts) Bytes() uint64 { return c.TxBytes + c.RxBytes }
+
+// Packets is the total each way.
+func (c Counts) Packets() uint64 { return c.TxPackets + c.RxPackets }
+
+// IsZero reports whether nothing was counted.
+func (c Counts) IsZero() bool { return c == Counts{} }
+
+// Stats describe how a window's numbers came about. Frames = Tallied + the
+// skip counters; Drops, Late and Folded are separate.
+type Stats struct {
+	Frames    uint64 // frames seen by dstwatch in this window
+	Tallied   uint64 // frames counted for a remote (egress or ingress)
+	NonIP     uint64 // skipped: not IPv4/IPv6 (ARP, LLDP, ...)
+	Transit   uint64 // skipped: neither address local
+	Malformed uint64 // skipped: truncated before the IP length, or invalid IP header
+	Excluded  uint64 // skipped: remote matched --exclude
+	Local     uint64 // skipped: both addresses local
+	Drops     uint64 // frames the kernel dropped before dstwatch saw them
+	Late      uint64 // frames stamped for an already closed window, counted in this one
+	Folded    uint64 // remotes folded into Other by the cardinality cap
+}
+
+// Add adds o to s.
+func (s *Stats) Add(o Stats) {
+	s.Frames += o.Frames
+	s.Tallied += o.Tallied
+	s.NonIP += o.NonIP
+	s.Transit += o.Transit
+	s.Malformed += o.Malformed
+	s.Excluded += o.Excluded
+	s.Local += o.Local
+	s.Drops += o.Drops
+	s.Late += o.Late
+	s.Folded += o.Folded
+}
+
+// Skipped is the number of frames seen but not tallied.
+func (s Stats) Skipped() uint64 {
+	return s.NonIP + s.Transit + s.Malformed + s.Excluded + s.Local
+}
+
+// Remote is one remote address with its counts.
+type Remote struct {
+	Addr netip.Addr // IPv4 unmapped
+	Counts
+}
+
+// Window is one closed, epoch-aligned time window.
+type Window struct {
+	Start   time.Time     // UTC, a multiple of Length since the Unix epoch
+	Length  time.Duration // whole seconds
+	Remotes []Remote      // heaviest first (bytes both ways, then address); at most the cap
+	Other   Counts        // sum of the remotes folded by the cap
+	Stats   Stats
+}
+
+// End is the first instant after the window.
+func (w *Window) End() time.Time { return w.Start.Add(w.Length) }
