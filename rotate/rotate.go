@@ -1,0 +1,247 @@
+package rotate
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/dstwatch/dstwatch/capture"
+)
+
+// Config says how windows are cut.
+type Config struct {
+	Length time.Duration // window length; whole seconds, at least 1s
+	// Live closes windows on the clock as well as on packet timestamps, so a
+	// quiet link still produces its (empty) windows on time.
+	Live bool
+	// Grace is how long past its end a live window stays open for frames
+	// still sitting in a kernel ring block; it must exceed the block timeout.
+	Grace time.Duration
+}
+
+// Validate reports a configuration that cannot cut windows.
+func (c Config) Validate() error {
+	if c.Length < time.Second || c.Length%time.Second != 0 {
+		return fmt.Errorf("window length %v: must be a whole number of seconds, at least 1s", c.Length)
+	}
+	if c.Grace < 0 || c.Grace >= c.Length {
+		return fmt.Errorf("grace %v: must be between 0 and the window length", c.Grace)
+	}
+	return nil
+}
+
+// row is one remote's tally while its window is open. The address stays a
+// pointer-free [16]byte so that a window with a million remotes costs the
+// garbage collector nothing to scan.
+type row struct {
+	addr [16]byte
+	Counts
+}
+
+// Closed is a window as the tally closed it: every remote, unsorted and
+// uncapped. Sorting and capping are left to Finish so that they run on the
+// writer's goroutine, off the counting path.
+type Closed struct {
+	Start  time.Time
+	Length time.Duration
+	Stats  Stats
+	rows   []row
+}
+
+// Remotes is the number of distinct remotes tallied.
+func (c *Closed) Remotes() int { return len(c.rows) }
+
+// Finish sorts the remotes heaviest first (bytes both ways, ties by address)
+// and keeps at most maxRemotes of them; the rest are summed into Other and
+// counted in Stats.Folded, so that the window's totals stay exact.
+// maxRemotes <= 0 keeps every remote.
+func (c *Closed) Finish(maxRemotes int) *Window {
+	rows := c.rows
+	slices.SortFunc(rows, func(a, b row) int {
+		if n := cmp.Compare(b.Bytes(), a.Bytes()); n != 0 {
+			return n
+		}
+		return bytes.Compare(a.addr[:], b.addr[:])
+	})
+	w := &Window{Start: c.Start, Length: c.Length, Stats: c.Stats}
+	keep := len(rows)
+	if maxRemotes > 0 && keep > maxRemotes {
+		keep = maxRemotes
+		for i := range rows[keep:] {
+			w.Other.Add(rows[keep+i].Counts)
+		}
+		w.Stats.Folded += uint64(len(rows) - keep)
+	}
+	w.Remotes = make([]Remote, keep)
+	for i := range w.Remotes {
+		w.Remotes[i] = Remote{Addr: netip.AddrFrom16(rows[i].addr).Unmap(), Counts: rows[i].Counts}
+	}
+	c.rows = nil
+	return w
+}
+
+// window is the open window.
+type window struct {
+	start    int64         // Unix ns
+	deadline time.Duration // on the monotonic clock; live windows only
+	index    map[[16]byte]int32
+	rows     []row
+	stats    Stats
+}
+
+// Tally owns the open window. It is driven by one goroutine (Run), or by tests
+// calling add and tick with fixed times.
+type Tally struct {
+	cfg    Config
+	length int64 // ns
+	cur    *window
+	// closedEnd is the end of the newest closed window: no window may start
+	// before it, so a window that was handed to the writer is never reopened,
+	// whatever the clock or the packet timestamps do.
+	closedEnd int64
+	hint      int // remotes in the previous window, to size the next map
+	emit      func(*Closed)
+}
+
+// New returns a Tally that hands every closed window to emit.
+func New(cfg Config, emit func(*Closed)) *Tally {
+	return &Tally{cfg: cfg, length: int64(cfg.Length), closedEnd: minInt64, emit: emit}
+}
+
+const minInt64 = -1 << 63
+
+// Start returns the start of the window holding ts (Unix ns): floor(ts/L)*L,
+// also for times before 1970.
+func (t *Tally) windowStart(ts int64) int64 {
+	s := ts / t.length * t.length
+	if ts < 0 && s != ts {
+		s -= t.length
+	}
+	return s
+}
+
+// clock is a reading of both clocks: the wall clock, which packet timestamps
+// come from and which NTP may step, and a monotonic one, which only moves
+// forward. Taking them as parameters lets tests step one without the other.
+type clock struct {
+	wall int64         // Unix ns
+	mono time.Duration // since an arbitrary origin
+}
+
+func now(origin time.Time) clock {
+	n := time.Now()
+	return clock{wall: n.UnixNano(), mono: n.Sub(origin)}
+}
+
+func (t *Tally) open(start int64, c clock) {
+	start = max(start, t.closedEnd)
+	w := &window{start: start, index: make(map[[16]byte]int32, t.hint)}
+	if t.cfg.Live {
+		// The deadline is set on the monotonic clock, so a wall clock stepped
+		// back by an hour cannot keep a window open for an hour.
+		untilEnd := time.Duration(start + t.length - c.wall)
+		untilEnd = min(max(untilEnd, 0), t.cfg.Length)
+		w.deadline = c.mono + untilEnd + t.cfg.Grace
+	}
+	t.cur = w
+}
+
+func (t *Tally) close() {
+	w := t.cur
+	t.cur = nil
+	t.closedEnd = w.start + t.length
+	t.hint = len(w.rows)
+	t.emit(&Closed{
+		Start:  time.Unix(0, w.start).UTC(),
+		Length: t.cfg.Length,
+		Stats:  w.stats,
+		rows:   w.rows,
+	})
+}
+
+// add tallies one batch. c is only used to set a live window's deadline.
+func (t *Tally) add(evs []capture.Event, c clock) {
+	for i := range evs {
+		ev := &evs[i]
+		if ev.Kind == capture.Drops {
+			// A drop report is stamped by the wall clock, not by a packet, so it
+			// joins whatever window is open rather than cutting one.
+			if t.cur == nil {
+				t.open(t.windowStart(ev.TS), c)
+			}
+			t.cur.stats.Drops += uint64(ev.Len)
+			continue
+		}
+		ws := t.windowStart(ev.TS)
+		switch {
+		case t.cur == nil:
+			t.open(ws, c)
+		case ws >= t.cur.start+t.length:
+			t.close()
+			t.open(ws, c)
+		}
+		w := t.cur
+		if ws < w.start {
+			w.stats.Late++
+		}
+		w.stats.Frames++
+		switch ev.Kind {
+		case capture.Egress, capture.Ingress:
+			w.stats.Tallied++
+			idx, ok := w.index[ev.Remote]
+			if !ok {
+				idx = int32(len(w.rows))
+				w.rows = append(w.rows, row{addr: ev.Remote})
+				w.index[ev.Remote] = idx
+			}
+			r := &w.rows[idx]
+			if ev.Kind == capture.Egress {
+				r.TxPackets++
+				r.TxBytes += uint64(ev.Len)
+			} else {
+				r.RxPackets++
+				r.RxBytes += uint64(ev.Len)
+			}
+		case capture.SkipNonIP:
+			w.stats.NonIP++
+		case capture.SkipTransit:
+			w.stats.Transit++
+		case capture.SkipExcluded:
+			w.stats.Excluded++
+		case capture.SkipLocal:
+			w.stats.Local++
+		default:
+			w.stats.Malformed++
+		}
+	}
+}
+
+// tick closes the open live window once its deadline has passed and opens the
+// one holding now, so that windows keep coming when no traffic does.
+func (t *Tally) tick(c clock) {
+	if !t.cfg.Live {
+		return
+	}
+	if t.cur == nil {
+		t.open(t.windowStart(c.wall), c)
+		return
+	}
+	if c.mono < t.cur.deadline {
+		return
+	}
+	t.close()
+	// After a forward clock step this is one window far ahead, never the
+	// thousands in between; after a backward step it is the next one in line.
+	t.open(t.windowStart(c.wall-int64(t.cfg.Grace)), c)
+}
+
+// flush closes the open window, if any: the partial window at shutdown or
+// at the end of a capture file.
+func (t *Tally) flush() {
+	if t.cur != nil {
+		t.close()
+	}
+}

@@ -1,0 +1,250 @@
+package rotate
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/dstwatch/dstwatch/capture"
+)
+
+const L = 20 * time.Second
+
+// base is a window boundary: 2026-11-22T13:20:00Z.
+var base = time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)
+
+func ev(at time.Duration, kind capture.Kind, remote string, n uint32) capture.Event {
+	e := capture.Event{TS: base.Add(at).UnixNano(), Kind: kind, Len: n}
+	if remote != "" {
+		e.Remote = netip.MustParseAddr(remote).As16()
+	}
+	return e
+}
+
+type recorder struct{ got []*Closed }
+
+func (r *recorder) emit(c *Closed) { r.got = append(r.got, c) }
+
+func newTally(t *testing.T, live bool) (*Tally, *recorder) {
+	t.Helper()
+	cfg := Config{Length: L, Live: live, Grace: 500 * time.Millisecond}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{}
+	return New(cfg, r.emit), r
+}
+
+func counts(w *Window) map[string]Counts {
+	m := map[string]Counts{}
+	for _, r := range w.Remotes {
+		m[r.Addr.String()] = r.Counts
+	}
+	return m
+}
+
+func TestBoundaryAndReasons(t *testing.T) {
+	tl, rec := newTally(t, false)
+	tl.add([]capture.Event{
+		ev(0, capture.Egress, "203.0.113.5", 100),
+		ev(L-time.Nanosecond, capture.Ingress, "203.0.113.5", 60),
+		ev(L-time.Nanosecond, capture.SkipTransit, "", 0),
+		ev(L, capture.Egress, "2001:db8::5", 1500), // first instant of the next window
+		ev(L+time.Second, capture.SkipNonIP, "", 0),
+		ev(L+time.Second, capture.SkipMalformed, "", 0),
+		ev(L+time.Second, capture.SkipExcluded, "", 0),
+		ev(L+time.Second, capture.SkipLocal, "", 0),
+		ev(3*L+time.Second, capture.Ingress, "198.51.100.9", 40), // skips a quiet window
+	}, clock{})
+	tl.flush()
+	if len(rec.got) != 3 {
+		t.Fatalf("closed %d windows, want 3 (no filler for the quiet one)", len(rec.got))
+	}
+	w0, w1, w2 := rec.got[0].Finish(0), rec.got[1].Finish(0), rec.got[2].Finish(0)
+	if !w0.Start.Equal(base) || !w1.Start.Equal(base.Add(L)) || !w2.Start.Equal(base.Add(3*L)) {
+		t.Fatalf("starts %v %v %v", w0.Start, w1.Start, w2.Start)
+	}
+	if got, want := counts(w0)["203.0.113.5"], (Counts{1, 100, 1, 60}); got != want {
+		t.Errorf("w0 203.0.113.5 = %+v, want %+v", got, want)
+	}
+	if got, want := w0.Stats, (Stats{Frames: 3, Tallied: 2, Transit: 1}); got != want {
+		t.Errorf("w0 stats = %+v, want %+v", got, want)
+	}
+	if got, want := counts(w1)["2001:db8::5"], (Counts{TxPackets: 1, TxBytes: 1500}); got != want {
+		t.Errorf("w1 2001:db8::5 = %+v, want %+v", got, want)
+	}
+	if got, want := w1.Stats, (Stats{Frames: 5, Tallied: 1, NonIP: 1, Malformed: 1, Excluded: 1, Local: 1}); got != want {
+		t.Errorf("w1 stats = %+v, want %+v", got, want)
+	}
+	if got, want := counts(w2)["198.51.100.9"], (Counts{RxPackets: 1, RxBytes: 40}); got != want {
+		t.Errorf("w2 = %+v, want %+v", got, want)
+	}
+}
+
+func TestLateFrameCountsInOpenWindow(t *testing.T) {
+	tl, rec := newTally(t, false)
+	tl.add([]capture.Event{
+		ev(time.Second, capture.Egress, "203.0.113.5", 100),
+		ev(L+time.Second, capture.Egress, "203.0.113.5", 100),
+		ev(2*time.Second, capture.Egress, "203.0.113.6", 70), // window 0 is closed already
+		{Kind: capture.Drops, Len: 7, TS: base.Add(time.Hour).UnixNano()},
+	}, clock{})
+	tl.flush()
+	if len(rec.got) != 2 {
+		t.Fatalf("closed %d windows, want 2", len(rec.got))
+	}
+	w1 := rec.got[1].Finish(0)
+	if got, want := counts(w1)["203.0.113.6"], (Counts{TxPackets: 1, TxBytes: 70}); got != want {
+		t.Errorf("late remote = %+v, want %+v", got, want)
+	}
+	if w1.Stats.Late != 1 || w1.Stats.Frames != 2 || w1.Stats.Drops != 7 {
+		t.Errorf("stats = %+v, want Late 1, Frames 2, Drops 7", w1.Stats)
+	}
+}
+
+func TestFinishCapKeepsHeaviestAndFoldsTheRest(t *testing.T) {
+	tl, rec := newTally(t, false)
+	tl.add([]capture.Event{
+		ev(0, capture.Egress, "203.0.113.1", 10),
+		ev(0, capture.Egress, "203.0.113.2", 500),
+		ev(0, capture.Ingress, "203.0.113.3", 300),
+		ev(0, capture.Egress, "203.0.113.4", 300), // ties with .3: lower address first
+		ev(0, capture.Ingress, "203.0.113.1", 5),
+	}, clock{})
+	tl.flush()
+	w := rec.got[0].Finish(3)
+	var order []string
+	for _, r := range w.Remotes {
+		order = append(order, r.Addr.String())
+	}
+	if want := "[203.0.113.2 203.0.113.3 203.0.113.4]"; fmtSlice(order) != want {
+		t.Errorf("kept %v, want %v", order, want)
+	}
+	if want := (Counts{1, 10, 1, 5}); w.Other != want {
+		t.Errorf("other = %+v, want %+v", w.Other, want)
+	}
+	if w.Stats.Folded != 1 {
+		t.Errorf("folded = %d, want 1", w.Stats.Folded)
+	}
+	var total Counts
+	for _, r := range w.Remotes {
+		total.Add(r.Counts)
+	}
+	total.Add(w.Other)
+	if total.Bytes() != 1115 || total.Packets() != 5 {
+		t.Errorf("totals %d bytes %d packets, want 1115 and 5", total.Bytes(), total.Packets())
+	}
+}
+
+func fmtSlice(s []string) string {
+	out := "["
+	for i, x := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += x
+	}
+	return out + "]"
+}
+
+func TestLiveClosesQuietWindowsOnTime(t *testing.T) {
+	tl, rec := newTally(t, true)
+	at := func(wall, mono time.Duration) clock { return clock{wall: base.Add(wall).UnixNano(), mono: mono} }
+	tl.tick(at(5*time.Second, 0))
+	tl.tick(at(L, 15*time.Second)) // at the end but within grace
+	if len(rec.got) != 0 {
+		t.Fatalf("closed before the grace passed")
+	}
+	tl.tick(at(L+600*time.Millisecond, 15600*time.Millisecond))
+	if len(rec.got) != 1 || !rec.got[0].Start.Equal(base) || rec.got[0].Stats.Frames != 0 {
+		t.Fatalf("want one empty window at %v, got %d", base, len(rec.got))
+	}
+	tl.tick(at(2*L+600*time.Millisecond, 35600*time.Millisecond))
+	if len(rec.got) != 2 || !rec.got[1].Start.Equal(base.Add(L)) {
+		t.Fatalf("second quiet window not closed in line: %d", len(rec.got))
+	}
+}
+
+func TestLiveClockSteps(t *testing.T) {
+	tl, rec := newTally(t, true)
+	at := func(wall, mono time.Duration) clock { return clock{wall: base.Add(wall).UnixNano(), mono: mono} }
+	tl.tick(at(time.Second, 0))
+	tl.add([]capture.Event{ev(2*time.Second, capture.Egress, "203.0.113.5", 100)}, at(2*time.Second, time.Second))
+
+	// The wall clock leaps a day ahead: one window is closed, the new one is
+	// the one holding the new time, and no window in between is made.
+	day := 24 * time.Hour
+	tl.tick(at(day, 20*time.Second))
+	tl.tick(at(day+L+time.Second, 40*time.Second))
+	if len(rec.got) != 2 {
+		t.Fatalf("after a forward step closed %d windows, want 2", len(rec.got))
+	}
+	if want := base.Add(day - L); !rec.got[1].Start.Equal(want) {
+		t.Fatalf("window after the step starts %v, want %v", rec.got[1].Start, want)
+	}
+
+	// The wall clock steps back an hour. The open window still closes on the
+	// monotonic clock, and the next one follows it instead of reopening the
+	// past; frames stamped in the past are counted there and flagged late.
+	openStart := base.Add(day + L)
+	tl.add([]capture.Event{ev(day-time.Hour, capture.Egress, "203.0.113.7", 50)}, at(day-time.Hour, 45*time.Second))
+	tl.tick(at(day-time.Hour+30*time.Second, 70*time.Second))
+	if len(rec.got) != 3 {
+		t.Fatalf("window did not close on the monotonic clock after a backward step")
+	}
+	w := rec.got[2].Finish(0)
+	if !w.Start.Equal(openStart) || w.Stats.Late != 1 || counts(w)["203.0.113.7"].TxBytes != 50 {
+		t.Fatalf("got start %v late %d, want %v with one late frame", w.Start, w.Stats.Late, openStart)
+	}
+	tl.tick(at(day-time.Hour+time.Minute, 200*time.Second))
+	if next := rec.got[3].Start; !next.Equal(openStart.Add(L)) {
+		t.Fatalf("next window %v, want %v (never before one already closed)", next, openStart.Add(L))
+	}
+}
+
+func TestWindowStartBeforeEpoch(t *testing.T) {
+	tl, _ := newTally(t, false)
+	if got := tl.windowStart(-1); got != -int64(L) {
+		t.Fatalf("windowStart(-1ns) = %d, want %d", got, -int64(L))
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []Config{{Length: 0}, {Length: 1500 * time.Millisecond}, {Length: L, Grace: L}} {
+		if c.Validate() == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
+
+func TestRunDrainsAndFlushes(t *testing.T) {
+	p := capture.NewPipe(4)
+	var got []*Closed
+	tl := New(Config{Length: L}, func(c *Closed) { got = append(got, c) })
+	done := make(chan struct{})
+	go func() { tl.Run(p); close(done) }()
+	b := p.Get()
+	b = append(b, ev(0, capture.Egress, "203.0.113.5", 100), ev(L, capture.Egress, "203.0.113.5", 100))
+	p.Full <- b
+	close(p.Full)
+	<-done
+	if len(got) != 2 || got[1].Remotes() != 1 {
+		t.Fatalf("got %d windows, want 2 with the partial one flushed", len(got))
+	}
+}
+
+func BenchmarkAdd(b *testing.B) {
+	tl := New(Config{Length: time.Hour}, func(*Closed) {})
+	evs := make([]capture.Event, capture.BatchSize)
+	for i := range evs {
+		evs[i] = capture.Event{TS: base.UnixNano(), Kind: capture.Egress, Len: 100}
+		evs[i].Remote = netip.AddrFrom4([4]byte{203, 0, 113, byte(i % 200)}).As16()
+	}
+	tl.add(evs, clock{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		tl.add(evs, clock{})
+	}
+	b.SetBytes(int64(len(evs))) // "bytes" here are events: MB/s reads as M events/s
+}
