@@ -1,0 +1,352 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/dstwatch/dstwatch/rotate"
+)
+
+// valueVersion is the first byte of every window value. It changes only if
+// the section framing itself changes; new data goes into new sections.
+const valueVersion = 1
+
+// Section ids. Never reuse or renumber one: old files keep them forever.
+const (
+	secHeader  = 1
+	secStats   = 2
+	secOther   = 3
+	secRemotes = 4
+)
+
+// Address family bytes in the remotes section.
+const (
+	family4 = 4
+	family6 = 6
+)
+
+// minRemoteLen is the smallest encoding of one remote (family, IPv4
+// address, country, ASN and four counts of one byte each). The decoder
+// checks a remote count against it before allocating.
+const minRemoteLen = 1 + 4 + 2 + 1 + 4
+
+// keyLen is the length of a window key: big-endian Unix seconds of Start.
+const keyLen = 8
+
+func windowKey(start time.Time) []byte {
+	k := make([]byte, keyLen)
+	binary.BigEndian.PutUint64(k, uint64(start.Unix()))
+	return k
+}
+
+func keyTime(k []byte) time.Time {
+	return time.Unix(int64(binary.BigEndian.Uint64(k)), 0).UTC()
+}
+
+// MarshalWindow encodes w as a window value (see the package documentation
+// for the layout). w.Start goes into the key, not the value. A Country that
+// is not exactly two bytes is stored as unknown.
+func MarshalWindow(w *Window) []byte {
+	// Most remotes take 15-30 bytes; sizing up front avoids regrowing a
+	// multi-megabyte buffer several times for a large window.
+	buf := make([]byte, 0, 128+len(w.Remotes)*28)
+	buf = append(buf, valueVersion)
+
+	var scratch [128]byte
+
+	var geo uint64
+	if !w.GeoBuild.IsZero() && w.GeoBuild.Unix() > 0 {
+		geo = uint64(w.GeoBuild.Unix())
+	}
+	p := binary.AppendUvarint(scratch[:0], uint64(w.Length/time.Second))
+	p = binary.AppendUvarint(p, geo)
+	buf = appendSection(buf, secHeader, p)
+
+	s := w.Stats
+	p = scratch[:0]
+	for _, v := range [...]uint64{s.Frames, s.Tallied, s.NonIP, s.Transit, s.Malformed,
+		s.Excluded, s.Local, s.Drops, s.Late, s.Folded} {
+		p = binary.AppendUvarint(p, v)
+	}
+	buf = appendSection(buf, secStats, p)
+
+	buf = appendSection(buf, secOther, appendCounts(scratch[:0], w.Other))
+
+	// The remotes section is large; write its payload in place and patch
+	// nothing: the length is computed first so no copy is needed.
+	n := uint64(uvarintLen(uint64(len(w.Remotes))))
+	for i := range w.Remotes {
+		n += uint64(remoteLen(&w.Remotes[i]))
+	}
+	buf = binary.AppendUvarint(buf, secRemotes)
+	buf = binary.AppendUvarint(buf, n)
+	buf = binary.AppendUvarint(buf, uint64(len(w.Remotes)))
+	for i := range w.Remotes {
+		buf = appendRemote(buf, &w.Remotes[i])
+	}
+	return buf
+}
+
+func appendSection(buf []byte, id uint64, payload []byte) []byte {
+	buf = binary.AppendUvarint(buf, id)
+	buf = binary.AppendUvarint(buf, uint64(len(payload)))
+	return append(buf, payload...)
+}
+
+func appendCounts(b []byte, c rotate.Counts) []byte {
+	b = binary.AppendUvarint(b, c.TxPackets)
+	b = binary.AppendUvarint(b, c.TxBytes)
+	b = binary.AppendUvarint(b, c.RxPackets)
+	return binary.AppendUvarint(b, c.RxBytes)
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+func remoteLen(r *Remote) int {
+	n := 1 + 4 + 2
+	if a := r.Addr.Unmap(); a.Is6() {
+		n = 1 + 16 + 2
+	}
+	return n + uvarintLen(uint64(r.ASN)) + uvarintLen(r.TxPackets) + uvarintLen(r.TxBytes) +
+		uvarintLen(r.RxPackets) + uvarintLen(r.RxBytes)
+}
+
+func appendRemote(b []byte, r *Remote) []byte {
+	// Unmap so a v4-mapped address a caller forgot to normalise is stored
+	// (and later merged) as the IPv4 address it is.
+	a := r.Addr.Unmap()
+	if a.Is6() {
+		b = append(b, family6)
+		a16 := a.As16()
+		b = append(b, a16[:]...)
+	} else {
+		// An invalid Addr is stored as 0.0.0.0 rather than making
+		// MarshalWindow fail; Put rejects it before it gets here.
+		b = append(b, family4)
+		a4 := [4]byte{}
+		if a.Is4() {
+			a4 = a.As4()
+		}
+		b = append(b, a4[:]...)
+	}
+	if len(r.Country) == 2 && r.Country[0] != 0 && r.Country[1] != 0 {
+		b = append(b, r.Country[0], r.Country[1])
+	} else {
+		b = append(b, 0, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(r.ASN))
+	return appendCounts(b, r.Counts)
+}
+
+// errCorrupt is what every decoding failure wraps, so callers can tell a
+// bad value from other failures without string matching.
+var errCorrupt = errors.New("corrupt window value")
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errCorrupt, fmt.Sprintf(format, args...))
+}
+
+// UnmarshalWindow decodes a window from its key and value. It never panics
+// and allocates at most in proportion to len(val): counts are checked
+// against the bytes left before anything is allocated. Sections with ids it
+// does not know are skipped, so files from a later minor change still read.
+// Remote.ASOrg is left empty: organisations live in their own bucket.
+func UnmarshalWindow(key, val []byte) (*Window, error) {
+	if len(key) != keyLen {
+		return nil, corrupt("key is %d bytes, want %d", len(key), keyLen)
+	}
+	secs := binary.BigEndian.Uint64(key)
+	if secs > 1<<62 {
+		return nil, corrupt("key %#x is not a plausible time", key)
+	}
+	if len(val) == 0 {
+		return nil, corrupt("empty value")
+	}
+	if val[0] != valueVersion {
+		return nil, corrupt("value encoding version %d, want %d", val[0], valueVersion)
+	}
+	w := &Window{Start: time.Unix(int64(secs), 0).UTC()}
+	var seen uint64 // bit per known section id, to refuse duplicates
+	rest := val[1:]
+	for len(rest) > 0 {
+		id, n := binary.Uvarint(rest)
+		if n <= 0 {
+			return nil, corrupt("bad section id")
+		}
+		rest = rest[n:]
+		l, n := binary.Uvarint(rest)
+		if n <= 0 {
+			return nil, corrupt("section %d: bad length", id)
+		}
+		rest = rest[n:]
+		if l > uint64(len(rest)) {
+			return nil, corrupt("section %d: length %d past the end (%d bytes left)", id, l, len(rest))
+		}
+		payload := rest[:l]
+		rest = rest[l:]
+		if id >= secHeader && id <= secRemotes {
+			if seen&(1<<id) != 0 {
+				return nil, corrupt("section %d twice", id)
+			}
+			seen |= 1 << id
+		}
+		var err error
+		switch id {
+		case secHeader:
+			err = decodeHeader(w, payload)
+		case secStats:
+			err = decodeStats(&w.Stats, payload)
+		case secOther:
+			var ok bool
+			w.Other, payload, ok = decodeCounts(payload)
+			if !ok {
+				err = corrupt("other: bad count")
+			}
+			// Bytes after the four counts are fields a later version appended.
+		case secRemotes:
+			err = decodeRemotes(w, payload)
+		default:
+			// A section added by a later version; it carries data this
+			// version does not show, and the rest is still right.
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if seen&(1<<secHeader) == 0 {
+		return nil, corrupt("no header section")
+	}
+	return w, nil
+}
+
+func decodeHeader(w *Window, p []byte) error {
+	length, n := binary.Uvarint(p)
+	if n <= 0 {
+		return corrupt("header: bad length")
+	}
+	p = p[n:]
+	if length == 0 || length > 1<<40 {
+		return corrupt("header: window length %d s", length)
+	}
+	w.Length = time.Duration(length) * time.Second
+	geo, n := binary.Uvarint(p)
+	if n <= 0 {
+		return corrupt("header: bad geo build")
+	}
+	if geo > 1<<40 {
+		return corrupt("header: geo build %d", geo)
+	}
+	if geo != 0 {
+		w.GeoBuild = time.Unix(int64(geo), 0).UTC()
+	}
+	// Bytes after the known fields are fields a later version appended.
+	return nil
+}
+
+func decodeStats(s *rotate.Stats, p []byte) error {
+	fields := [...]*uint64{&s.Frames, &s.Tallied, &s.NonIP, &s.Transit, &s.Malformed,
+		&s.Excluded, &s.Local, &s.Drops, &s.Late, &s.Folded}
+	for i, f := range fields {
+		if len(p) == 0 {
+			// A shorter section is from a version with fewer counters.
+			return nil
+		}
+		v, n := binary.Uvarint(p)
+		if n <= 0 {
+			return corrupt("stats: bad field %d", i)
+		}
+		*f = v
+		p = p[n:]
+	}
+	return nil
+}
+
+func decodeCounts(p []byte) (c rotate.Counts, rest []byte, ok bool) {
+	for _, f := range [...]*uint64{&c.TxPackets, &c.TxBytes, &c.RxPackets, &c.RxBytes} {
+		v, n := binary.Uvarint(p)
+		if n <= 0 {
+			return c, nil, false
+		}
+		*f = v
+		p = p[n:]
+	}
+	return c, p, true
+}
+
+// countries holds every upper-case two-letter string, so decoding a large
+// window does not allocate a string per remote.
+var countries = func() (t [26 * 26]string) {
+	for i := range t {
+		t[i] = string([]byte{'A' + byte(i/26), 'A' + byte(i%26)})
+	}
+	return t
+}()
+
+func countryString(a, b byte) string {
+	if a >= 'A' && a <= 'Z' && b >= 'A' && b <= 'Z' {
+		return countries[int(a-'A')*26+int(b-'A')]
+	}
+	return string([]byte{a, b})
+}
+
+func decodeRemotes(w *Window, p []byte) error {
+	count, n := binary.Uvarint(p)
+	if n <= 0 {
+		return corrupt("remotes: bad count")
+	}
+	p = p[n:]
+	if count > uint64(len(p)/minRemoteLen) {
+		return corrupt("remotes: %d remotes cannot fit in %d bytes", count, len(p))
+	}
+	w.Remotes = make([]Remote, count)
+	for i := range w.Remotes {
+		r := &w.Remotes[i]
+		if len(p) < 1 {
+			return corrupt("remote %d: truncated", i)
+		}
+		switch p[0] {
+		case family4:
+			if len(p) < 1+4+2 {
+				return corrupt("remote %d: truncated", i)
+			}
+			r.Addr = netip.AddrFrom4([4]byte(p[1:5]))
+			p = p[5:]
+		case family6:
+			if len(p) < 1+16+2 {
+				return corrupt("remote %d: truncated", i)
+			}
+			r.Addr = netip.AddrFrom16([16]byte(p[1:17]))
+			p = p[17:]
+		default:
+			return corrupt("remote %d: address family %d", i, p[0])
+		}
+		if p[0] != 0 || p[1] != 0 {
+			r.Country = countryString(p[0], p[1])
+		}
+		p = p[2:]
+		asn, n := binary.Uvarint(p)
+		if n <= 0 || asn > 1<<32-1 {
+			return corrupt("remote %d: bad ASN", i)
+		}
+		r.ASN = uint32(asn)
+		p = p[n:]
+		var ok bool
+		if r.Counts, p, ok = decodeCounts(p); !ok {
+			return corrupt("remote %d: bad count", i)
+		}
+	}
+	if len(p) != 0 {
+		return corrupt("remotes: %d trailing bytes", len(p))
+	}
+	return nil
+}

@@ -1,0 +1,346 @@
+package storage
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// scanBatch is how many windows Windows and Last decode per read
+// transaction. Short transactions keep a slow callback from holding the
+// mmap (a writer that grows the file waits for every reader to finish) and
+// bound memory for a long range.
+const scanBatch = 256
+
+// Put stores windows in one transaction. Keys are written in ascending
+// order whatever the order of ws, because bbolt splits pages badly on
+// random inserts. A window whose start is already stored is merged with the
+// stored one, never overwritten, so a window written twice (a restart
+// replaying the same capture, a late flush) loses no counts: remotes are
+// summed by address, Other and Stats are summed, Length is the larger,
+// and Country, ASN and GeoBuild come from the newer unless it does not know
+// them. ws is not modified.
+func (db *DB) Put(ws []*Window) error {
+	if len(ws) == 0 {
+		return nil
+	}
+	for _, w := range ws {
+		if err := validate(w); err != nil {
+			return fmt.Errorf("put window %s: %w", w.Start.UTC().Format(time.RFC3339), err)
+		}
+	}
+	sorted := slices.Clone(ws)
+	slices.SortStableFunc(sorted, func(a, b *Window) int { return a.Start.Compare(b.Start) })
+
+	newOrgs := make(map[uint32]string)
+	db.mu.Lock()
+	for _, w := range sorted {
+		for i := range w.Remotes {
+			r := &w.Remotes[i]
+			if r.ASN != 0 && r.ASOrg != "" && db.orgs[r.ASN] != r.ASOrg {
+				newOrgs[r.ASN] = r.ASOrg
+			}
+		}
+	}
+	db.mu.Unlock()
+
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketWindows)
+		// Windows arrive in time order, so almost every insert appends;
+		// full pages then make a smaller file.
+		b.FillPercent = 0.9
+		for _, w := range sorted {
+			k := windowKey(w.Start)
+			if old := b.Get(k); old != nil {
+				ow, err := UnmarshalWindow(k, old)
+				if err != nil {
+					return fmt.Errorf("merge window %s with the stored one: %w (nothing was written)",
+						w.Start.UTC().Format(time.RFC3339), err)
+				}
+				w = merge(ow, w)
+			} else if !remotesSorted(w.Remotes) {
+				c := *w
+				c.Remotes = slices.Clone(w.Remotes)
+				sortRemotes(c.Remotes)
+				w = &c
+			}
+			if err := b.Put(k, MarshalWindow(w)); err != nil {
+				return err
+			}
+		}
+		ab := tx.Bucket(bucketASN)
+		asns := make([]uint32, 0, len(newOrgs))
+		for asn, org := range newOrgs {
+			if string(ab.Get(asnKey(asn))) == org {
+				delete(newOrgs, asn)
+				continue
+			}
+			asns = append(asns, asn)
+		}
+		slices.Sort(asns)
+		for _, asn := range asns {
+			if err := ab.Put(asnKey(asn), []byte(newOrgs[asn])); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put %d windows into %s: %w", len(ws), db.path, err)
+	}
+	db.mu.Lock()
+	for asn, org := range newOrgs {
+		db.orgs[asn] = org
+	}
+	db.mu.Unlock()
+	return nil
+}
+
+func validate(w *Window) error {
+	switch {
+	case w.Start.Unix() < 0:
+		return errors.New("start before 1970")
+	case w.Start.Nanosecond() != 0:
+		return errors.New("start is not a whole second")
+	case w.Length <= 0 || w.Length%time.Second != 0:
+		return fmt.Errorf("length %s is not a positive number of whole seconds", w.Length)
+	}
+	for i := range w.Remotes {
+		if !w.Remotes[i].Addr.IsValid() {
+			return fmt.Errorf("remote %d has no address", i)
+		}
+	}
+	return nil
+}
+
+func asnKey(asn uint32) []byte { return binary.BigEndian.AppendUint32(nil, asn) }
+
+func compareRemotes(a, b *Remote) int {
+	if c := cmp.Compare(b.Bytes(), a.Bytes()); c != 0 {
+		return c
+	}
+	return a.Addr.Compare(b.Addr)
+}
+
+func remotesSorted(rs []Remote) bool {
+	return slices.IsSortedFunc(rs, func(a, b Remote) int { return compareRemotes(&a, &b) })
+}
+
+func sortRemotes(rs []Remote) {
+	slices.SortFunc(rs, func(a, b Remote) int { return compareRemotes(&a, &b) })
+}
+
+// merge returns old and newer combined into a new window; neither input
+// is modified.
+func merge(old, newer *Window) *Window {
+	m := &Window{
+		Start:    old.Start,
+		Length:   max(old.Length, newer.Length),
+		Other:    old.Other,
+		Stats:    old.Stats,
+		GeoBuild: old.GeoBuild,
+	}
+	if !newer.GeoBuild.IsZero() {
+		m.GeoBuild = newer.GeoBuild
+	}
+	m.Other.Add(newer.Other)
+	m.Stats.Add(newer.Stats)
+
+	m.Remotes = make([]Remote, 0, len(old.Remotes)+len(newer.Remotes))
+	m.Remotes = append(m.Remotes, old.Remotes...)
+	at := make(map[[16]byte]int, len(m.Remotes))
+	for i := range m.Remotes {
+		at[m.Remotes[i].Addr.Unmap().As16()] = i
+	}
+	for _, r := range newer.Remotes {
+		k := r.Addr.Unmap().As16()
+		i, ok := at[k]
+		if !ok {
+			at[k] = len(m.Remotes)
+			m.Remotes = append(m.Remotes, r)
+			continue
+		}
+		e := &m.Remotes[i]
+		e.Counts.Add(r.Counts)
+		// The newer lookup wins, but a failed lookup does not erase a
+		// known answer.
+		if r.Country != "" {
+			e.Country = r.Country
+		}
+		if r.ASN != 0 {
+			e.ASN, e.ASOrg = r.ASN, r.ASOrg
+		}
+	}
+	sortRemotes(m.Remotes)
+	return m
+}
+
+// Windows calls fn for each stored window with from <= Start < to, oldest
+// first. Each window is a copy that fn may keep. fn runs outside any
+// transaction, so it may be slow or call other DB methods; a window written
+// meanwhile after the last one seen is included. An error from fn stops the
+// scan and is returned as is.
+func (db *DB) Windows(from, to time.Time, fn func(*Window) error) error {
+	return db.scan(clampKey(from), clampKey(to), -1, fn)
+}
+
+// Last calls fn for the n newest windows, oldest first.
+func (db *DB) Last(n int, fn func(*Window) error) error {
+	if n <= 0 {
+		return nil
+	}
+	var from []byte
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketWindows).Cursor()
+		k, _ := c.Last()
+		for i := 1; k != nil && i < n; i++ {
+			if pk, _ := c.Prev(); pk != nil {
+				k = pk
+			} else {
+				break
+			}
+		}
+		from = bytes.Clone(k)
+		return nil
+	})
+	if err != nil || from == nil {
+		return err
+	}
+	return db.scan(from, nil, n, fn)
+}
+
+// clampKey maps a time to a key, keeping times before 1970 at the first key.
+func clampKey(t time.Time) []byte {
+	if t.Unix() < 0 {
+		return make([]byte, keyLen)
+	}
+	// A range end with a fraction of a second must still include the
+	// window starting at its whole second.
+	if t.Nanosecond() != 0 {
+		t = t.Truncate(time.Second).Add(time.Second)
+	}
+	return windowKey(t)
+}
+
+// scan reads windows with from <= key < to (to nil: no end), at most limit
+// of them (limit < 0: no limit), in batches of scanBatch per transaction.
+func (db *DB) scan(from, to []byte, limit int, fn func(*Window) error) error {
+	next := from
+	for next != nil && limit != 0 {
+		var batch []*Window
+		err := db.bolt.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketWindows).Cursor()
+			k, v := c.Seek(next)
+			next = nil
+			for ; k != nil && (to == nil || bytes.Compare(k, to) < 0); k, v = c.Next() {
+				if len(batch) == scanBatch || len(batch) == limit {
+					next = bytes.Clone(k)
+					break
+				}
+				w, err := UnmarshalWindow(k, v)
+				if err != nil {
+					return fmt.Errorf("window %s: %w", keyTime(k).Format(time.RFC3339), err)
+				}
+				db.fillOrgs(tx, w)
+				batch = append(batch, w)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read %s: %w", db.path, err)
+		}
+		if limit > 0 {
+			limit -= len(batch)
+		}
+		for _, w := range batch {
+			if err := fn(w); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fillOrgs sets Remote.ASOrg from the cache, falling back to the asn
+// bucket. Unknown ASNs are not cached: their name may be written later.
+func (db *DB) fillOrgs(tx *bolt.Tx, w *Window) {
+	var ab *bolt.Bucket
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	for i := range w.Remotes {
+		r := &w.Remotes[i]
+		if r.ASN == 0 {
+			continue
+		}
+		if org, ok := db.orgs[r.ASN]; ok {
+			r.ASOrg = org
+			continue
+		}
+		if ab == nil {
+			if ab = tx.Bucket(bucketASN); ab == nil {
+				return
+			}
+		}
+		if v := ab.Get(asnKey(r.ASN)); v != nil {
+			r.ASOrg = string(v)
+			db.orgs[r.ASN] = r.ASOrg
+		}
+	}
+}
+
+// Bounds reports the oldest and newest window start and how many windows
+// are stored; zero values when there are none.
+func (db *DB) Bounds() (first, last time.Time, n int, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketWindows)
+		c := b.Cursor()
+		k, _ := c.First()
+		if k == nil {
+			return nil
+		}
+		first = keyTime(k)
+		k, _ = c.Last()
+		last = keyTime(k)
+		n = b.Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("read %s: %w", db.path, err)
+	}
+	return first, last, n, err
+}
+
+// Prune deletes the windows with Start < before in one transaction and
+// reports how many. The file does not shrink; bbolt reuses the pages.
+// Organisation names are kept: they are few and later windows share them.
+func (db *DB) Prune(before time.Time) (int, error) {
+	end := clampKey(before)
+	n := 0
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketWindows)
+		var keys [][]byte
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		// Deleting through the cursor while iterating skips keys in bbolt;
+		// collect first, then delete in key order.
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(keys)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune %s: %w", db.path, err)
+	}
+	return n, nil
+}
