@@ -308,6 +308,9 @@ func decodeRemotes(w *Window, p []byte) error {
 	if count > uint64(len(p)/minRemoteLen) {
 		return corrupt("remotes: %d remotes cannot fit in %d bytes", count, len(p))
 	}
+	if count == 0 {
+		return nil
+	}
 	w.Remotes = make([]Remote, count)
 	for i := range w.Remotes {
 		r := &w.Remotes[i]

@@ -126,11 +126,20 @@ func Open(path string, opt Options) (*DB, error) {
 			return nil, err
 		}
 		var version uint32
-		err = b.View(func(tx *bolt.Tx) error {
-			if version, err = checkFormat(tx, path); err != nil {
+		err = b.View(func(tx *bolt.Tx) (err error) {
+			// bbolt panics on a bad page met by an ordinary read, so
+			// Check (which recovers) runs before anything else reads,
+			// and a panic that still gets through means damage.
+			defer func() {
+				if r := recover(); r != nil {
+					err = damaged(path, fmt.Sprint(r))
+				}
+			}()
+			if err := checkIntegrity(tx, path); err != nil {
 				return err
 			}
-			return checkIntegrity(tx, path)
+			version, err = checkFormat(tx, path)
+			return err
 		})
 		if err == nil && opt.ReadOnly && version < formatVersion {
 			err = fmt.Errorf("open %s: format %d is older than %d: open it once with the dstwatch daemon (read-write) to upgrade it",
@@ -166,7 +175,7 @@ func Open(path string, opt Options) (*DB, error) {
 		return err
 	})
 	if err == nil && version < formatVersion {
-		err = b.Update(func(tx *bolt.Tx) error { return migrate(tx, version) })
+		err = b.Update(func(tx *bolt.Tx) error { return migrate(tx, version, formatVersion) })
 		if err != nil {
 			err = fmt.Errorf("open %s: upgrade from format %d: %w", path, version, err)
 		}
@@ -241,7 +250,7 @@ func notOurs(path, why string) error {
 
 func damaged(path, why string) error {
 	return fmt.Errorf("open %s: %w: %s; the file was left as it is: move it aside and start with a new one, "+
-		"or recover windows with 'bbolt compact -o NEW %s' and point --db at NEW", path, ErrDamaged, why, path)
+		"or try to recover the readable windows with 'bbolt compact -o NEW %s' and point --db at NEW", path, ErrDamaged, why, path)
 }
 
 func rootBuckets(tx *bolt.Tx) [][]byte {
@@ -303,11 +312,12 @@ func checkIntegrity(tx *bolt.Tx, path string) error {
 	return damaged(path, why)
 }
 
-// migrate brings a file from format from (0 = empty bbolt file) to
-// formatVersion in the caller's transaction.
-func migrate(tx *bolt.Tx, from uint32) error {
-	if len(upgrades) != formatVersion-1 {
-		panic("storage: upgrades does not match formatVersion")
+// migrate brings a file from format from (0 = empty bbolt file) to format
+// to in the caller's transaction. Open always passes formatVersion; tests
+// pass other targets to run upgrade steps before their format exists.
+func migrate(tx *bolt.Tx, from, to uint32) error {
+	if int(to)-1 > len(upgrades) {
+		return fmt.Errorf("no upgrade step to format %d", to)
 	}
 	if from == 0 {
 		meta, err := tx.CreateBucket(bucketMeta)
@@ -322,14 +332,14 @@ func migrate(tx *bolt.Tx, from uint32) error {
 		if err := meta.Put(keyCreated, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
 			return err
 		}
-		return putFormat(meta, formatVersion)
+		return putFormat(meta, to)
 	}
-	for v := from; v < formatVersion; v++ {
+	for v := from; v < to; v++ {
 		if err := upgrades[v-1](tx); err != nil {
 			return fmt.Errorf("to format %d: %w", v+1, err)
 		}
 	}
-	return putFormat(tx.Bucket(bucketMeta), formatVersion)
+	return putFormat(tx.Bucket(bucketMeta), to)
 }
 
 func putFormat(meta *bolt.Bucket, v uint32) error {
