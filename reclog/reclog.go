@@ -1,0 +1,146 @@
+// Package reclog owns the record log: the plain-text file that gets a block of
+// lines for every stored window, for people to tail and grep. It survives
+// logrotate: the file is reopened on request (SIGHUP) and whenever the path
+// no longer names the file it has open (renamed or deleted away).
+package reclog
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dstwatch/dstwatch/internal/units"
+	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+// Log appends window blocks to a file. Its methods are safe for concurrent
+// use: the writer appends while the signal handler asks for a reopen.
+type Log struct {
+	path string
+	mode os.FileMode
+	mu   sync.Mutex
+	f    *os.File // guarded by mu
+}
+
+// Open opens path for appending, creating it with mode (0640 when zero).
+func Open(path string, mode os.FileMode) (*Log, error) {
+	if mode == 0 {
+		mode = 0o640
+	}
+	l := &Log{path: path, mode: mode}
+	if err := l.reopen(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Log) reopen() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, l.mode)
+	if err != nil {
+		return fmt.Errorf("record log: %w", err)
+	}
+	if l.f != nil {
+		l.f.Close()
+	}
+	l.f = f
+	return nil
+}
+
+// Reopen closes the file and opens the path again, as logrotate's
+// postrotate (or SIGHUP) expects.
+func (l *Log) Reopen() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reopen()
+}
+
+// rotatedAway reports whether the path no longer names the open file.
+func (l *Log) rotatedAway() bool {
+	cur, err := l.f.Stat()
+	if err != nil {
+		return true
+	}
+	onDisk, err := os.Stat(l.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	return err == nil && !os.SameFile(cur, onDisk)
+}
+
+// Write appends w's block: a header line, its top remotes (all when top <= 0)
+// and an others line for the rest. Times are shown in loc.
+func (l *Log) Write(w *storage.Window, top int, loc *time.Location) error {
+	var b strings.Builder
+	Format(&b, w, top, loc)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rotatedAway() {
+		if err := l.reopen(); err != nil {
+			return err
+		}
+	}
+	// One write per window: a reader tailing the file never sees half a block
+	// from us, and O_APPEND keeps blocks whole even if two writers shared it.
+	if _, err := io.WriteString(l.f, b.String()); err != nil {
+		return fmt.Errorf("record log %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// Close closes the file.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}
+
+// Format writes w's block to b. Every line starts with the window's start
+// time, so that grep on a time or an address finds whole answers.
+func Format(b *strings.Builder, w *storage.Window, top int, loc *time.Location) {
+	ts := w.Start.In(loc).Format(time.RFC3339)
+	var total rotate.Counts
+	for i := range w.Remotes {
+		total.Add(w.Remotes[i].Counts)
+	}
+	total.Add(w.Other)
+	s := w.Stats
+	fmt.Fprintf(b, "%s === window %s remotes %d  tx %s %s pkts  rx %s %s pkts  frames %d skipped %d drops %d late %d folded %d ===\n",
+		ts, w.Length, len(w.Remotes)+int(s.Folded),
+		units.Bytes(total.TxBytes), units.Count(total.TxPackets),
+		units.Bytes(total.RxBytes), units.Count(total.RxPackets),
+		s.Frames, s.Skipped(), s.Drops, s.Late, s.Folded)
+	n := len(w.Remotes)
+	if top > 0 && n > top {
+		n = top
+	}
+	for _, r := range w.Remotes[:n] {
+		line(b, ts, r.Counts, country(r.Country), r.Addr.String())
+	}
+	if n < len(w.Remotes) || !w.Other.IsZero() {
+		var rest rotate.Counts
+		for _, r := range w.Remotes[n:] {
+			rest.Add(r.Counts)
+		}
+		rest.Add(w.Other)
+		line(b, ts, rest, "--", fmt.Sprintf("others (%d remotes)", len(w.Remotes)-n+int(s.Folded)))
+	}
+}
+
+func line(b *strings.Builder, ts string, c rotate.Counts, cc, who string) {
+	fmt.Fprintf(b, "%s  tx %10s %7s pkts  rx %10s %7s pkts  %-2s %s\n", ts,
+		units.Bytes(c.TxBytes), units.Count(c.TxPackets),
+		units.Bytes(c.RxBytes), units.Count(c.RxPackets), cc, who)
+}
+
+func country(cc string) string {
+	if cc == "" {
+		return "--"
+	}
+	return cc
+}
