@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 
 	"github.com/dstwatch/dstwatch/internal/mmdbtest"
@@ -298,6 +300,32 @@ func TestReplacedInPlace(t *testing.T) {
 	check(t, d, "2001:db8::1", Info{Country: "FR"})
 	// A new Open sees the new data.
 	check(t, open(t, p), "203.0.113.5", Info{Country: "US"})
+}
+
+func TestIPv4OnlyDatabase(t *testing.T) {
+	// An ip_version 4 database has no ::ffff:0:0/96 alias; without Unmap a
+	// mapped address would be an error there, not an answer.
+	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "DBIP-Country-Lite", IPVersion: 4, RecordSize: 24, IncludeReservedNetworks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, n, _ := net.ParseCIDR("203.0.113.0/24")
+	if err := tree.Insert(n, mmdbtype.Map{"country_code": mmdbtype.String("NZ")}); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "v4.mmdb")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	d := open(t, p)
+	check(t, d, "203.0.113.5", Info{Country: "NZ"})
+	check(t, d, "::ffff:203.0.113.5", Info{Country: "NZ"})
+	check(t, d, "2001:db8::1", Info{})
 }
 
 func TestConcurrent(t *testing.T) {
