@@ -48,7 +48,7 @@ func keyTime(k []byte) time.Time {
 
 // MarshalWindow encodes w as a window value (see the package documentation
 // for the layout). w.Start goes into the key, not the value. A Country that
-// is not exactly two bytes is stored as unknown.
+// is not two upper-case ASCII letters is stored as unknown.
 func MarshalWindow(w *Window) []byte {
 	// Most remotes take 15-30 bytes; sizing up front avoids regrowing a
 	// multi-megabyte buffer several times for a large window.
@@ -75,8 +75,8 @@ func MarshalWindow(w *Window) []byte {
 
 	buf = appendSection(buf, secOther, appendCounts(scratch[:0], w.Other))
 
-	// The remotes section is large; write its payload in place and patch
-	// nothing: the length is computed first so no copy is needed.
+	// The remotes section is most of the value: compute its length first
+	// so the payload is written once, in place, instead of built and copied.
 	n := uint64(uvarintLen(uint64(len(w.Remotes))))
 	for i := range w.Remotes {
 		n += uint64(remoteLen(&w.Remotes[i]))
@@ -139,8 +139,8 @@ func appendRemote(b []byte, r *Remote) []byte {
 		}
 		b = append(b, a4[:]...)
 	}
-	if len(r.Country) == 2 && r.Country[0] != 0 && r.Country[1] != 0 {
-		b = append(b, r.Country[0], r.Country[1])
+	if c := r.Country; len(c) == 2 && isUpper(c[0]) && isUpper(c[1]) {
+		b = append(b, c[0], c[1])
 	} else {
 		b = append(b, 0, 0)
 	}
@@ -292,12 +292,7 @@ var countries = func() (t [26 * 26]string) {
 	return t
 }()
 
-func countryString(a, b byte) string {
-	if a >= 'A' && a <= 'Z' && b >= 'A' && b <= 'Z' {
-		return countries[int(a-'A')*26+int(b-'A')]
-	}
-	return string([]byte{a, b})
-}
+func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
 
 func decodeRemotes(w *Window, p []byte) error {
 	count, n := binary.Uvarint(p)
@@ -329,12 +324,20 @@ func decodeRemotes(w *Window, p []byte) error {
 				return corrupt("remote %d: truncated", i)
 			}
 			r.Addr = netip.AddrFrom16([16]byte(p[1:17]))
+			if r.Addr.Is4In6() {
+				// The encoder unmaps; a mapped address here would
+				// merge apart from its IPv4 twin.
+				return corrupt("remote %d: IPv4-mapped address in the IPv6 family", i)
+			}
 			p = p[17:]
 		default:
 			return corrupt("remote %d: address family %d", i, p[0])
 		}
-		if p[0] != 0 || p[1] != 0 {
-			r.Country = countryString(p[0], p[1])
+		switch {
+		case isUpper(p[0]) && isUpper(p[1]):
+			r.Country = countries[int(p[0]-'A')*26+int(p[1]-'A')]
+		case p[0] != 0 || p[1] != 0:
+			return corrupt("remote %d: country %q", i, p[:2])
 		}
 		p = p[2:]
 		asn, n := binary.Uvarint(p)

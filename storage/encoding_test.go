@@ -1,0 +1,153 @@
+package storage
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/dstwatch/dstwatch/rotate"
+)
+
+// bigWindow has n remotes, a quarter of them IPv6, with realistic count
+// sizes, sorted as rotate hands them over.
+func bigWindow(start time.Time, n int) *Window {
+	w := &Window{Start: start, Length: 20 * time.Second, GeoBuild: time.Unix(1740000000, 0).UTC(),
+		Stats: rotate.Stats{Frames: 5_000_000, Tallied: 4_900_000, Drops: 12}}
+	w.Remotes = make([]Remote, n)
+	for i := range w.Remotes {
+		r := &w.Remotes[i]
+		if i%4 == 3 {
+			var a [16]byte
+			a[0], a[1], a[2], a[3] = 0x20, 0x01, 0x0d, 0xb8
+			binary.BigEndian.PutUint32(a[12:], uint32(i))
+			r.Addr = netip.AddrFrom16(a)
+		} else {
+			r.Addr = netip.AddrFrom4([4]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
+		}
+		r.Country = []string{"US", "DE", "CN", "BR", ""}[i%5]
+		r.ASN = uint32(i%3000 + 1)
+		r.ASOrg = fmt.Sprintf("AS org %d", r.ASN)
+		p := uint64(n-i) + 3
+		r.Counts = rotate.Counts{TxPackets: p, TxBytes: p * 700, RxPackets: p / 2, RxBytes: p * 90}
+	}
+	sortRemotes(w.Remotes)
+	return w
+}
+
+func TestEncodingSize(t *testing.T) {
+	w := bigWindow(t0, 10_000)
+	n := len(MarshalWindow(w))
+	t.Logf("10k remotes: %d bytes, %.1f bytes per remote", n, float64(n)/10_000)
+	if n > 300_000 {
+		t.Fatalf("10k-remote window encodes to %d bytes, want at most 300 KB", n)
+	}
+}
+
+func TestUnmarshalRejects(t *testing.T) {
+	good := MarshalWindow(sampleWindow(t0))
+	key := windowKey(t0)
+	// A remotes section claiming a billion remotes in a few bytes.
+	hugePayload := append(binary.AppendUvarint(nil, 1<<30), make([]byte, 20)...)
+	huge := append([]byte{valueVersion, secHeader, 2, 20, 0, secRemotes, byte(len(hugePayload))}, hugePayload...)
+	tests := []struct {
+		name     string
+		key, val []byte
+	}{
+		{"short key", key[:7], good},
+		{"empty value", key, nil},
+		{"unknown encoding version", key, append([]byte{9}, good[1:]...)},
+		{"truncated", key, good[:len(good)-1]},
+		{"no header", key, []byte{valueVersion}},
+		{"duplicate section", key, append(append([]byte(nil), good...), good[1:]...)},
+		{"section past end", key, []byte{valueVersion, secHeader, 100, 1}},
+		{"zero length window", key, []byte{valueVersion, secHeader, 2, 0, 0}},
+		{"remote count beyond bytes", key, huge},
+		{"bad family", key, []byte{valueVersion, secHeader, 2, 20, 0, secRemotes, 13, 1, 5, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if w, err := UnmarshalWindow(tt.key, tt.val); err == nil {
+				t.Fatalf("no error, got %+v", w)
+			}
+		})
+	}
+}
+
+// seedWindows are the valid encodings in testdata/fuzz/FuzzUnmarshalWindow.
+func seedWindows() []*Window {
+	small := sampleWindow(t0)
+	empty := &Window{Start: t0, Length: time.Minute}
+	geo := sampleWindow(t0.Add(time.Hour))
+	geo.GeoBuild = time.Unix(1740000000, 0).UTC()
+	return []*Window{small, empty, geo, bigWindow(t0, 40)}
+}
+
+// TestWriteFuzzSeeds regenerates the seed corpus when asked:
+// DSTWATCH_WRITE_SEEDS=1 go test -run TestWriteFuzzSeeds ./storage/
+func TestWriteFuzzSeeds(t *testing.T) {
+	if os.Getenv("DSTWATCH_WRITE_SEEDS") == "" {
+		t.Skip("set DSTWATCH_WRITE_SEEDS=1 to rewrite testdata/fuzz/FuzzUnmarshalWindow")
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzUnmarshalWindow")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range seedWindows() {
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n[]byte(%q)\n", windowKey(w.Start), MarshalWindow(w))
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("valid-%d", i)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func FuzzUnmarshalWindow(f *testing.F) {
+	for _, w := range seedWindows() {
+		f.Add(windowKey(w.Start), MarshalWindow(w))
+	}
+	f.Fuzz(func(t *testing.T, key, val []byte) {
+		w, err := UnmarshalWindow(key, val)
+		if err != nil {
+			return
+		}
+		// Every decoded remote took at least minRemoteLen bytes, so the
+		// allocation is bounded by the input.
+		if len(w.Remotes)*minRemoteLen > len(val) {
+			t.Fatalf("%d remotes from %d bytes", len(w.Remotes), len(val))
+		}
+		// What decodes must re-encode to something that decodes the same.
+		w2, err := UnmarshalWindow(key, MarshalWindow(w))
+		if err != nil {
+			t.Fatalf("re-encoding failed to decode: %v", err)
+		}
+		if !reflect.DeepEqual(w, w2) {
+			t.Fatalf("round trip changed the window:\n%+v\n%+v", w, w2)
+		}
+	})
+}
+
+func BenchmarkMarshalWindow(b *testing.B) {
+	w := bigWindow(t0, 100_000)
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		n = len(MarshalWindow(w))
+	}
+	b.ReportMetric(float64(n)/100_000, "B/remote")
+}
+
+func BenchmarkUnmarshalWindow(b *testing.B) {
+	w := bigWindow(t0, 100_000)
+	key, val := windowKey(w.Start), MarshalWindow(w)
+	b.SetBytes(int64(len(val)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := UnmarshalWindow(key, val); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
