@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/geo"
+	"github.com/dstwatch/dstwatch/reclog"
+	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+// Config is everything the daemon needs to run; flags fill it in.
+type Config struct {
+	Interfaces []string       // live capture; empty with Read set
+	Read       string         // capture file to replay instead
+	Local      []netip.Addr   // nil: the capture interfaces' addresses
+	Exclude    []netip.Prefix // remotes never tallied
+	Window     time.Duration
+	MaxRemotes int
+	Retention  time.Duration
+	DBPath     string
+	LogPath    string
+	LogTop     int
+	GeoIP      []string // explicit files; an unreadable one is an error
+	GeoAuto    bool     // look in the usual geoipupdate places when GeoIP is empty
+	FileMode   os.FileMode
+	Location   *time.Location // for the record log
+	Logger     *slog.Logger
+}
+
+// source is one running packet source: a live interface or a file.
+type source interface {
+	Run(ctx context.Context, c *capture.Classifier, p *capture.Pipe) error
+}
+
+// App is the wired pipeline: sources -> tally -> writer (geo, storage, log).
+type App struct {
+	cfg     Config
+	log     *slog.Logger
+	geo     *geo.DB // nil when countries are off
+	db      *storage.DB
+	rec     *reclog.Log
+	cls     *capture.Classifier
+	sources []source
+	names   []string // what each source reads, for messages
+	file    *capture.File
+}
+
+// grace keeps a live window open past its end for frames still sitting in a
+// ring block; it must exceed the block timeout that capture uses.
+const grace = 500 * time.Millisecond
+
+// New opens everything the daemon needs, in the order that lets it fail
+// before touching anything: GeoIP, capture, then the DB and the record log.
+func New(cfg Config) (_ *App, err error) {
+	a := &App{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			a.closeAll()
+		}
+	}()
+	if err := a.openGeo(); err != nil {
+		return nil, err
+	}
+	if err := a.openSources(); err != nil {
+		return nil, err
+	}
+	a.db, err = storage.Open(cfg.DBPath, storage.Options{Timeout: time.Second, Mode: cfg.FileMode})
+	if err != nil {
+		return nil, err
+	}
+	a.rec, err = reclog.Open(cfg.LogPath, cfg.FileMode)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) openGeo() error {
+	paths := a.cfg.GeoIP
+	if len(paths) == 0 && a.cfg.GeoAuto {
+		paths = geo.DefaultPaths()
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	g, err := geo.Open(paths)
+	if err != nil {
+		return err
+	}
+	a.geo = g
+	return nil
+}
+
+func (a *App) openSources() error {
+	local := a.cfg.Local
+	if a.cfg.Read != "" {
+		f, err := capture.OpenFile(a.cfg.Read)
+		if err != nil {
+			return err
+		}
+		if len(local) == 0 {
+			return errors.New("--read needs --local: a capture file does not say which addresses were the host's")
+		}
+		a.file = f
+		a.sources = append(a.sources, f)
+		a.names = append(a.names, a.cfg.Read)
+		a.cls = capture.NewClassifier(local, a.cfg.Exclude)
+		return nil
+	}
+	if len(local) == 0 {
+		for _, name := range a.cfg.Interfaces {
+			addrs, err := capture.InterfaceAddrs(name)
+			if err != nil {
+				return err
+			}
+			local = append(local, addrs...)
+		}
+		if len(local) == 0 {
+			return fmt.Errorf("interface %v has no addresses: give the host's addresses with --local", a.cfg.Interfaces)
+		}
+	}
+	for _, name := range a.cfg.Interfaces {
+		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: local})
+		if err != nil {
+			return err
+		}
+		a.sources = append(a.sources, l)
+		a.names = append(a.names, name)
+	}
+	a.cls = capture.NewClassifier(local, a.cfg.Exclude)
+	return nil
+}
+
+func (a *App) closeAll() {
+	if a.file != nil {
+		a.file.Close()
+	}
+	if a.rec != nil {
+		a.rec.Close()
+	}
+	if a.db != nil {
+		a.db.Close()
+	}
+}
+
+// Run captures until ctx is done (live) or the file ends, then stores the
+// partial window, drains the writer and closes everything. Shutdown runs in
+// pipeline order, so every frame a source emitted is stored.
+func (a *App) Run(ctx context.Context) error {
+	defer a.closeAll()
+	live := a.cfg.Read == ""
+	// Said only once everything is open, so that a failed start is one line.
+	if a.geo == nil {
+		a.log.Warn("no GeoIP database given or found in the usual places; countries are off (see --geoip)")
+	}
+	for _, f := range a.geo.Files() {
+		a.log.Info("geoip database", "path", f.Path, "type", f.Type, "build", f.Build.Format(time.DateOnly))
+	}
+	a.log.Info("capturing", "from", a.names, "local", a.cls.Local(), "window", a.cfg.Window, "db", a.cfg.DBPath)
+
+	pipe := capture.NewPipe(64)
+	closed := make(chan *rotate.Closed, 256)
+	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace},
+		func(c *rotate.Closed) { closed <- c })
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var writerErr error
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		writerErr = a.write(closed, hup, live)
+	}()
+	go func() {
+		tally.Run(pipe)
+		close(closed)
+	}()
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(a.sources))
+	for i, s := range a.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Run(ctx, a.cls, pipe)
+		}()
+	}
+	wg.Wait()
+	close(pipe.Full)
+	<-writerDone
+
+	var err error
+	for i, e := range errs {
+		switch {
+		case e == nil || errors.Is(e, context.Canceled):
+		case errors.Is(e, capture.ErrTruncated):
+			a.log.Warn("capture file is cut off; every complete packet was counted", "file", a.names[i], "err", e)
+		default:
+			err = errors.Join(err, e)
+		}
+	}
+	return errors.Join(err, writerErr)
+}
+
+// offlineBatch bounds how many windows a replay stores in one transaction:
+// a month of 20 s windows must not pay 130k fsyncs.
+const offlineBatch = 1024
+
+// write resolves, stores and logs closed windows until closed is drained. It
+// stores before it logs, so the record log never announces a window the DB
+// does not hold.
+func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live bool) error {
+	var (
+		batch    []*storage.Window
+		newest   time.Time
+		prunedAt time.Time // newest window when we last pruned
+		stored   int
+		lastErr  error
+	)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := a.db.Put(batch); err != nil {
+			// Keep counting: a later window may store fine. Issue: windows in a
+			// failed batch are lost; the reliability work adds a bounded retry queue.
+			a.log.Error("store windows", "windows", len(batch), "err", err)
+			lastErr = err
+			batch = batch[:0]
+			return
+		}
+		for _, w := range batch {
+			if err := a.rec.Write(w, a.cfg.LogTop, a.cfg.Location); err != nil {
+				a.log.Error("write record log", "err", err)
+			}
+		}
+		stored += len(batch)
+		batch = batch[:0]
+		// Pruning is a write transaction of its own: once per hour of
+		// windows is plenty for a retention counted in days.
+		if newest.Sub(prunedAt) >= time.Hour {
+			a.prune(newest)
+			prunedAt = newest
+		}
+	}
+	for {
+		select {
+		case <-hup:
+			if err := a.rec.Reopen(); err != nil {
+				a.log.Error("reopen record log", "err", err)
+			}
+			continue
+		case c, ok := <-closed:
+			if !ok {
+				flush()
+				a.log.Info("stopped", "windows_stored", stored)
+				return lastErr
+			}
+			w := a.resolve(c.Finish(a.cfg.MaxRemotes))
+			if w.Start.After(newest) {
+				newest = w.Start
+			}
+			batch = append(batch, w)
+			// Live: one transaction per window, as soon as it closes. A
+			// replay batches whatever is already queued behind it.
+			if live || len(batch) >= offlineBatch || len(closed) == 0 {
+				flush()
+			}
+		}
+	}
+}
+
+// resolve gives each remote of a closed window its country and ASN: one
+// lookup per unique remote per window, never per packet.
+func (a *App) resolve(w *rotate.Window) *storage.Window {
+	sw := &storage.Window{Start: w.Start, Length: w.Length, Other: w.Other, Stats: w.Stats}
+	sw.Remotes = make([]storage.Remote, len(w.Remotes))
+	if a.geo != nil {
+		sw.GeoBuild = a.geo.CountryBuild()
+	}
+	for i, r := range w.Remotes {
+		sr := storage.Remote{Addr: r.Addr, Counts: r.Counts}
+		if a.geo != nil {
+			info := a.geo.Lookup(r.Addr)
+			sr.Country, sr.ASN, sr.ASOrg = info.Country, info.ASN, info.ASOrg
+		}
+		sw.Remotes[i] = sr
+	}
+	return sw
+}
+
+// prune drops windows older than the retention, measured back from the newest
+// window rather than from now, so that replaying an old capture keeps it.
+func (a *App) prune(newest time.Time) {
+	if a.cfg.Retention <= 0 || newest.IsZero() {
+		return
+	}
+	n, err := a.db.Prune(newest.Add(-a.cfg.Retention))
+	if err != nil {
+		a.log.Error("prune old windows", "err", err)
+	} else if n > 0 {
+		a.log.Info("pruned old windows", "windows", n, "retention", a.cfg.Retention)
+	}
+}

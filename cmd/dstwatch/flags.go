@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// listFlag is a repeatable flag that also splits on commas:
+// "-i eth0 -i eth1" and "-i eth0,eth1" mean the same.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// parseAddrs parses host addresses (no prefixes).
+func parseAddrs(flagName string, list []string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, s := range list {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s %q: not an IPv4 or IPv6 address", errUsage, flagName, s)
+		}
+		out = append(out, a.Unmap())
+	}
+	return out, nil
+}
+
+// parsePrefix parses an address (as a /32 or /128) or a CIDR prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func parsePrefixes(flagName string, list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		p, err := parsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s %q: not an address or CIDR prefix", errUsage, flagName, s)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// readPrefixFile reads one address or prefix per line; '#' starts a comment.
+func readPrefixFile(path string) ([]netip.Prefix, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("exclude file: %w", err)
+	}
+	defer f.Close()
+	var out []netip.Prefix
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		p, err := parsePrefix(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %q is not an address or CIDR prefix", path, n, line)
+		}
+		out = append(out, p)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("exclude file %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// parseSpan parses a duration that may also be given in days or weeks
+// ("30d", "2w"), since retention is thought of in days.
+func parseSpan(flagName, s string) (time.Duration, error) {
+	bad := fmt.Errorf("%w: %s %q: not a duration (examples: 20s, 5m, 12h, 30d, 2w)", errUsage, flagName, s)
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			v, err := strconv.ParseFloat(n, 64)
+			if err != nil || v < 0 {
+				return 0, bad
+			}
+			return time.Duration(v * float64(unit)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, bad
+	}
+	return d, nil
+}

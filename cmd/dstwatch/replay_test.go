@@ -1,0 +1,496 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dstwatch/dstwatch/internal/mmdbtest"
+	"github.com/dstwatch/dstwatch/internal/pcapgen"
+	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+var (
+	testLocal = []netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8::1")}
+	// A window boundary, so the scenario spans whole and partial windows alike.
+	testStart = time.Date(2026, 11, 22, 13, 19, 50, 0, time.UTC)
+)
+
+// runCmd runs the CLI in-process and returns its exit code and output.
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// geoFiles writes a country and an ASN database covering the documentation ranges.
+func geoFiles(t *testing.T) (country, asn string) {
+	t.Helper()
+	dir := t.TempDir()
+	country, asn = filepath.Join(dir, "country.mmdb"), filepath.Join(dir, "asn.mmdb")
+	if err := mmdbtest.Country(country, map[string]string{
+		"198.51.100.0/24": "NL", "203.0.113.0/24": "JP", "192.0.2.0/24": "US", "2001:db8::/33": "DE",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mmdbtest.ASN(asn, map[string]mmdbtest.Entry{
+		"203.0.113.0/24": {ASN: 64500, ASOrg: "Example Transit"}, "2001:db8::/32": {ASN: 64501, ASOrg: "Example Six"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return country, asn
+}
+
+func wantGeo(a netip.Addr) (string, uint32) {
+	switch {
+	case netip.MustParsePrefix("198.51.100.0/24").Contains(a):
+		return "NL", 0
+	case netip.MustParsePrefix("203.0.113.0/24").Contains(a):
+		return "JP", 64500
+	case netip.MustParsePrefix("192.0.2.0/24").Contains(a):
+		return "US", 0
+	case netip.MustParsePrefix("2001:db8::/33").Contains(a):
+		return "DE", 64501
+	case netip.MustParsePrefix("2001:db8::/32").Contains(a):
+		return "", 64501
+	}
+	return "", 0
+}
+
+func readAll(t *testing.T, db string) []*storage.Window {
+	t.Helper()
+	d, err := storage.Open(db, storage.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var ws []*storage.Window
+	if err := d.Windows(time.Unix(0, 0), time.Now().Add(24*time.Hour*365*10), func(w *storage.Window) error {
+		ws = append(ws, w)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
+// compare checks every stored window, remote and count against the truth.
+func compare(t *testing.T, got []*storage.Window, want []pcapgen.WindowTruth, times uint64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("stored %d windows, want %d", len(got), len(want))
+	}
+	for i, w := range got {
+		tr := want[i]
+		if !w.Start.Equal(tr.Start) {
+			t.Fatalf("window %d starts %v, want %v", i, w.Start, tr.Start)
+		}
+		wantStats := rotate.Stats{Frames: tr.Frames, Tallied: tr.Tallied, NonIP: tr.NonIP, Transit: tr.Transit,
+			Malformed: tr.Malformed, Excluded: tr.Excluded, Local: tr.Local}
+		wantStats = scaleStats(wantStats, times)
+		if w.Stats != wantStats {
+			t.Errorf("window %v stats\n got %+v\nwant %+v", w.Start, w.Stats, wantStats)
+		}
+		if len(w.Remotes) != len(tr.Remotes) {
+			t.Errorf("window %v: %d remotes, want %d", w.Start, len(w.Remotes), len(tr.Remotes))
+		}
+		for _, r := range w.Remotes {
+			c, ok := tr.Remotes[r.Addr]
+			if !ok {
+				t.Errorf("window %v: unexpected remote %v", w.Start, r.Addr)
+				continue
+			}
+			wc := rotate.Counts{TxPackets: c.TxPackets * times, TxBytes: c.TxBytes * times, RxPackets: c.RxPackets * times, RxBytes: c.RxBytes * times}
+			if r.Counts != wc {
+				t.Errorf("window %v remote %v: %+v, want %+v", w.Start, r.Addr, r.Counts, wc)
+			}
+			if cc, asn := wantGeo(r.Addr); r.Country != cc || r.ASN != asn {
+				t.Errorf("remote %v: country %q asn %d, want %q %d", r.Addr, r.Country, r.ASN, cc, asn)
+			}
+		}
+	}
+}
+
+func scaleStats(s rotate.Stats, k uint64) rotate.Stats {
+	var out rotate.Stats
+	for range k {
+		out.Add(s)
+	}
+	return out
+}
+
+func TestReplayMatchesTruth(t *testing.T) {
+	country, asn := geoFiles(t)
+	exclude := []netip.Prefix{netip.MustParsePrefix("203.0.113.0/28"), netip.MustParsePrefix("192.0.2.7/32")}
+	for _, tc := range []struct {
+		name   string
+		format pcapgen.Format
+		link   uint16
+	}{
+		{"pcap-us-ethernet", pcapgen.PcapMicro, pcapgen.LinkEthernet},
+		{"pcap-ns-raw", pcapgen.PcapNano, pcapgen.LinkRaw},
+		{"pcapng-sll", pcapgen.PcapNG, pcapgen.LinkLinuxSLL},
+		{"pcap-ns-sll2", pcapgen.PcapNano, pcapgen.LinkLinuxSLL2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pkts := pcapgen.Mixed(7, 6000, 400, testLocal, testStart, 3*time.Minute, tc.link)
+			file := filepath.Join(dir, "in.pcap")
+			if err := pcapgen.Write(file, tc.format, tc.link, pkts); err != nil {
+				t.Fatal(err)
+			}
+			db := filepath.Join(dir, "w.db")
+			code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1,2001:db8::1",
+				"--db", db, "--geoip", country, "--geoip", asn, "--exclude", "203.0.113.0/28", "--exclude", "192.0.2.7",
+				"--max-remotes", "0")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			truth := pcapgen.Truth(pkts, testLocal, exclude, 20*time.Second)
+			compare(t, readAll(t, db), truth, 1)
+
+			// The record log got one block per window, each line stamped.
+			rec, err := os.ReadFile(filepath.Join(dir, "records.log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(string(rec), "=== window 20s"); n != len(truth) {
+				t.Errorf("record log has %d window headers, want %d", n, len(truth))
+			}
+		})
+	}
+}
+
+func TestReplayPcapngTwoInterfaces(t *testing.T) {
+	dir := t.TempDir()
+	eth := pcapgen.Mixed(3, 1500, 100, testLocal, testStart, time.Minute, pcapgen.LinkEthernet)
+	raw := pcapgen.Mixed(4, 1500, 100, testLocal, testStart.Add(time.Minute), time.Minute, pcapgen.LinkRaw)
+	pkts := append(eth, raw...)
+	ifaces := make([]int, len(pkts))
+	for i := range raw {
+		ifaces[len(eth)+i] = 1
+	}
+	file := filepath.Join(dir, "two.pcapng")
+	if err := pcapgen.WriteNG(file, pkts, ifaces); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "w.db")
+	if code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1,2001:db8::1", "--db", db); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	got := readAll(t, db)
+	want := pcapgen.Truth(pkts, testLocal, nil, 20*time.Second)
+	// No GeoIP given: compare counts only.
+	for _, w := range got {
+		for i := range w.Remotes {
+			w.Remotes[i].Country, w.Remotes[i].ASN = wantGeo(w.Remotes[i].Addr)
+		}
+	}
+	compare(t, got, want, 1)
+}
+
+// Stopping and starting again within one window must merge, never overwrite:
+// replaying the same file twice into one DB doubles every count.
+func TestReplayTwiceMerges(t *testing.T) {
+	dir := t.TempDir()
+	country, asn := geoFiles(t)
+	pkts := pcapgen.Mixed(11, 2000, 150, testLocal, testStart, time.Minute, pcapgen.LinkEthernet)
+	file := filepath.Join(dir, "in.pcap")
+	if err := pcapgen.Write(file, pcapgen.PcapMicro, pcapgen.LinkEthernet, pkts); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "w.db")
+	for range 2 {
+		if code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1,2001:db8::1", "--db", db,
+			"--geoip", country, "--geoip", asn); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+	}
+	compare(t, readAll(t, db), pcapgen.Truth(pkts, testLocal, nil, 20*time.Second), 2)
+}
+
+func TestReplayTruncatedFile(t *testing.T) {
+	dir := t.TempDir()
+	pkts := pcapgen.Mixed(5, 1000, 80, testLocal, testStart, time.Minute, pcapgen.LinkEthernet)
+	file := filepath.Join(dir, "in.pcap")
+	if err := pcapgen.Write(file, pcapgen.PcapMicro, pcapgen.LinkEthernet, pkts); err != nil {
+		t.Fatal(err)
+	}
+	// Cut the file inside the last record: every packet but the last is whole.
+	data, _ := os.ReadFile(file)
+	lastLen := 16 + captured(pkts[len(pkts)-1])
+	if err := os.WriteFile(file, data[:len(data)-lastLen/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "w.db")
+	code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1,2001:db8::1", "--db", db)
+	if code != 0 {
+		t.Fatalf("a cut-off file must still exit 0, got %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "cut off") {
+		t.Errorf("no warning about the cut-off file in stderr: %s", stderr)
+	}
+	got := readAll(t, db)
+	for _, w := range got {
+		for i := range w.Remotes {
+			w.Remotes[i].Country, w.Remotes[i].ASN = wantGeo(w.Remotes[i].Addr)
+		}
+	}
+	compare(t, got, pcapgen.Truth(pkts[:len(pkts)-1], testLocal, nil, 20*time.Second), 1)
+}
+
+// captured is the number of frame bytes pcapgen writes for p on Ethernet.
+func captured(p pcapgen.Packet) int {
+	dir, err := os.MkdirTemp("", "cap")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	f := filepath.Join(dir, "one.pcap")
+	if err := pcapgen.Write(f, pcapgen.PcapMicro, pcapgen.LinkEthernet, []pcapgen.Packet{p}); err != nil {
+		panic(err)
+	}
+	st, _ := os.Stat(f)
+	return int(st.Size()) - 24 - 16
+}
+
+func TestReplayCapFoldsIntoOther(t *testing.T) {
+	dir := t.TempDir()
+	pkts := pcapgen.Mixed(9, 4000, 300, testLocal, testStart, 40*time.Second, pcapgen.LinkEthernet)
+	file := filepath.Join(dir, "in.pcap")
+	if err := pcapgen.Write(file, pcapgen.PcapMicro, pcapgen.LinkEthernet, pkts); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "w.db")
+	if code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1,2001:db8::1", "--db", db, "--max-remotes", "10"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	truth := pcapgen.Truth(pkts, testLocal, nil, 20*time.Second)
+	got := readAll(t, db)
+	if len(got) != len(truth) {
+		t.Fatalf("%d windows, want %d", len(got), len(truth))
+	}
+	for i, w := range got {
+		var want, sum rotate.Counts
+		var heaviest []uint64
+		for _, c := range truth[i].Remotes {
+			want.Add(rotate.Counts(c))
+			heaviest = append(heaviest, c.TxBytes+c.RxBytes)
+		}
+		for _, r := range w.Remotes {
+			sum.Add(r.Counts)
+		}
+		sum.Add(w.Other)
+		if sum != want {
+			t.Errorf("window %v: kept + other = %+v, want %+v", w.Start, sum, want)
+		}
+		if len(w.Remotes) != 10 || w.Stats.Folded != uint64(len(truth[i].Remotes)-10) {
+			t.Errorf("window %v: kept %d folded %d, want 10 and %d", w.Start, len(w.Remotes), w.Stats.Folded, len(truth[i].Remotes)-10)
+		}
+		// The kept ones are the heaviest: the lightest kept weighs at least
+		// as much as the 11th heaviest of the truth.
+		slicesSortDesc(heaviest)
+		if last := w.Remotes[9].Bytes(); last < heaviest[10] {
+			t.Errorf("window %v: kept a remote of %d bytes while one of %d was folded", w.Start, last, heaviest[10])
+		}
+	}
+}
+
+func slicesSortDesc(s []uint64) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] > s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+func TestQueryOutputs(t *testing.T) {
+	dir := t.TempDir()
+	country, asn := geoFiles(t)
+	pkts := pcapgen.Mixed(21, 3000, 60, testLocal, testStart, time.Minute, pcapgen.LinkEthernet)
+	file := filepath.Join(dir, "in.pcap")
+	if err := pcapgen.Write(file, pcapgen.PcapMicro, pcapgen.LinkEthernet, pkts); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "w.db")
+	if code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1,2001:db8::1", "--db", db,
+		"--geoip", country, "--geoip", asn); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	truth := pcapgen.Truth(pkts, testLocal, nil, 20*time.Second)
+	// Windows are selected by their start: 13:19:40 holds the first packets.
+	rangeArgs := []string{"--db", db, "--from", testStart.Add(-10 * time.Second).Format(time.RFC3339), "--to", testStart.Add(2 * time.Minute).Format(time.RFC3339)}
+
+	// --by window --format json: every window, every remote.
+	code, out, stderr := runCmd(t, append([]string{"query", "--by", "window", "--format", "json"}, rangeArgs...)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var windows []struct {
+		Start   string `json:"start"`
+		End     string `json:"end"`
+		Remotes []struct {
+			Addr      string `json:"addr"`
+			Country   string `json:"country"`
+			ASN       uint32 `json:"asn"`
+			TxPackets uint64 `json:"tx_packets"`
+			TxBytes   uint64 `json:"tx_bytes"`
+			RxPackets uint64 `json:"rx_packets"`
+			RxBytes   uint64 `json:"rx_bytes"`
+		} `json:"remotes"`
+		Stats map[string]any `json:"stats"`
+	}
+	if err := json.Unmarshal([]byte(out), &windows); err != nil {
+		t.Fatalf("query json: %v\n%s", err, out)
+	}
+	if len(windows) != len(truth) {
+		t.Fatalf("json has %d windows, want %d", len(windows), len(truth))
+	}
+	for i, w := range windows {
+		if w.Start != truth[i].Start.Format(time.RFC3339) || w.End != truth[i].Start.Add(20*time.Second).Format(time.RFC3339) {
+			t.Errorf("window %d: %s..%s", i, w.Start, w.End)
+		}
+		if len(w.Remotes) != len(truth[i].Remotes) {
+			t.Errorf("window %s: %d remotes, want %d", w.Start, len(w.Remotes), len(truth[i].Remotes))
+		}
+		for _, r := range w.Remotes {
+			c := truth[i].Remotes[netip.MustParseAddr(r.Addr)]
+			if r.TxPackets != c.TxPackets || r.TxBytes != c.TxBytes || r.RxPackets != c.RxPackets || r.RxBytes != c.RxBytes {
+				t.Errorf("window %s remote %s: %+v, want %+v", w.Start, r.Addr, r, c)
+			}
+		}
+		if got := w.Stats["frames"].(float64); uint64(got) != truth[i].Frames {
+			t.Errorf("window %s frames %v, want %d", w.Start, got, truth[i].Frames)
+		}
+	}
+
+	// --by country --format csv adds up the range.
+	want := map[string]rotate.Counts{}
+	for _, w := range truth {
+		for a, c := range w.Remotes {
+			cc, _ := wantGeo(a)
+			x := want[cc]
+			x.Add(rotate.Counts(c))
+			want[cc] = x
+		}
+	}
+	code, out, stderr = runCmd(t, append([]string{"query", "--by", "country", "--format", "csv"}, rangeArgs...)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if lines[0] != "country,remotes,tx_packets,tx_bytes,rx_packets,rx_bytes" {
+		t.Fatalf("csv header %q", lines[0])
+	}
+	if len(lines)-1 != len(want) {
+		t.Errorf("csv has %d countries, want %d:\n%s", len(lines)-1, len(want), out)
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		c := want[f[0]]
+		if wantRow := fmt.Sprintf("%d,%d,%d,%d", c.TxPackets, c.TxBytes, c.RxPackets, c.RxBytes); strings.Join(f[2:], ",") != wantRow {
+			t.Errorf("country %q: %s, want %s", f[0], strings.Join(f[2:], ","), wantRow)
+		}
+	}
+
+	// --by remote --top 3 table: three rows, an other row and a total.
+	code, out, stderr = runCmd(t, append([]string{"query", "--by", "remote", "--top", "3", "--utc"}, rangeArgs...)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, "REMOTE") || !strings.Contains(out, "other") || !strings.Contains(out, "total") {
+		t.Errorf("table lacks header, other or total:\n%s", out)
+	}
+
+	// An empty range says so instead of printing an empty table.
+	code, out, _ = runCmd(t, "query", "--db", db, "--from", "2020-01-01", "--to", "2020-01-02")
+	if code != 0 || !strings.Contains(out, "no stored window") || !strings.Contains(out, "holds") {
+		t.Errorf("empty range: exit %d, %q", code, out)
+	}
+}
+
+func sum256(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+func TestBadInputOneLineNonZero(t *testing.T) {
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "ok.pcap")
+	if err := pcapgen.Write(pcap, pcapgen.PcapMicro, pcapgen.LinkEthernet,
+		pcapgen.Mixed(1, 10, 5, testLocal, testStart, time.Second, pcapgen.LinkEthernet)); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage.pcap")
+	os.WriteFile(garbage, bytes.Repeat([]byte("not a capture "), 100), 0o644)
+	notOurs := filepath.Join(dir, "notours.db")
+	os.WriteFile(notOurs, []byte("precious data, not a database\n"), 0o644)
+	badGeo := filepath.Join(dir, "bad.mmdb")
+	os.WriteFile(badGeo, []byte("not an mmdb"), 0o644)
+	badExcl := filepath.Join(dir, "excl.txt")
+	os.WriteFile(badExcl, []byte("# ok\n203.0.113.0/24\nnonsense\n"), 0o644)
+	db := filepath.Join(dir, "w.db")
+	replay := []string{"run", "--read", pcap, "--local", "198.51.100.1", "--db", db}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no command", nil, 2, "Usage"},
+		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"run", "--frob"}, 2, "flag provided but not defined: -frob"},
+		{"stray argument", []string{"query", "extra"}, 2, `unexpected argument "extra"`},
+		{"bad local", append(replay, "--local", "300.1.1.1"), 2, `--local "300.1.1.1"`},
+		{"bad exclude", append(replay, "--exclude", "203.0.113.0/33"), 2, `--exclude "203.0.113.0/33"`},
+		{"bad exclude file", append(replay, "--exclude-file", badExcl), 1, "excl.txt:3"},
+		{"bad window", append(replay, "--window", "soon"), 2, `--window "soon"`},
+		{"fractional window", append(replay, "--window", "1500ms"), 2, "whole seconds"},
+		{"bad retention", append(replay, "--retention", "-3d"), 2, "--retention"},
+		{"missing capture", []string{"run", "--read", filepath.Join(dir, "nope.pcap"), "--local", "198.51.100.1", "--db", db}, 1, "no such file"},
+		{"garbage capture", []string{"run", "--read", garbage, "--local", "198.51.100.1", "--db", db}, 1, "garbage.pcap"},
+		{"replay without local", []string{"run", "--read", pcap, "--db", db}, 1, "--read needs --local"},
+		{"unknown interface", []string{"run", "-i", "nosuch0", "--local", "198.51.100.1", "--db", db}, 1, `"nosuch0"`},
+		{"not our db", []string{"run", "--read", pcap, "--local", "198.51.100.1", "--db", notOurs}, 1, "not a dstwatch database"},
+		{"unreadable geoip", append(replay, "--geoip", badGeo), 1, "bad.mmdb"},
+		{"missing geoip", append(replay, "--geoip", filepath.Join(dir, "none.mmdb")), 1, "none.mmdb"},
+		{"query not our db", []string{"query", "--db", notOurs}, 1, "not a dstwatch database"},
+		{"query bad time", []string{"query", "--db", db, "--from", "last tuesday"}, 2, `--from "last tuesday"`},
+		{"query bad by", []string{"query", "--db", db, "--by", "colour"}, 2, `--by "colour"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := sum256(t, notOurs)
+			code, _, stderr := runCmd(t, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d; stderr: %s", code, tc.code, stderr)
+			}
+			if !strings.Contains(stderr, tc.want) {
+				t.Errorf("stderr %q lacks %q", stderr, tc.want)
+			}
+			if tc.args != nil && strings.Count(strings.TrimRight(stderr, "\n"), "\n") != 0 {
+				t.Errorf("want one line on stderr, got:\n%s", stderr)
+			}
+			if strings.Contains(stderr, "goroutine") || strings.Contains(stderr, "panic") {
+				t.Errorf("panic trace:\n%s", stderr)
+			}
+			if sum256(t, notOurs) != before {
+				t.Fatal("a file we were pointed at was changed")
+			}
+		})
+	}
+}

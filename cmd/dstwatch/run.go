@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dstwatch/dstwatch/capture"
+)
+
+const runHelp = `Usage: dstwatch run [flags]
+
+Captures the host's traffic (AF_PACKET, or a pcap/pcapng file with --read),
+tallies packets and IP bytes per remote address and direction in epoch-aligned
+windows, gives each remote a country (and ASN) from MaxMind .mmdb files, stores
+every window in a bbolt file and appends it to a plain-text record log.
+Stops on SIGINT/SIGTERM (or at the end of --read), storing the partial window.
+SIGHUP reopens the record log (for logrotate).
+
+Examples:
+  dstwatch run                                  # default-route interface, default DB and log
+  dstwatch run -i eth0 -i eth1 --window 1m --exclude 203.0.113.7,198.51.100.0/24
+  dstwatch run --read traffic.pcap --local 198.51.100.1 --db replay.db
+`
+
+func defaultDB() string {
+	// systemd's StateDirectory= sets this for the unit.
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return filepath.Join(strings.Split(d, ":")[0], "dstwatch.db")
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/dstwatch/dstwatch.db"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "dstwatch", "dstwatch.db")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "dstwatch", "dstwatch.db")
+	}
+	return "dstwatch.db"
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: --log-format %q: want text or json", errUsage, format)
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", runHelp, stdout)
+	var ifaces, local, exclude, geoip listFlag
+	fs.Var(&ifaces, "interface", "capture on this `interface`; repeatable (default: the default route's interface)")
+	fs.Var(&ifaces, "i", "short for --interface")
+	read := fs.String("read", "", "replay this pcap or pcapng `file` instead of capturing live, then exit")
+	fs.Var(&local, "local", "the host's own `addresses`, comma-separated or repeated (default: the capture interfaces' addresses)")
+	fs.Var(&exclude, "exclude", "never tally these remote `addresses or CIDR prefixes`; repeatable")
+	excludeFile := fs.String("exclude-file", "", "read exclusions from `file`, one address or prefix per line, # comments")
+	window := fs.String("window", "20s", "window `length`, whole seconds")
+	maxRemotes := fs.Int("max-remotes", 10000, "store at most `N` remotes per window, the heaviest by bytes; the rest are summed into an 'other' row (0: no cap)")
+	retention := fs.String("retention", "30d", "delete windows older than this `duration` (0: keep everything)")
+	db := fs.String("db", defaultDB(), "bbolt database `file`")
+	recLog := fs.String("record-log", "", "plain-text record log `file` (default: records.log beside the DB)")
+	logTop := fs.Int("log-top", 50, "remotes per window in the record log; the rest go on an 'others' line")
+	fs.Var(&geoip, "geoip", "MaxMind-format .mmdb `file` (country, city or ASN); repeatable (default: the usual geoipupdate locations)")
+	utc := fs.Bool("utc", false, "write record log times in UTC instead of local time")
+	logLevel := fs.String("log-level", "info", "daemon log `level`: debug, info, warn, error")
+	logFormat := fs.String("log-format", "text", "daemon log `format` on stderr: text or json")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	cfg := Config{
+		Read: *read, DBPath: *db, LogPath: *recLog, LogTop: *logTop, MaxRemotes: *maxRemotes,
+		GeoIP: geoip, GeoAuto: true, Logger: logger, Location: time.Local,
+	}
+	if *utc {
+		cfg.Location = time.UTC
+	}
+	if cfg.Window, err = parseSpan("--window", *window); err != nil {
+		return err
+	}
+	if cfg.Window < time.Second || cfg.Window%time.Second != 0 {
+		return fmt.Errorf("%w: --window %s: must be whole seconds, at least 1s", errUsage, *window)
+	}
+	if cfg.Retention, err = parseSpan("--retention", *retention); err != nil {
+		return err
+	}
+	if *maxRemotes < 0 || *logTop < 0 {
+		return fmt.Errorf("%w: --max-remotes and --log-top must not be negative", errUsage)
+	}
+	if cfg.Local, err = parseAddrs("--local", local); err != nil {
+		return err
+	}
+	if cfg.Exclude, err = parsePrefixes("--exclude", exclude); err != nil {
+		return err
+	}
+	if *excludeFile != "" {
+		more, err := readPrefixFile(*excludeFile)
+		if err != nil {
+			return err
+		}
+		cfg.Exclude = append(cfg.Exclude, more...)
+	}
+	if *read != "" && len(ifaces) > 0 {
+		return fmt.Errorf("%w: --read and --interface exclude each other", errUsage)
+	}
+	if *read == "" {
+		if len(ifaces) == 0 {
+			name, err := capture.DefaultInterface()
+			if err != nil {
+				return fmt.Errorf("%w (name one with --interface)", err)
+			}
+			ifaces = append(ifaces, name)
+		}
+		cfg.Interfaces = ifaces
+	}
+	if cfg.LogPath == "" {
+		cfg.LogPath = filepath.Join(filepath.Dir(cfg.DBPath), "records.log")
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o750); err != nil {
+		return fmt.Errorf("database directory: %w", err)
+	}
+	app, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return app.Run(ctx)
+}
