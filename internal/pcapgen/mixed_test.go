@@ -145,3 +145,29 @@ func TestMixedLocalFamilies(t *testing.T) {
 		}
 	}
 }
+
+func TestTruthFuncMatchesTruth(t *testing.T) {
+	excl := []netip.Prefix{netip.MustParsePrefix("203.0.113.0/28")}
+	want := Truth(Mixed(9, 20000, 800, testLocal, testStart, 12*time.Minute, LinkLinuxSLL), testLocal, excl, 5*time.Minute)
+	next := MixedFunc(9, 20000, 800, testLocal, testStart, 12*time.Minute, LinkLinuxSLL)
+	got := TruthFunc(20000, next, testLocal, excl, 5*time.Minute)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatal("TruthFunc over MixedFunc differs from Truth over Mixed")
+	}
+	if len(got) != 3 { // 11:58 to 12:10 (exclusive): 11:55, 12:00, 12:05
+		t.Fatalf("%d windows, want 3", len(got))
+	}
+	var excluded uint64
+	for _, w := range got {
+		excluded += w.Excluded
+	}
+	if excluded == 0 {
+		t.Fatal("exclusion prefix matched nothing")
+	}
+}
+
+func BenchmarkTruthFunc(b *testing.B) {
+	next := MixedFunc(1, b.N, 140000, testLocal, testStart, 30*time.Minute, LinkEthernet)
+	b.ResetTimer()
+	TruthFunc(b.N, next, testLocal, nil, 5*time.Minute)
+}

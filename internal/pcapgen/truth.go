@@ -25,7 +25,18 @@ type WindowTruth struct {
 // the link layer or snap length. Windows are epoch-aligned,
 // floor(unix_ns/window)*window in UTC. The result is sorted by Start and
 // holds only windows with at least one frame.
+//
+// Timestamps are used at full nanosecond precision. Files with coarser
+// timestamps (PcapMicro, WriteNG's interface 0) round down, which keeps every
+// packet in the same window as long as the window is a whole number of
+// microseconds.
 func Truth(pkts []Packet, local []netip.Addr, exclude []netip.Prefix, window time.Duration) []WindowTruth {
+	return TruthFunc(len(pkts), func(i int) Packet { return pkts[i] }, local, exclude, window)
+}
+
+// TruthFunc is Truth over next(0) .. next(n-1), called in order, so the
+// truth of a multi-million-packet MixedFunc scenario needs no packet slice.
+func TruthFunc(n int, next func(i int) Packet, local []netip.Addr, exclude []netip.Prefix, window time.Duration) []WindowTruth {
 	if window <= 0 {
 		panic("pcapgen: Truth needs a positive window")
 	}
@@ -34,8 +45,8 @@ func Truth(pkts []Packet, local []netip.Addr, exclude []netip.Prefix, window tim
 		isLocal[a.Unmap()] = true
 	}
 	byStart := map[int64]*WindowTruth{}
-	for i := range pkts {
-		p := &pkts[i]
+	for i := 0; i < n; i++ {
+		p := next(i)
 		start := floorDiv(p.TS.UnixNano(), int64(window)) * int64(window)
 		w := byStart[start]
 		if w == nil {
