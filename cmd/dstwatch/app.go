@@ -266,6 +266,9 @@ func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live boo
 		case c, ok := <-closed:
 			if !ok {
 				flush()
+				if newest.After(prunedAt) {
+					a.prune(newest)
+				}
 				a.log.Info("stopped", "windows_stored", stored)
 				return lastErr
 			}

@@ -494,3 +494,30 @@ func TestBadInputOneLineNonZero(t *testing.T) {
 		})
 	}
 }
+
+// Retention counts back from the newest window, so a replay of an old
+// capture keeps what is recent within the capture.
+func TestReplayRetentionPrunes(t *testing.T) {
+	dir := t.TempDir()
+	pkts := pcapgen.Mixed(13, 3000, 50, testLocal, testStart, 3*time.Hour, pcapgen.LinkEthernet)
+	file := filepath.Join(dir, "in.pcap")
+	if err := pcapgen.Write(file, pcapgen.PcapMicro, pcapgen.LinkEthernet, pkts); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "w.db")
+	if code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1,2001:db8::1", "--db", db, "--retention", "1h"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	truth := pcapgen.Truth(pkts, testLocal, nil, 20*time.Second)
+	newest := truth[len(truth)-1].Start
+	var kept []pcapgen.WindowTruth
+	for _, w := range truth {
+		if !w.Start.Before(newest.Add(-time.Hour)) {
+			kept = append(kept, w)
+		}
+	}
+	got := readAll(t, db)
+	if len(got) != len(kept) || !got[0].Start.Equal(kept[0].Start) {
+		t.Fatalf("kept %d windows from %v, want %d from %v", len(got), got[0].Start, len(kept), kept[0].Start)
+	}
+}
