@@ -79,11 +79,30 @@ func newFlagSet(name, help string, stdout io.Writer) *flag.FlagSet {
 	fs.Usage = func() {
 		fmt.Fprint(stdout, help)
 		fmt.Fprintln(stdout, "\nFlags:")
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		printFlags(stdout, fs)
 	}
 	return fs
+}
+
+// printFlags lists flags the way they are written: --name, one-letter
+// aliases as -x, with their defaults.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		dash := "--"
+		if len(f.Name) == 1 {
+			dash = "-"
+		}
+		arg, usage := flag.UnquoteUsage(f)
+		line := "  " + dash + f.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		fmt.Fprintf(w, "%s\n      %s", line, usage)
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "-1" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 // parse parses args, turning flag errors into errUsage and rejecting
@@ -91,8 +110,7 @@ func newFlagSet(name, help string, stdout io.Writer) *flag.FlagSet {
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-			return err
+			return err // the flag package has printed fs.Usage
 		}
 		return fmt.Errorf("%w: %v (see --help)", errUsage, err)
 	}

@@ -50,7 +50,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	to := fs.String("to", "now", "end of the range, exclusive: a `time`")
 	var o queryOpts
 	fs.StringVar(&o.by, "by", "remote", "group by: window, remote or country")
-	fs.IntVar(&o.top, "top", 0, "show only the `N` heaviest rows (remotes within each window for --by window); 0: all")
+	fs.IntVar(&o.top, "top", -1, "show the `N` heaviest rows and sum the rest as 'other' (remotes within each window for --by window); 0: all (default: 25 in tables, all in json and csv)")
 	fs.StringVar(&o.format, "format", "table", "output: table, json or csv")
 	fs.BoolVar(&o.utc, "utc", false, "show times in UTC instead of local time (tables)")
 	if err := parse(fs, args); err != nil {
@@ -77,8 +77,14 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		return fmt.Errorf("%w: --format %q: want table, json or csv", errUsage, o.format)
 	}
-	if o.top < 0 {
+	if o.top < -1 {
 		return fmt.Errorf("%w: --top must not be negative", errUsage)
+	}
+	if o.top == -1 {
+		o.top = 0
+		if o.format == "table" {
+			o.top = 25
+		}
 	}
 	d, err := storage.Open(*db, storage.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {

@@ -64,7 +64,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := newFlagSet("run", runHelp, stdout)
 	var ifaces, local, exclude, geoip listFlag
 	fs.Var(&ifaces, "interface", "capture on this `interface`; repeatable (default: the default route's interface)")
-	fs.Var(&ifaces, "i", "short for --interface")
+	fs.Var(&ifaces, "i", "short for --`interface`")
 	read := fs.String("read", "", "replay this pcap or pcapng `file` instead of capturing live, then exit")
 	fs.Var(&local, "local", "the host's own `addresses`, comma-separated or repeated (default: the capture interfaces' addresses)")
 	fs.Var(&exclude, "exclude", "never tally these remote `addresses or CIDR prefixes`; repeatable")
