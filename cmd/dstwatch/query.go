@@ -106,7 +106,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		loc := o.loc()
 		fmt.Fprintf(stdout, "no stored window from %s to %s", fmtTime(o.from, loc), fmtTime(o.to, loc))
 		if n > 0 {
-			fmt.Fprintf(stdout, "; the database holds %d windows from %s to %s\n", n, fmtTime(first, loc), fmtTime(last, loc))
+			fmt.Fprintf(stdout, "; the database holds %d windows, the first starting %s, the last %s\n", n, fmtTime(first, loc), fmtTime(last, loc))
 		} else {
 			fmt.Fprintln(stdout, "; the database holds no windows yet")
 		}
