@@ -469,3 +469,58 @@ func TestFileCancel(t *testing.T) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
 }
+
+// benchFile writes a pcap of n frames cut to a 96-byte snap length, a mix
+// of IPv4 egress/ingress, VLAN IPv6 and ARP, as a capture would hold.
+func benchFile(b *testing.B, n int) string {
+	b.Helper()
+	mix := [][]byte{
+		eth(etherIPv4, ipv4(local4, far4, 1400, v4opts{})),
+		eth(etherIPv4, ipv4(far4b, local4, 40, v4opts{})),
+		eth(etherIPv6, ipv6(far6, local6, 6, nil, 1200), ether8021Q, 5),
+		arp(),
+	}
+	var recs []rec
+	for i := range n {
+		d := mix[i%len(mix)]
+		recs = append(recs, rec{ts: baseTS + int64(i)*1000, data: d[:min(len(d), 96)], orig: len(d)})
+	}
+	return writeTemp(b, "bench.pcap", pcapFile(binary.LittleEndian, true, 1, recs))
+}
+
+func BenchmarkFileRun(b *testing.B) {
+	const n = 1_000_000
+	path := benchFile(b, n)
+	c := testClassifier()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		got, err := runCount(b, path, c)
+		if err != nil || got != n {
+			b.Fatalf("%d frames, %v", got, err)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+}
+
+// runCount is runFile without keeping the events.
+func runCount(b *testing.B, path string, c *Classifier) (int, error) {
+	f, err := OpenFile(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	p := NewPipe(8)
+	done := make(chan int)
+	go func() {
+		n := 0
+		for batch := range p.Full {
+			n += len(batch)
+			p.Put(batch)
+		}
+		done <- n
+	}()
+	err = f.Run(context.Background(), c, p)
+	close(p.Full)
+	return <-done, err
+}

@@ -30,7 +30,10 @@ var errFilterTooLarge = errors.New("too many local addresses for an in-kernel fi
 //
 // Each address costs a fixed, short sequence ending in its own "return
 // snap", so every conditional jump stays within the 8-bit jump range no
-// matter how many addresses there are: IPv4 4 instructions, IPv6 18.
+// matter how many addresses there are: IPv4 6 instructions, IPv6 18. The
+// kernel's 4096-instruction limit thus allows about 220 IPv6 or 680 IPv4
+// addresses; beyond that KernelFilter fails, and OpenLive falls back to a
+// filter that keeps every IP frame.
 func KernelFilter(link LinkType, local []netip.Addr, snap uint32) ([]bpf.RawInstruction, error) {
 	return kernelFilter(link, local, snap, true)
 }
