@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -523,4 +524,34 @@ func runCount(b *testing.B, path string, c *Classifier) (int, error) {
 	err = f.Run(context.Background(), c, p)
 	close(p.Full)
 	return <-done, err
+}
+
+// TestHostileLengthsBounded feeds records and blocks claiming gigabytes: the
+// reader must fail (or skip) without allocating anywhere near that.
+func TestHostileLengthsBounded(t *testing.T) {
+	le := binary.LittleEndian
+	pcapHuge := pcapFile(le, false, 1, nil)
+	for _, v := range []uint32{1, 0, 0xffffffff, 0xffffffff} {
+		pcapHuge = le.AppendUint32(pcapHuge, v)
+	}
+	pcapHuge = append(pcapHuge, make([]byte, 1000)...)
+	ngHead := cat(ngSHBBytes(le), ngIDBBytes(le, ngIDBSpec{link: 1, tsres: -1}))
+	ngHuge := le.AppendUint32(le.AppendUint32(append([]byte(nil), ngHead...), ngEPB), 0xfffffffc)
+	ngHuge = append(ngHuge, make([]byte, 1000)...)
+	ngSkip := le.AppendUint32(le.AppendUint32(append([]byte(nil), ngHead...), 0x0bad), 0xfffffffc)
+	ngSkip = append(ngSkip, make([]byte, 1000)...)
+	for name, data := range map[string][]byte{"pcap": pcapHuge, "pcapng-epb": ngHuge, "pcapng-unknown": ngSkip} {
+		path := writeTemp(t, name, data)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := runFile(t, path, testClassifier())
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+		// The 1 MiB read buffer plus a pipe of batches is expected.
+		if n := after.TotalAlloc - before.TotalAlloc; n > 4<<20 {
+			t.Errorf("%s: allocated %d bytes", name, n)
+		}
+	}
 }

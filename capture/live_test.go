@@ -245,3 +245,76 @@ down0	00000000	0100A8C0	0002	0	0	1	00000000	0	0	0
 		t.Errorf("no default route: %q", got)
 	}
 }
+
+// TestLiveDrops overflows a one-block ring before Run starts: Run must
+// report the kernel's drops as Drops events and in Stats, and the events
+// it did get plus the drops must account for every datagram.
+func TestLiveDrops(t *testing.T) {
+	const a4, b4, port, n = "198.51.100.1", "198.51.100.2", 9999, 300
+	v := newVethPair(t, []string{a4 + "/24"}, []string{b4 + "/24"})
+	var live *Live
+	var conn net.PacketConn
+	if err := inNetns(v.A, func() error {
+		var err error
+		live, err = OpenLive(LiveConfig{Interface: v.IfA, Local: []netip.Addr{netip.MustParseAddr(a4)},
+			BlockSize: 4096, NumBlocks: 1, BlockTimeout: time.Millisecond, PollTimeout: 20 * time.Millisecond})
+		if err != nil {
+			return err
+		}
+		conn, err = net.ListenPacket("udp4", fmt.Sprintf("%s:%d", a4, port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Close(); conn.Close() })
+	// A static neighbour entry with a MAC that is not B's: no ARP to muddle
+	// the count, and B discards the frames (wrong destination MAC), so no
+	// ICMP replies either.
+	ipCmd(t, "-n", v.A, "neigh", "replace", b4, "lladdr", "02:00:00:00:00:0b", "dev", v.IfA)
+	to := &net.UDPAddr{IP: net.ParseIP(b4), Port: port}
+	for range n {
+		if _, err := conn.WriteTo(make([]byte, 100), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+
+	p := NewPipe(4)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- live.Run(ctx, NewClassifier([]netip.Addr{netip.MustParseAddr(a4)}, nil), p) }()
+	var frames, dropEvents, dropped uint64
+	deadline := time.After(5 * time.Second)
+wait:
+	for frames+dropped < n {
+		select {
+		case b := <-p.Full:
+			for _, ev := range b {
+				switch {
+				case ev.Kind == Drops:
+					dropEvents++
+					dropped += uint64(ev.Len)
+				case ev.Kind == Egress && ev.Len == 128:
+					frames++
+				}
+			}
+			p.Put(b)
+		case <-deadline:
+			break wait
+		}
+	}
+	cancel()
+	go func() {
+		for b := range p.Full {
+			p.Put(b)
+		}
+	}()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	close(p.Full)
+	_, statDrops := live.Stats()
+	if dropEvents == 0 || dropped == 0 || frames+dropped != n || statDrops != dropped {
+		t.Errorf("frames %d + dropped %d (in %d events) != %d sent; Stats dropped %d", frames, dropped, dropEvents, n, statDrops)
+	}
+}
