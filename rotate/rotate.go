@@ -60,16 +60,16 @@ func (c *Closed) Remotes() int { return len(c.rows) }
 // maxRemotes <= 0 keeps every remote.
 func (c *Closed) Finish(maxRemotes int) *Window {
 	rows := c.rows
-	slices.SortFunc(rows, func(a, b row) int {
-		if n := cmp.Compare(b.Bytes(), a.Bytes()); n != 0 {
-			return n
-		}
-		return bytes.Compare(a.addr[:], b.addr[:])
-	})
 	w := &Window{Start: c.Start, Length: c.Length, Stats: c.Stats}
 	keep := len(rows)
 	if maxRemotes > 0 && keep > maxRemotes {
 		keep = maxRemotes
+		// Only the kept ones need order: select them first (linear), then
+		// sort just those, instead of sorting a scan's million remotes.
+		selectHeaviest(rows, keep)
+	}
+	slices.SortFunc(rows[:keep], heavier)
+	if keep < len(rows) {
 		for i := range rows[keep:] {
 			w.Other.Add(rows[keep+i].Counts)
 		}
@@ -81,6 +81,51 @@ func (c *Closed) Finish(maxRemotes int) *Window {
 	}
 	c.rows = nil
 	return w
+}
+
+// heavier orders rows heaviest first (bytes both ways), ties by address, so
+// that the order, and which remotes a cap keeps, never depends on map order.
+func heavier(a, b row) int {
+	if n := cmp.Compare(b.Bytes(), a.Bytes()); n != 0 {
+		return n
+	}
+	return bytes.Compare(a.addr[:], b.addr[:])
+}
+
+// selectHeaviest reorders rows so that its first k are the k heaviest by
+// heavier, in no particular order (quickselect, median-of-three pivots).
+func selectHeaviest(rows []row, k int) {
+	lo, hi := 0, len(rows)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		// Median of three to rows[hi] as the pivot.
+		if heavier(rows[mid], rows[lo]) < 0 {
+			rows[mid], rows[lo] = rows[lo], rows[mid]
+		}
+		if heavier(rows[hi], rows[lo]) < 0 {
+			rows[hi], rows[lo] = rows[lo], rows[hi]
+		}
+		if heavier(rows[mid], rows[hi]) < 0 {
+			rows[mid], rows[hi] = rows[hi], rows[mid]
+		}
+		pivot := rows[hi]
+		i := lo
+		for j := lo; j < hi; j++ {
+			if heavier(rows[j], pivot) < 0 {
+				rows[i], rows[j] = rows[j], rows[i]
+				i++
+			}
+		}
+		rows[i], rows[hi] = rows[hi], rows[i]
+		switch {
+		case i == k || i == k-1:
+			return
+		case i < k:
+			lo = i + 1
+		default:
+			hi = i - 1
+		}
+	}
 }
 
 // window is the open window.
@@ -138,7 +183,9 @@ func now(origin time.Time) clock {
 
 func (t *Tally) open(start int64, c clock) {
 	start = max(start, t.closedEnd)
-	w := &window{start: start, index: make(map[[16]byte]int32, t.hint)}
+	// Sized like the previous window: growing a map and a slice of 100k
+	// remotes from nothing costs more than tallying them.
+	w := &window{start: start, index: make(map[[16]byte]int32, t.hint), rows: make([]row, 0, t.hint)}
 	if t.cfg.Live {
 		// The deadline is set on the monotonic clock, so a wall clock stepped
 		// back by an hour cannot keep a window open for an hour.

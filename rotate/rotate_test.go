@@ -1,7 +1,9 @@
 package rotate
 
 import (
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -247,4 +249,43 @@ func BenchmarkAdd(b *testing.B) {
 		tl.add(evs, clock{})
 	}
 	b.SetBytes(int64(len(evs))) // "bytes" here are events: MB/s reads as M events/s
+}
+
+func TestSelectHeaviestMatchesSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{1, 2, 3, 10, 100, 5000} {
+		for _, k := range []int{1, n / 3, n - 1, n} {
+			if k < 1 {
+				continue
+			}
+			rows := make([]row, n)
+			for i := range rows {
+				rows[i].addr[15] = byte(i)
+				rows[i].addr[14] = byte(i >> 8)
+				rows[i].TxBytes = uint64(rng.IntN(50)) // many ties: the address decides
+			}
+			sorted := slices.Clone(rows)
+			slices.SortFunc(sorted, heavier)
+			selectHeaviest(rows, k)
+			top := slices.Clone(rows[:k])
+			slices.SortFunc(top, heavier)
+			if !slices.Equal(top, sorted[:k]) {
+				t.Fatalf("n=%d k=%d: selected set differs from the sorted top k", n, k)
+			}
+		}
+	}
+}
+
+func BenchmarkFinish(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	rows := make([]row, 130000)
+	for i := range rows {
+		rows[i].addr = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).As16()
+		rows[i].TxBytes = uint64(rng.IntN(1 << 20))
+	}
+	b.ReportAllocs()
+	for range b.N {
+		c := &Closed{rows: slices.Clone(rows)}
+		c.Finish(10000)
+	}
 }
