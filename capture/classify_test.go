@@ -236,6 +236,7 @@ func BenchmarkClassify(b *testing.B) {
 		name string
 		c    *Classifier
 	}{
+		{"noexcl", NewClassifier([]netip.Addr{netip.MustParseAddr(local4), netip.MustParseAddr(local6)}, nil)},
 		{"small", testClassifier()},
 		{"excl10k", NewClassifier([]netip.Addr{netip.MustParseAddr(local4), netip.MustParseAddr(local6)}, manyExclusions(10000))},
 	}
