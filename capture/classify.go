@@ -85,7 +85,8 @@ const smallSet = 16
 // Cost per frame: local matching is a linear scan of at most 16 addresses or
 // one map lookup; exclusion matching is a linear scan of at most 16 prefixes,
 // else one map lookup for exact addresses plus one per distinct prefix length
-// (at most 129, in practice a handful), whatever the number of prefixes.
+// of the remote's family (at most 32 or 128, in practice a handful), whatever
+// the number of prefixes.
 type Classifier struct {
 	localAddrs []netip.Addr
 	localList  []addr128            // used when len <= smallSet
@@ -100,10 +101,19 @@ type Classifier struct {
 	exclAny   bool
 }
 
-type prefix128 struct{ addr, mask addr128 }
+// prefix128 is a prefix in the 128-bit space; v4 marks an IPv4 prefix. As in
+// netip, an IPv6 prefix never matches an IPv4 remote even when its bits
+// would (::/0 does not exclude 192.0.2.1).
+type prefix128 struct {
+	addr, mask addr128
+	v4         bool
+}
 
+// exclBucket holds the prefixes of one length and family, so one masked
+// lookup answers for all of them.
 type exclBucket struct {
 	mask addr128
+	v4   bool
 	set  map[addr128]struct{}
 }
 
@@ -141,11 +151,14 @@ func NewClassifier(local []netip.Addr, exclude []netip.Prefix) *Classifier {
 		}
 		bits := p.Bits()
 		a := p.Addr().WithZone("")
+		// An IPv4-mapped prefix of at least /96 is an IPv4 prefix
+		// written the IPv6 way.
+		v4 := a.Is4() || a.Is4In6() && bits >= 96
 		if a.Is4() {
 			bits += 96
 		}
 		m := maskOf(bits)
-		k := prefix128{addrFrom16(a.As16()).mask(m), m}
+		k := prefix128{addrFrom16(a.As16()).mask(m), m, v4}
 		if pseen[k] {
 			continue
 		}
@@ -158,7 +171,11 @@ func NewClassifier(local []netip.Addr, exclude []netip.Prefix) *Classifier {
 		return c
 	}
 	full := maskOf(128)
-	byMask := map[addr128]map[addr128]struct{}{}
+	type bucketKey struct {
+		mask addr128
+		v4   bool
+	}
+	buckets := map[bucketKey]map[addr128]struct{}{}
 	for _, p := range prefixes {
 		if p.mask == full {
 			if c.exclHosts == nil {
@@ -167,15 +184,16 @@ func NewClassifier(local []netip.Addr, exclude []netip.Prefix) *Classifier {
 			c.exclHosts[p.addr] = struct{}{}
 			continue
 		}
-		s := byMask[p.mask]
+		k := bucketKey{p.mask, p.v4}
+		s := buckets[k]
 		if s == nil {
 			s = map[addr128]struct{}{}
-			byMask[p.mask] = s
+			buckets[k] = s
 		}
 		s[p.addr] = struct{}{}
 	}
-	for m, s := range byMask {
-		c.exclByLen = append(c.exclByLen, exclBucket{m, s})
+	for k, s := range buckets {
+		c.exclByLen = append(c.exclByLen, exclBucket{mask: k.mask, v4: k.v4, set: s})
 	}
 	slices.SortFunc(c.exclByLen, func(a, b exclBucket) int {
 		// Longer masks first: more specific prefixes tend to be the ones
@@ -205,8 +223,9 @@ func (c *Classifier) excluded(a addr128) bool {
 	if !c.exclAny {
 		return false
 	}
+	v4 := a.isV4Mapped()
 	for i := range c.exclList {
-		if p := &c.exclList[i]; a.mask(p.mask) == p.addr {
+		if p := &c.exclList[i]; p.v4 == v4 && a.mask(p.mask) == p.addr {
 			return true
 		}
 	}
@@ -217,6 +236,9 @@ func (c *Classifier) excluded(a addr128) bool {
 	}
 	for i := range c.exclByLen {
 		b := &c.exclByLen[i]
+		if b.v4 != v4 {
+			continue
+		}
 		if _, ok := b.set[a.mask(b.mask)]; ok {
 			return true
 		}

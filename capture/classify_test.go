@@ -264,3 +264,31 @@ func TestClassifyNoAllocs(t *testing.T) {
 		t.Errorf("Classify allocates %v times per frame", n)
 	}
 }
+
+// TestExclusionFamilies: an IPv6 prefix never excludes an IPv4 remote (as in
+// netip), whatever the size of the list.
+func TestExclusionFamilies(t *testing.T) {
+	for _, n := range []int{0, 100} {
+		excl := append(manyExclusions(n),
+			netip.MustParsePrefix("::/16"),                  // covers ::ffff:0:0/96 bitwise
+			netip.MustParsePrefix("::ffff:203.0.113.0/120"), // an IPv4 prefix written mapped
+		)
+		c := NewClassifier([]netip.Addr{netip.MustParseAddr(local4), netip.MustParseAddr(local6)}, excl)
+		for remote, want := range map[string]Kind{
+			"203.0.113.77": SkipExcluded,
+			"192.0.2.1":    Egress,
+			"::1:2":        SkipExcluded,
+			"2001:db8::1":  Egress,
+		} {
+			var ev Event
+			if netip.MustParseAddr(remote).Is4() {
+				c.Classify(LinkRaw, ipv4(local4, remote, 0, v4opts{}), &ev)
+			} else {
+				c.Classify(LinkRaw, ipv6(local6, remote, 17, nil, 0), &ev)
+			}
+			if ev.Kind != want {
+				t.Errorf("%d prefixes, remote %s: %v, want %v", len(excl), remote, ev.Kind, want)
+			}
+		}
+	}
+}
