@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/geo"
 	"github.com/dstwatch/dstwatch/reclog"
@@ -36,6 +40,9 @@ type Config struct {
 	FileMode   os.FileMode
 	Location   *time.Location // for the record log
 	Logger     *slog.Logger
+
+	Socket      string // the API's unix socket; "" serves no API
+	SocketGroup string // group that may use the socket (mode 0660); "" keeps it 0600
 }
 
 // source is one running packet source: a live interface or a file.
@@ -54,6 +61,17 @@ type App struct {
 	sources []source
 	names   []string // what each source reads, for messages
 	file    *capture.File
+	lives   []*capture.Live // the live sources, for kernel counters
+
+	api     *api.Server
+	ln      net.Listener // the API's socket; nil once the server owns it
+	started time.Time
+	closed  chan *rotate.Closed // the writer's queue; set by Run before the API serves
+
+	// Written by the writer goroutine, read by API status requests.
+	stored     atomic.Uint64
+	storeErrs  atomic.Uint64
+	lastStored atomic.Int64 // Unix seconds of the newest stored window start; 0: none
 }
 
 // grace keeps a live window open past its end for frames still sitting in a
@@ -82,6 +100,13 @@ func New(cfg Config) (_ *App, err error) {
 	a.rec, err = reclog.Open(cfg.LogPath, cfg.FileMode)
 	if err != nil {
 		return nil, err
+	}
+	// The socket comes last: its presence says the daemon owns the DB.
+	if cfg.Socket != "" {
+		if a.ln, err = api.Listen(cfg.Socket, cfg.SocketGroup); err != nil {
+			return nil, err
+		}
+		a.api = api.New(a, cfg.Logger)
 	}
 	return a, nil
 }
@@ -136,6 +161,7 @@ func (a *App) openSources() error {
 			return err
 		}
 		a.sources = append(a.sources, l)
+		a.lives = append(a.lives, l)
 		a.names = append(a.names, name)
 	}
 	a.cls = capture.NewClassifier(local, a.cfg.Exclude)
@@ -143,6 +169,9 @@ func (a *App) openSources() error {
 }
 
 func (a *App) closeAll() {
+	if a.ln != nil {
+		a.ln.Close()
+	}
 	if a.file != nil {
 		a.file.Close()
 	}
@@ -171,6 +200,16 @@ func (a *App) Run(ctx context.Context) error {
 
 	pipe := capture.NewPipe(64)
 	closed := make(chan *rotate.Closed, 256)
+	a.closed, a.started = closed, time.Now()
+	apiDone := make(chan error, 1)
+	if a.api != nil {
+		ln := a.ln
+		a.ln = nil
+		go func() { apiDone <- a.api.Serve(ln) }()
+		a.log.Info("api listening", "socket", a.cfg.Socket)
+	} else {
+		apiDone <- nil
+	}
 	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace},
 		func(c *rotate.Closed) { closed <- c })
 
@@ -201,6 +240,16 @@ func (a *App) Run(ctx context.Context) error {
 	wg.Wait()
 	close(pipe.Full)
 	<-writerDone
+	// The API closes after the writer drained (the last windows reach the
+	// streams) and before the DB closes (running reads finish).
+	if a.api != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := a.api.Shutdown(sctx); err != nil {
+			a.log.Warn("api shutdown", "err", err)
+		}
+		cancel()
+	}
+	apiErr := <-apiDone
 
 	var err error
 	for i, e := range errs {
@@ -212,7 +261,7 @@ func (a *App) Run(ctx context.Context) error {
 			err = errors.Join(err, e)
 		}
 	}
-	return errors.Join(err, writerErr)
+	return errors.Join(err, writerErr, apiErr)
 }
 
 // offlineBatch bounds how many windows a replay stores in one transaction:
@@ -238,6 +287,7 @@ func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live boo
 			// Keep counting: a later window may store fine. Issue: windows in a
 			// failed batch are lost; the reliability work adds a bounded retry queue.
 			a.log.Error("store windows", "windows", len(batch), "err", err)
+			a.storeErrs.Add(1)
 			lastErr = err
 			batch = batch[:0]
 			return
@@ -246,8 +296,13 @@ func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live boo
 			if err := a.rec.Write(w, a.cfg.LogTop, a.cfg.Location); err != nil {
 				a.log.Error("write record log", "err", err)
 			}
+			if a.api != nil {
+				a.api.Publish(w)
+			}
 		}
 		stored += len(batch)
+		a.stored.Add(uint64(len(batch)))
+		a.lastStored.Store(newest.Unix())
 		batch = batch[:0]
 		// Pruning is a write transaction of its own: once per hour of
 		// windows is plenty for a retention counted in days.
@@ -317,4 +372,62 @@ func (a *App) prune(newest time.Time) {
 	} else if n > 0 {
 		a.log.Info("pruned old windows", "windows", n, "retention", a.cfg.Retention)
 	}
+}
+
+// Windows, Last and Status make App the API's source.
+
+func (a *App) Windows(from, to time.Time, fn func(*storage.Window) error) error {
+	return a.db.Windows(from, to, fn)
+}
+
+func (a *App) Last(n int, fn func(*storage.Window) error) error { return a.db.Last(n, fn) }
+
+func (a *App) Status() (api.Status, error) {
+	st := api.Status{
+		Version:       buildVersion(),
+		Started:       a.started.UTC().Format(time.RFC3339),
+		UptimeSeconds: int64(time.Since(a.started).Seconds()),
+		Interfaces:    append([]string{}, a.cfg.Interfaces...),
+		Read:          a.cfg.Read,
+		Local:         []string{},
+		WindowSeconds: int64(a.cfg.Window / time.Second),
+		GeoIP:         []api.GeoFile{},
+		Writer: api.WriterStats{
+			Backlog:       len(a.closed),
+			WindowsStored: a.stored.Load(),
+			Errors:        a.storeErrs.Load(),
+		},
+	}
+	if t := a.lastStored.Load(); t > 0 {
+		st.Writer.LastStored = time.Unix(t, 0).UTC().Format(time.RFC3339)
+	}
+	for _, addr := range a.cls.Local() {
+		st.Local = append(st.Local, addr.String())
+	}
+	for _, l := range a.lives {
+		rx, drops := l.Stats()
+		st.Kernel.Received += rx
+		st.Kernel.Drops += drops
+	}
+	for _, f := range a.geo.Files() {
+		st.GeoIP = append(st.GeoIP, api.GeoFile{Path: f.Path, Type: f.Type, Build: f.Build.UTC().Format(time.RFC3339)})
+	}
+	st.DB.Path = a.db.Path()
+	if abs, err := filepath.Abs(st.DB.Path); err == nil {
+		st.DB.Path = abs
+	}
+	size, err := a.db.Size()
+	if err != nil {
+		return st, err
+	}
+	st.DB.SizeBytes = size
+	first, last, n, err := a.db.Bounds()
+	if err != nil {
+		return st, err
+	}
+	st.DB.Windows = n
+	if n > 0 {
+		st.DB.First, st.DB.Last = first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339)
+	}
+	return st, nil
 }

@@ -22,6 +22,10 @@ every window in a bbolt file and appends it to a plain-text record log.
 Stops on SIGINT/SIGTERM (or at the end of --read), storing the partial window.
 SIGHUP reopens the record log (for logrotate).
 
+While it runs, the daemon answers 'dstwatch query', 'tail' and 'status' over
+HTTP on a unix socket (--socket, mode 0600; 0660 with --socket-group), since
+the database is locked while it is open. There is no TCP listener.
+
 Examples:
   dstwatch run                                  # default-route interface, default DB and log
   dstwatch run -i eth0 -i eth1 --window 1m --exclude 203.0.113.7,198.51.100.0/24
@@ -44,6 +48,11 @@ func defaultDB() string {
 	}
 	return "dstwatch.db"
 }
+
+// socketName is the API socket's name beside the database.
+const socketName = "dstwatch.sock"
+
+func defaultSocket(db string) string { return filepath.Join(filepath.Dir(db), socketName) }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
@@ -76,6 +85,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	recLog := fs.String("record-log", "", "plain-text record log `file` (default: records.log beside the DB)")
 	logTop := fs.Int("log-top", 50, "remotes per window in the record log; the rest go on an 'others' line")
 	fs.Var(&geoip, "geoip", "MaxMind-format .mmdb `file` (country, city or ASN); repeatable (default: the usual geoipupdate locations)")
+	socket := fs.String("socket", "", "API unix socket `path`; none: serve no API (default: dstwatch.sock beside the DB)")
+	socketGroup := fs.String("socket-group", "", "let this `group` use the API socket (mode 0660 instead of 0600)")
 	utc := fs.Bool("utc", false, "write record log times in UTC instead of local time")
 	logLevel := fs.String("log-level", "info", "daemon log `level`: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "daemon log `format` on stderr: text or json")
@@ -134,6 +145,17 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if cfg.LogPath == "" {
 		cfg.LogPath = filepath.Join(filepath.Dir(cfg.DBPath), "records.log")
 	}
+	switch *socket {
+	case "none":
+		if *socketGroup != "" {
+			return fmt.Errorf("%w: --socket-group needs a socket (not --socket none)", errUsage)
+		}
+	case "":
+		cfg.Socket = defaultSocket(cfg.DBPath)
+	default:
+		cfg.Socket = *socket
+	}
+	cfg.SocketGroup = *socketGroup
 	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o750); err != nil {
 		return fmt.Errorf("database directory: %w", err)
 	}

@@ -1,0 +1,189 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+// ErrNotRunning means no daemon answers on the socket: the file is missing
+// or nobody listens on it.
+var ErrNotRunning = errors.New("dstwatch is not running")
+
+// Client talks to a daemon's API over its unix socket.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client for the socket at path. Nothing is dialled yet.
+func NewClient(path string) *Client {
+	d := &net.Dialer{Timeout: time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		},
+		ResponseHeaderTimeout: time.Minute, // a long aggregate; streams have their header at once
+		MaxIdleConns:          2,
+	}
+	return &Client{socket: path, hc: &http.Client{Transport: tr}}
+}
+
+// Socket is the socket's path.
+func (c *Client) Socket() string { return c.socket }
+
+// Range is what a request reads: From..To, or the Last N windows.
+type Range struct {
+	From, To time.Time
+	Last     int
+}
+
+func (r Range) values(f query.Filter) url.Values {
+	v := url.Values{}
+	if r.Last > 0 {
+		v.Set("last", strconv.Itoa(r.Last))
+	} else {
+		v.Set("from", r.From.UTC().Format(time.RFC3339Nano))
+		v.Set("to", r.To.UTC().Format(time.RFC3339Nano))
+	}
+	for _, p := range f.Remotes {
+		v.Add("remote", p.String())
+	}
+	for _, c := range f.Countries {
+		v.Add("country", c)
+	}
+	for _, a := range f.ASNs {
+		v.Add("asn", strconv.FormatUint(uint64(a), 10))
+	}
+	if f.Direction != query.Both {
+		v.Set("direction", f.Direction.String())
+	}
+	return v
+}
+
+func (c *Client) get(ctx context.Context, path string, v url.Values) (*http.Response, error) {
+	u := "http://dstwatch" + path
+	if len(v) > 0 {
+		u += "?" + v.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+			return nil, fmt.Errorf("%w (no daemon listening on %s)", ErrNotRunning, c.socket)
+		case errors.Is(err, fs.ErrPermission):
+			return nil, fmt.Errorf("api socket %s: permission denied: run as root or as a member of the daemon's --socket-group", c.socket)
+		}
+		return nil, fmt.Errorf("api %s: %w", c.socket, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var e errorJSON
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = http.StatusText(resp.StatusCode)
+		}
+		return nil, fmt.Errorf("api %s: %s", path, e.Error)
+	}
+	return resp, nil
+}
+
+// Windows reads the windows of r that pass f, oldest first, calling fn for
+// each as it arrives.
+func (c *Client) Windows(ctx context.Context, r Range, f query.Filter, fn func(*storage.Window) error) error {
+	resp, err := c.get(ctx, "/v1/windows", r.values(f))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(bufio.NewReaderSize(resp.Body, 64<<10))
+	bad := func(err error) error { return fmt.Errorf("api /v1/windows: answer cut short or malformed: %w", err) }
+	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		return bad(fmt.Errorf("want an array, got %v %v", t, err))
+	}
+	for dec.More() {
+		var j query.WindowJSON
+		if err := dec.Decode(&j); err != nil {
+			return bad(err)
+		}
+		w, err := query.FromWindowJSON(&j)
+		if err != nil {
+			return bad(err)
+		}
+		if err := fn(w); err != nil {
+			return err
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim(']') {
+		return bad(fmt.Errorf("want the array's end, got %v %v", t, err))
+	}
+	return nil
+}
+
+// Status reads the daemon's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	resp, err := c.get(ctx, "/v1/status", nil)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("api /v1/status: %w", err)
+	}
+	return st, nil
+}
+
+// Stream subscribes to windows as they are stored. subscribed (if not nil)
+// runs once the daemon has accepted the subscription, before any window is
+// read: windows stored from then on reach fn. Stream returns nil when the
+// daemon ends the stream (it stops, or this reader fell too far behind),
+// ctx's error when ctx is done.
+func (c *Client) Stream(ctx context.Context, subscribed func() error, fn func(*storage.Window) error) error {
+	resp, err := c.get(ctx, "/v1/stream", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if subscribed != nil {
+		if err := subscribed(); err != nil {
+			return err
+		}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		var j query.WindowJSON
+		if err := json.Unmarshal(sc.Bytes(), &j); err != nil {
+			return fmt.Errorf("api /v1/stream: %w", err)
+		}
+		w, err := query.FromWindowJSON(&j)
+		if err != nil {
+			return fmt.Errorf("api /v1/stream: %w", err)
+		}
+		if err := fn(w); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}

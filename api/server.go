@@ -1,0 +1,474 @@
+// Package api owns the daemon's local API: HTTP over a unix socket, so that
+// while the daemon holds the database (bbolt locks it exclusively) people
+// can still read it. The server answers windows, aggregates, status and a
+// stream of windows as they are stored; Client is what the CLI uses.
+//
+// Endpoints (all GET, JSON; errors are {"error": "..."} with a 4xx or 5xx):
+//
+//	/v1/windows    windows in a range, oldest first: a JSON array of query.WindowJSON
+//	/v1/aggregate  the range added up: a JSON array of rows (query.RowsJSON)
+//	/v1/status     the daemon's state: Status
+//	/v1/stream     newline-delimited query.WindowJSON, one per window as it is stored
+//
+// Range parameters: from and to (RFC 3339; from inclusive, to exclusive, by
+// window start) or last (the N newest windows). Filter parameters: remote
+// (address or CIDR, repeatable), country (repeatable), asn (repeatable),
+// direction (tx, rx, both). Aggregate also takes by (remote, country, asn),
+// sort (bytes, packets) and top.
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+// Source is what the server reads: the daemon's database and its state.
+// Windows and Last call fn outside any transaction, oldest first.
+type Source interface {
+	Windows(from, to time.Time, fn func(*storage.Window) error) error
+	Last(n int, fn func(*storage.Window) error) error
+	Status() (Status, error)
+}
+
+// Limits on what one request may ask for. The socket is local and 0600 by
+// default, but its requests are still input: a typo must not make the
+// daemon read for minutes or hold a gigabyte.
+const (
+	MaxRange       = 10 * 366 * 24 * time.Hour // longest from..to
+	MaxLast        = 1 << 20                   // largest last=N
+	MaxTop         = 1 << 20
+	maxFilterItems = 256 // remote, country and asn values together
+	maxReaders     = 4   // concurrent window and aggregate requests
+	maxSubscribers = 64  // concurrent streams
+	streamBuffer   = 64  // windows a stream subscriber may lag behind
+)
+
+// Server serves the API. Publish and Shutdown are safe from any goroutine.
+type Server struct {
+	src     Source
+	log     *slog.Logger
+	hub     *hub
+	srv     *http.Server
+	readers chan struct{} // a slot per concurrent windows/aggregate request
+}
+
+// New returns a server reading src; log gets one line per failed request.
+func New(src Source, log *slog.Logger) *Server {
+	s := &Server{src: src, log: log, hub: newHub(maxSubscribers, streamBuffer), readers: make(chan struct{}, maxReaders)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/windows", s.windows)
+	mux.HandleFunc("GET /v1/aggregate", s.aggregate)
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/stream", s.stream)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint %s %s: see /v1/windows, /v1/aggregate, /v1/status, /v1/stream", r.Method, r.URL.Path)
+	})
+	s.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Handler is the API's HTTP handler, for tests.
+func (s *Server) Handler() http.Handler { return s.srv.Handler }
+
+// Serve answers requests on l until Shutdown; it then returns nil.
+func (s *Server) Serve(l net.Listener) error {
+	if err := s.srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("api: %w", err)
+	}
+	return nil
+}
+
+// Publish hands a stored window to every stream subscriber. It never
+// blocks: a subscriber whose buffer is full is disconnected.
+func (s *Server) Publish(w *storage.Window) {
+	if !s.hub.active() {
+		return
+	}
+	b, err := json.Marshal(query.ToWindowJSON(w))
+	if err != nil {
+		s.log.Error("api: encode window", "err", err)
+		return
+	}
+	s.hub.publish(append(b, '\n'))
+}
+
+// Shutdown ends the streams, lets running requests finish until ctx is
+// done, then closes every connection. The listener is closed, which removes
+// its socket file.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.hub.close()
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		s.srv.Close()
+	}
+	return err
+}
+
+type errorJSON struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(errorJSON{fmt.Sprintf(format, args...)})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// badRequest is a parameter error: 400 with its message.
+type badRequest struct{ msg string }
+
+func (e badRequest) Error() string { return e.msg }
+
+func bad(format string, args ...any) error { return badRequest{fmt.Sprintf(format, args...)} }
+
+// params reads a query string strictly: unknown names and repeated
+// single-valued names are errors, so that a typo is not silently ignored.
+type params struct {
+	v    url.Values
+	used map[string]bool
+}
+
+func newParams(r *http.Request, allowed ...string) (*params, error) {
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, bad("query string: %v", err)
+	}
+	for k := range v {
+		found := false
+		for _, a := range allowed {
+			found = found || a == k
+		}
+		if !found {
+			return nil, bad("unknown parameter %q (want %s)", k, strings.Join(allowed, ", "))
+		}
+	}
+	return &params{v: v}, nil
+}
+
+func (p *params) one(name string) (string, error) {
+	vs := p.v[name]
+	if len(vs) > 1 {
+		return "", bad("parameter %s given %d times", name, len(vs))
+	}
+	if len(vs) == 0 {
+		return "", nil
+	}
+	return vs[0], nil
+}
+
+func (p *params) intParam(name string, max int) (int, bool, error) {
+	s, err := p.one(name)
+	if err != nil || s == "" {
+		return 0, false, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > max {
+		return 0, false, bad("%s %q: want an integer from 0 to %d", name, s, max)
+	}
+	return n, true, nil
+}
+
+// span is the range a request asks for: from..to, or the last N windows.
+type span struct {
+	from, to time.Time
+	last     int // > 0: the last N windows instead of from..to
+}
+
+func (p *params) span() (span, error) {
+	last, hasLast, err := p.intParam("last", MaxLast)
+	if err != nil {
+		return span{}, err
+	}
+	from, err := p.one("from")
+	if err != nil {
+		return span{}, err
+	}
+	to, err := p.one("to")
+	if err != nil {
+		return span{}, err
+	}
+	if hasLast {
+		if from != "" || to != "" {
+			return span{}, bad("give either last or from and to")
+		}
+		if last == 0 {
+			return span{}, bad("last must be at least 1")
+		}
+		return span{last: last}, nil
+	}
+	if from == "" || to == "" {
+		return span{}, bad("give from and to (RFC 3339), or last")
+	}
+	var sp span
+	if sp.from, err = time.Parse(time.RFC3339Nano, from); err != nil {
+		return span{}, bad("from %q: not an RFC 3339 time", from)
+	}
+	if sp.to, err = time.Parse(time.RFC3339Nano, to); err != nil {
+		return span{}, bad("to %q: not an RFC 3339 time", to)
+	}
+	switch {
+	case !sp.to.After(sp.from):
+		return span{}, bad("to must be after from")
+	case sp.to.Sub(sp.from) > MaxRange:
+		return span{}, bad("range longer than %d days", MaxRange/(24*time.Hour))
+	}
+	return sp, nil
+}
+
+func (p *params) filter() (query.Filter, error) {
+	var f query.Filter
+	if n := len(p.v["remote"]) + len(p.v["country"]) + len(p.v["asn"]); n > maxFilterItems {
+		return f, bad("%d filter values; at most %d", n, maxFilterItems)
+	}
+	for _, s := range p.v["remote"] {
+		pf, err := query.ParsePrefix(s)
+		if err != nil {
+			return f, bad("remote %q: not an address or CIDR prefix", s)
+		}
+		f.Remotes = append(f.Remotes, pf)
+	}
+	for _, s := range p.v["country"] {
+		if len(s) != 2 {
+			return f, bad("country %q: want a two-letter code, or -- for unknown", s)
+		}
+		f.Countries = append(f.Countries, strings.ToUpper(s))
+	}
+	for _, s := range p.v["asn"] {
+		n, err := query.ParseASN(s)
+		if err != nil {
+			return f, bad("asn %q: want an AS number", s)
+		}
+		f.ASNs = append(f.ASNs, n)
+	}
+	d, err := p.one("direction")
+	if err != nil {
+		return f, err
+	}
+	if f.Direction, err = query.ParseDirection(d); err != nil {
+		return f, bad("%v", err)
+	}
+	return f, nil
+}
+
+// read runs fn for each window of sp, holding a reader slot.
+func (s *Server) read(ctx context.Context, sp span, fn func(*storage.Window) error) error {
+	select {
+	case s.readers <- struct{}{}:
+		defer func() { <-s.readers }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	check := func(w *storage.Window) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(w)
+	}
+	if sp.last > 0 {
+		return s.src.Last(sp.last, check)
+	}
+	return s.src.Windows(sp.from, sp.to, check)
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var br badRequest
+	switch {
+	case errors.As(err, &br):
+		writeError(w, http.StatusBadRequest, "%s", br.msg)
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads an answer.
+	default:
+		s.log.Error("api request", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "%v", err)
+	}
+}
+
+// windows streams a JSON array, one window at a time, so that a long range
+// costs the daemon one window of memory. A read error after the first
+// window aborts the response; the client sees a truncated array.
+func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
+	p, err := newParams(r, "from", "to", "last", "remote", "country", "asn", "direction")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sp, err := p.span()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f, err := p.filter()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var bw *bufio.Writer
+	err = s.read(r.Context(), sp, func(win *storage.Window) error {
+		b, err := json.Marshal(query.ToWindowJSON(f.Apply(win)))
+		if err != nil {
+			return err
+		}
+		if bw == nil {
+			w.Header().Set("Content-Type", "application/json")
+			bw = bufio.NewWriterSize(w, 64<<10)
+			bw.WriteString("[\n")
+		} else {
+			bw.WriteString(",\n")
+		}
+		_, err = bw.Write(b)
+		return err
+	})
+	switch {
+	case err != nil && bw == nil:
+		s.fail(w, r, err)
+	case err != nil:
+		if r.Context().Err() == nil {
+			s.log.Error("api request", "path", r.URL.Path, "err", err)
+		}
+		panic(http.ErrAbortHandler)
+	case bw == nil:
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte("[]\n"))
+	default:
+		bw.WriteString("\n]\n")
+		bw.Flush()
+	}
+}
+
+func (s *Server) aggregate(w http.ResponseWriter, r *http.Request) {
+	p, err := newParams(r, "from", "to", "last", "remote", "country", "asn", "direction", "by", "sort", "top")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sp, err := p.span()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f, err := p.filter()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	byName, err := p.one("by")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if byName == "" {
+		byName = string(query.ByRemote)
+	}
+	by, err := query.ParseBy(byName)
+	if err == nil && by == query.ByWindow {
+		err = errors.New("by window: use /v1/windows")
+	}
+	if err != nil {
+		s.fail(w, r, bad("%v", err))
+		return
+	}
+	sortName, err := p.one("sort")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	order, err := query.ParseSort(sortName)
+	if err != nil {
+		s.fail(w, r, bad("%v", err))
+		return
+	}
+	top, _, err := p.intParam("top", MaxTop)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	agg, _ := query.NewAggregator(by)
+	if err := s.read(r.Context(), sp, func(win *storage.Window) error {
+		agg.Add(f.Apply(win))
+		return nil
+	}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, query.RowsJSON(query.Top(agg.Rows(order), top), by))
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if _, err := newParams(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	st, err := s.src.Status()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, st)
+}
+
+// stream sends each window as it is stored, one JSON line each. The header
+// is flushed at once: a client that has it is subscribed. The stream ends
+// when the client goes, the daemon stops, or the client falls more than
+// streamBuffer windows behind.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	if _, err := newParams(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sub, err := s.hub.subscribe()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
+		return
+	}
+	defer s.hub.unsubscribe(sub)
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case line, ok := <-sub.ch:
+			if !ok {
+				return
+			}
+			rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := w.Write(line); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,47 @@
+package api
+
+// Status is the daemon's state as GET /v1/status reports it. Times are UTC
+// RFC 3339; sizes and counts exact integers.
+type Status struct {
+	Version       string      `json:"version"`
+	Started       string      `json:"started"`
+	UptimeSeconds int64       `json:"uptime_seconds"`
+	Interfaces    []string    `json:"interfaces"`     // live capture interfaces
+	Read          string      `json:"read,omitempty"` // the capture file being replayed
+	Local         []string    `json:"local_addresses"`
+	WindowSeconds int64       `json:"window_seconds"`
+	Kernel        KernelStats `json:"kernel"`
+	Writer        WriterStats `json:"writer"`
+	GeoIP         []GeoFile   `json:"geoip"`
+	DB            DBStats     `json:"db"`
+}
+
+// KernelStats are summed over the live interfaces since the daemon started.
+type KernelStats struct {
+	Received uint64 `json:"received"`
+	Drops    uint64 `json:"drops"`
+}
+
+// WriterStats describe the stage that stores windows.
+type WriterStats struct {
+	Backlog       int    `json:"backlog"` // closed windows waiting to be stored
+	WindowsStored uint64 `json:"windows_stored"`
+	LastStored    string `json:"last_stored,omitempty"` // start of the newest window stored
+	Errors        uint64 `json:"errors"`                // failed store transactions
+}
+
+// GeoFile is one opened .mmdb file.
+type GeoFile struct {
+	Path  string `json:"path"`
+	Type  string `json:"type"`
+	Build string `json:"build"`
+}
+
+// DBStats describe the database file.
+type DBStats struct {
+	Path      string `json:"path"`
+	SizeBytes int64  `json:"size_bytes"`
+	Windows   int    `json:"windows"`
+	First     string `json:"first,omitempty"` // oldest window start
+	Last      string `json:"last,omitempty"`  // newest window start
+}

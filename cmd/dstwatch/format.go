@@ -1,0 +1,270 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dstwatch/dstwatch/internal/units"
+	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+// writeQuery prints ws (oldest first, as stored) as o asks. Both ways of
+// reading, API and file, end here, so their output cannot differ.
+func writeQuery(w io.Writer, ws []*storage.Window, o queryOpts) error {
+	if o.by == query.ByWindow {
+		shown := make([]*storage.Window, len(ws))
+		for i, win := range ws {
+			win = o.filter.Apply(win)
+			if o.sort != query.SortBytes {
+				c := *win
+				c.Remotes = append([]storage.Remote(nil), win.Remotes...)
+				query.SortRemotes(&c, o.sort)
+				win = &c
+			}
+			if o.format != "table" { // the table shows each window's counts, not its remotes
+				win = query.TopRemotes(win, o.top)
+			}
+			shown[i] = win
+		}
+		switch o.format {
+		case "json":
+			out := make([]query.WindowJSON, 0, len(shown))
+			for _, win := range shown {
+				out = append(out, query.ToWindowJSON(win))
+			}
+			return encodeJSON(w, out)
+		case "csv":
+			return writeWindowsCSV(w, shown)
+		}
+		return writeWindowsTable(w, shown, o)
+	}
+	rows, err := query.Aggregate(ws, o.by, o.filter, o.sort)
+	if err != nil {
+		return err
+	}
+	rows = query.Top(rows, o.top)
+	switch o.format {
+	case "json":
+		return encodeJSON(w, query.RowsJSON(rows, o.by))
+	case "csv":
+		return writeRowsCSV(w, rows, o.by)
+	}
+	return writeRowsTable(w, ws, rows, o)
+}
+
+func encodeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+var countsHeader = []string{"tx_packets", "tx_bytes", "rx_packets", "rx_bytes"}
+
+func countsRecord(c rotate.Counts) []string {
+	return []string{
+		strconv.FormatUint(c.TxPackets, 10), strconv.FormatUint(c.TxBytes, 10),
+		strconv.FormatUint(c.RxPackets, 10), strconv.FormatUint(c.RxBytes, 10),
+	}
+}
+
+func writeWindowsCSV(w io.Writer, ws []*storage.Window) error {
+	cw := csv.NewWriter(w)
+	cw.Write(append([]string{"start", "end", "addr", "country", "asn"}, countsHeader...))
+	for _, win := range ws {
+		start, end := win.Start.UTC().Format(time.RFC3339), win.End().UTC().Format(time.RFC3339)
+		for _, r := range win.Remotes {
+			cw.Write(append([]string{start, end, r.Addr.String(), r.Country, strconv.FormatUint(uint64(r.ASN), 10)}, countsRecord(r.Counts)...))
+		}
+		if !win.Other.IsZero() {
+			cw.Write(append([]string{start, end, query.OtherKey, "", "0"}, countsRecord(win.Other)...))
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func writeRowsCSV(w io.Writer, rows []query.Row, by query.By) error {
+	cw := csv.NewWriter(w)
+	switch by {
+	case query.ByCountry:
+		cw.Write(append([]string{"country", "remotes"}, countsHeader...))
+		for _, r := range rows {
+			c := r.Country
+			if r.IsOther() {
+				c = query.OtherKey
+			}
+			cw.Write(append([]string{c, strconv.Itoa(r.Remotes)}, countsRecord(r.Counts)...))
+		}
+	case query.ByASN:
+		cw.Write(append([]string{"asn", "as_org", "remotes"}, countsHeader...))
+		for _, r := range rows {
+			asn := strconv.FormatUint(uint64(r.ASN), 10)
+			if r.IsOther() {
+				asn = query.OtherKey
+			}
+			cw.Write(append([]string{asn, r.ASOrg, strconv.Itoa(r.Remotes)}, countsRecord(r.Counts)...))
+		}
+	default:
+		cw.Write(append([]string{"addr", "country", "asn"}, countsHeader...))
+		for _, r := range rows {
+			cw.Write(append([]string{r.Key, r.Country, strconv.FormatUint(uint64(r.ASN), 10)}, countsRecord(r.Counts)...))
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func asName(asn uint32) string {
+	if asn == 0 {
+		return ""
+	}
+	return "AS" + strconv.FormatUint(uint64(asn), 10)
+}
+
+// describeFilter is the line that says what a table leaves out; "" for none.
+func describeFilter(f query.Filter) string {
+	var parts []string
+	if len(f.Remotes) > 0 {
+		var ps []string
+		for _, p := range f.Remotes {
+			ps = append(ps, p.String())
+		}
+		parts = append(parts, "remote "+strings.Join(ps, ", "))
+	}
+	if len(f.Countries) > 0 {
+		parts = append(parts, "country "+strings.Join(f.Countries, ", "))
+	}
+	if len(f.ASNs) > 0 {
+		var as []string
+		for _, a := range f.ASNs {
+			as = append(as, "AS"+strconv.FormatUint(uint64(a), 10))
+		}
+		parts = append(parts, "asn "+strings.Join(as, ", "))
+	}
+	switch f.Direction {
+	case query.Tx:
+		parts = append(parts, "tx only")
+	case query.Rx:
+		parts = append(parts, "rx only")
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "only " + strings.Join(parts, "; ")
+}
+
+func writeHeader(w io.Writer, ws []*storage.Window, o queryOpts) {
+	loc := o.location()
+	fmt.Fprintf(w, "%d windows from %s to %s\n", len(ws), fmtTime(ws[0].Start, loc), fmtTime(ws[len(ws)-1].End(), loc))
+	if d := describeFilter(o.filter); d != "" {
+		fmt.Fprintln(w, d)
+	}
+	fmt.Fprintln(w)
+}
+
+func totalsLine(lead string, t rotate.Counts) string {
+	return fmt.Sprintf("%s%s\t%s\t%s\t%s\t", lead, units.Bytes(t.TxBytes), units.Count(t.TxPackets), units.Bytes(t.RxBytes), units.Count(t.RxPackets))
+}
+
+func (o queryOpts) weight(c rotate.Counts) uint64 {
+	if o.sort == query.SortPackets {
+		return c.Packets()
+	}
+	return c.Bytes()
+}
+
+func writeRowsTable(w io.Writer, ws []*storage.Window, rows []query.Row, o queryOpts) error {
+	var total rotate.Counts
+	for _, r := range rows {
+		total.Add(r.Counts)
+	}
+	writeHeader(w, ws, o)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	line := func(lead string, r query.Row) {
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t\n", lead, units.Bytes(r.TxBytes), units.Count(r.TxPackets),
+			units.Bytes(r.RxBytes), units.Count(r.RxPackets), pct(o.weight(r.Counts), o.weight(total)))
+	}
+	switch o.by {
+	case query.ByCountry:
+		fmt.Fprintln(tw, "COUNTRY\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
+		for _, r := range rows {
+			name := cc(r.Country)
+			if r.IsOther() {
+				name = query.OtherKey
+			}
+			line(fmt.Sprintf("%s\t%d\t", name, r.Remotes), r)
+		}
+		fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t")
+	case query.ByASN:
+		fmt.Fprintln(tw, "ASN\tORGANISATION\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
+		for _, r := range rows {
+			name := asName(r.ASN)
+			switch {
+			case r.IsOther():
+				name = query.OtherKey
+			case r.ASN == 0:
+				name = "unknown"
+			}
+			line(fmt.Sprintf("%s\t%s\t%d\t", name, r.ASOrg, r.Remotes), r)
+		}
+		fmt.Fprintln(tw, totalsLine("total\t\t\t", total)+"\t")
+	default:
+		fmt.Fprintln(tw, "REMOTE\tCC\tASN\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
+		for _, r := range rows {
+			country := cc(r.Country)
+			if r.IsOther() {
+				country = ""
+			}
+			line(fmt.Sprintf("%s\t%s\t%s\t", r.Key, country, asName(r.ASN)), r)
+		}
+		fmt.Fprintln(tw, totalsLine("total\t\t\t", total)+"\t")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeQualityNotes(w, ws, o.filter)
+}
+
+func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
+	loc := o.location()
+	var total rotate.Counts
+	sums := make([]rotate.Counts, len(ws))
+	for i, win := range ws {
+		for _, r := range win.Remotes {
+			sums[i].Add(r.Counts)
+		}
+		sums[i].Add(win.Other)
+		total.Add(sums[i])
+	}
+	writeHeader(w, ws, o)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "WINDOW\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\tTOP REMOTE\tDROPS\t")
+	for i, win := range ws {
+		sum := sums[i]
+		topName := ""
+		if len(win.Remotes) > 0 {
+			topName = win.Remotes[0].Addr.String() + " " + cc(win.Remotes[0].Country)
+		}
+		// With a filter, folded remotes are not shown, so they are not counted.
+		remotes := len(win.Remotes)
+		if !o.filter.SelectsRemotes() {
+			remotes += int(win.Stats.Folded)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", win.Start.In(loc).Format("2006-01-02 15:04:05 MST"),
+			remotes, units.Bytes(sum.TxBytes), units.Count(sum.TxPackets),
+			units.Bytes(sum.RxBytes), units.Count(sum.RxPackets), pct(o.weight(sum), o.weight(total)), topName, win.Stats.Drops)
+	}
+	fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t\t\t")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeQualityNotes(w, ws, o.filter)
+}

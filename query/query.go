@@ -1,0 +1,377 @@
+// Package query owns what a question over stored windows means: which
+// remotes a filter keeps, how windows add up per remote, country or ASN, how
+// rows are ordered and cut to a top N, and the JSON shapes of windows and
+// rows. The daemon's API and the CLI both answer with this one
+// implementation, so that a query gives the same numbers whichever of them
+// read the windows.
+package query
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+// Direction selects which way's counts a query keeps.
+type Direction int
+
+const (
+	Both Direction = iota // tx and rx
+	Tx                    // egress only: rx counts read as zero
+	Rx                    // ingress only: tx counts read as zero
+)
+
+// ParseDirection reads "tx", "rx", "both" (or "").
+func ParseDirection(s string) (Direction, error) {
+	switch strings.ToLower(s) {
+	case "", "both":
+		return Both, nil
+	case "tx":
+		return Tx, nil
+	case "rx":
+		return Rx, nil
+	}
+	return Both, fmt.Errorf("direction %q: want tx, rx or both", s)
+}
+
+func (d Direction) String() string {
+	switch d {
+	case Tx:
+		return "tx"
+	case Rx:
+		return "rx"
+	}
+	return "both"
+}
+
+// Filter selects remotes. Within a field any entry matches (OR); across
+// fields all must match (AND). A zero Filter keeps everything.
+type Filter struct {
+	Remotes   []netip.Prefix // remote address within one of these
+	Countries []string       // ISO code, case-insensitive; "--" matches unknown
+	ASNs      []uint32       // AS number; 0 matches unknown
+	Direction Direction
+}
+
+// SelectsRemotes reports whether the filter looks at remotes' identities.
+// Remotes folded into a window's "other" have none, so such a filter drops
+// them.
+func (f Filter) SelectsRemotes() bool {
+	return len(f.Remotes) > 0 || len(f.Countries) > 0 || len(f.ASNs) > 0
+}
+
+// IsZero reports whether the filter keeps everything unchanged.
+func (f Filter) IsZero() bool { return !f.SelectsRemotes() && f.Direction == Both }
+
+func (f Filter) match(r *storage.Remote) bool {
+	if len(f.Remotes) > 0 && !slices.ContainsFunc(f.Remotes, func(p netip.Prefix) bool { return p.Contains(r.Addr) }) {
+		return false
+	}
+	if len(f.Countries) > 0 && !slices.ContainsFunc(f.Countries, func(c string) bool {
+		return strings.EqualFold(c, r.Country) || (c == "--" && r.Country == "")
+	}) {
+		return false
+	}
+	if len(f.ASNs) > 0 && !slices.Contains(f.ASNs, r.ASN) {
+		return false
+	}
+	return true
+}
+
+func (d Direction) apply(c rotate.Counts) rotate.Counts {
+	switch d {
+	case Tx:
+		c.RxPackets, c.RxBytes = 0, 0
+	case Rx:
+		c.TxPackets, c.TxBytes = 0, 0
+	}
+	return c
+}
+
+// Apply returns w with only the matching remotes, each way's counts zeroed
+// as Direction says, and remotes left with nothing counted dropped. The
+// window's stats are kept as they are: drops and folds describe the window,
+// not the selection. w itself is not changed; Apply is idempotent.
+func (f Filter) Apply(w *storage.Window) *storage.Window {
+	if f.IsZero() {
+		return w
+	}
+	out := *w
+	out.Remotes = make([]storage.Remote, 0, len(w.Remotes))
+	for _, r := range w.Remotes {
+		if !f.match(&r) {
+			continue
+		}
+		r.Counts = f.Direction.apply(r.Counts)
+		if r.Counts.IsZero() {
+			continue
+		}
+		out.Remotes = append(out.Remotes, r)
+	}
+	out.Other = f.Direction.apply(w.Other)
+	if f.SelectsRemotes() {
+		out.Other = rotate.Counts{}
+	}
+	return &out
+}
+
+// By is what rows are grouped by.
+type By string
+
+const (
+	ByWindow  By = "window"
+	ByRemote  By = "remote"
+	ByCountry By = "country"
+	ByASN     By = "asn"
+)
+
+// ParseBy reads a grouping name.
+func ParseBy(s string) (By, error) {
+	switch b := By(strings.ToLower(s)); b {
+	case ByWindow, ByRemote, ByCountry, ByASN:
+		return b, nil
+	}
+	return "", fmt.Errorf("by %q: want window, remote, country or asn", s)
+}
+
+// Sort is what rows are ordered by, heaviest first.
+type Sort string
+
+const (
+	SortBytes   Sort = "bytes"
+	SortPackets Sort = "packets"
+)
+
+// ParseSort reads a sort key name.
+func ParseSort(s string) (Sort, error) {
+	switch o := Sort(strings.ToLower(s)); o {
+	case "":
+		return SortBytes, nil
+	case SortBytes, SortPackets:
+		return o, nil
+	}
+	return "", fmt.Errorf("sort %q: want bytes or packets", s)
+}
+
+func (s Sort) weight(c rotate.Counts) uint64 {
+	if s == SortPackets {
+		return c.Packets()
+	}
+	return c.Bytes()
+}
+
+// OtherKey is the Key of the row that holds remotes folded by the daemon's
+// cardinality cap or by Top.
+const OtherKey = "other"
+
+// Row is one line of an aggregate: a remote, a country, an AS, or the
+// folded rest (Key OtherKey).
+type Row struct {
+	Key     string     // address, country code ("" unknown), or AS number; OtherKey for the rest
+	Addr    netip.Addr // ByRemote
+	Country string     // ByRemote (the newest answer) and ByCountry
+	ASN     uint32     // ByRemote and ByASN
+	ASOrg   string     // ByRemote and ByASN
+	Remotes int        // distinct remotes (ByCountry, ByASN); for the other row, those Top folded
+	rotate.Counts
+}
+
+// IsOther reports whether r is the folded rest.
+func (r *Row) IsOther() bool { return r.Key == OtherKey }
+
+// Aggregator adds windows up, one at a time, so a long range needs memory
+// for its rows only, not for its windows.
+type Aggregator struct {
+	by   By
+	idx  map[string]int
+	rows []Row
+	seen map[string]map[netip.Addr]struct{} // distinct remotes per row, ByCountry/ByASN
+}
+
+// NewAggregator groups by remote, country or asn; ByWindow is not an
+// aggregate (windows are their own rows).
+func NewAggregator(by By) (*Aggregator, error) {
+	switch by {
+	case ByRemote, ByCountry, ByASN:
+	default:
+		return nil, fmt.Errorf("cannot aggregate by %q: want remote, country or asn", by)
+	}
+	return &Aggregator{by: by, idx: map[string]int{}, seen: map[string]map[netip.Addr]struct{}{}}, nil
+}
+
+// Add adds one window, which the caller has already filtered. Windows are
+// expected oldest first: a remote's newest GeoIP answer wins.
+func (a *Aggregator) Add(w *storage.Window) {
+	for i := range w.Remotes {
+		r := &w.Remotes[i]
+		var key string
+		proto := Row{}
+		switch a.by {
+		case ByRemote:
+			key = r.Addr.String()
+			proto = Row{Addr: r.Addr, Country: r.Country, ASN: r.ASN, ASOrg: r.ASOrg}
+		case ByCountry:
+			key = r.Country
+			proto = Row{Country: r.Country}
+		case ByASN:
+			key = strconv.FormatUint(uint64(r.ASN), 10)
+			proto = Row{ASN: r.ASN, ASOrg: r.ASOrg}
+		}
+		row := a.row(key, proto)
+		row.Counts.Add(r.Counts)
+		switch a.by {
+		case ByRemote:
+			row.Country, row.ASN, row.ASOrg = r.Country, r.ASN, r.ASOrg
+		case ByASN:
+			if r.ASOrg != "" {
+				row.ASOrg = r.ASOrg
+			}
+			fallthrough
+		case ByCountry:
+			s := a.seen[key]
+			if s == nil {
+				s = map[netip.Addr]struct{}{}
+				a.seen[key] = s
+			}
+			if _, ok := s[r.Addr]; !ok {
+				s[r.Addr] = struct{}{}
+				row.Remotes++
+			}
+		}
+	}
+	if !w.Other.IsZero() {
+		a.row(OtherKey, Row{}).Counts.Add(w.Other)
+	}
+}
+
+func (a *Aggregator) row(key string, proto Row) *Row {
+	i, ok := a.idx[key]
+	if !ok {
+		i = len(a.rows)
+		a.idx[key] = i
+		proto.Key = key
+		a.rows = append(a.rows, proto)
+	}
+	return &a.rows[i]
+}
+
+// Rows returns the rows heaviest first by s (ties by key), the other row
+// last. The aggregator must not be used afterwards.
+func (a *Aggregator) Rows(s Sort) []Row {
+	SortRows(a.rows, s)
+	return a.rows
+}
+
+// SortRows orders rows heaviest first by s, ties by key, the other row last.
+func SortRows(rows []Row, s Sort) {
+	slices.SortFunc(rows, func(a, b Row) int {
+		if a.IsOther() != b.IsOther() {
+			if a.IsOther() {
+				return 1
+			}
+			return -1
+		}
+		if n := cmp.Compare(s.weight(b.Counts), s.weight(a.Counts)); n != 0 {
+			return n
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+}
+
+// Aggregate filters ws and adds them up by by, ordered by s.
+func Aggregate(ws []*storage.Window, by By, f Filter, s Sort) ([]Row, error) {
+	a, err := NewAggregator(by)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range ws {
+		a.Add(f.Apply(w))
+	}
+	return a.Rows(s), nil
+}
+
+// Top keeps the n heaviest rows of sorted rows and folds the rest into one
+// other row, so totals stay exact. An existing other row sorts last, so it
+// is always among the folded ones. n <= 0 keeps all.
+func Top(rows []Row, n int) []Row {
+	if n <= 0 || len(rows) <= n {
+		return rows
+	}
+	rest := Row{Key: OtherKey}
+	for _, r := range rows[n:] {
+		rest.Counts.Add(r.Counts)
+		if r.IsOther() {
+			continue
+		}
+		if r.Remotes > 0 {
+			rest.Remotes += r.Remotes
+		} else {
+			rest.Remotes++
+		}
+	}
+	return append(rows[:n:n], rest)
+}
+
+// SortRemotes reorders a window's remotes heaviest first by s (ties by
+// address), in place. Stored windows are already in SortBytes order.
+func SortRemotes(w *storage.Window, s Sort) {
+	if s == SortBytes {
+		return
+	}
+	slices.SortStableFunc(w.Remotes, func(a, b storage.Remote) int {
+		if n := cmp.Compare(s.weight(b.Counts), s.weight(a.Counts)); n != 0 {
+			return n
+		}
+		return a.Addr.Compare(b.Addr)
+	})
+}
+
+// TopRemotes returns w with at most n remotes (n <= 0: all), the rest added
+// to Other. w itself is not changed.
+func TopRemotes(w *storage.Window, n int) *storage.Window {
+	if n <= 0 || len(w.Remotes) <= n {
+		return w
+	}
+	out := *w
+	out.Remotes = w.Remotes[:n:n]
+	for _, r := range w.Remotes[n:] {
+		out.Other.Add(r.Counts)
+	}
+	return &out
+}
+
+// ParsePrefix parses an address (as a single-address prefix) or a CIDR
+// prefix; IPv4-mapped IPv6 becomes IPv4, as stored remotes are.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ParseASN reads "64500" or "AS64500".
+func ParseASN(s string) (uint32, error) {
+	if len(s) > 2 && strings.EqualFold(s[:2], "as") {
+		s = s[2:]
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	return uint32(n), err
+}
