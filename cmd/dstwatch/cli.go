@@ -28,7 +28,13 @@ const usage = `dstwatch: where does this host's traffic go, how much, and to whi
 Usage:
   dstwatch run [flags]      capture, tally per remote in windows, store and log them
   dstwatch query [flags]    answer questions over the stored windows
+  dstwatch tail [flags]     print the end of the record log, or follow it (-f)
+  dstwatch status [flags]   print the running daemon's state
   dstwatch version          print the version
+
+query, tail and status ask the running daemon over its unix socket; query and
+tail read the database themselves when no daemon runs. Exit status: 0 ok,
+1 error, 2 bad usage, 3 the command needs a running daemon and none runs.
 
 Run 'dstwatch COMMAND --help' for a command's flags and examples.
 `
@@ -48,6 +54,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, args[1:], stdout, stderr)
 	case "query":
 		err = cmdQuery(ctx, args[1:], stdout, stderr)
+	case "tail":
+		err = cmdTail(ctx, args[1:], stdout, stderr)
+	case "status":
+		err = cmdStatus(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "dstwatch", buildVersion())
 	case "help", "-h", "-help", "--help":
@@ -61,6 +71,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errNotRunning):
+		fmt.Fprintf(stderr, "dstwatch %s: %v\n", args[0], err)
+		return 3
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "dstwatch %s: %s\n", args[0], strings.TrimPrefix(err.Error(), "usage: "))
 		return 2

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dstwatch/dstwatch/api"
+	"github.com/dstwatch/dstwatch/internal/units"
+)
+
+const statusHelp = `Usage: dstwatch status [flags]
+
+Prints the running daemon's state, asked over its API socket: version,
+uptime, interfaces and local addresses, kernel drops, the writer's backlog,
+the GeoIP databases' build dates and the database's size and extent.
+
+Exit status: 0 when the daemon answered, 3 when no daemon runs (nobody
+listens on the socket), 1 on other errors.
+
+Examples:
+  dstwatch status
+  dstwatch status --db /srv/dstwatch/dstwatch.db
+  dstwatch status --format json
+`
+
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("status", statusHelp, stdout)
+	db := fs.String("db", defaultDB(), "the daemon's database `file`, to find its socket")
+	socket := fs.String("socket", "", "the daemon's API socket `path` (default: dstwatch.sock beside --db)")
+	format := fs.String("format", "text", "output: text or json")
+	utc := fs.Bool("utc", false, "show times in UTC instead of local time")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *format != "text" && *format != "json" {
+		return fmt.Errorf("%w: --format %q: want text or json", errUsage, *format)
+	}
+	sock := socketFor(*socket, *db)
+	_, st, err := dialDaemon(ctx, sock)
+	if errors.Is(err, api.ErrNotRunning) {
+		return fmt.Errorf("%w: no daemon answers on %s", errNotRunning, sock)
+	}
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		return encodeJSON(stdout, st)
+	}
+	loc := time.Local
+	if *utc {
+		loc = time.UTC
+	}
+	writeStatus(stdout, st, loc)
+	return nil
+}
+
+// showTime turns an API time into a local one; unparsable text is shown as is.
+func showTime(s string, loc *time.Location) string {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return s
+	}
+	return fmtTime(t, loc)
+}
+
+func writeStatus(w io.Writer, st api.Status, loc *time.Location) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	up := (time.Duration(st.UptimeSeconds) * time.Second).String()
+	fmt.Fprintf(tw, "dstwatch\t%s, running since %s (up %s)\n", st.Version, showTime(st.Started, loc), up)
+	from := strings.Join(st.Interfaces, ", ")
+	if st.Read != "" {
+		from = "file " + st.Read
+	}
+	fmt.Fprintf(tw, "capturing\t%s, %ds windows\n", from, st.WindowSeconds)
+	fmt.Fprintf(tw, "local\t%s\n", strings.Join(st.Local, ", "))
+	if st.Read == "" {
+		fmt.Fprintf(tw, "kernel\t%d frames received, %d dropped\n", st.Kernel.Received, st.Kernel.Drops)
+	}
+	last := "none yet"
+	if st.Writer.LastStored != "" {
+		last = "newest " + showTime(st.Writer.LastStored, loc)
+	}
+	fmt.Fprintf(tw, "writer\t%d windows stored (%s), backlog %d, %d store errors\n",
+		st.Writer.WindowsStored, last, st.Writer.Backlog, st.Writer.Errors)
+	if len(st.GeoIP) == 0 {
+		fmt.Fprintf(tw, "geoip\tnone: countries are off\n")
+	}
+	for _, g := range st.GeoIP {
+		build := g.Build
+		if t, err := time.Parse(time.RFC3339, g.Build); err == nil {
+			build = t.Format(time.DateOnly)
+		}
+		fmt.Fprintf(tw, "geoip\t%s (%s, built %s)\n", g.Path, g.Type, build)
+	}
+	extent := "no windows yet"
+	if st.DB.Windows > 0 {
+		extent = fmt.Sprintf("%d windows from %s to %s", st.DB.Windows, showTime(st.DB.First, loc), showTime(st.DB.Last, loc))
+	}
+	fmt.Fprintf(tw, "database\t%s, %s, %s\n", st.DB.Path, units.Bytes(uint64(max(st.DB.SizeBytes, 0))), extent)
+	tw.Flush()
+}

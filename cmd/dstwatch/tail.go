@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/dstwatch/dstwatch/api"
+	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+const tailHelp = `Usage: dstwatch tail [flags]
+
+Prints the last lines of the record log and, with -f, follows it as it
+grows, like tail -F: it keeps following across logrotate (the file renamed
+and a new one created) and truncation, and waits for a missing file.
+
+With --format json it prints stored windows instead, one JSON object per
+line (the shape of 'query --by window --format json'): the last -n windows,
+and with -f every window as the daemon stores it. Following needs the
+running daemon; the last windows are read from the database when none runs.
+
+Exit status: 0 (also when stopped with Ctrl-C), 3 when --format json -f
+finds no daemon running, 1 on other errors.
+
+Examples:
+  dstwatch tail -n 50
+  dstwatch tail -f
+  dstwatch tail -f --format json | jq -c '{start, remotes: (.remotes | length)}'
+`
+
+func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("tail", tailHelp, stdout)
+	db := fs.String("db", defaultDB(), "bbolt database `file`; the record log and socket are found beside it")
+	recLog := fs.String("record-log", "", "record log `file` (default: records.log beside --db)")
+	socket := fs.String("socket", "", "the daemon's API socket `path` (default: dstwatch.sock beside --db)")
+	n := fs.Int("n", 10, "print the last `N` lines (windows with --format json)")
+	follow := fs.Bool("f", false, "follow: print what is appended (stored) from now on until interrupted")
+	format := fs.String("format", "text", "text (the record log) or json (stored windows)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if *n < 0 || *n > api.MaxLast {
+		return fmt.Errorf("%w: -n %d: want 0 to %d", errUsage, *n, api.MaxLast)
+	}
+	switch *format {
+	case "text":
+		path := *recLog
+		if path == "" {
+			path = recordLogFor(*db)
+		}
+		return tailText(ctx, path, *n, *follow, stdout, stderr)
+	case "json":
+		if given["record-log"] {
+			return fmt.Errorf("%w: --record-log is for text; --format json reads stored windows", errUsage)
+		}
+		return tailJSON(ctx, *db, *socket, given["db"], *n, *follow, stdout, stderr)
+	}
+	return fmt.Errorf("%w: --format %q: want text or json", errUsage, *format)
+}
+
+// tailText prints the last n lines of path, then follows it when follow.
+func tailText(ctx context.Context, path string, n int, follow bool, stdout, stderr io.Writer) error {
+	f, err := os.Open(path)
+	switch {
+	case err == nil:
+	case follow && errors.Is(err, fs.ErrNotExist):
+		fmt.Fprintf(stderr, "dstwatch tail: %s does not exist yet; waiting for it\n", path)
+	default:
+		return fmt.Errorf("record log: %w", err)
+	}
+	var off int64
+	if f != nil {
+		if off, err = writeLastLines(stdout, f, n); err != nil {
+			f.Close()
+			return fmt.Errorf("record log %s: %w", path, err)
+		}
+	}
+	if !follow {
+		return f.Close()
+	}
+	return followFile(ctx, path, f, off, stdout, stderr, 200*time.Millisecond)
+}
+
+// writeLastLines writes f's last n lines and returns the offset it read to.
+func writeLastLines(w io.Writer, f *os.File, n int) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := st.Size()
+	start, err := lastLinesStart(f, size, n)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := io.Copy(w, io.NewSectionReader(f, start, size-start)); err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+// lastLinesStart finds where the last n lines of f's first size bytes
+// begin, reading backwards. A newline at the very end ends the last line
+// rather than starting an empty one.
+func lastLinesStart(f io.ReaderAt, size int64, n int) (int64, error) {
+	if n <= 0 {
+		return size, nil
+	}
+	buf := make([]byte, 64<<10)
+	count := 0
+	for pos := size; pos > 0; {
+		chunk := min(int64(len(buf)), pos)
+		pos -= chunk
+		if _, err := f.ReadAt(buf[:chunk], pos); err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		for i := chunk - 1; i >= 0; i-- {
+			if buf[i] != '\n' || pos+i == size-1 {
+				continue
+			}
+			if count++; count == n {
+				return pos + i + 1, nil
+			}
+		}
+	}
+	return 0, nil
+}
+
+// followFile prints what is appended to path from off on, polling every
+// interval, until ctx is done. Like tail -F: when path names a new file
+// (renamed away by logrotate), the old one is read to its end and the new
+// one from its start; when the file shrinks (truncated), it is read from
+// its start again. f may be nil when path does not exist yet.
+func followFile(ctx context.Context, path string, f *os.File, off int64, stdout, stderr io.Writer, interval time.Duration) error {
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	drain := func() error {
+		for {
+			k, err := f.ReadAt(buf, off)
+			if k > 0 {
+				if _, werr := stdout.Write(buf[:k]); werr != nil {
+					return werr
+				}
+				off += int64(k)
+			}
+			if err != nil {
+				return nil // io.EOF, or an error the next poll sees again
+			}
+		}
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		var cur fs.FileInfo
+		if f != nil {
+			if err := drain(); err != nil {
+				return err
+			}
+			var err error
+			if cur, err = f.Stat(); err == nil && cur.Size() < off {
+				fmt.Fprintf(stderr, "dstwatch tail: %s: file truncated\n", path)
+				off = 0
+				continue
+			}
+		}
+		if onDisk, err := os.Stat(path); err == nil && (f == nil || cur == nil || !os.SameFile(cur, onDisk)) {
+			if nf, err := os.Open(path); err == nil {
+				if f != nil {
+					drain() // what the daemon wrote before it noticed the rotation
+					f.Close()
+					fmt.Fprintf(stderr, "dstwatch tail: %s has been replaced; following the new file\n", path)
+				}
+				f, off = nf, 0
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func writeWindowLine(w io.Writer, win *storage.Window) error {
+	b, err := json.Marshal(query.ToWindowJSON(win))
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// tailJSON prints the last n stored windows and, when follow, every window
+// stored afterwards. When the stream breaks (the daemon restarts, or this
+// reader fell behind) it reconnects and first fetches what it missed.
+func tailJSON(ctx context.Context, db, socket string, dbGiven bool, n int, follow bool, stdout, stderr io.Writer) error {
+	if !follow {
+		st, err := openStore(ctx, db, socket, dbGiven)
+		if err != nil {
+			return err
+		}
+		defer st.close()
+		if n == 0 {
+			return nil
+		}
+		ws, err := st.windows(ctx, api.Range{Last: n})
+		if err != nil {
+			return err
+		}
+		for _, w := range ws {
+			if err := writeWindowLine(stdout, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	sock := socketFor(socket, db)
+	c, st, err := dialDaemon(ctx, sock)
+	if errors.Is(err, api.ErrNotRunning) {
+		return fmt.Errorf("%w: no daemon answers on %s; following needs the running daemon", errNotRunning, sock)
+	}
+	if err != nil {
+		return err
+	}
+	if dbGiven && !sameFile(db, st.DB.Path) {
+		return fmt.Errorf("the daemon on %s serves %s, not %s; give the --socket of the daemon that owns %s", sock, st.DB.Path, db, db)
+	}
+	// Start of the newest window printed or skipped. With none, windows
+	// found after a reconnect were all stored since tail began.
+	newest := time.Now().Add(-24 * time.Hour)
+	first := true
+	for {
+		// Windows up to gapEnd were printed from the fill; the stream may
+		// carry some of them again.
+		var gapEnd time.Time
+		fill := func() error {
+			var r api.Range
+			print := true
+			switch {
+			case first && n > 0:
+				r.Last = n
+			case first:
+				r.Last, print = 1, false // only to know where "new" begins
+			default:
+				r.From, r.To = newest.Add(time.Second), time.Now().Add(24*time.Hour)
+			}
+			first = false
+			return c.Windows(ctx, r, query.Filter{}, func(w *storage.Window) error {
+				if w.Start.After(newest) {
+					newest = w.Start
+				}
+				gapEnd = newest
+				if !print {
+					return nil
+				}
+				return writeWindowLine(stdout, w)
+			})
+		}
+		err := c.Stream(ctx, fill, func(w *storage.Window) error {
+			if !w.Start.After(gapEnd) {
+				return nil
+			}
+			if w.Start.After(newest) {
+				newest = w.Start
+			}
+			return writeWindowLine(stdout, w)
+		})
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil:
+			fmt.Fprintln(stderr, "dstwatch tail: the daemon ended the stream; reconnecting")
+		case errors.Is(err, api.ErrNotRunning):
+			// The daemon is restarting: wait for it, as tail -F waits for a file.
+		default:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
