@@ -1,0 +1,143 @@
+// Package anon owns the anonymisation of remote addresses before they are
+// stored or logged, for privacy rules that forbid keeping full addresses.
+// It runs on closed windows, after GeoIP, so countries and ASNs come from
+// the real address while the DB and the record log never hold it.
+//
+// Two modes:
+//   - truncate keeps a prefix (by default /24 for IPv4, /48 for IPv6) and
+//     zeroes the rest: 203.0.113.77 becomes 203.0.113.0. Remotes in one
+//     prefix become one row.
+//   - hash replaces each address with a keyed pseudonym: HMAC-SHA256 of the
+//     address under a secret key, shown as an IPv6 address in fd04::/16
+//     (it was IPv4) or fd06::/16 (it was IPv6) with 112 bits of the MAC.
+//     The same remote gets the same pseudonym for as long as the key is
+//     kept, so it can be followed over time; without the key it cannot be
+//     turned back into the address, and 112 bits make two remotes sharing
+//     a pseudonym practically impossible.
+package anon
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+// Anonymizer maps one real remote address to what is stored.
+type Anonymizer interface {
+	Addr(netip.Addr) netip.Addr
+}
+
+// Truncate keeps the first Bits4 bits of IPv4 and Bits6 bits of IPv6 addresses.
+type Truncate struct{ Bits4, Bits6 int }
+
+func (t Truncate) Addr(a netip.Addr) netip.Addr {
+	bits := t.Bits6
+	if a.Is4() {
+		bits = t.Bits4
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return a
+	}
+	return p.Addr()
+}
+
+// Hash pseudonymises addresses with HMAC-SHA256 under Key.
+type Hash struct{ Key []byte }
+
+func (h Hash) Addr(a netip.Addr) netip.Addr {
+	m := hmac.New(sha256.New, h.Key)
+	b := a.AsSlice()
+	m.Write(b)
+	sum := m.Sum(nil)
+	var out [16]byte
+	out[0] = 0xfd
+	out[1] = 0x06
+	if len(b) == 4 {
+		out[1] = 0x04
+	}
+	copy(out[2:], sum)
+	return netip.AddrFrom16(out)
+}
+
+// minKey is the shortest key accepted: a short key could be found by trying
+// keys against known addresses.
+const minKey = 16
+
+// Parse reads the --anonymize value: "truncate", "truncate:/24,/48" (or
+// "truncate:24,48"), or "hash" with the key read from keyFile.
+func Parse(mode, keyFile string) (Anonymizer, error) {
+	name, arg, _ := strings.Cut(mode, ":")
+	switch name {
+	case "truncate":
+		t := Truncate{Bits4: 24, Bits6: 48}
+		if arg != "" {
+			f4, f6, ok := strings.Cut(arg, ",")
+			var e4, e6 error
+			t.Bits4, e4 = strconv.Atoi(strings.TrimPrefix(f4, "/"))
+			t.Bits6, e6 = strconv.Atoi(strings.TrimPrefix(f6, "/"))
+			if !ok || e4 != nil || e6 != nil || t.Bits4 < 0 || t.Bits4 > 32 || t.Bits6 < 0 || t.Bits6 > 128 {
+				return nil, fmt.Errorf("--anonymize %q: want truncate:/V4BITS,/V6BITS, e.g. truncate:/24,/48", mode)
+			}
+		}
+		if keyFile != "" {
+			return nil, errors.New("--anonymize-key goes with --anonymize hash")
+		}
+		return t, nil
+	case "hash":
+		if arg != "" {
+			return nil, fmt.Errorf("--anonymize %q: hash takes no argument; the key comes from --anonymize-key", mode)
+		}
+		if keyFile == "" {
+			return nil, errors.New("--anonymize hash needs --anonymize-key FILE (e.g. head -c 32 /dev/urandom > key)")
+		}
+		key, err := os.ReadFile(keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("anonymize key: %w", err)
+		}
+		if len(key) < minKey {
+			return nil, fmt.Errorf("anonymize key %s: %d bytes, want at least %d", keyFile, len(key), minKey)
+		}
+		return Hash{Key: key}, nil
+	}
+	return nil, fmt.Errorf("--anonymize %q: want truncate, truncate:/V4BITS,/V6BITS or hash", mode)
+}
+
+// Apply replaces every remote address of w and merges remotes that map to
+// the same value (a truncated prefix), summing their counts. A merged row
+// keeps the country and ASN of its heaviest member. Rows are re-sorted
+// heaviest first.
+func Apply(a Anonymizer, w *storage.Window) {
+	idx := make(map[netip.Addr]int, len(w.Remotes))
+	out := w.Remotes[:0]
+	for _, r := range w.Remotes {
+		// w.Remotes is heaviest first, so the first member of a group is
+		// its heaviest and its geo answers stand for the group.
+		r.Addr = a.Addr(r.Addr)
+		if i, ok := idx[r.Addr]; ok {
+			out[i].Counts.Add(r.Counts)
+			continue
+		}
+		idx[r.Addr] = len(out)
+		out = append(out, r)
+	}
+	clear(w.Remotes[len(out):])
+	w.Remotes = out
+	slices.SortStableFunc(w.Remotes, func(x, y storage.Remote) int {
+		switch bx, by := x.Bytes(), y.Bytes(); {
+		case bx > by:
+			return -1
+		case bx < by:
+			return 1
+		}
+		return x.Addr.Compare(y.Addr)
+	})
+}
