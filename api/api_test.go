@@ -1,0 +1,458 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/user"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+var t0 = time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC)
+
+// fakeSource serves windows from a slice; fields inject failures.
+type fakeSource struct {
+	ws        []*storage.Window
+	windowErr error
+	status    Status
+}
+
+func (f *fakeSource) Windows(from, to time.Time, fn func(*storage.Window) error) error {
+	if f.windowErr != nil {
+		return f.windowErr
+	}
+	for _, w := range f.ws {
+		if !w.Start.Before(from) && w.Start.Before(to) {
+			if err := fn(w); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (f *fakeSource) Last(n int, fn func(*storage.Window) error) error {
+	if f.windowErr != nil {
+		return f.windowErr
+	}
+	ws := f.ws[max(0, len(f.ws)-n):]
+	for _, w := range ws {
+		if err := fn(w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fakeSource) Status() (Status, error) { return f.status, nil }
+
+func sampleWindows() []*storage.Window {
+	var ws []*storage.Window
+	for i := range 5 {
+		ws = append(ws, &storage.Window{
+			Start: t0.Add(time.Duration(i) * 20 * time.Second), Length: 20 * time.Second,
+			Remotes: []storage.Remote{
+				{Addr: netip.MustParseAddr("2001:db8::1"), Country: "DE", ASN: 64500, ASOrg: "Example Org",
+					Counts: rotate.Counts{TxPackets: uint64(i) + 1, TxBytes: 1 << 40, RxPackets: 3, RxBytes: 1<<53 + 1}},
+				{Addr: netip.MustParseAddr("198.51.100.7"), Country: "NL",
+					Counts: rotate.Counts{TxPackets: 2, TxBytes: 100, RxPackets: 0, RxBytes: 0}},
+			},
+			Other:    rotate.Counts{TxPackets: 1, TxBytes: 2, RxPackets: 3, RxBytes: 4},
+			Stats:    rotate.Stats{Frames: 9, Tallied: 8, NonIP: 1, Drops: uint64(i), Folded: 1},
+			GeoBuild: time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC),
+		})
+	}
+	return ws
+}
+
+// serve runs a Server on a fresh socket and returns a client for it.
+func serve(t *testing.T, src Source) (*Server, *Client) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "api.sock")
+	l, err := Listen(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(src, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("socket file left behind: %v", err)
+		}
+	})
+	return s, NewClient(path)
+}
+
+// Windows come back through the API exactly as stored: uint64 counts past
+// 2^53 included.
+func TestWindowsRoundTrip(t *testing.T) {
+	src := &fakeSource{ws: sampleWindows()}
+	_, c := serve(t, src)
+	for _, r := range []Range{{From: t0, To: t0.Add(time.Hour)}, {Last: 3}, {From: t0.Add(20 * time.Second), To: t0.Add(40 * time.Second)}} {
+		var got []*storage.Window
+		if err := c.Windows(context.Background(), r, query.Filter{}, func(w *storage.Window) error {
+			got = append(got, w)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var want []*storage.Window
+		if r.Last > 0 {
+			src.Last(r.Last, func(w *storage.Window) error { want = append(want, w); return nil })
+		} else {
+			src.Windows(r.From, r.To, func(w *storage.Window) error { want = append(want, w); return nil })
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%+v: got\n%+v\nwant\n%+v", r, got, want)
+		}
+	}
+	// An empty range is an empty array, not an error.
+	n := 0
+	if err := c.Windows(context.Background(), Range{From: t0.Add(-time.Hour), To: t0}, query.Filter{}, func(*storage.Window) error { n++; return nil }); err != nil || n != 0 {
+		t.Errorf("empty range: %d windows, %v", n, err)
+	}
+}
+
+func TestWindowsReadErrorIs500(t *testing.T) {
+	_, c := serve(t, &fakeSource{windowErr: errors.New("disk on fire")})
+	err := c.Windows(context.Background(), Range{Last: 1}, query.Filter{}, func(*storage.Window) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func get(t *testing.T, h http.Handler, target string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+	return rec.Code, rec.Body.String()
+}
+
+func TestBadRequests(t *testing.T) {
+	s := New(&fakeSource{ws: sampleWindows()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := s.Handler()
+	many := strings.Repeat("remote=192.0.2.1&", maxFilterItems+1)
+	for _, tc := range []struct{ target, want string }{
+		{"/v1/windows", "give from and to"},
+		{"/v1/windows?from=2026-10-25T00:00:00Z", "give from and to"},
+		{"/v1/windows?from=yesterday&to=2026-10-25T00:00:00Z", `from "yesterday"`},
+		{"/v1/windows?from=2026-10-25T01:00:00Z&to=2026-10-25T00:00:00Z", "to must be after from"},
+		{"/v1/windows?from=1970-01-01T00:00:00Z&to=2026-10-25T00:00:00Z", "range longer than"},
+		{"/v1/windows?last=0", "at least 1"},
+		{"/v1/windows?last=-1", "last"},
+		{"/v1/windows?last=99999999999", "last"},
+		{"/v1/windows?last=1&from=2026-10-25T00:00:00Z", "either last"},
+		{"/v1/windows?last=1&last=2", "given 2 times"},
+		{"/v1/windows?last=1&colour=red", `unknown parameter "colour"`},
+		{"/v1/windows?last=1&remote=nonsense", `remote "nonsense"`},
+		{"/v1/windows?last=1&country=Netherlands", `country "Netherlands"`},
+		{"/v1/windows?last=1&asn=ASX", `asn "ASX"`},
+		{"/v1/windows?last=1&direction=up", "direction"},
+		{"/v1/windows?last=1&" + many, "filter values"},
+		{"/v1/windows?last=1&%zz", "query string"},
+		{"/v1/aggregate?last=1&by=window", "use /v1/windows"},
+		{"/v1/aggregate?last=1&by=planet", `by "planet"`},
+		{"/v1/aggregate?last=1&sort=weight", `sort "weight"`},
+		{"/v1/aggregate?last=1&top=x", "top"},
+		{"/v1/status?x=1", "unknown parameter"},
+	} {
+		code, body := get(t, h, tc.target)
+		var e errorJSON
+		if code != http.StatusBadRequest || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, tc.want) {
+			t.Errorf("%s: %d %s, want 400 with %q", tc.target, code, body, tc.want)
+		}
+	}
+	if code, body := get(t, h, "/v2/nothing"); code != http.StatusNotFound || !strings.Contains(body, `"error"`) {
+		t.Errorf("unknown path: %d %s", code, body)
+	}
+}
+
+func TestAggregateMatchesQueryPackage(t *testing.T) {
+	ws := sampleWindows()
+	s := New(&fakeSource{ws: ws}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	code, body := get(t, s.Handler(), "/v1/aggregate?from=2026-10-25T00:00:00Z&to=2026-10-25T01:00:00Z&by=country&direction=tx&top=1")
+	if code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
+	}
+	rows, err := query.Aggregate(ws, query.ByCountry, query.Filter{Direction: query.Tx}, query.SortBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.MarshalIndent(query.RowsJSON(query.Top(rows, 1), query.ByCountry), "", "  ")
+	if strings.TrimSpace(body) != string(want) {
+		t.Errorf("got\n%s\nwant\n%s", body, want)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	want := Status{Version: "v9", Interfaces: []string{"eth0"}, Local: []string{"192.0.2.1"}, Kernel: KernelStats{Drops: 7},
+		Writer: WriterStats{Backlog: 2, WindowsStored: 5}, GeoIP: []GeoFile{{Path: "/x.mmdb", Type: "T", Build: "2026-10-01T00:00:00Z"}},
+		DB: DBStats{Path: "/db", SizeBytes: 32768, Windows: 5}}
+	_, c := serve(t, &fakeSource{status: want})
+	got, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
+func TestClientNotRunning(t *testing.T) {
+	dir := t.TempDir()
+	// No file, and a socket file nobody listens on: both are "not running".
+	stale := filepath.Join(dir, "stale.sock")
+	l, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	for _, p := range []string{filepath.Join(dir, "none.sock"), stale} {
+		if _, err := NewClient(p).Status(context.Background()); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("%s: %v, want ErrNotRunning", p, err)
+		}
+	}
+}
+
+func TestStreamPublishes(t *testing.T) {
+	s, c := serve(t, &fakeSource{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ws := sampleWindows()
+	got := make(chan *storage.Window, len(ws))
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Stream(ctx, func() error {
+			for _, w := range ws {
+				s.Publish(w)
+			}
+			return nil
+		}, func(w *storage.Window) error { got <- w; return nil })
+	}()
+	for i, want := range ws {
+		select {
+		case w := <-got:
+			if !reflect.DeepEqual(w, want) {
+				t.Errorf("window %d: got %+v, want %+v", i, w, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("window %d never arrived", i)
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("stream: %v", err)
+	}
+}
+
+// A subscriber that does not read is dropped; Publish never blocks.
+func TestHubDropsSlowSubscriber(t *testing.T) {
+	h := newHub(2, 3)
+	slow, _ := h.subscribe()
+	fast, _ := h.subscribe()
+	if _, err := h.subscribe(); !errors.Is(err, errTooManyStreamed) {
+		t.Errorf("third subscriber: %v", err)
+	}
+	got := 0
+	for i := range 10 {
+		h.publish([]byte(strconv.Itoa(i)))
+		for len(fast.ch) > 0 {
+			<-fast.ch
+			got++
+		}
+	}
+	if got != 10 {
+		t.Errorf("fast subscriber got %d of 10", got)
+	}
+	n := 0
+	for range slow.ch { // closed once dropped
+		n++
+	}
+	if n != 3 {
+		t.Errorf("slow subscriber got %d before being dropped, want its buffer of 3", n)
+	}
+	h.unsubscribe(slow) // after a drop: no double close
+	h.close()
+	if _, ok := <-fast.ch; ok {
+		t.Error("close left a stream open")
+	}
+	if _, err := h.subscribe(); !errors.Is(err, errClosed) {
+		t.Errorf("subscribe after close: %v", err)
+	}
+}
+
+// Shutdown ends open streams instead of waiting for them.
+func TestShutdownEndsStreams(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api.sock")
+	l, err := Listen(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(&fakeSource{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go s.Serve(l)
+	subscribed := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- NewClient(path).Stream(context.Background(), func() error { close(subscribed); return nil },
+			func(*storage.Window) error { return nil })
+	}()
+	<-subscribed
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("shutdown took %v", d)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("stream after shutdown: %v", err)
+	}
+}
+
+func mode(t *testing.T, path string) (os.FileMode, uint32) {
+	t.Helper()
+	st, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode(), st.Sys().(*syscall.Stat_t).Gid
+}
+
+func TestListenPermissions(t *testing.T) {
+	dir := t.TempDir()
+
+	t.Run("default 0600", func(t *testing.T) {
+		p := filepath.Join(dir, "a.sock")
+		l, err := Listen(p, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if m, _ := mode(t, p); m&os.ModeSocket == 0 || m.Perm() != 0o600 {
+			t.Errorf("mode %v, want socket 0600", m)
+		}
+	})
+
+	t.Run("group 0660", func(t *testing.T) {
+		g, err := user.LookupGroupId("1") // "daemon" on most systems; any group but ours does
+		if err != nil {
+			t.Skipf("no group 1: %v", err)
+		}
+		p := filepath.Join(dir, "g.sock")
+		l, err := Listen(p, g.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		m, gid := mode(t, p)
+		if m.Perm() != 0o660 || strconv.Itoa(int(gid)) != g.Gid {
+			t.Errorf("mode %v gid %d, want 0660 and %s", m, gid, g.Gid)
+		}
+		if _, err := Listen(filepath.Join(dir, "x.sock"), "no-such-group-here"); err == nil || !strings.Contains(err.Error(), "no such group") {
+			t.Errorf("unknown group: %v", err)
+		}
+	})
+
+	t.Run("stale socket replaced", func(t *testing.T) {
+		p := filepath.Join(dir, "stale.sock")
+		old, err := net.Listen("unix", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old.(*net.UnixListener).SetUnlinkOnClose(false)
+		old.Close() // a daemon that died: the file stays
+		l, err := Listen(p, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		c, err := net.Dial("unix", p)
+		if err != nil {
+			t.Fatalf("new socket does not answer: %v", err)
+		}
+		c.Close()
+	})
+
+	t.Run("live socket refused", func(t *testing.T) {
+		p := filepath.Join(dir, "live.sock")
+		l, err := Listen(p, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if _, err := Listen(p, ""); err == nil || !strings.Contains(err.Error(), "another process is listening") {
+			t.Errorf("second listen: %v", err)
+		}
+	})
+
+	t.Run("non-socket refused and untouched", func(t *testing.T) {
+		p := filepath.Join(dir, "precious")
+		content := []byte("not a socket, keep me\n")
+		if err := os.WriteFile(p, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Listen(p, "")
+		if err == nil || !strings.Contains(err.Error(), "is not a socket") {
+			t.Errorf("got %v", err)
+		}
+		if b, _ := os.ReadFile(p); !bytes.Equal(b, content) {
+			t.Error("the file was changed")
+		}
+		d := filepath.Join(dir, "adir")
+		os.Mkdir(d, 0o755)
+		if _, err := Listen(d, ""); err == nil {
+			t.Error("a directory was accepted")
+		}
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			t.Error("the directory was removed")
+		}
+	})
+
+	t.Run("closing removes the file", func(t *testing.T) {
+		p := filepath.Join(dir, "gone.sock")
+		l, err := Listen(p, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("socket file after close: %v", err)
+		}
+	})
+
+	t.Run("path too long", func(t *testing.T) {
+		if _, err := Listen("/tmp/"+strings.Repeat("x", 120), ""); err == nil || !strings.Contains(err.Error(), "longer than") {
+			t.Errorf("got %v", err)
+		}
+	})
+}
