@@ -77,8 +77,14 @@ func (s *syncBuffer) String() string {
 // startDaemon runs dstwatch in ns and waits until it captures.
 func startDaemon(t *testing.T, ns string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{stderr: &syncBuffer{}, done: make(chan error, 1)}
-	d.cmd = netnstest.Command(ns, binary(t), append([]string{"run"}, args...)...)
+	return startDaemonCmd(t, netnstest.Command(ns, binary(t), append([]string{"run"}, args...)...))
+}
+
+// startDaemonCmd starts cmd, a dstwatch run however wrapped, and waits
+// until it captures.
+func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemon {
+	t.Helper()
+	d := &daemon{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
