@@ -49,6 +49,7 @@ type Closed struct {
 	Length time.Duration
 	Stats  Stats
 	rows   []row
+	free   chan<- []row // where Finish hands rows back for the next window's table; nil: nowhere
 }
 
 // Remotes is the number of distinct remotes tallied.
@@ -80,6 +81,15 @@ func (c *Closed) Finish(maxRemotes int) *Window {
 		w.Remotes[i] = Remote{Addr: netip.AddrFrom16(rows[i].addr).Unmap(), Counts: rows[i].Counts}
 	}
 	c.rows = nil
+	if c.free != nil {
+		// Reused by a later window's table: clearing an array we own is
+		// cheaper than the page faults and GC cycles of a fresh one, and a
+		// scan's window does not leave a 100 MB array behind as garbage.
+		select {
+		case c.free <- rows:
+		default:
+		}
+	}
 	return w
 }
 
@@ -132,8 +142,7 @@ func selectHeaviest(rows []row, k int) {
 type window struct {
 	start    int64         // Unix ns
 	deadline time.Duration // on the monotonic clock; live windows only
-	index    map[[16]byte]int32
-	rows     []row
+	tab      table
 	stats    Stats
 }
 
@@ -147,13 +156,16 @@ type Tally struct {
 	// before it, so a window that was handed to the writer is never reopened,
 	// whatever the clock or the packet timestamps do.
 	closedEnd int64
-	hint      int // remotes in the previous window, to size the next map
+	hint      int // remotes in the previous window, to size the next table
 	emit      func(*Closed)
+	// free holds row arrays of finished windows for reuse. Two: one window
+	// is being finished while the next one closes.
+	free chan []row
 }
 
 // New returns a Tally that hands every closed window to emit.
 func New(cfg Config, emit func(*Closed)) *Tally {
-	return &Tally{cfg: cfg, length: int64(cfg.Length), closedEnd: minInt64, emit: emit}
+	return &Tally{cfg: cfg, length: int64(cfg.Length), closedEnd: minInt64, emit: emit, free: make(chan []row, 2)}
 }
 
 const minInt64 = -1 << 63
@@ -183,9 +195,15 @@ func now(origin time.Time) clock {
 
 func (t *Tally) open(start int64, c clock) {
 	start = max(start, t.closedEnd)
-	// Sized like the previous window: growing a map and a slice of 100k
-	// remotes from nothing costs more than tallying them.
-	w := &window{start: start, index: make(map[[16]byte]int32, t.hint), rows: make([]row, 0, t.hint)}
+	// Sized like the previous window: growing a table of 100k remotes from
+	// nothing costs more than tallying them.
+	w := &window{start: start}
+	var buf []row
+	select {
+	case buf = <-t.free:
+	default:
+	}
+	w.tab.reset(t.hint, buf)
 	if t.cfg.Live {
 		// The deadline is set on the monotonic clock, so a wall clock stepped
 		// back by an hour cannot keep a window open for an hour.
@@ -200,12 +218,13 @@ func (t *Tally) close() {
 	w := t.cur
 	t.cur = nil
 	t.closedEnd = w.start + t.length
-	t.hint = len(w.rows)
+	t.hint = w.tab.remotes()
 	t.emit(&Closed{
 		Start:  time.Unix(0, w.start).UTC(),
 		Length: t.cfg.Length,
 		Stats:  w.stats,
-		rows:   w.rows,
+		rows:   w.tab.rows(),
+		free:   t.free,
 	})
 }
 
@@ -238,13 +257,7 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 		switch ev.Kind {
 		case capture.Egress, capture.Ingress:
 			w.stats.Tallied++
-			idx, ok := w.index[ev.Remote]
-			if !ok {
-				idx = int32(len(w.rows))
-				w.rows = append(w.rows, row{addr: ev.Remote})
-				w.index[ev.Remote] = idx
-			}
-			r := &w.rows[idx]
+			r := w.tab.get(&ev.Remote)
 			if ev.Kind == capture.Egress {
 				r.TxPackets++
 				r.TxBytes += uint64(ev.Len)
