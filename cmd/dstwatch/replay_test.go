@@ -472,6 +472,19 @@ func TestBadInputOneLineNonZero(t *testing.T) {
 		{"query not our db", []string{"query", "--db", notOurs}, 1, "not a dstwatch database"},
 		{"query bad time", []string{"query", "--db", db, "--from", "last tuesday"}, 2, `--from "last tuesday"`},
 		{"query bad by", []string{"query", "--db", db, "--by", "colour"}, 2, `--by "colour"`},
+		{"query bad direction", []string{"query", "--db", db, "--direction", "up"}, 2, `--direction "up"`},
+		{"query bad sort", []string{"query", "--db", db, "--sort", "weight"}, 2, `--sort "weight"`},
+		{"query bad remote", []string{"query", "--db", db, "--remote", "10.0.0.0/33"}, 2, `--remote "10.0.0.0/33"`},
+		{"query bad country", []string{"query", "--db", db, "--country", "Netherlands"}, 2, `--country "Netherlands"`},
+		{"query bad asn", []string{"query", "--db", db, "--asn", "ASX"}, 2, `--asn "ASX"`},
+		{"query last and from", []string{"query", "--db", db, "--last", "3", "--from", "-1h"}, 2, "--last excludes"},
+		{"query last zero", []string{"query", "--db", db, "--last", "0"}, 2, "--last 0"},
+		{"status not running", []string{"status", "--db", db}, 3, "not running"},
+		{"tail follow json not running", []string{"tail", "-f", "--format", "json", "--db", db}, 3, "not running"},
+		{"tail no record log", []string{"tail", "--db", db}, 1, "records.log"},
+		{"tail bad format", []string{"tail", "--db", db, "--format", "xml"}, 2, `--format "xml"`},
+		{"run socket is not a socket", append(replay, "--socket", notOurs), 1, "is not a socket"},
+		{"run socket group unknown", append(replay, "--socket-group", "no-such-group-here"), 1, "no such group"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := sum256(t, notOurs)
