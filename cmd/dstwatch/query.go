@@ -153,7 +153,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "no stored window from %s to %s", fmtTime(o.rng.From, o.loc), fmtTime(o.rng.To, o.loc))
 		}
 		if n > 0 {
-			fmt.Fprintf(stdout, "; the database holds %d windows from %s to %s\n", n, fmtTime(first, o.loc), fmtTime(lastW, o.loc))
+			fmt.Fprintf(stdout, "; the database holds %d windows, the first starting %s, the last %s\n", n, fmtTime(first, o.loc), fmtTime(lastW, o.loc))
 		} else {
 			fmt.Fprintln(stdout, "; the database holds no windows yet")
 		}
