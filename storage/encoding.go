@@ -20,6 +20,7 @@ const (
 	secStats   = 2
 	secOther   = 3
 	secRemotes = 4
+	secRollup  = 5 // rollups only: what the tier cap folded
 )
 
 // Address family bytes in the remotes section.
@@ -86,6 +87,9 @@ func MarshalWindow(w *Window) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(w.Remotes)))
 	for i := range w.Remotes {
 		buf = appendRemote(buf, &w.Remotes[i])
+	}
+	if w.Capped != 0 {
+		buf = appendSection(buf, secRollup, binary.AppendUvarint(scratch[:0], w.Capped))
 	}
 	return buf
 }
@@ -194,7 +198,7 @@ func UnmarshalWindow(key, val []byte) (*Window, error) {
 		}
 		payload := rest[:l]
 		rest = rest[l:]
-		if id >= secHeader && id <= secRemotes {
+		if id >= secHeader && id <= secRollup {
 			if seen&(1<<id) != 0 {
 				return nil, corrupt("section %d twice", id)
 			}
@@ -215,6 +219,12 @@ func UnmarshalWindow(key, val []byte) (*Window, error) {
 			// Bytes after the four counts are fields a later version appended.
 		case secRemotes:
 			err = decodeRemotes(w, payload)
+		case secRollup:
+			var n int
+			if w.Capped, n = binary.Uvarint(payload); n <= 0 {
+				err = corrupt("rollup: bad capped count")
+			}
+			// Bytes after the count are fields a later version appended.
 		default:
 			// A section added by a later version; it carries data this
 			// version does not show, and the rest is still right.

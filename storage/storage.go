@@ -51,6 +51,12 @@ type Window struct {
 	Other    rotate.Counts // remotes folded by the cardinality cap
 	Stats    rotate.Stats
 	GeoBuild time.Time // build time of the country database used; zero when none
+
+	// Capped is set in rollups only (Length of an hour or a day): how many
+	// remote entries (one per remote per window, or per finer rollup) a
+	// rollup tier's cap folded into Other. Zero means every remote in the
+	// rollup's raw windows has its own row here, with exactly their sum.
+	Capped uint64
 }
 
 // End is the first instant after the window.
@@ -70,22 +76,34 @@ type Options struct {
 	ReadOnly bool
 	Timeout  time.Duration // how long to wait for the file lock; 0 means 1s
 	Mode     os.FileMode   // for a new file; 0 means 0640
+
+	// HourCap and DayCap bound the remotes of one hourly and one daily
+	// rollup; 0 means DefaultHourCap and DefaultDayCap, < 0 no cap. See
+	// the package documentation for what a cap folds, and why exactly.
+	HourCap, DayCap int
 }
 
 // formatVersion is the on-disk format this code writes. Bump it only
 // together with a new entry in upgrades.
-const formatVersion = 1
+const formatVersion = 2
 
 // upgrades[v-1] turns a format v file into format v+1, inside the one
 // read-write transaction that Open runs for all needed steps (so a crash
-// leaves the file at the old version, never half-way). Adding format 2 means
+// leaves the file at the old version, never half-way). Adding format 3 means
 // appending one function here and bumping formatVersion.
-var upgrades = []func(tx *bolt.Tx) error{}
+var upgrades = []func(tx *bolt.Tx, c caps) error{
+	upgradeTiers, // 1 -> 2: hourly and daily rollups
+}
+
+// allBuckets are the buckets besides meta that a current file has.
+var allBuckets = [][]byte{bucketWindows, bucketASN, bucketHours, bucketDays}
 
 var (
 	bucketMeta    = []byte("meta")
 	bucketWindows = []byte("windows")
 	bucketASN     = []byte("asn")
+	bucketHours   = []byte("hours")
+	bucketDays    = []byte("days")
 	keyFormat     = []byte("format")
 	keyCreated    = []byte("created")
 )
@@ -95,6 +113,7 @@ var (
 type DB struct {
 	path string
 	bolt *bolt.DB
+	caps caps
 
 	// orgs caches the asn bucket. Put overwrites entries after its
 	// transaction commits; readers only add missing ones, so a reader on an
@@ -119,7 +138,7 @@ func Open(path string, opt Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{path: path, orgs: make(map[uint32]string)}
+	db := &DB{path: path, orgs: make(map[uint32]string), caps: capsOf(opt)}
 	if !fresh {
 		b, err := openBolt(path, true, opt)
 		if err != nil {
@@ -175,7 +194,7 @@ func Open(path string, opt Options) (*DB, error) {
 		return err
 	})
 	if err == nil && version < formatVersion {
-		err = b.Update(func(tx *bolt.Tx) error { return migrate(tx, version, formatVersion) })
+		err = b.Update(func(tx *bolt.Tx) error { return migrate(tx, version, formatVersion, db.caps) })
 		if err != nil {
 			err = fmt.Errorf("open %s: upgrade from format %d: %w", path, version, err)
 		}
@@ -281,7 +300,7 @@ func checkFormat(tx *bolt.Tx, path string) (uint32, error) {
 		return 0, fmt.Errorf("open %s: %w (format %d; this dstwatch reads formats up to %d); the file was left as it is: upgrade dstwatch",
 			path, ErrTooNew, v, formatVersion)
 	case v == formatVersion:
-		for _, name := range [][]byte{bucketWindows, bucketASN} {
+		for _, name := range allBuckets {
 			if tx.Bucket(name) == nil {
 				return 0, damaged(path, fmt.Sprintf("bucket %q is missing", name))
 			}
@@ -315,7 +334,7 @@ func checkIntegrity(tx *bolt.Tx, path string) error {
 // migrate brings a file from format from (0 = empty bbolt file) to format
 // to in the caller's transaction. Open always passes formatVersion; tests
 // pass other targets to run upgrade steps before their format exists.
-func migrate(tx *bolt.Tx, from, to uint32) error {
+func migrate(tx *bolt.Tx, from, to uint32, c caps) error {
 	if int(to)-1 > len(upgrades) {
 		return fmt.Errorf("no upgrade step to format %d", to)
 	}
@@ -324,7 +343,7 @@ func migrate(tx *bolt.Tx, from, to uint32) error {
 		if err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketWindows, bucketASN} {
+		for _, name := range allBuckets {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return err
 			}
@@ -335,7 +354,7 @@ func migrate(tx *bolt.Tx, from, to uint32) error {
 		return putFormat(meta, to)
 	}
 	for v := from; v < to; v++ {
-		if err := upgrades[v-1](tx); err != nil {
+		if err := upgrades[v-1](tx, c); err != nil {
 			return fmt.Errorf("to format %d: %w", v+1, err)
 		}
 	}

@@ -341,7 +341,7 @@ func TestMeta(t *testing.T) {
 	db := openTemp(t)
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
-		if got := m.Get(keyFormat); string(got) != "\x00\x00\x00\x01" {
+		if got := m.Get(keyFormat); string(got) != "\x00\x00\x00\x02" {
 			t.Errorf("format = %x", got)
 		}
 		if _, err := time.Parse(time.RFC3339, string(m.Get(keyCreated))); err != nil {
@@ -565,7 +565,7 @@ func TestTooNew(t *testing.T) {
 	}
 }
 
-// TestUpgrade runs the upgrade path with a fake format 2 whose step adds a
+// TestUpgrade runs the upgrade path with a fake format 3 whose step adds a
 // bucket, as a real next format would.
 func TestUpgrade(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.db")
@@ -574,7 +574,7 @@ func TestUpgrade(t *testing.T) {
 	saved := upgrades
 	defer func() { upgrades = saved }()
 	calls := 0
-	upgrades = append(slices.Clone(saved), func(tx *bolt.Tx) error {
+	upgrades = append(slices.Clone(saved), func(tx *bolt.Tx, _ caps) error {
 		calls++
 		_, err := tx.CreateBucket([]byte("ports"))
 		return err
@@ -583,7 +583,7 @@ func TestUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = b.Update(func(tx *bolt.Tx) error { return migrate(tx, 1, 2) })
+	err = b.Update(func(tx *bolt.Tx) error { return migrate(tx, 2, 3, caps{}) })
 	if err2 := b.View(func(tx *bolt.Tx) error {
 		if tx.Bucket([]byte("ports")) == nil {
 			t.Error("upgrade step did not run")
@@ -596,7 +596,7 @@ func TestUpgrade(t *testing.T) {
 	if err != nil || calls != 1 {
 		t.Fatalf("upgrade: %v after %d calls", err, calls)
 	}
-	// This version (format 1) refuses the upgraded file.
+	// This version (format 2) refuses the upgraded file.
 	if _, err := Open(path, Options{}); !errors.Is(err, ErrTooNew) {
 		t.Fatalf("err = %v, want ErrTooNew", err)
 	}

@@ -37,6 +37,14 @@ func (db *DB) Put(ws []*Window) error {
 	}
 	sorted := slices.Clone(ws)
 	slices.SortStableFunc(sorted, func(a, b *Window) int { return a.Start.Compare(b.Start) })
+	for i, w := range sorted {
+		if !remotesSorted(w.Remotes) {
+			c := *w
+			c.Remotes = slices.Clone(w.Remotes)
+			sortRemotes(c.Remotes)
+			sorted[i] = &c
+		}
+	}
 
 	newOrgs := make(map[uint32]string)
 	db.mu.Lock()
@@ -64,15 +72,15 @@ func (db *DB) Put(ws []*Window) error {
 						w.Start.UTC().Format(time.RFC3339), err)
 				}
 				w = merge(ow, w)
-			} else if !remotesSorted(w.Remotes) {
-				c := *w
-				c.Remotes = slices.Clone(w.Remotes)
-				sortRemotes(c.Remotes)
-				w = &c
 			}
 			if err := b.Put(k, MarshalWindow(w)); err != nil {
 				return err
 			}
+		}
+		// The rollups change in this same transaction, so they can never
+		// disagree with the windows: only the new counts are added.
+		if err := rollUp(tx, sorted, db.caps); err != nil {
+			return err
 		}
 		ab := tx.Bucket(bucketASN)
 		asns := make([]uint32, 0, len(newOrgs))
@@ -190,6 +198,10 @@ func (db *DB) Windows(from, to time.Time, fn func(*Window) error) error {
 	return db.scan(clampKey(from), clampKey(to), -1, fn)
 }
 
+func (db *DB) scan(from, to []byte, limit int, fn func(*Window) error) error {
+	return db.scanBucket(bucketWindows, from, to, limit, fn)
+}
+
 // Last calls fn for the n newest windows, oldest first.
 func (db *DB) Last(n int, fn func(*Window) error) error {
 	if n <= 0 {
@@ -228,14 +240,15 @@ func clampKey(t time.Time) []byte {
 	return windowKey(t)
 }
 
-// scan reads windows with from <= key < to (to nil: no end), at most limit
-// of them (limit < 0: no limit), in batches of scanBatch per transaction.
-func (db *DB) scan(from, to []byte, limit int, fn func(*Window) error) error {
+// scanBucket reads windows (or rollups) with from <= key < to (to nil: no
+// end), at most limit of them (limit < 0: no limit), in batches of
+// scanBatch per transaction.
+func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*Window) error) error {
 	next := from
 	for next != nil && limit != 0 {
 		var batch []*Window
 		err := db.bolt.View(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketWindows).Cursor()
+			c := tx.Bucket(bucket).Cursor()
 			k, v := c.Seek(next)
 			next = nil
 			for ; k != nil && (to == nil || bytes.Compare(k, to) < 0); k, v = c.Next() {
@@ -317,30 +330,10 @@ func (db *DB) Bounds() (first, last time.Time, n int, err error) {
 }
 
 // Prune deletes the windows with Start < before in one transaction and
-// reports how many. The file does not shrink; bbolt reuses the pages.
-// Organisation names are kept: they are few and later windows share them.
+// reports how many; it is PruneTier(Raw, before). The hours of the deleted
+// windows are sealed first, so their counts stay in the rollups. The file
+// does not shrink; bbolt reuses the pages. Organisation names are kept:
+// they are few and later windows share them.
 func (db *DB) Prune(before time.Time) (int, error) {
-	end := clampKey(before)
-	n := 0
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketWindows)
-		var keys [][]byte
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Next() {
-			keys = append(keys, bytes.Clone(k))
-		}
-		// Deleting through the cursor while iterating skips keys in bbolt;
-		// collect first, then delete in key order.
-		for _, k := range keys {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		n = len(keys)
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("prune %s: %w", db.path, err)
-	}
-	return n, nil
+	return db.PruneTier(Raw, before)
 }
