@@ -28,6 +28,8 @@ type WriterStats struct {
 	WindowsStored uint64 `json:"windows_stored"`
 	LastStored    string `json:"last_stored,omitempty"` // start of the newest window stored
 	Errors        uint64 `json:"errors"`                // failed store transactions
+	Dropped       uint64 `json:"dropped"`               // windows given up after the queue bound
+	Failing       string `json:"failing,omitempty"`     // the last store error, while stores fail
 }
 
 // GeoFile is one opened .mmdb file.

@@ -15,9 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/geo"
+	"github.com/dstwatch/dstwatch/internal/sdnotify"
 	"github.com/dstwatch/dstwatch/reclog"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
@@ -35,8 +37,9 @@ type Config struct {
 	DBPath     string
 	LogPath    string
 	LogTop     int
-	GeoIP      []string // explicit files; an unreadable one is an error
-	GeoAuto    bool     // look in the usual geoipupdate places when GeoIP is empty
+	GeoIP      []string        // explicit files; an unreadable one is an error
+	GeoAuto    bool            // look in the usual geoipupdate places when GeoIP is empty
+	Anonymize  anon.Anonymizer // nil: store addresses as they are
 	FileMode   os.FileMode
 	Location   *time.Location // for the record log
 	Logger     *slog.Logger
@@ -54,7 +57,7 @@ type source interface {
 type App struct {
 	cfg     Config
 	log     *slog.Logger
-	geo     *geo.DB // nil when countries are off
+	geo     *geo.Reloader // Current() is nil while countries are off
 	db      *storage.DB
 	rec     *reclog.Log
 	cls     *capture.Classifier
@@ -71,7 +74,39 @@ type App struct {
 	// Written by the writer goroutine, read by API status requests.
 	stored     atomic.Uint64
 	storeErrs  atomic.Uint64
-	lastStored atomic.Int64 // Unix seconds of the newest stored window start; 0: none
+	dropped    atomic.Uint64
+	queued     atomic.Int64           // resolved windows waiting for storage
+	failing    atomic.Pointer[string] // the last store error while stores fail
+	lastStored atomic.Int64           // Unix seconds of the newest stored window start; 0: none
+	lastClosed atomic.Int64           // Unix ns when the tally last closed a window
+}
+
+// notifySystemd says READY=1 once capture runs, then pets the watchdog as
+// long as windows keep closing: a tally or ticker that is stuck stops the
+// pings, and systemd restarts the daemon.
+func (a *App) notifySystemd(ctx context.Context) {
+	if _, err := sdnotify.Notify("READY=1"); err != nil {
+		a.log.Warn("systemd notify", "err", err)
+	}
+	every := sdnotify.WatchdogInterval()
+	if every <= 0 {
+		return
+	}
+	a.lastClosed.Store(time.Now().UnixNano())
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if time.Since(time.Unix(0, a.lastClosed.Load())) < 2*a.cfg.Window+every {
+				sdnotify.Notify("WATCHDOG=1")
+			} else {
+				a.log.Error("no window closed lately; not petting the systemd watchdog", "last", time.Unix(0, a.lastClosed.Load()))
+			}
+		}
+	}
 }
 
 // grace keeps a live window open past its end for frames still sitting in a
@@ -111,20 +146,57 @@ func New(cfg Config) (_ *App, err error) {
 	return a, nil
 }
 
+// openGeo opens the GeoIP files behind a Reloader. Explicit files are
+// reopened by the same paths; without them, every reload looks in the
+// usual places again, so installing geoipupdate later needs no restart.
 func (a *App) openGeo() error {
-	paths := a.cfg.GeoIP
-	if len(paths) == 0 && a.cfg.GeoAuto {
-		paths = geo.DefaultPaths()
+	resolve := func() []string { return a.cfg.GeoIP }
+	if len(a.cfg.GeoIP) == 0 {
+		resolve = func() []string { return nil }
+		if a.cfg.GeoAuto {
+			resolve = geo.DefaultPaths
+		}
 	}
-	if len(paths) == 0 {
-		return nil
-	}
-	g, err := geo.Open(paths)
+	r, err := geo.NewReloader(resolve)
 	if err != nil {
 		return err
 	}
-	a.geo = g
+	r.OnReload = func(db *geo.DB, err error) {
+		if err != nil {
+			a.log.Error("geoip reload failed; keeping the databases in use", "err", err)
+			return
+		}
+		for _, f := range db.Files() {
+			a.log.Info("geoip database reloaded", "path", f.Path, "type", f.Type, "build", f.Build.Format(time.DateOnly))
+		}
+	}
+	a.geo = r
 	return nil
+}
+
+// geoDirs are the directories to watch for replaced GeoIP files.
+func (a *App) geoDirs() []string {
+	if len(a.cfg.GeoIP) > 0 {
+		return geo.Dirs(a.cfg.GeoIP)
+	}
+	if !a.cfg.GeoAuto {
+		return nil
+	}
+	var dirs []string
+	for _, d := range geo.DefaultDirs() {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// reload is SIGHUP: reopen the record log (logrotate) and the GeoIP files.
+func (a *App) reload() {
+	if err := a.rec.Reopen(); err != nil {
+		a.log.Error("reopen record log", "err", err)
+	}
+	a.geo.Reload()
 }
 
 func (a *App) openSources() error {
@@ -190,10 +262,10 @@ func (a *App) Run(ctx context.Context) error {
 	defer a.closeAll()
 	live := a.cfg.Read == ""
 	// Said only once everything is open, so that a failed start is one line.
-	if a.geo == nil {
+	if a.geo.Current() == nil {
 		a.log.Warn("no GeoIP database given or found in the usual places; countries are off (see --geoip)")
 	}
-	for _, f := range a.geo.Files() {
+	for _, f := range a.geo.Current().Files() {
 		a.log.Info("geoip database", "path", f.Path, "type", f.Type, "build", f.Build.Format(time.DateOnly))
 	}
 	a.log.Info("capturing", "from", a.names, "local", a.cls.Local(), "window", a.cfg.Window, "db", a.cfg.DBPath)
@@ -211,7 +283,26 @@ func (a *App) Run(ctx context.Context) error {
 		apiDone <- nil
 	}
 	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace},
-		func(c *rotate.Closed) { closed <- c })
+		func(c *rotate.Closed) {
+			a.lastClosed.Store(time.Now().UnixNano())
+			closed <- c
+		})
+	bgCtx, stopBg := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	defer func() { stopBg(); bg.Wait() }()
+	if dirs := a.geoDirs(); live && len(dirs) > 0 {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := a.geo.Watch(bgCtx, dirs); err != nil {
+				a.log.Warn("not watching GeoIP files for updates; send SIGHUP after replacing them", "err", err)
+			}
+		}()
+	}
+	if live {
+		bg.Add(1)
+		go func() { defer bg.Done(); a.notifySystemd(bgCtx) }()
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -238,6 +329,7 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	sdnotify.Notify("STOPPING=1")
 	close(pipe.Full)
 	<-writerDone
 	// The API closes after the writer drained (the last windows reach the
@@ -264,98 +356,21 @@ func (a *App) Run(ctx context.Context) error {
 	return errors.Join(err, writerErr, apiErr)
 }
 
-// offlineBatch bounds how many windows a replay stores in one transaction:
-// a month of 20 s windows must not pay 130k fsyncs.
-const offlineBatch = 1024
-
-// write resolves, stores and logs closed windows until closed is drained. It
-// stores before it logs, so the record log never announces a window the DB
-// does not hold.
-func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live bool) error {
-	var (
-		batch    []*storage.Window
-		newest   time.Time
-		prunedAt time.Time // newest window when we last pruned
-		stored   int
-		lastErr  error
-	)
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		if err := a.db.Put(batch); err != nil {
-			// Keep counting: a later window may store fine. Issue: windows in a
-			// failed batch are lost; the reliability work adds a bounded retry queue.
-			a.log.Error("store windows", "windows", len(batch), "err", err)
-			a.storeErrs.Add(1)
-			lastErr = err
-			batch = batch[:0]
-			return
-		}
-		for _, w := range batch {
-			if err := a.rec.Write(w, a.cfg.LogTop, a.cfg.Location); err != nil {
-				a.log.Error("write record log", "err", err)
-			}
-			if a.api != nil {
-				a.api.Publish(w)
-			}
-		}
-		stored += len(batch)
-		a.stored.Add(uint64(len(batch)))
-		a.lastStored.Store(newest.Unix())
-		batch = batch[:0]
-		// Pruning is a write transaction of its own: once per hour of
-		// windows is plenty for a retention counted in days.
-		if newest.Sub(prunedAt) >= time.Hour {
-			a.prune(newest)
-			prunedAt = newest
-		}
-	}
-	for {
-		select {
-		case <-hup:
-			if err := a.rec.Reopen(); err != nil {
-				a.log.Error("reopen record log", "err", err)
-			}
-			continue
-		case c, ok := <-closed:
-			if !ok {
-				flush()
-				if newest.After(prunedAt) {
-					a.prune(newest)
-				}
-				a.log.Info("stopped", "windows_stored", stored)
-				return lastErr
-			}
-			w := a.resolve(c.Finish(a.cfg.MaxRemotes))
-			if w.Start.After(newest) {
-				newest = w.Start
-			}
-			batch = append(batch, w)
-			// Live: one transaction per window, as soon as it closes. A
-			// replay batches whatever is already queued behind it.
-			if live || len(batch) >= offlineBatch || len(closed) == 0 {
-				flush()
-			}
-		}
-	}
-}
-
 // resolve gives each remote of a closed window its country and ASN: one
 // lookup per unique remote per window, never per packet.
+// Anonymisation comes after the lookup, so countries stay exact while the
+// stored window never holds a full address.
 func (a *App) resolve(w *rotate.Window) *storage.Window {
 	sw := &storage.Window{Start: w.Start, Length: w.Length, Other: w.Other, Stats: w.Stats}
 	sw.Remotes = make([]storage.Remote, len(w.Remotes))
-	if a.geo != nil {
-		sw.GeoBuild = a.geo.CountryBuild()
-	}
+	g := a.geo.Current() // one database for the whole window, even mid-reload
+	sw.GeoBuild = g.CountryBuild()
 	for i, r := range w.Remotes {
-		sr := storage.Remote{Addr: r.Addr, Counts: r.Counts}
-		if a.geo != nil {
-			info := a.geo.Lookup(r.Addr)
-			sr.Country, sr.ASN, sr.ASOrg = info.Country, info.ASN, info.ASOrg
-		}
-		sw.Remotes[i] = sr
+		info := g.Lookup(r.Addr)
+		sw.Remotes[i] = storage.Remote{Addr: r.Addr, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg, Counts: r.Counts}
+	}
+	if a.cfg.Anonymize != nil {
+		anon.Apply(a.cfg.Anonymize, sw)
 	}
 	return sw
 }
@@ -393,10 +408,14 @@ func (a *App) Status() (api.Status, error) {
 		WindowSeconds: int64(a.cfg.Window / time.Second),
 		GeoIP:         []api.GeoFile{},
 		Writer: api.WriterStats{
-			Backlog:       len(a.closed),
+			Backlog:       len(a.closed) + int(a.queued.Load()),
 			WindowsStored: a.stored.Load(),
 			Errors:        a.storeErrs.Load(),
+			Dropped:       a.dropped.Load(),
 		},
+	}
+	if f := a.failing.Load(); f != nil {
+		st.Writer.Failing = *f
 	}
 	if t := a.lastStored.Load(); t > 0 {
 		st.Writer.LastStored = time.Unix(t, 0).UTC().Format(time.RFC3339)
@@ -409,7 +428,7 @@ func (a *App) Status() (api.Status, error) {
 		st.Kernel.Received += rx
 		st.Kernel.Drops += drops
 	}
-	for _, f := range a.geo.Files() {
+	for _, f := range a.geo.Current().Files() {
 		st.GeoIP = append(st.GeoIP, api.GeoFile{Path: f.Path, Type: f.Type, Build: f.Build.UTC().Format(time.RFC3339)})
 	}
 	st.DB.Path = a.db.Path()

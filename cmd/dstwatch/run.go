@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/capture"
 )
 
@@ -88,6 +90,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	socket := fs.String("socket", "", "API unix socket `path`; none: serve no API (default: dstwatch.sock beside the DB)")
 	socketGroup := fs.String("socket-group", "", "let this `group` use the API socket (mode 0660 instead of 0600)")
 	utc := fs.Bool("utc", false, "write record log times in UTC instead of local time")
+	anonymize := fs.String("anonymize", "", "store remotes anonymised: `mode` truncate (to /24 and /48), truncate:/V4,/V6, or hash (keyed HMAC pseudonyms)")
+	anonKey := fs.String("anonymize-key", "", "secret key `file` for --anonymize hash (at least 16 bytes, e.g. head -c 32 /dev/urandom)")
+	runAs := fs.String("user", "", "after opening the capture sockets and files as root, continue as this `user`")
+	fileMode := fs.String("file-mode", "0640", "permission `mode` for a new database and record log")
 	logLevel := fs.String("log-level", "info", "daemon log `level`: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "daemon log `format` on stderr: text or json")
 	if err := parse(fs, args); err != nil {
@@ -159,9 +165,32 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o750); err != nil {
 		return fmt.Errorf("database directory: %w", err)
 	}
+	if *anonymize != "" || *anonKey != "" {
+		if cfg.Anonymize, err = anon.Parse(*anonymize, *anonKey); err != nil {
+			return err
+		}
+	}
+	mode, err := strconv.ParseUint(*fileMode, 8, 32)
+	if err != nil || mode > 0o777 || mode&0o600 != 0o600 {
+		return fmt.Errorf("%w: --file-mode %q: want an octal mode that lets the owner read and write, e.g. 0640", errUsage, *fileMode)
+	}
+	cfg.FileMode = os.FileMode(mode)
+	var drop *credential
+	if *runAs != "" {
+		if drop, err = lookupUser(*runAs); err != nil {
+			return err
+		}
+	}
 	app, err := New(cfg)
 	if err != nil {
 		return err
+	}
+	if drop != nil {
+		if err := drop.apply(); err != nil {
+			app.closeAll()
+			return err
+		}
+		logger.Info("dropped privileges", "user", *runAs, "uid", drop.uid, "gid", drop.gid)
 	}
 	return app.Run(ctx)
 }

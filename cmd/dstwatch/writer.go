@@ -1,0 +1,155 @@
+package main
+
+import (
+	"os"
+	"time"
+
+	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+const (
+	// offlineBatch bounds how many windows one transaction stores: a replay
+	// of a month of 20 s windows must not pay 130k fsyncs.
+	offlineBatch = 1024
+	// maxQueuedRemotes bounds the memory of windows waiting for a failing
+	// disk: about 60 bytes each, so ~120 MB. Typical windows hold a few
+	// hundred remotes, so that is days of windows; a flood fills it sooner.
+	maxQueuedRemotes = 2_000_000
+	// Store retries back off from retryMin to retryMax.
+	retryMin = time.Second
+	retryMax = time.Minute
+	// drainTimeout is how long shutdown keeps retrying a failing store.
+	drainTimeout = 5 * time.Second
+)
+
+// writer takes closed windows off the tally's hands: it finishes them
+// (sort, cap), resolves GeoIP, stores, then logs and publishes. Storing
+// comes first, so the record log and the API never announce a window the
+// DB does not hold. While stores fail it keeps taking windows, so counting
+// never stalls on a full or broken disk: they wait in a bounded queue and
+// the store is retried with backoff; past the bound the oldest are dropped
+// and counted.
+type writer struct {
+	a    *App
+	live bool
+
+	queue   []*storage.Window // resolved, oldest first
+	remotes int               // remotes held by queue
+
+	newest   time.Time
+	prunedAt time.Time // newest window when we last pruned
+	backoff  time.Duration
+	retry    *time.Timer
+	lastErr  error
+}
+
+func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live bool) error {
+	wr := &writer{a: a, live: live, retry: time.NewTimer(time.Hour)}
+	wr.retry.Stop()
+	for {
+		var retry <-chan time.Time
+		if wr.backoff > 0 {
+			retry = wr.retry.C
+		}
+		select {
+		case <-hup:
+			a.reload()
+		case <-retry:
+			wr.flush()
+		case c, ok := <-closed:
+			if !ok {
+				return wr.drain()
+			}
+			wr.enqueue(a.resolve(c.Finish(a.cfg.MaxRemotes)))
+			// Live: one transaction per window, as soon as it closes. A
+			// replay batches whatever is already queued behind it. While a
+			// store is failing, only the retry timer tries again.
+			if wr.backoff == 0 && (live || len(wr.queue) >= offlineBatch || len(closed) == 0) {
+				wr.flush()
+			}
+		}
+	}
+}
+
+func (wr *writer) enqueue(w *storage.Window) {
+	if w.Start.After(wr.newest) {
+		wr.newest = w.Start
+	}
+	wr.queue = append(wr.queue, w)
+	wr.remotes += len(w.Remotes)
+	for wr.remotes > maxQueuedRemotes && len(wr.queue) > 1 {
+		old := wr.queue[0]
+		wr.queue[0] = nil
+		wr.queue = wr.queue[1:]
+		wr.remotes -= len(old.Remotes)
+		wr.a.dropped.Add(1)
+		wr.a.log.Error("store queue full: dropped the oldest window", "window", old.Start, "remotes", len(old.Remotes), "queued", len(wr.queue))
+	}
+	wr.a.queued.Store(int64(len(wr.queue)))
+}
+
+// flush stores queued windows, oldest first, a batch per transaction.
+// It reports whether the queue is empty.
+func (wr *writer) flush() bool {
+	a := wr.a
+	for len(wr.queue) > 0 {
+		batch := wr.queue[:min(len(wr.queue), offlineBatch)]
+		if err := a.db.Put(batch); err != nil {
+			a.storeErrs.Add(1)
+			msg := err.Error()
+			a.failing.Store(&msg)
+			wr.backoff = min(max(2*wr.backoff, retryMin), retryMax)
+			wr.retry.Reset(wr.backoff)
+			wr.lastErr = err
+			a.log.Error("store windows failed; keeping them queued and retrying",
+				"windows", len(batch), "queued", len(wr.queue), "retry_in", wr.backoff, "err", err)
+			return false
+		}
+		if wr.backoff > 0 {
+			a.log.Info("storing works again", "windows", len(batch))
+			wr.backoff = 0
+			a.failing.Store(nil)
+			wr.lastErr = nil
+		}
+		for _, w := range batch {
+			if err := a.rec.Write(w, a.cfg.LogTop, a.cfg.Location); err != nil {
+				a.log.Error("write record log", "err", err)
+			}
+			if a.api != nil {
+				a.api.Publish(w)
+			}
+			wr.remotes -= len(w.Remotes)
+		}
+		a.stored.Add(uint64(len(batch)))
+		a.lastStored.Store(batch[len(batch)-1].Start.Unix())
+		clear(batch)
+		wr.queue = wr.queue[len(batch):]
+		a.queued.Store(int64(len(wr.queue)))
+	}
+	// Pruning is a write transaction of its own: once per hour of windows
+	// is plenty for a retention counted in days.
+	if wr.newest.Sub(wr.prunedAt) >= time.Hour {
+		a.prune(wr.newest)
+		wr.prunedAt = wr.newest
+	}
+	return true
+}
+
+// drain stores what is left at shutdown, retrying a failing store for a
+// little while; what still cannot be stored is reported, not hidden.
+func (wr *writer) drain() error {
+	deadline := time.Now().Add(drainTimeout)
+	for !wr.flush() && time.Now().Before(deadline) {
+		time.Sleep(min(wr.backoff, time.Until(deadline)))
+	}
+	if len(wr.queue) > 0 {
+		wr.a.log.Error("windows lost at shutdown: the store kept failing", "windows", len(wr.queue), "err", wr.lastErr)
+		return wr.lastErr
+	}
+	if wr.newest.After(wr.prunedAt) {
+		wr.a.prune(wr.newest)
+	}
+	wr.a.log.Info("stopped", "windows_stored", wr.a.stored.Load())
+	return nil
+}
