@@ -53,9 +53,10 @@ type Window struct {
 	GeoBuild time.Time // build time of the country database used; zero when none
 
 	// Capped is set in rollups only (Length of an hour or a day): how many
-	// remote entries (one per remote per window, or per finer rollup) a
-	// rollup tier's cap folded into Other. Zero means every remote in the
-	// rollup's raw windows has its own row here, with exactly their sum.
+	// remote entries (one per remote per raw window) the rollup's cap
+	// folded into Other. Zero means every remote of the rollup's raw
+	// windows has its own row. A row always holds exactly its remote's sum
+	// over those windows; the folded remotes are wholly in Other.
 	Capped uint64
 }
 
@@ -114,6 +115,8 @@ type DB struct {
 	path string
 	bolt *bolt.DB
 	caps caps
+	// timeout is Options.Timeout, for files opened on the DB's behalf.
+	timeout time.Duration
 
 	// orgs caches the asn bucket. Put overwrites entries after its
 	// transaction commits; readers only add missing ones, so a reader on an
@@ -138,7 +141,7 @@ func Open(path string, opt Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{path: path, orgs: make(map[uint32]string), caps: capsOf(opt)}
+	db := &DB{path: path, orgs: make(map[uint32]string), caps: capsOf(opt), timeout: opt.Timeout}
 	if !fresh {
 		b, err := openBolt(path, true, opt)
 		if err != nil {

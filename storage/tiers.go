@@ -204,7 +204,6 @@ func (a *acc) add(w *Window) {
 	m := a.w
 	m.Stats.Add(w.Stats)
 	m.Other.Add(w.Other)
-	m.Capped += w.Capped
 	if w.GeoBuild.After(m.GeoBuild) {
 		m.GeoBuild = w.GeoBuild
 	}
@@ -312,9 +311,11 @@ func rollUp(tx *bolt.Tx, ws []*Window, c caps) error {
 }
 
 // seal rolls the raw windows of every hour in [sealed, to) up into new
-// hourly rollups, adds those to their daily rollups, and moves the sealed
-// mark to to. Each hour's windows are read once, and each day's rollup is
-// rewritten once per call, not once per hour.
+// hourly rollups and into their daily rollups, and moves the sealed mark to
+// to. Both tiers are built from the raw windows, so each applies its own cap
+// to them and a row of either holds exactly its remote's raw sum. Each
+// window is read once, and each day's rollup is rewritten once per call,
+// not once per hour.
 func seal(tx *bolt.Tx, to time.Time, c caps) error {
 	meta := tx.Bucket(bucketMeta)
 	from := getTime(meta, keySealed)
@@ -336,15 +337,7 @@ func seal(tx *bolt.Tx, to time.Time, c caps) error {
 			}
 			h.add(hour.w)
 		}
-		if err := h.store(hb); err != nil {
-			return err
-		}
-		d, err := days.get(floorDay(hour.w.Start))
-		if err != nil {
-			return err
-		}
-		d.add(h.w)
-		return nil
+		return h.store(hb)
 	}
 	end := windowKey(to)
 	cur := tx.Bucket(bucketWindows).Cursor()
@@ -360,6 +353,11 @@ func seal(tx *bolt.Tx, to time.Time, c caps) error {
 			hour = newAcc(h, Hourly, c.hour)
 		}
 		hour.add(w)
+		d, err := days.get(floorDay(w.Start))
+		if err != nil {
+			return err
+		}
+		d.add(w)
 	}
 	if err := flush(); err != nil {
 		return err
@@ -475,7 +473,9 @@ func pruneTier(tx *bolt.Tx, r Resolution, before time.Time, c caps) (int, error)
 
 // Rollups calls fn for each stored rollup of tier r (Hourly or Daily; Raw
 // is Windows) with from <= Start < to, oldest first. Only sealed hours
-// have rollups: the windows of the newest hour are not in any yet.
+// have rollups: the windows of the newest hour are not in any yet, and the
+// daily rollup of the newest day holds only its sealed hours. Sealed
+// reports up to where rollups are complete.
 func (db *DB) Rollups(r Resolution, from, to time.Time, fn func(*Window) error) error {
 	return db.scanBucket(tierBucket(r), clampKey(from), clampKey(to), -1, fn)
 }
@@ -547,10 +547,10 @@ func (t *tiers) plan(from, to time.Time) ([]segment, Resolution) {
 			res = Daily
 			cur = cur.Add(24 * time.Hour)
 			continue
-		case t.dayOK(floorDay(cur)) && !floorDay(cur).Equal(cur):
-			res = Daily // left out: its day starts before cur
 		case t.hourOK(h):
 			res = max(res, Hourly) // left out: its hour starts before cur
+		case t.dayOK(floorDay(cur)):
+			res = Daily // left out: its day starts before cur
 		}
 		cur = minTime(next, to)
 	}
@@ -642,4 +642,17 @@ func (db *DB) Span(from, to time.Time, fn func(*Window) error) (Resolution, erro
 		}
 	}
 	return res, nil
+}
+
+// Sealed reports the instant before which every hour has been rolled up:
+// hourly rollups starting before it and daily rollups ending by it are
+// complete, and later windows are raw only. It is the start of the newest
+// window's hour, unless Prune sealed further.
+func (db *DB) Sealed() (time.Time, error) {
+	var t time.Time
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		t = getTime(tx.Bucket(bucketMeta), keySealed)
+		return nil
+	})
+	return t, err
 }
