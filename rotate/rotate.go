@@ -142,7 +142,6 @@ func selectHeaviest(rows []row, k int) {
 type window struct {
 	start    int64         // Unix ns
 	deadline time.Duration // on the monotonic clock; live windows only
-	tab      table
 	stats    Stats
 }
 
@@ -156,7 +155,8 @@ type Tally struct {
 	// before it, so a window that was handed to the writer is never reopened,
 	// whatever the clock or the packet timestamps do.
 	closedEnd int64
-	hint      int // remotes in the previous window, to size the next table
+	tab       table // the open window's remotes
+	hint      int   // remotes in the previous window, to size the next table
 	emit      func(*Closed)
 	// free holds row arrays of finished windows for reuse. Two: one window
 	// is being finished while the next one closes.
@@ -203,7 +203,7 @@ func (t *Tally) open(start int64, c clock) {
 	case buf = <-t.free:
 	default:
 	}
-	w.tab.reset(t.hint, buf)
+	t.tab.reset(t.hint, buf)
 	if t.cfg.Live {
 		// The deadline is set on the monotonic clock, so a wall clock stepped
 		// back by an hour cannot keep a window open for an hour.
@@ -218,12 +218,12 @@ func (t *Tally) close() {
 	w := t.cur
 	t.cur = nil
 	t.closedEnd = w.start + t.length
-	t.hint = w.tab.remotes()
+	t.hint = t.tab.remotes()
 	t.emit(&Closed{
 		Start:  time.Unix(0, w.start).UTC(),
 		Length: t.cfg.Length,
 		Stats:  w.stats,
-		rows:   w.tab.rows(),
+		rows:   t.tab.take(),
 		free:   t.free,
 	})
 }
@@ -257,7 +257,7 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 		switch ev.Kind {
 		case capture.Egress, capture.Ingress:
 			w.stats.Tallied++
-			r := w.tab.get(&ev.Remote)
+			r := t.tab.get(&ev.Remote)
 			if ev.Kind == capture.Egress {
 				r.TxPackets++
 				r.TxBytes += uint64(ev.Len)

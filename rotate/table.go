@@ -6,55 +6,66 @@ import (
 	"math/rand/v2"
 )
 
-// table is the open window's remotes: an open-addressing hash table (linear
-// probing, power-of-two size) whose slots are the rows themselves, so a
-// packet for a known remote costs one probe into one array, usually one
-// cache miss. A Go map keyed by the address plus a slice of rows cost two
-// misses (map group, then row) and was the largest single cost of a replay.
+// table is the open window's remotes: rows in arrival order, found through
+// an open-addressing index (linear probing, power-of-two size). An index
+// entry holds 32 bits of the address's hash and the row's position, so a
+// probe only reads a row when the hash bits match: a known remote costs one
+// read of an 8-byte entry and one of its row, a new one just the entry. A Go
+// map from address to position cost several times as much and was the
+// largest single cost of a replay.
 //
-// The all-zero address marks an empty slot; the remote :: (possible as the
-// source of an IPv6 packet) is kept aside in zero. The hash is seeded per
-// table from a random source, so the addresses of a scan cannot be chosen to
-// collide (linear probing degrades badly under chosen collisions).
+// Rows are not stored in the index itself (which would save the second
+// read) because that costs memory: 48-byte slots at most 3/4 full double
+// the size of a scan's window (1.5M remotes: 200 MB of slots instead of 72 MB
+// of rows plus 32 MB of index), and a window in the writer's hands while the
+// next one fills means two of them.
+//
+// The hash is seeded per table from a random source, so the addresses of a
+// scan cannot be chosen to collide (linear probing degrades badly under
+// chosen collisions).
 type table struct {
-	slots   []row
-	shift   uint // 64 - log2(len(slots)): the hash's top bits index the slots
-	n       int  // occupied slots
-	limit   int  // grow when n reaches this: 3/4 of len(slots)
-	seed    [2]uint64
-	zero    row
-	hasZero bool
+	index []uint64 // 0: empty; else hash bits << 32 | row position + 1
+	rows  []row
+	shift uint // 64 - log2(len(index)): the hash's top bits pick the entry
+	limit int  // grow the index when this many rows exist: half its entries
+	seed  [2]uint64
 }
 
-// minSlots keeps a table of a quiet window small: a month of 20 s windows
+// minIndex keeps the index of a quiet window small: a month of 20 s windows
 // with a handful of remotes each must not clear 130k large arrays.
-const minSlots = 16
+const minIndex = 16
 
-// slotsFor is the table size that holds n remotes below the load limit.
-func slotsFor(n int) int {
-	want := n + n/3 + 1 // n / (3/4), rounded up
-	if want <= minSlots {
-		return minSlots
+// indexFor is the index size that holds n rows at most half full.
+func indexFor(n int) int {
+	want := 2*n + 1
+	if want <= minIndex {
+		return minIndex
 	}
 	return 1 << bits.Len(uint(want-1))
 }
 
-// reset makes t an empty table of size slotsFor(n), reusing buf (a slice of
-// a previous table, handed back by Finish) when it is large enough.
+// reset makes t an empty table sized for n remotes (the previous window's
+// count, so a steady load never grows it). It reuses t's own index when its
+// size is right, and buf (a previous window's rows, handed back by Finish)
+// when it is large enough.
 func (t *table) reset(n int, buf []row) {
-	size := slotsFor(n)
-	if cap(buf) >= size && cap(buf) <= 2*size {
-		size = cap(buf)
-		t.slots = buf[:size]
-		clear(t.slots)
+	size := indexFor(n)
+	if len(t.index) == size {
+		clear(t.index)
 	} else {
-		t.slots = make([]row, size)
+		t.index = make([]uint64, size)
 	}
 	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
-	t.n = 0
-	t.limit = size - size/4
+	t.limit = size / 2
+	// An eighth of headroom: a window a little busier than the last one
+	// should not copy all its rows to grow.
+	want := n + n/8
+	if cap(buf) >= want && cap(buf) <= 2*want+minIndex {
+		t.rows = buf[:0]
+	} else {
+		t.rows = make([]row, 0, want)
+	}
 	t.seed = [2]uint64{rand.Uint64() | 1, rand.Uint64()}
-	t.zero, t.hasZero = row{}, false
 }
 
 func (t *table) hash(hi, lo uint64) uint64 {
@@ -68,85 +79,54 @@ func (t *table) hash(hi, lo uint64) uint64 {
 func (t *table) get(addr *[16]byte) *row {
 	hi := binary.LittleEndian.Uint64(addr[:8])
 	lo := binary.LittleEndian.Uint64(addr[8:])
-	if hi|lo == 0 {
-		t.hasZero = true
-		return &t.zero
-	}
-	mask := uint64(len(t.slots) - 1)
-	i := t.hash(hi, lo) >> t.shift
-	for {
-		s := &t.slots[i]
-		shi := binary.LittleEndian.Uint64(s.addr[:8])
-		slo := binary.LittleEndian.Uint64(s.addr[8:])
-		if shi == hi && slo == lo {
-			return s
-		}
-		if shi|slo == 0 {
-			if t.n >= t.limit {
+	h := t.hash(hi, lo)
+	tag := h << 32 // the low bits; the top ones pick the entry
+	mask := uint64(len(t.index) - 1)
+	for i := h >> t.shift; ; i = (i + 1) & mask {
+		e := t.index[i]
+		if e == 0 {
+			if len(t.rows) >= t.limit {
 				t.grow()
 				return t.get(addr)
 			}
-			t.n++
-			s.addr = *addr
-			return s
+			t.rows = append(t.rows, row{addr: *addr})
+			t.index[i] = tag | uint64(len(t.rows))
+			return &t.rows[len(t.rows)-1]
 		}
-		i = (i + 1) & mask
+		if e&^(1<<32-1) == tag {
+			r := &t.rows[uint32(e)-1]
+			if binary.LittleEndian.Uint64(r.addr[:8]) == hi && binary.LittleEndian.Uint64(r.addr[8:]) == lo {
+				return r
+			}
+		}
 	}
 }
 
-// grow doubles the table. It runs only when a window has more remotes than
+// grow doubles the index. It runs only when a window has more remotes than
 // the one before it by a margin: the table is sized from the previous window.
 func (t *table) grow() {
-	old := t.slots
-	t.slots = make([]row, 2*len(old))
+	t.index = make([]uint64, 2*len(t.index))
 	t.shift--
-	t.limit = len(t.slots) - len(t.slots)/4
-	mask := uint64(len(t.slots) - 1)
-	for k := range old {
-		r := &old[k]
-		hi := binary.LittleEndian.Uint64(r.addr[:8])
-		lo := binary.LittleEndian.Uint64(r.addr[8:])
-		if hi|lo == 0 {
-			continue
-		}
-		i := t.hash(hi, lo) >> t.shift
-		for {
-			s := &t.slots[i]
-			if binary.LittleEndian.Uint64(s.addr[:8])|binary.LittleEndian.Uint64(s.addr[8:]) == 0 {
-				*s = *r
-				break
-			}
+	t.limit = len(t.index) / 2
+	mask := uint64(len(t.index) - 1)
+	for k := range t.rows {
+		r := &t.rows[k]
+		h := t.hash(binary.LittleEndian.Uint64(r.addr[:8]), binary.LittleEndian.Uint64(r.addr[8:]))
+		i := h >> t.shift
+		for t.index[i] != 0 {
 			i = (i + 1) & mask
 		}
+		t.index[i] = h<<32 | uint64(k+1)
 	}
 }
 
 // remotes is the number of distinct remotes.
-func (t *table) remotes() int {
-	if t.hasZero {
-		return t.n + 1
-	}
-	return t.n
-}
+func (t *table) remotes() int { return len(t.rows) }
 
-// rows compacts the occupied slots to the front of the slot array, in place,
-// and returns them; the table is unusable afterwards. The result's capacity
-// is the whole array, so it can be handed back for reuse.
-func (t *table) rows() []row {
-	rows := t.slots
-	j := 0
-	for i := range rows {
-		if binary.LittleEndian.Uint64(rows[i].addr[:8])|binary.LittleEndian.Uint64(rows[i].addr[8:]) != 0 {
-			rows[j] = rows[i]
-			j++
-		}
-	}
-	// The load limit leaves at least a quarter of the slots free, so the
-	// zero address always fits behind the others.
-	if t.hasZero {
-		rows[j] = t.zero
-		j++
-	}
-	t.slots = nil
-	return rows[:j]
+// take returns the rows and forgets them; the index stays for the next
+// window.
+func (t *table) take() []row {
+	rows := t.rows
+	t.rows = nil
+	return rows
 }
