@@ -3,17 +3,18 @@ package api
 // Status is the daemon's state as GET /v1/status reports it. Times are UTC
 // RFC 3339; sizes and counts exact integers.
 type Status struct {
-	Version       string      `json:"version"`
-	Started       string      `json:"started"`
-	UptimeSeconds int64       `json:"uptime_seconds"`
-	Interfaces    []string    `json:"interfaces"`     // live capture interfaces
-	Read          string      `json:"read,omitempty"` // the capture file being replayed
-	Local         []string    `json:"local_addresses"`
-	WindowSeconds int64       `json:"window_seconds"`
-	Kernel        KernelStats `json:"kernel"`
-	Writer        WriterStats `json:"writer"`
-	GeoIP         []GeoFile   `json:"geoip"`
-	DB            DBStats     `json:"db"`
+	Version       string       `json:"version"`
+	Started       string       `json:"started"`
+	UptimeSeconds int64        `json:"uptime_seconds"`
+	Interfaces    []string     `json:"interfaces"`     // live capture interfaces
+	Read          string       `json:"read,omitempty"` // the capture file being replayed
+	Local         []string     `json:"local_addresses"`
+	WindowSeconds int64        `json:"window_seconds"`
+	Kernel        KernelStats  `json:"kernel"`
+	Writer        WriterStats  `json:"writer"`
+	Capture       CaptureStats `json:"capture"`
+	GeoIP         []GeoFile    `json:"geoip"`
+	DB            DBStats      `json:"db"`
 }
 
 // KernelStats are summed over the live interfaces since the daemon started.
@@ -30,6 +31,12 @@ type WriterStats struct {
 	Errors        uint64 `json:"errors"`                // failed store transactions
 	Dropped       uint64 `json:"dropped"`               // windows given up after the queue bound
 	Failing       string `json:"failing,omitempty"`     // the last store error, while stores fail
+}
+
+// CaptureStats tell about outages of live capture.
+type CaptureStats struct {
+	Gaps uint64   `json:"gaps"`                      // outages since start (interface down or gone)
+	Down []string `json:"interfaces_down,omitempty"` // interfaces not capturing now
 }
 
 // GeoFile is one opened .mmdb file.

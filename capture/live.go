@@ -56,7 +56,9 @@ type LiveConfig struct {
 type Live struct {
 	iface       string
 	link        LinkType
+	snap        uint32
 	pollTimeout time.Duration
+	cls         atomic.Pointer[Classifier] // set by SetLocal; Run picks it up at a flush
 
 	// mu guards state and h's lifetime before Run: once Run has started,
 	// only the Run goroutine touches h and it closes h itself, because
@@ -115,21 +117,47 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 	}
 	// Frames that arrived between bind and SetBPF are unfiltered; Classify
 	// sorts them out like any other frame.
-	prog, err := KernelFilter(link, cfg.Local, uint32(snap))
+	l.snap = uint32(snap)
+	if err := l.setFilter(h, cfg.Local); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open capture on %s: %w", name, err)
+	}
+	l.h = h
+	return l, nil
+}
+
+func (l *Live) setFilter(h *afpacket.TPacket, local []netip.Addr) error {
+	prog, err := KernelFilter(l.link, local, l.snap)
 	if errors.Is(err, errFilterTooLarge) {
 		// Too many addresses to list: keep every IP frame and let
 		// userspace decide. Slower on a busy router, same numbers.
-		prog, err = kernelFilter(link, nil, uint32(snap), false)
+		prog, err = kernelFilter(l.link, nil, l.snap, false)
 	}
 	if err == nil {
 		err = h.SetBPF(prog)
 	}
 	if err != nil {
-		h.Close()
-		return nil, fmt.Errorf("open capture on %s: set filter: %w", name, err)
+		return fmt.Errorf("set filter: %w", err)
 	}
-	l.h = h
-	return l, nil
+	return nil
+}
+
+// SetLocal follows a change of the host's addresses (DHCP, SLAAC) without
+// reopening the socket, which would lose or double-count frames: the kernel
+// filter is replaced on the open socket, and Run classifies with c from its
+// next flush on (at most a poll timeout later). Frames in between are
+// classified by the old rules.
+func (l *Live) SetLocal(local []netip.Addr, c *Classifier) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.state == liveClosed {
+		return fmt.Errorf("capture on %s: closed", l.iface)
+	}
+	if err := l.setFilter(l.h, local); err != nil {
+		return fmt.Errorf("capture on %s: %w", l.iface, err)
+	}
+	l.cls.Store(c)
+	return nil
 }
 
 func orInt(v, def int) int {
@@ -192,10 +220,12 @@ func (l *Live) Run(ctx context.Context, c *Classifier, p *Pipe) error {
 	}
 	l.state = liveRunning
 	h := l.h
+	l.cls.CompareAndSwap(nil, c)
 	l.mu.Unlock()
 	defer func() {
-		h.Close()
+		// Under mu, so that SetLocal never sets a filter on a closed handle.
 		l.mu.Lock()
+		h.Close()
 		l.state = liveClosed
 		l.mu.Unlock()
 	}()
@@ -213,6 +243,7 @@ func (l *Live) Run(ctx context.Context, c *Classifier, p *Pipe) error {
 	// flush publishes counters, reports new kernel drops and sends the
 	// batch if it holds anything.
 	flush := func() {
+		c = l.cls.Load()
 		l.received.Store(received)
 		if _, st, err := h.SocketStats(); err == nil {
 			if d := uint64(st.Drops()); d > lastDrops {

@@ -60,11 +60,16 @@ type App struct {
 	geo     *geo.Reloader // Current() is nil while countries are off
 	db      *storage.DB
 	rec     *reclog.Log
-	cls     *capture.Classifier
+	cls     atomic.Pointer[capture.Classifier] // replaced when the host's addresses change
 	sources []source
 	names   []string // what each source reads, for messages
 	file    *capture.File
-	lives   []*capture.Live // the live sources, for kernel counters
+	livesMu sync.Mutex
+	lives   []*capture.Live // the live sources, for kernel counters; a reopened one replaces its slot
+	// Counters of live sources that failed and were replaced.
+	pastReceived, pastDrops atomic.Uint64
+	gaps                    atomic.Uint64 // capture outages so far
+	down                    sync.Map      // interface name -> time it went down
 
 	api     *api.Server
 	ln      net.Listener // the API's socket; nil once the server owns it
@@ -212,16 +217,13 @@ func (a *App) openSources() error {
 		a.file = f
 		a.sources = append(a.sources, f)
 		a.names = append(a.names, a.cfg.Read)
-		a.cls = capture.NewClassifier(local, a.cfg.Exclude)
+		a.cls.Store(capture.NewClassifier(local, a.cfg.Exclude))
 		return nil
 	}
 	if len(local) == 0 {
-		for _, name := range a.cfg.Interfaces {
-			addrs, err := capture.InterfaceAddrs(name)
-			if err != nil {
-				return err
-			}
-			local = append(local, addrs...)
+		var err error
+		if local, err = a.interfaceAddrs(); err != nil {
+			return err
 		}
 		if len(local) == 0 {
 			return fmt.Errorf("interface %v has no addresses: give the host's addresses with --local", a.cfg.Interfaces)
@@ -236,7 +238,7 @@ func (a *App) openSources() error {
 		a.lives = append(a.lives, l)
 		a.names = append(a.names, name)
 	}
-	a.cls = capture.NewClassifier(local, a.cfg.Exclude)
+	a.cls.Store(capture.NewClassifier(local, a.cfg.Exclude))
 	return nil
 }
 
@@ -268,7 +270,7 @@ func (a *App) Run(ctx context.Context) error {
 	for _, f := range a.geo.Current().Files() {
 		a.log.Info("geoip database", "path", f.Path, "type", f.Type, "build", f.Build.Format(time.DateOnly))
 	}
-	a.log.Info("capturing", "from", a.names, "local", a.cls.Local(), "window", a.cfg.Window, "db", a.cfg.DBPath)
+	a.log.Info("capturing", "from", a.names, "local", a.cls.Load().Local(), "window", a.cfg.Window, "db", a.cfg.DBPath)
 
 	pipe := capture.NewPipe(64)
 	closed := make(chan *rotate.Closed, 256)
@@ -319,13 +321,21 @@ func (a *App) Run(ctx context.Context) error {
 		close(closed)
 	}()
 
+	if live && len(a.cfg.Local) == 0 {
+		bg.Add(1)
+		go func() { defer bg.Done(); a.followAddrs(ctx) }()
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(a.sources))
 	for i, s := range a.sources {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.Run(ctx, a.cls, pipe)
+			if live {
+				errs[i] = a.runLive(ctx, i, pipe)
+			} else {
+				errs[i] = s.Run(ctx, a.cls.Load(), pipe)
+			}
 		}()
 	}
 	wg.Wait()
@@ -420,14 +430,20 @@ func (a *App) Status() (api.Status, error) {
 	if t := a.lastStored.Load(); t > 0 {
 		st.Writer.LastStored = time.Unix(t, 0).UTC().Format(time.RFC3339)
 	}
-	for _, addr := range a.cls.Local() {
+	for _, addr := range a.cls.Load().Local() {
 		st.Local = append(st.Local, addr.String())
 	}
+	a.livesMu.Lock()
 	for _, l := range a.lives {
 		rx, drops := l.Stats()
 		st.Kernel.Received += rx
 		st.Kernel.Drops += drops
 	}
+	a.livesMu.Unlock()
+	st.Kernel.Received += a.pastReceived.Load()
+	st.Kernel.Drops += a.pastDrops.Load()
+	st.Capture.Gaps = a.gaps.Load()
+	st.Capture.Down = a.downList()
 	for _, f := range a.geo.Current().Files() {
 		st.GeoIP = append(st.GeoIP, api.GeoFile{Path: f.Path, Type: f.Type, Build: f.Build.UTC().Format(time.RFC3339)})
 	}

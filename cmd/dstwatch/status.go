@@ -80,13 +80,23 @@ func writeStatus(w io.Writer, st api.Status, loc *time.Location) {
 	fmt.Fprintf(tw, "local\t%s\n", strings.Join(st.Local, ", "))
 	if st.Read == "" {
 		fmt.Fprintf(tw, "kernel\t%d frames received, %d dropped\n", st.Kernel.Received, st.Kernel.Drops)
+		if st.Capture.Gaps > 0 || len(st.Capture.Down) > 0 {
+			fmt.Fprintf(tw, "outages\t%d since start", st.Capture.Gaps)
+			if len(st.Capture.Down) > 0 {
+				fmt.Fprintf(tw, "; not capturing now on %s", strings.Join(st.Capture.Down, ", "))
+			}
+			fmt.Fprintln(tw)
+		}
 	}
 	last := "none yet"
 	if st.Writer.LastStored != "" {
 		last = "newest " + showTime(st.Writer.LastStored, loc)
 	}
-	fmt.Fprintf(tw, "writer\t%d windows stored (%s), backlog %d, %d store errors\n",
-		st.Writer.WindowsStored, last, st.Writer.Backlog, st.Writer.Errors)
+	fmt.Fprintf(tw, "writer\t%d windows stored (%s), backlog %d, %d store errors, %d windows dropped\n",
+		st.Writer.WindowsStored, last, st.Writer.Backlog, st.Writer.Errors, st.Writer.Dropped)
+	if st.Writer.Failing != "" {
+		fmt.Fprintf(tw, "failing\t%s\n", st.Writer.Failing)
+	}
 	if len(st.GeoIP) == 0 {
 		fmt.Fprintf(tw, "geoip\tnone: countries are off\n")
 	}

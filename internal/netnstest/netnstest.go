@@ -69,6 +69,14 @@ func New(t testing.TB) *Pair {
 	}
 	t.Cleanup(func() { ip("netns", "del", p.B) })
 
+	if err := p.link(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// link creates the veth pair with its addresses and neighbours.
+func (p *Pair) link() error {
 	steps := [][]string{
 		{"link", "add", p.IfA, "netns", p.A, "address", macA, "type", "veth", "peer", "name", p.IfB, "netns", p.B, "address", macB},
 		// No link-local addresses, router solicitations or DAD: the only
@@ -93,10 +101,29 @@ func New(t testing.TB) *Pair {
 	}
 	for _, s := range steps {
 		if err := ip(s...); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
-	return p
+	return nil
+}
+
+// Relink creates the veth pair again, deleting it first if it still
+// exists, as when a VPN or a container restarts: same names and addresses,
+// new interfaces.
+func (p *Pair) Relink(t testing.TB) {
+	t.Helper()
+	ip("-n", p.A, "link", "del", p.IfA) // may be gone already
+	if err := p.link(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// IP runs the ip command, failing the test on error.
+func IP(t testing.TB, args ...string) {
+	t.Helper()
+	if err := ip(args...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Do runs fn on an OS thread that has entered namespace ns. Sockets fn opens
