@@ -113,6 +113,10 @@ func Open(paths []string) (*DB, error) {
 	return d, nil
 }
 
+// maxFileSize bounds what is read into memory: the largest databases in
+// use (City and ISP editions, IPinfo lite) are a few hundred MB.
+const maxFileSize = 1 << 30
+
 func openFile(path string) (file, error) {
 	// Refuse anything but a regular file before reading it whole: a FIFO or
 	// a device such as /dev/zero would block or never end.
@@ -122,6 +126,9 @@ func openFile(path string) (file, error) {
 	}
 	if !st.Mode().IsRegular() {
 		return file{}, errors.New("not a regular file")
+	}
+	if st.Size() > maxFileSize {
+		return file{}, fmt.Errorf("%d bytes is more than any GeoIP database needs (at most %d); refusing to read it into memory", st.Size(), int64(maxFileSize))
 	}
 	buf, err := os.ReadFile(path)
 	if err != nil {

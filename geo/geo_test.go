@@ -452,3 +452,19 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	})
 }
+
+func TestOpenRefusesHugeFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "huge.mmdb")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: costs no disk, but would cost memory if it were read.
+	if err := f.Truncate(maxFileSize + 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := Open([]string{path}); err == nil || !strings.Contains(err.Error(), "refusing to read it") {
+		t.Fatalf("got %v", err)
+	}
+}
