@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"github.com/dstwatch/dstwatch/query"
 	"net/netip"
 	"os"
 	"strconv"
@@ -37,30 +38,10 @@ func parseAddrs(flagName string, list []string) ([]netip.Addr, error) {
 	return out, nil
 }
 
-// parsePrefix parses an address (as a /32 or /128) or a CIDR prefix.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
 func parsePrefixes(flagName string, list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {
-		p, err := parsePrefix(s)
+		p, err := query.ParsePrefix(s)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s %q: not an address or CIDR prefix", errUsage, flagName, s)
 		}
@@ -83,7 +64,7 @@ func readPrefixFile(path string) ([]netip.Prefix, error) {
 		if line = strings.TrimSpace(line); line == "" {
 			continue
 		}
-		p, err := parsePrefix(line)
+		p, err := query.ParsePrefix(line)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %q is not an address or CIDR prefix", path, n, line)
 		}
