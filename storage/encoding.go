@@ -21,6 +21,7 @@ const (
 	secOther   = 3
 	secRemotes = 4
 	secRollup  = 5 // rollups only: what the tier cap folded
+	secGroups  = 6 // rollups only: sums per country and ASN
 )
 
 // Address family bytes in the remotes section.
@@ -91,7 +92,25 @@ func MarshalWindow(w *Window) []byte {
 	if w.Capped != 0 {
 		buf = appendSection(buf, secRollup, binary.AppendUvarint(scratch[:0], w.Capped))
 	}
+	if len(w.Groups) > 0 {
+		p := binary.AppendUvarint(nil, uint64(len(w.Groups)))
+		for i := range w.Groups {
+			g := &w.Groups[i]
+			p = appendCountry(p, g.Country)
+			p = binary.AppendUvarint(p, uint64(g.ASN))
+			p = binary.AppendUvarint(p, uint64(g.Remotes))
+			p = appendCounts(p, g.Counts)
+		}
+		buf = appendSection(buf, secGroups, p)
+	}
 	return buf
+}
+
+func appendCountry(b []byte, c string) []byte {
+	if len(c) == 2 && isUpper(c[0]) && isUpper(c[1]) {
+		return append(b, c[0], c[1])
+	}
+	return append(b, 0, 0)
 }
 
 func appendSection(buf []byte, id uint64, payload []byte) []byte {
@@ -143,11 +162,7 @@ func appendRemote(b []byte, r *Remote) []byte {
 		}
 		b = append(b, a4[:]...)
 	}
-	if c := r.Country; len(c) == 2 && isUpper(c[0]) && isUpper(c[1]) {
-		b = append(b, c[0], c[1])
-	} else {
-		b = append(b, 0, 0)
-	}
+	b = appendCountry(b, r.Country)
 	b = binary.AppendUvarint(b, uint64(r.ASN))
 	return appendCounts(b, r.Counts)
 }
@@ -166,41 +181,58 @@ func corrupt(format string, args ...any) error {
 // does not know are skipped, so files from a later minor change still read.
 // Remote.ASOrg is left empty: organisations live in their own bucket.
 func UnmarshalWindow(key, val []byte) (*Window, error) {
+	w := &Window{}
+	if err := unmarshalInto(w, key, val); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// unmarshalInto is UnmarshalWindow into w, reusing the capacity of
+// w.Remotes; every other field of w is overwritten.
+func unmarshalInto(w *Window, key, val []byte) error {
+	return unmarshalWith(w, key, val, false)
+}
+
+// unmarshalWith decodes into w; with groupsOnly, a value that has a groups
+// section is decoded without its remotes.
+func unmarshalWith(w *Window, key, val []byte, groupsOnly bool) error {
+	*w = Window{Remotes: w.Remotes[:0], Groups: w.Groups[:0]}
 	if len(key) != keyLen {
-		return nil, corrupt("key is %d bytes, want %d", len(key), keyLen)
+		return corrupt("key is %d bytes, want %d", len(key), keyLen)
 	}
 	secs := binary.BigEndian.Uint64(key)
 	if secs > 1<<62 {
-		return nil, corrupt("key %#x is not a plausible time", key)
+		return corrupt("key %#x is not a plausible time", key)
 	}
 	if len(val) == 0 {
-		return nil, corrupt("empty value")
+		return corrupt("empty value")
 	}
 	if val[0] != valueVersion {
-		return nil, corrupt("value encoding version %d, want %d", val[0], valueVersion)
+		return corrupt("value encoding version %d, want %d", val[0], valueVersion)
 	}
-	w := &Window{Start: time.Unix(int64(secs), 0).UTC()}
+	w.Start = time.Unix(int64(secs), 0).UTC()
 	var seen uint64 // bit per known section id, to refuse duplicates
 	rest := val[1:]
 	for len(rest) > 0 {
 		id, n := binary.Uvarint(rest)
 		if n <= 0 {
-			return nil, corrupt("bad section id")
+			return corrupt("bad section id")
 		}
 		rest = rest[n:]
 		l, n := binary.Uvarint(rest)
 		if n <= 0 {
-			return nil, corrupt("section %d: bad length", id)
+			return corrupt("section %d: bad length", id)
 		}
 		rest = rest[n:]
 		if l > uint64(len(rest)) {
-			return nil, corrupt("section %d: length %d past the end (%d bytes left)", id, l, len(rest))
+			return corrupt("section %d: length %d past the end (%d bytes left)", id, l, len(rest))
 		}
 		payload := rest[:l]
 		rest = rest[l:]
-		if id >= secHeader && id <= secRollup {
+		if id >= secHeader && id <= secGroups {
 			if seen&(1<<id) != 0 {
-				return nil, corrupt("section %d twice", id)
+				return corrupt("section %d twice", id)
 			}
 			seen |= 1 << id
 		}
@@ -218,7 +250,12 @@ func UnmarshalWindow(key, val []byte) (*Window, error) {
 			}
 			// Bytes after the four counts are fields a later version appended.
 		case secRemotes:
+			if groupsOnly && hasSection(rest, secGroups) {
+				continue
+			}
 			err = decodeRemotes(w, payload)
+		case secGroups:
+			err = decodeGroups(w, payload)
 		case secRollup:
 			var n int
 			if w.Capped, n = binary.Uvarint(payload); n <= 0 {
@@ -230,13 +267,79 @@ func UnmarshalWindow(key, val []byte) (*Window, error) {
 			// version does not show, and the rest is still right.
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if seen&(1<<secHeader) == 0 {
-		return nil, corrupt("no header section")
+		return corrupt("no header section")
 	}
-	return w, nil
+	return nil
+}
+
+// hasSection reports whether the sections in rest include id.
+func hasSection(rest []byte, id uint64) bool {
+	for len(rest) > 0 {
+		sid, n := binary.Uvarint(rest)
+		if n <= 0 {
+			return false
+		}
+		rest = rest[n:]
+		l, n := binary.Uvarint(rest)
+		if n <= 0 || l > uint64(len(rest)-n) {
+			return false
+		}
+		if sid == id {
+			return true
+		}
+		rest = rest[n+int(l):]
+	}
+	return false
+}
+
+func decodeGroups(w *Window, p []byte) error {
+	count, n := binary.Uvarint(p)
+	if n <= 0 {
+		return corrupt("groups: bad count")
+	}
+	p = p[n:]
+	if count > uint64(len(p)/(2+1+1+4)) {
+		return corrupt("groups: %d groups cannot fit in %d bytes", count, len(p))
+	}
+	w.Groups = w.Groups[:0]
+	for i := range count {
+		var g Group
+		if len(p) < 2 {
+			return corrupt("group %d: truncated", i)
+		}
+		switch {
+		case isUpper(p[0]) && isUpper(p[1]):
+			g.Country = countries[int(p[0]-'A')*26+int(p[1]-'A')]
+		case p[0] != 0 || p[1] != 0:
+			return corrupt("group %d: country %q", i, p[:2])
+		}
+		p = p[2:]
+		asn, n := uvarint(p)
+		if n <= 0 || asn > 1<<32-1 {
+			return corrupt("group %d: bad ASN", i)
+		}
+		g.ASN = uint32(asn)
+		p = p[n:]
+		rem, n := uvarint(p)
+		if n <= 0 || rem > 1<<40 {
+			return corrupt("group %d: bad remote count", i)
+		}
+		g.Remotes = int(rem)
+		p = p[n:]
+		var ok bool
+		if g.Counts, p, ok = decodeCounts(p); !ok {
+			return corrupt("group %d: bad count", i)
+		}
+		w.Groups = append(w.Groups, g)
+	}
+	if len(p) != 0 {
+		return corrupt("groups: %d trailing bytes", len(p))
+	}
+	return nil
 }
 
 func decodeHeader(w *Window, p []byte) error {
@@ -282,15 +385,36 @@ func decodeStats(s *rotate.Stats, p []byte) error {
 }
 
 func decodeCounts(p []byte) (c rotate.Counts, rest []byte, ok bool) {
-	for _, f := range [...]*uint64{&c.TxPackets, &c.TxBytes, &c.RxPackets, &c.RxBytes} {
-		v, n := binary.Uvarint(p)
-		if n <= 0 {
-			return c, nil, false
-		}
-		*f = v
-		p = p[n:]
+	var n1, n2, n3, n4 int
+	c.TxPackets, n1 = uvarint(p)
+	if n1 <= 0 {
+		return c, nil, false
 	}
-	return c, p, true
+	c.TxBytes, n2 = uvarint(p[n1:])
+	if n2 <= 0 {
+		return c, nil, false
+	}
+	c.RxPackets, n3 = uvarint(p[n1+n2:])
+	if n3 <= 0 {
+		return c, nil, false
+	}
+	c.RxBytes, n4 = uvarint(p[n1+n2+n3:])
+	if n4 <= 0 {
+		return c, nil, false
+	}
+	return c, p[n1+n2+n3+n4:], true
+}
+
+// uvarint is binary.Uvarint with the one- and two-byte cases inline: most
+// counts and ASNs of a window are that small.
+func uvarint(p []byte) (uint64, int) {
+	if len(p) > 0 && p[0] < 0x80 {
+		return uint64(p[0]), 1
+	}
+	if len(p) > 1 && p[1] < 0x80 {
+		return uint64(p[0]&0x7f) | uint64(p[1])<<7, 2
+	}
+	return binary.Uvarint(p)
 }
 
 // countries holds every upper-case two-letter string, so decoding a large
@@ -316,9 +440,14 @@ func decodeRemotes(w *Window, p []byte) error {
 	if count == 0 {
 		return nil
 	}
-	w.Remotes = make([]Remote, count)
+	if uint64(cap(w.Remotes)) >= count {
+		w.Remotes = w.Remotes[:count]
+	} else {
+		w.Remotes = make([]Remote, count)
+	}
 	for i := range w.Remotes {
 		r := &w.Remotes[i]
+		*r = Remote{}
 		if len(p) < 1 {
 			return corrupt("remote %d: truncated", i)
 		}
@@ -350,7 +479,7 @@ func decodeRemotes(w *Window, p []byte) error {
 			return corrupt("remote %d: country %q", i, p[:2])
 		}
 		p = p[2:]
-		asn, n := binary.Uvarint(p)
+		asn, n := uvarint(p)
 		if n <= 0 || asn > 1<<32-1 {
 			return corrupt("remote %d: bad ASN", i)
 		}

@@ -84,7 +84,12 @@ func seedWindows() []*Window {
 	empty := &Window{Start: t0, Length: time.Minute}
 	geo := sampleWindow(t0.Add(time.Hour))
 	geo.GeoBuild = time.Unix(1740000000, 0).UTC()
-	return []*Window{small, empty, geo, bigWindow(t0, 40)}
+	rollup := bigWindow(t0, 30)
+	rollup.Length, rollup.Capped, rollup.Groups = time.Hour, 12, groupsOf(rollup.Remotes)
+	for i := range rollup.Groups {
+		rollup.Groups[i].ASOrg = ""
+	}
+	return []*Window{small, empty, geo, bigWindow(t0, 40), rollup}
 }
 
 // TestWriteFuzzSeeds regenerates the seed corpus when asked:

@@ -58,6 +58,23 @@ type Window struct {
 	// windows has its own row. A row always holds exactly its remote's sum
 	// over those windows; the folded remotes are wholly in Other.
 	Capped uint64
+
+	// Groups is set in rollups only: the rows of Remotes summed per
+	// (Country, ASN) pair, ordered by country then ASN. Other is not in
+	// any group. Span with SpanOptions.Groups delivers rollups with Groups
+	// and without Remotes, for answers by country or AS that need not
+	// decode every remote.
+	Groups []Group
+}
+
+// Group is the sum of a rollup's remote rows that share a country and an
+// AS number.
+type Group struct {
+	Country string // "" unknown
+	ASN     uint32 // 0 unknown
+	ASOrg   string
+	Remotes int // remote rows in this group, in this rollup
+	rotate.Counts
 }
 
 // End is the first instant after the window.

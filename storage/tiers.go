@@ -2,6 +2,8 @@ package storage
 
 import (
 	"bytes"
+	"cmp"
+	"strings"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -235,9 +237,39 @@ func (a *acc) add(w *Window) {
 
 func (a *acc) store(b *bolt.Bucket) error {
 	sortRemotes(a.w.Remotes)
+	a.w.Groups = groupsOf(a.w.Remotes)
 	// The map's indexes are stale now; an acc is stored once, at its end.
 	a.at = nil
 	return b.Put(windowKey(a.w.Start), MarshalWindow(a.w))
+}
+
+// groupsOf sums remotes per (country, ASN), ordered by country then ASN.
+func groupsOf(rs []Remote) []Group {
+	type key struct {
+		c   string
+		asn uint32
+	}
+	at := map[key]int{}
+	var gs []Group
+	for i := range rs {
+		r := &rs[i]
+		k := key{r.Country, r.ASN}
+		j, ok := at[k]
+		if !ok {
+			j = len(gs)
+			at[k] = j
+			gs = append(gs, Group{Country: r.Country, ASN: r.ASN})
+		}
+		gs[j].Remotes++
+		gs[j].Counts.Add(r.Counts)
+	}
+	slices.SortFunc(gs, func(a, b Group) int {
+		if a.Country != b.Country {
+			return strings.Compare(a.Country, b.Country)
+		}
+		return cmp.Compare(a.ASN, b.ASN)
+	})
+	return gs
 }
 
 // accs holds the rollups one transaction touches, keyed by start, loaded
@@ -564,9 +596,28 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// spanBatch bounds how many remotes one read transaction of Span decodes
-// before handing them to fn.
-const spanBatch = 200_000
+// spanBatch bounds how many remotes one read transaction of Span decodes:
+// a transaction is not held across many rollups, nor while fn runs.
+var spanBatch = 100_000 // a variable for tests
+
+// SpanOptions tune Span.
+type SpanOptions struct {
+	// Reuse lets Span decode later windows into the memory of earlier
+	// ones: fn must not keep a window, its Remotes, or pointers into them
+	// after it returns (strings may be kept; copy the rest). That saves
+	// allocating and collecting ~100 bytes per remote, a third of the
+	// time of a month-wide span. query.Aggregator.Add qualifies.
+	Reuse bool
+
+	// Groups delivers rollups (Length 1h or 24h) with Groups set and
+	// Remotes nil (Other and Stats as always); raw windows keep their
+	// Remotes. Sums by country or AS are then the same as from the
+	// remotes, without decoding them: about 30x less work for a month.
+	// What groups cannot give is per-remote anything, including how many
+	// distinct remotes a country had over several rollups (Group.Remotes
+	// counts one rollup's rows).
+	Groups bool
+}
 
 // Span calls fn, oldest first, with windows that together hold exactly
 // what the raw windows with from <= Start < to hold: raw windows for the
@@ -584,10 +635,17 @@ const spanBatch = 200_000
 // returned Resolution is the coarsest unit an edge was rounded to: Raw
 // means the answer is exactly that of the raw windows.
 //
-// fn runs outside any transaction, as for Windows. A Prune that runs
-// between the batches of a long span may remove units the span had
-// planned to read; they are then missing from the answer.
+// Windows are read and decoded on another goroutine while fn runs on the
+// caller's, in short read transactions, so fn may be slow or call other DB
+// methods. A Prune that runs between the transactions of a long span may
+// remove units the span had planned to read; they are then missing from
+// the answer. An error from fn stops the span and is returned as is.
 func (db *DB) Span(from, to time.Time, fn func(*Window) error) (Resolution, error) {
+	return db.SpanWith(from, to, SpanOptions{}, fn)
+}
+
+// SpanWith is Span with options.
+func (db *DB) SpanWith(from, to time.Time, opt SpanOptions, fn func(*Window) error) (Resolution, error) {
 	from, to = ceilSecond(from), ceilSecond(to)
 	if !from.Before(to) {
 		return Raw, nil
@@ -602,46 +660,119 @@ func (db *DB) Span(from, to time.Time, fn func(*Window) error) (Resolution, erro
 	if err != nil {
 		return Raw, fmt.Errorf("read %s: %w", db.path, err)
 	}
-	for i := 0; i < len(segs); {
-		s := segs[i]
-		if s.r == Raw {
-			if err := db.scan(windowKey(s.start), windowKey(s.end), -1, fn); err != nil {
-				return res, err
+
+	const ahead = 8 // windows decoded ahead of fn
+	out := make(chan *Window, ahead)
+	free := make(chan *Window, 2*ahead)
+	stop := make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(out)
+		readErr <- db.readSegments(segs, opt, free, out, stop)
+	}()
+	var fnErr error
+	for w := range out {
+		if fnErr == nil {
+			if fnErr = fn(w); fnErr != nil {
+				close(stop)
 			}
-			i++
-			continue
 		}
-		// Consecutive rollups: read a batch in one transaction.
-		var batch []*Window
+		if opt.Reuse {
+			select {
+			case free <- w:
+			default:
+			}
+		}
+	}
+	if fnErr != nil {
+		return res, fnErr
+	}
+	if err := <-readErr; err != nil {
+		return res, fmt.Errorf("read %s: %w", db.path, err)
+	}
+	return res, nil
+}
+
+// readSegments decodes the plan's windows in order and sends them to out,
+// in read transactions of at most scanBatch windows or spanBatch remotes.
+func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window, out chan<- *Window, stop <-chan struct{}) error {
+	newWindow := func() *Window {
+		if opt.Reuse {
+			select {
+			case w := <-free:
+				return w
+			default:
+			}
+		}
+		return &Window{}
+	}
+	var batch []*Window
+	send := func() bool {
+		for _, w := range batch {
+			select {
+			case out <- w:
+			case <-stop:
+				return false
+			}
+		}
+		batch = batch[:0]
+		return true
+	}
+	var next []byte // where a raw segment's next transaction resumes
+	for i := 0; i < len(segs); {
 		err := db.bolt.View(func(tx *bolt.Tx) error {
 			n := 0
-			for ; i < len(segs) && segs[i].r != Raw && n < spanBatch; i++ {
+			for ; i < len(segs) && n < spanBatch && len(batch) < scanBatch; i++ {
 				s := segs[i]
-				k := windowKey(s.start)
-				v := tx.Bucket(tierBucket(s.r)).Get(k)
-				if v == nil {
+				b := tx.Bucket(tierBucket(s.r))
+				if s.r != Raw {
+					k := windowKey(s.start)
+					v := b.Get(k)
+					if v == nil {
+						continue
+					}
+					w := newWindow()
+					if err := unmarshalWith(w, k, v, opt.Groups); err != nil {
+						return fmt.Errorf("%s rollup %s: %w", s.r, s.start.Format(time.RFC3339), err)
+					}
+					if !opt.Groups {
+						w.Groups = nil
+					}
+					db.fillOrgs(tx, w)
+					n += len(w.Remotes) + len(w.Groups) + 1
+					batch = append(batch, w)
 					continue
 				}
-				w, err := UnmarshalWindow(k, v)
-				if err != nil {
-					return fmt.Errorf("%s rollup %s: %w", s.r, s.start.Format(time.RFC3339), err)
+				start, end := windowKey(s.start), windowKey(s.end)
+				if next != nil {
+					start, next = next, nil
 				}
-				db.fillOrgs(tx, w)
-				n += len(w.Remotes) + 1
-				batch = append(batch, w)
+				c := b.Cursor()
+				k, v := c.Seek(start)
+				for ; k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
+					if n >= spanBatch || len(batch) >= scanBatch {
+						next = bytes.Clone(k)
+						return nil // resume this segment in the next transaction
+					}
+					w := newWindow()
+					if err := unmarshalInto(w, k, v); err != nil {
+						return fmt.Errorf("window %s: %w", keyTime(k).Format(time.RFC3339), err)
+					}
+					db.fillOrgs(tx, w)
+					n += len(w.Remotes) + 1
+					batch = append(batch, w)
+				}
 			}
 			return nil
 		})
 		if err != nil {
-			return res, fmt.Errorf("read %s: %w", db.path, err)
+			return err
 		}
-		for _, w := range batch {
-			if err := fn(w); err != nil {
-				return res, err
-			}
+		if !send() {
+			return nil
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // Sealed reports the instant before which every hour has been rolled up:

@@ -152,6 +152,8 @@ func TestSpanEqualsRaw(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	const days = 4
 	fillRandom(t, db, rng, days)
+	defer func(n int) { spanBatch = n }(spanBatch)
+	spanBatch = 40 // many transactions, resumed inside raw segments
 
 	var hourly, daily int
 	for i := range 400 {
@@ -678,5 +680,80 @@ func TestCompact(t *testing.T) {
 	t.Logf("%d bytes compacted to %d", bsz, a)
 	if a > bsz {
 		t.Fatalf("compacted file is larger: %d > %d", a, bsz)
+	}
+}
+
+// TestSpanGroups: with SpanOptions.Groups, sums by country and AS from the
+// rollups' groups plus the raw edges' remotes equal those of the raw
+// windows.
+func TestSpanGroups(t *testing.T) {
+	db := openTemp(t)
+	rng := rand.New(rand.NewPCG(21, 22))
+	fillRandom(t, db, rng, 3)
+	type key struct {
+		c   string
+		asn uint32
+	}
+	for range 60 {
+		from, to := randomTime(rng, 3), randomTime(rng, 3)
+		if to.Before(from) {
+			from, to = to, from
+		}
+		got, want := map[key]rotate.Counts{}, map[key]rotate.Counts{}
+		add := func(m map[key]rotate.Counts, k key, c rotate.Counts) {
+			s := m[k]
+			s.Add(c)
+			m[k] = s
+		}
+		groups := 0
+		_, err := db.SpanWith(from, to, SpanOptions{Groups: true, Reuse: true}, func(w *Window) error {
+			if w.Length >= time.Hour && len(w.Remotes) > 0 {
+				t.Fatalf("rollup %s with remotes in groups mode", w.Start)
+			}
+			for _, g := range w.Groups {
+				groups++
+				if g.ASN != 0 && g.ASOrg != "org" {
+					t.Fatalf("group ASOrg %q", g.ASOrg)
+				}
+				add(got, key{g.Country, g.ASN}, g.Counts)
+			}
+			for _, r := range w.Remotes {
+				add(got, key{r.Country, r.ASN}, r.Counts)
+			}
+			add(got, key{"other", 0}, w.Other)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.Windows(from, to, func(w *Window) error {
+			for _, r := range w.Remotes {
+				add(want, key{r.Country, r.ASN}, r.Counts)
+			}
+			add(want, key{"other", 0}, w.Other)
+			return nil
+		})
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("[%s, %s): groups %v\nraw %v", from, to, got, want)
+		}
+	}
+}
+
+func TestGroupsRoundTrip(t *testing.T) {
+	w := &Window{Start: day0, Length: time.Hour, Capped: 7, Remotes: pool[:40]}
+	w.Groups = groupsOf(w.Remotes)
+	for i := range w.Groups {
+		w.Groups[i].ASOrg = ""
+	}
+	got, err := UnmarshalWindow(windowKey(day0), MarshalWindow(w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Capped != 7 || !reflect.DeepEqual(got.Groups, w.Groups) || len(got.Remotes) != 40 {
+		t.Fatalf("round trip: %+v", got)
+	}
+	var g Window
+	if err := unmarshalWith(&g, windowKey(day0), MarshalWindow(w), true); err != nil || len(g.Remotes) != 0 || len(g.Groups) != len(w.Groups) {
+		t.Fatalf("groups only: %d remotes, %d groups, %v", len(g.Remotes), len(g.Groups), err)
 	}
 }

@@ -286,23 +286,29 @@ func (db *DB) fillOrgs(tx *bolt.Tx, w *Window) {
 	var ab *bolt.Bucket
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	for i := range w.Remotes {
-		r := &w.Remotes[i]
-		if r.ASN == 0 {
-			continue
-		}
-		if org, ok := db.orgs[r.ASN]; ok {
-			r.ASOrg = org
-			continue
+	org := func(asn uint32) string {
+		if org, ok := db.orgs[asn]; ok {
+			return org
 		}
 		if ab == nil {
 			if ab = tx.Bucket(bucketASN); ab == nil {
-				return
+				return ""
 			}
 		}
-		if v := ab.Get(asnKey(r.ASN)); v != nil {
-			r.ASOrg = string(v)
-			db.orgs[r.ASN] = r.ASOrg
+		if v := ab.Get(asnKey(asn)); v != nil {
+			db.orgs[asn] = string(v)
+			return db.orgs[asn]
+		}
+		return ""
+	}
+	for i := range w.Remotes {
+		if r := &w.Remotes[i]; r.ASN != 0 {
+			r.ASOrg = org(r.ASN)
+		}
+	}
+	for i := range w.Groups {
+		if g := &w.Groups[i]; g.ASN != 0 {
+			g.ASOrg = org(g.ASN)
 		}
 	}
 }
