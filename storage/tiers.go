@@ -3,10 +3,10 @@ package storage
 import (
 	"bytes"
 	"cmp"
-	"strings"
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
