@@ -1,7 +1,8 @@
 // Package storage owns dstwatch's database: one bbolt file that keeps every
-// closed window, and the on-disk format of that file. It knows bbolt and
-// bytes; it does not know packets, sockets or .mmdb files. Windows come
-// from the sink (rotate's window plus geo answers) and go to queries.
+// closed window, hourly and daily rollups of them, and the on-disk format of
+// that file. It knows bbolt and bytes; it does not know packets, sockets or
+// .mmdb files. Windows come from the sink (rotate's window plus geo answers)
+// and go to queries.
 //
 // # Opening
 //
@@ -21,12 +22,23 @@
 // encoding/binary's unsigned varint (7 bits per byte, low group first).
 //
 //	bucket "meta"
-//	    "format"   4 bytes: uint32 format version, currently 1
+//	    "format"   4 bytes: uint32 format version, currently 2
 //	    "created"  RFC 3339 UTC time the file was initialised
+//	    "sealed"   8 bytes: uint64 Unix seconds of a whole UTC hour: every
+//	               window starting before it is in the rollups; absent = 0
+//	    "pruned.windows", "pruned.hours", "pruned.days"
+//	               8 bytes: uint64 Unix seconds: a prune deleted every unit
+//	               of that tier starting before it; absent = 0
 //	bucket "windows"
 //	    key    8 bytes: uint64 Unix seconds of the window start (UTC),
 //	           so keys sort by time and cursor Seek gives ranges
 //	    value  an encoded window, below
+//	bucket "hours"
+//	    key    8 bytes: uint64 Unix seconds of a whole UTC hour
+//	    value  an encoded window of length 3600 s: the hourly rollup
+//	bucket "days"
+//	    key    8 bytes: uint64 Unix seconds of a UTC midnight
+//	    value  an encoded window of length 86400 s: the daily rollup
 //	bucket "asn"
 //	    key    4 bytes: uint32 AS number
 //	    value  the organisation's name, UTF-8, as last reported by geo
@@ -60,8 +72,60 @@
 //	                 0x00 0x00 = unknown
 //	      uvarint    AS number; 0 = unknown (its name is in bucket "asn")
 //	      uvarint    TxPackets, TxBytes, RxPackets, RxBytes
+//	id 5  rollup (rollups only; written when the count is not 0)
+//	      uvarint  Capped: remote entries (one per remote per raw window)
+//	               that the rollup's cap folded into other
+//	id 6  groups (rollups only; written when there are remotes)
+//	      uvarint  number of groups
+//	      then per (country, ASN) pair of the remotes section, ordered by
+//	      country (bytes, unknown first) then ASN:
+//	      2 bytes    country, as in remotes
+//	      uvarint    AS number
+//	      uvarint    how many remotes of the remotes section it sums
+//	      uvarint    TxPackets, TxBytes, RxPackets, RxBytes: their sums
 //
 // A typical IPv4 remote takes 15-25 bytes, an IPv6 remote 12 more.
+//
+// # Tiers
+//
+// A rollup is an encoded window whose start is a whole UTC hour (day) and
+// whose length is 3600 (86400) s. It holds the sums of the raw windows
+// starting in its hour (day): per remote the four counts (country and ASN
+// as in a merge: the newer known answer wins), other, every statistic, and
+// the newest GeoIP build. Windows belong to a rollup by their start, as a
+// range selects them, so a rollup is exactly the windows a range over its
+// hour (day) would select, whatever the window length.
+//
+// Rollups are written in the windows' own transaction, so they can never
+// disagree with the windows or count anything twice, also across a crash.
+// Put stores the windows; then (1) a window starting before "sealed" is
+// added to its hourly and daily rollups (its own counts, not the stored
+// window it was merged with, so a window stored twice adds each count once,
+// as in bucket "windows"), and (2) "sealed" moves to the start of the
+// newest window's hour: the raw windows of every hour in between are read
+// once and summed into new hourly rollups and into their days. A live
+// daemon so writes each hourly rollup once, when the first window of the
+// next hour arrives, and each daily rollup once an hour; the windows of the
+// current hour are in no rollup yet. Pruning raw windows seals their hours
+// first. Upgrading a format 1 file is the same sealing, up to the newest
+// window's hour, in the transaction that writes format 2.
+//
+// Each tier caps the remote rows of one rollup (Options.HourCap, DayCap).
+// The rule is "first come, first kept": while a rollup has fewer rows than
+// its cap, a new remote gets a row (of one window, heaviest first); once
+// full, its set of rows never changes, and every remote without a row is
+// added to other and counted in Capped. So a row always holds exactly its
+// remote's sum over the raw windows, other holds the rest, and totals are
+// exact. Hourly and daily rollups are both built from raw windows, each
+// with its own cap.
+//
+// DB.Span answers a range [from, to) with the coarsest units that are
+// exact: daily rollups for whole UTC days, hourly ones for whole hours, raw
+// windows for the rest. A rollup is used only when its unit lies within the
+// range, is sealed and was not pruned. Where raw windows were pruned, a
+// unit that starts inside the range stands for them, one that starts
+// before it is left out, and Span reports the coarsest unit an edge was
+// rounded to.
 //
 // # Compatibility
 //
@@ -72,8 +136,10 @@
 // it does not know). A file with a lower version is upgraded by Open, which
 // runs every step from the file's version up in one read-write transaction;
 // a read-only open of an older file asks for a read-write open first.
-// Adding format 2 means bumping formatVersion and appending one function to
-// upgrades.
+// Format 2 added the rollup tiers (buckets "hours" and "days", meta
+// "sealed" and "pruned.*", and sections 5 and 6, which only rollups carry);
+// windows are encoded as in format 1. Adding format 3 means bumping
+// formatVersion and appending one function to upgrades.
 //
 // The value encoding keeps those steps small. The decoder skips sections
 // whose id it does not know and ignores bytes after the fields it knows at
