@@ -1,0 +1,46 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// healthCollector exports Config.Health, read once per scrape.
+type healthCollector struct{ fn func() Health }
+
+var (
+	descBacklog = prometheus.NewDesc("dstwatch_writer_backlog_windows",
+		"Closed windows waiting to be stored.", nil, nil)
+	descStoreErrors = prometheus.NewDesc("dstwatch_store_errors_total",
+		"Failed store transactions; the windows stay queued and are retried.", nil, nil)
+	descDropped = prometheus.NewDesc("dstwatch_windows_dropped_total",
+		"Windows given up because the store queue was full (the store kept failing).", nil, nil)
+	descGaps = prometheus.NewDesc("dstwatch_capture_gaps_total",
+		"Live capture outages: an interface went down or away.", nil, nil)
+	descDown = prometheus.NewDesc("dstwatch_capture_interfaces_down",
+		"Capture interfaces not capturing now.", nil, nil)
+	descGeoBuild = prometheus.NewDesc("dstwatch_geoip_build_timestamp_seconds",
+		"Build time of each GeoIP database in use, in Unix seconds; its age is time() minus this.",
+		[]string{"type", "path"}, nil)
+)
+
+func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBacklog, descStoreErrors, descDropped, descGaps, descDown, descGeoBuild} {
+		ch <- d
+	}
+}
+
+func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.fn()
+	ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(h.WriterBacklog))
+	ch <- prometheus.MustNewConstMetric(descStoreErrors, prometheus.CounterValue, float64(h.StoreErrors))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(h.WindowsDropped))
+	ch <- prometheus.MustNewConstMetric(descGaps, prometheus.CounterValue, float64(h.CaptureGaps))
+	ch <- prometheus.MustNewConstMetric(descDown, prometheus.GaugeValue, float64(h.InterfacesDown))
+	seen := map[[2]string]bool{}
+	for _, f := range h.GeoIP {
+		k := [2]string{f.Type, f.Path}
+		if seen[k] || f.Build.IsZero() {
+			continue
+		}
+		seen[k] = true
+		ch <- prometheus.MustNewConstMetric(descGeoBuild, prometheus.GaugeValue, float64(f.Build.Unix()), f.Type, f.Path)
+	}
+}
