@@ -12,7 +12,7 @@ import (
 // TestTableMatchesMap tallies windows of very different sizes (so tables are
 // sized from a smaller or larger previous window, grow mid-window and reuse
 // arrays handed back by Finish) and compares every remote with a plain map.
-// The address :: is among the remotes: it cannot mark itself in the table.
+// The address :: is among the remotes.
 func TestTableMatchesMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	var closed []*Closed
