@@ -20,6 +20,7 @@ import (
 	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/geo"
 	"github.com/dstwatch/dstwatch/internal/sdnotify"
+	"github.com/dstwatch/dstwatch/metrics"
 	"github.com/dstwatch/dstwatch/reclog"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
@@ -46,6 +47,9 @@ type Config struct {
 
 	Socket      string // the API's unix socket; "" serves no API
 	SocketGroup string // group that may use the socket (mode 0660); "" keeps it 0600
+
+	Metrics       string // --metrics: host:port of the Prometheus listener; "" serves none
+	MetricsASNTop int    // AS numbers with series of their own (metrics.asnSet)
 }
 
 // source is one running packet source: a live interface or a file.
@@ -75,6 +79,9 @@ type App struct {
 	ln      net.Listener // the API's socket; nil once the server owns it
 	started time.Time
 	closed  chan *rotate.Closed // the writer's queue; set by Run before the API serves
+
+	metrics    *metrics.Metrics // nil without --metrics (see metrics.go)
+	metricsSrv *metrics.Server
 
 	// Written by the writer goroutine, read by API status requests.
 	stored     atomic.Uint64
@@ -139,6 +146,9 @@ func New(cfg Config) (_ *App, err error) {
 	}
 	a.rec, err = reclog.Open(cfg.LogPath, cfg.FileMode)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.openMetrics(); err != nil {
 		return nil, err
 	}
 	// The socket comes last: its presence says the daemon owns the DB.
@@ -243,6 +253,9 @@ func (a *App) openSources() error {
 }
 
 func (a *App) closeAll() {
+	if a.metricsSrv != nil {
+		a.metricsSrv.Close()
+	}
 	if a.ln != nil {
 		a.ln.Close()
 	}
@@ -284,6 +297,8 @@ func (a *App) Run(ctx context.Context) error {
 	} else {
 		apiDone <- nil
 	}
+	stopMetrics := a.serveMetrics()
+	defer stopMetrics()
 	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace},
 		func(c *rotate.Closed) {
 			a.lastClosed.Store(time.Now().UnixNano())

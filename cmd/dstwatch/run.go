@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/metrics"
 )
 
 const runHelp = `Usage: dstwatch run [flags]
@@ -26,7 +28,8 @@ SIGHUP reopens the record log (for logrotate).
 
 While it runs, the daemon answers 'dstwatch query', 'tail' and 'status' over
 HTTP on a unix socket (--socket, mode 0600; 0660 with --socket-group), since
-the database is locked while it is open. There is no TCP listener.
+the database is locked while it is open. There is no TCP listener, except
+the opt-in Prometheus endpoint: --metrics 127.0.0.1:9750 serves /metrics.
 
 Examples:
   dstwatch run                                  # default-route interface, default DB and log
@@ -96,6 +99,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fileMode := fs.String("file-mode", "0640", "permission `mode` for a new database and record log")
 	logLevel := fs.String("log-level", "info", "daemon log `level`: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "daemon log `format` on stderr: text or json")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on http://`host:port`/metrics, e.g. 127.0.0.1:9750 (default: off)")
+	metricsASNTop := fs.Int("metrics-asn-top", metrics.DefaultASNTop, "AS numbers with metric series of their own: the first `N` to rank in a window's top N; the rest are asn=\"other\"")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -162,6 +167,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cfg.Socket = *socket
 	}
 	cfg.SocketGroup = *socketGroup
+	if *metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(*metricsAddr); err != nil {
+			return fmt.Errorf("%w: --metrics %q: want host:port, e.g. 127.0.0.1:9750", errUsage, *metricsAddr)
+		}
+	}
+	if *metricsASNTop < 0 {
+		return fmt.Errorf("%w: --metrics-asn-top must not be negative", errUsage)
+	}
+	cfg.Metrics, cfg.MetricsASNTop = *metricsAddr, *metricsASNTop
 	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o750); err != nil {
 		return fmt.Errorf("database directory: %w", err)
 	}

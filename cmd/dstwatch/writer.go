@@ -119,6 +119,7 @@ func (wr *writer) flush() bool {
 			if a.api != nil {
 				a.api.Publish(w)
 			}
+			a.observeStored(w)
 			wr.remotes -= len(w.Remotes)
 		}
 		a.stored.Add(uint64(len(batch)))

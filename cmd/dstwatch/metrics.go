@@ -1,0 +1,63 @@
+package main
+
+import (
+	"github.com/dstwatch/dstwatch/metrics"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+// The Prometheus listener (--metrics): opened by New, served by Run, fed by
+// the writer after each successful store.
+
+// openMetrics makes the collectors and binds --metrics, so that a busy port
+// fails the start (and a low port is bound before --user drops root).
+func (a *App) openMetrics() error {
+	if a.cfg.Metrics == "" {
+		return nil
+	}
+	a.metrics = metrics.New(metrics.Config{ASNTop: a.cfg.MetricsASNTop, Version: buildVersion(), Health: a.health})
+	srv, err := a.metrics.Listen(a.cfg.Metrics)
+	if err != nil {
+		return err
+	}
+	a.metricsSrv = srv
+	return nil
+}
+
+// serveMetrics serves /metrics until the returned stop is called.
+func (a *App) serveMetrics() (stop func()) {
+	if a.metricsSrv == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := a.metricsSrv.Serve(); err != nil {
+			a.log.Error("metrics listener failed", "err", err)
+		}
+	}()
+	a.log.Info("metrics listening", "addr", a.metricsSrv.Addr().String(), "path", "/metrics")
+	return func() { a.metricsSrv.Close(); <-done }
+}
+
+// observeStored gives a stored window to the metrics.
+func (a *App) observeStored(w *storage.Window) {
+	if a.metrics != nil {
+		a.metrics.Observe(w)
+	}
+}
+
+// health is the daemon's state for a scrape: what Status reports, without
+// touching the database.
+func (a *App) health() metrics.Health {
+	h := metrics.Health{
+		WriterBacklog:  len(a.closed) + int(a.queued.Load()),
+		StoreErrors:    a.storeErrs.Load(),
+		WindowsDropped: a.dropped.Load(),
+		CaptureGaps:    a.gaps.Load(),
+		InterfacesDown: len(a.downList()),
+	}
+	for _, f := range a.geo.Current().Files() {
+		h.GeoIP = append(h.GeoIP, metrics.GeoFile{Path: f.Path, Type: f.Type, Build: f.Build})
+	}
+	return h
+}
