@@ -250,3 +250,46 @@ func BenchmarkMonthByCountryGroups(b *testing.B) {
 		b.ReportMetric(float64(len(rows)), "rows")
 	}
 }
+
+// BenchmarkMonthSize reports the month's file: as built (every raw window
+// kept), then a compacted copy after the default retention was applied at
+// the month's end (2 days of raw windows, and the whole month of hourly
+// and daily rollups), and the bytes of each tier.
+func BenchmarkMonthSize(b *testing.B) {
+	src := buildMonth(b)
+	dir := b.TempDir()
+	for b.Loop() {
+		st, err := os.Stat(src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(st.Size())/1e6, "built-MB")
+		cp, out := filepath.Join(dir, "copy.db"), filepath.Join(dir, "kept.db")
+		os.Remove(cp)
+		os.Remove(out)
+		if err := storage.Compact(src, cp); err != nil {
+			b.Fatal(err)
+		}
+		db, err := storage.Open(cp, storage.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		end := monthStart.Add(monthDays * 24 * time.Hour)
+		p, err := db.PruneTiers(end.Add(-20*time.Second), storage.DefaultRetention)
+		if err != nil {
+			b.Fatal(err)
+		}
+		u, _ := db.Usage()
+		db.Close()
+		if err := storage.Compact(cp, out); err != nil {
+			b.Fatal(err)
+		}
+		st, _ = os.Stat(out)
+		b.ReportMetric(float64(st.Size())/1e6, "kept-MB")
+		for r, name := range []string{"raw", "hourly", "daily"} {
+			b.ReportMetric(float64(u[r].Bytes)/1e6, name+"-MB")
+			b.Logf("%s: %d units, %.1f MB of keys and values", name, u[r].Units, float64(u[r].Bytes)/1e6)
+		}
+		b.Logf("pruned %+v", p)
+	}
+}

@@ -787,3 +787,37 @@ func (db *DB) Sealed() (time.Time, error) {
 	})
 	return t, err
 }
+
+// TierUsage is what one tier holds: how many units (windows or rollups),
+// the first and last start, and the bytes of their keys and values (the
+// file adds bbolt's page overhead and free pages to that).
+type TierUsage struct {
+	Units       int
+	First, Last time.Time
+	Bytes       int64
+}
+
+// Usage reports what each tier holds, indexed by Resolution. It reads
+// every key, not the values' pages, so it is quick even on a large file.
+func (db *DB) Usage() ([3]TierUsage, error) {
+	var u [3]TierUsage
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		for _, r := range []Resolution{Raw, Hourly, Daily} {
+			t := &u[r]
+			c := tx.Bucket(tierBucket(r)).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if t.Units == 0 {
+					t.First = keyTime(k)
+				}
+				t.Last = keyTime(k)
+				t.Units++
+				t.Bytes += int64(len(k) + len(v))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return u, fmt.Errorf("read %s: %w", db.path, err)
+	}
+	return u, nil
+}
