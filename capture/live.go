@@ -28,6 +28,11 @@ import (
 // timeout) at the cost of retiring mostly empty blocks when idle, which is
 // cheap. The poll timeout (100 ms) is how often an idle reader wakes to flush
 // its partial batch, read drop counters and notice cancellation.
+//
+// Measured with scripts/loadtest (trafgen sending 3M 60-byte frames into a
+// veth on the 2-core development machine, ~0.4 M frames/s, all trafgen
+// could offer): these defaults dropped nothing, as tcpdump -B 65536 did not,
+// while pmacctd dropped 2%.
 const (
 	DefaultSnap         = 128
 	DefaultBlockSize    = 1 << 20
