@@ -191,12 +191,18 @@ func UnmarshalWindow(key, val []byte) (*Window, error) {
 // unmarshalInto is UnmarshalWindow into w, reusing the capacity of
 // w.Remotes; every other field of w is overwritten.
 func unmarshalInto(w *Window, key, val []byte) error {
-	return unmarshalWith(w, key, val, false)
+	return unmarshalWith(w, key, val, decodeAll)
 }
 
-// unmarshalWith decodes into w; with groupsOnly, a value that has a groups
-// section is decoded without its remotes.
-func unmarshalWith(w *Window, key, val []byte, groupsOnly bool) error {
+// What unmarshalWith decodes of the remotes and groups sections.
+const (
+	decodeAll      = iota
+	decodeNoGroups // remotes only
+	decodeGroups   // groups only, when there are groups
+)
+
+// unmarshalWith decodes into w as mode says.
+func unmarshalWith(w *Window, key, val []byte, mode int) error {
 	*w = Window{Remotes: w.Remotes[:0], Groups: w.Groups[:0]}
 	if len(key) != keyLen {
 		return corrupt("key is %d bytes, want %d", len(key), keyLen)
@@ -250,12 +256,14 @@ func unmarshalWith(w *Window, key, val []byte, groupsOnly bool) error {
 			}
 			// Bytes after the four counts are fields a later version appended.
 		case secRemotes:
-			if groupsOnly && hasSection(rest, secGroups) {
+			if mode == decodeGroups && hasSection(rest, secGroups) {
 				continue
 			}
 			err = decodeRemotes(w, payload)
 		case secGroups:
-			err = decodeGroups(w, payload)
+			if mode != decodeNoGroups {
+				err = decodeGroupList(w, payload)
+			}
 		case secRollup:
 			var n int
 			if w.Capped, n = binary.Uvarint(payload); n <= 0 {
@@ -296,7 +304,7 @@ func hasSection(rest []byte, id uint64) bool {
 	return false
 }
 
-func decodeGroups(w *Window, p []byte) error {
+func decodeGroupList(w *Window, p []byte) error {
 	count, n := binary.Uvarint(p)
 	if n <= 0 {
 		return corrupt("groups: bad count")

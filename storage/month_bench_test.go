@@ -293,3 +293,41 @@ func BenchmarkMonthSize(b *testing.B) {
 		b.Logf("pruned %+v", p)
 	}
 }
+
+// BenchmarkMonthByRemoteAddrKeyed: "top 20 remotes this month" summed in a
+// map keyed by netip.Addr, to show what query.Aggregator's by-remote path
+// (a string key, so an Addr.String allocation per remote entry) costs.
+func BenchmarkMonthByRemoteAddrKeyed(b *testing.B) {
+	db := openMonth(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		rows := make(map[netip.Addr]*query.Row, 32_000)
+		var other rotate.Counts
+		_, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: true}, func(w *storage.Window) error {
+			for i := range w.Remotes {
+				r := &w.Remotes[i]
+				row := rows[r.Addr]
+				if row == nil {
+					row = &query.Row{Addr: r.Addr}
+					rows[r.Addr] = row
+				}
+				row.Counts.Add(r.Counts)
+				row.Country, row.ASN, row.ASOrg = r.Country, r.ASN, r.ASOrg
+			}
+			other.Add(w.Other)
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		out := make([]query.Row, 0, len(rows)+1)
+		for _, r := range rows {
+			r.Key = r.Addr.String()
+			out = append(out, *r)
+		}
+		out = append(out, query.Row{Key: query.OtherKey, Counts: other})
+		query.SortRows(out, query.SortBytes)
+		out = query.Top(out, 20)
+		b.ReportMetric(float64(len(out)), "rows")
+	}
+}

@@ -732,11 +732,12 @@ func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window,
 						continue
 					}
 					w := newWindow()
-					if err := unmarshalWith(w, k, v, opt.Groups); err != nil {
-						return fmt.Errorf("%s rollup %s: %w", s.r, s.start.Format(time.RFC3339), err)
+					mode := decodeNoGroups
+					if opt.Groups {
+						mode = decodeGroups
 					}
-					if !opt.Groups {
-						w.Groups = nil
+					if err := unmarshalWith(w, k, v, mode); err != nil {
+						return fmt.Errorf("%s rollup %s: %w", s.r, s.start.Format(time.RFC3339), err)
 					}
 					db.fillOrgs(tx, w)
 					n += len(w.Remotes) + len(w.Groups) + 1

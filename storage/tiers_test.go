@@ -753,7 +753,7 @@ func TestGroupsRoundTrip(t *testing.T) {
 		t.Fatalf("round trip: %+v", got)
 	}
 	var g Window
-	if err := unmarshalWith(&g, windowKey(day0), MarshalWindow(w), true); err != nil || len(g.Remotes) != 0 || len(g.Groups) != len(w.Groups) {
+	if err := unmarshalWith(&g, windowKey(day0), MarshalWindow(w), decodeGroups); err != nil || len(g.Remotes) != 0 || len(g.Groups) != len(w.Groups) {
 		t.Fatalf("groups only: %d remotes, %d groups, %v", len(g.Remotes), len(g.Groups), err)
 	}
 }
