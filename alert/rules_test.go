@@ -1,0 +1,110 @@
+package alert
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const fullExample = `# every field
+rules:
+  - name: mark-flooded-remote
+    scope:
+      remote: [203.0.113.0/24, "2001:db8::/32"]
+      country: [NL, DE]
+      asn: [AS64500, 64501]
+    per: remote
+    metric: rx_bps
+    threshold: 50M
+    windows: 3
+    expire: 1h
+    cooldown: 10m
+    on_refire: extend
+    actions:
+      - exec: [/bin/echo, announce, "{prefix}", "community 65100:888", "{{literal}}"]
+        undo: [/bin/echo, withdraw, "{prefix}"]
+        timeout: 10s
+      - webhook: http://127.0.0.1:8080/hook
+        timeout: 2s
+        retries: 5
+        backoff: 500ms
+      - log: true
+  - name: month-quota
+    per: prefix
+    prefix_v4: 24
+    prefix_v6: 48
+    metric: tx_bytes
+    threshold: 10Gi
+    period: 1d
+    expire: 2d
+    on_refire: record
+    actions: [{log: true}]
+`
+
+func TestParseFullExample(t *testing.T) {
+	rs, err := ParseRules([]byte(fullExample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.Rules) != 2 {
+		t.Fatalf("%d rules", len(rs.Rules))
+	}
+	r := rs.Rules[0]
+	if r.Line != 3 || r.Per != PerRemote || r.Threshold != 50e6 || r.Windows != 3 || r.Expire != time.Hour || r.Cooldown != 10*time.Minute ||
+		len(r.Remotes) != 2 || r.Countries[1] != "DE" || r.ASNs[0] != 64500 || len(r.Actions) != 3 {
+		t.Errorf("%+v", r)
+	}
+	if a := r.Actions[1]; a.Kind != KindWebhook || a.Retries != 5 || a.Backoff != 500*time.Millisecond || a.Timeout != 2*time.Second {
+		t.Errorf("%+v", a)
+	}
+	q := rs.Rules[1]
+	if q.Threshold != 10*(1<<30) || q.Period != 24*time.Hour || q.PrefixV6 != 48 || q.OnRefire != RefireRecord {
+		t.Errorf("%+v", q)
+	}
+	got := expandAll(r.Actions[0].Argv, Fields{Prefix: "203.0.113.9/32"})
+	if strings.Join(got, "|") != "/bin/echo|announce|203.0.113.9/32|community 65100:888|{literal}" {
+		t.Errorf("expanded %q", got)
+	}
+}
+
+func TestRuleErrorsNameLineAndField(t *testing.T) {
+	base := "rules:\n  - name: r\n    metric: rx_bps\n    threshold: 1M\n    expire: 1h\n    actions: [{log: true}]\n"
+	for _, c := range []struct{ doc, want string }{
+		{base + "    treshold: 2M\n", `7: rule.treshold: unknown field`},
+		{strings.Replace(base, "1M", "lots", 1), `4: rule "r": threshold: "lots": want a positive number`},
+		{strings.Replace(base, "rx_bps", "rx_bits", 1), `3: rule "r": metric: "rx_bits": want one of tx_bps`},
+		{base + "    scope: {service: https}\n", `7: rule "r": scope.service: not supported yet`},
+		{base + "    scope: {remote: 300.1.1.1}\n", `7: rule "r": scope.remote: "300.1.1.1": not an address`},
+		{base + "    windows: 0\n", `7: rule "r": windows: "0": want a whole number from 1`},
+		{base + "    period: 1h\n", `7: rule "r": period: only with a bytes metric`},
+		{strings.Replace(base, "rx_bps", "rx_bytes", 1), `2: rule "r": period: missing`},
+		{strings.Replace(base, "    expire: 1h\n", "", 1), `2: rule "r": expire: missing`},
+		{strings.Replace(base, "{log: true}", "{exec: [/nonexistent/gobgp, x]}", 1), `6: rule "r": actions[0].exec: "/nonexistent/gobgp": no such file`},
+		{strings.Replace(base, "{log: true}", "{exec: [/bin/echo, \"{remot}\"]}", 1), `6: rule "r": actions[0].exec: "{remot}": unknown field {remot}`},
+		{strings.Replace(base, "{log: true}", "{exec: \"/bin/echo hi\"}", 1), `6: rule "r": actions[0].exec: want the command as a list`},
+		{strings.Replace(base, "{log: true}", "{webhook: ftp://x}", 1), `6: rule "r": actions[0].webhook: "ftp://x": want an http`},
+		{strings.Replace(base, "{log: true}", "{log: true, retries: 3}", 1), `6: rule "r": actions[0].retries: not a field of a log action`},
+		{strings.Replace(base, "{log: true}", "{log: true, exec: [/bin/true]}", 1), `6: rule "r": actions[0]: an action is exactly one of`},
+		{base + "  - name: r\n    metric: pps\n    threshold: 1\n    expire: 1s\n    actions: [{log: true}]\n", `7: name: rule "r" is already defined at line 2`},
+		{"rules:\n  - name: [x\n", `: not valid YAML: did not find`},
+	} {
+		_, err := ParseRules([]byte(c.doc))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("want %q, got %v\n%s", c.want, err, c.doc)
+		}
+	}
+}
+
+func TestLoadRulesNamesFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "rules.yaml")
+	os.WriteFile(p, []byte("rules:\n  - name: r\n    metric: bps\n"), 0o644)
+	_, err := LoadRules(p)
+	if err == nil || !strings.HasPrefix(err.Error(), "rules "+p+":2: rule \"r\": threshold: missing") {
+		t.Errorf("%v", err)
+	}
+	if rs, err := LoadRules(os.DevNull); err != nil || len(rs.Rules) != 0 {
+		t.Errorf("empty file: %v", err)
+	}
+}
