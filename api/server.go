@@ -9,6 +9,7 @@
 //	/v1/aggregate  the range added up: a JSON array of rows (query.RowsJSON)
 //	/v1/status     the daemon's state: Status
 //	/v1/stream     newline-delimited query.WindowJSON, one per window as it is stored
+//	/v1/incidents  alert incidents, and POST /v1/incidents/{id}/expire (incidents.go)
 //
 // Range parameters: from and to (RFC 3339; from inclusive, to exclusive, by
 // window start) or last (the N newest windows). Filter parameters: remote
@@ -73,8 +74,9 @@ func New(src Source, log *slog.Logger) *Server {
 	mux.HandleFunc("GET /v1/aggregate", s.aggregate)
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/stream", s.stream)
+	s.registerIncidents(mux) // incidents.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint %s %s: see /v1/windows, /v1/aggregate, /v1/status, /v1/stream", r.Method, r.URL.Path)
+		writeError(w, http.StatusNotFound, "no such endpoint %s %s: see /v1/windows, /v1/aggregate, /v1/status, /v1/stream, /v1/incidents", r.Method, r.URL.Path)
 	})
 	s.srv = &http.Server{
 		Handler:           mux,

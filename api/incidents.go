@@ -1,0 +1,223 @@
+package api
+
+// Incident endpoints (see package alert):
+//
+//	GET  /v1/incidents              incidents, oldest first: a JSON array of alert.Incident;
+//	                                state=open (active and expiring), closed, or all (the default)
+//	GET  /v1/incidents/{id}         one incident
+//	POST /v1/incidents/{id}/expire  end it now: its undo actions run; answers the incident
+//	                                once they are through (or after 60 s, still expiring)
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/dstwatch/dstwatch/alert"
+)
+
+// IncidentSource is what a Source that keeps incidents also implements.
+type IncidentSource interface {
+	// Incidents lists them, oldest first; openOnly leaves closed ones out.
+	Incidents(openOnly bool) ([]*alert.Incident, error)
+	Incident(id uint64) (*alert.Incident, error)
+	// ExpireIncident ends one now and waits for its undo until ctx is done.
+	ExpireIncident(ctx context.Context, id uint64) (*alert.Incident, error)
+}
+
+// ErrAlertsOff is what an IncidentSource returns when the daemon keeps no
+// incidents (no --rules and no incidents file).
+var ErrAlertsOff = errors.New("alerts are off: the daemon runs without --rules and has no incidents file")
+
+// expireWait bounds how long POST .../expire waits for the undo actions.
+const expireWait = 60 * time.Second
+
+func (s *Server) registerIncidents(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/incidents", s.incidents)
+	mux.HandleFunc("GET /v1/incidents/{id}", s.incident)
+	mux.HandleFunc("POST /v1/incidents/{id}/expire", s.expireIncident)
+}
+
+func (s *Server) incidentSource(w http.ResponseWriter) IncidentSource {
+	is, ok := s.src.(IncidentSource)
+	if !ok {
+		writeError(w, http.StatusNotFound, "%v", ErrAlertsOff)
+		return nil
+	}
+	return is
+}
+
+func (s *Server) incidentFail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrAlertsOff), errors.Is(err, alert.ErrNotFound):
+		writeError(w, http.StatusNotFound, "%v", err)
+	case errors.Is(err, alert.ErrClosed):
+		writeError(w, http.StatusConflict, "%v", err)
+	default:
+		s.fail(w, r, err)
+	}
+}
+
+func (s *Server) incidents(w http.ResponseWriter, r *http.Request) {
+	p, err := newParams(r, "state")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	state, err := p.one("state")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if state != "" && state != "open" && state != "closed" && state != "all" {
+		s.fail(w, r, bad("state %q: want open, closed or all", state))
+		return
+	}
+	is := s.incidentSource(w)
+	if is == nil {
+		return
+	}
+	list, err := is.Incidents(state == "open")
+	if err != nil {
+		s.incidentFail(w, r, err)
+		return
+	}
+	out := []*alert.Incident{}
+	for _, inc := range list {
+		if state != "closed" || inc.State == alert.Closed {
+			out = append(out, inc)
+		}
+	}
+	writeJSON(w, out)
+}
+
+func incidentID(r *http.Request) (uint64, error) {
+	s := r.PathValue("id")
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || id == 0 {
+		return 0, bad("incident id %q: want a positive integer", s)
+	}
+	return id, nil
+}
+
+func (s *Server) incident(w http.ResponseWriter, r *http.Request) {
+	if _, err := newParams(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	id, err := incidentID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	is := s.incidentSource(w)
+	if is == nil {
+		return
+	}
+	inc, err := is.Incident(id)
+	if err != nil {
+		s.incidentFail(w, r, err)
+		return
+	}
+	writeJSON(w, inc)
+}
+
+func (s *Server) expireIncident(w http.ResponseWriter, r *http.Request) {
+	if _, err := newParams(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	id, err := incidentID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	is := s.incidentSource(w)
+	if is == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), expireWait)
+	defer cancel()
+	inc, err := is.ExpireIncident(ctx, id)
+	if err != nil {
+		s.incidentFail(w, r, err)
+		return
+	}
+	writeJSON(w, inc)
+}
+
+// --- client ---
+
+func (c *Client) do(ctx context.Context, method, path string, v url.Values, out any) error {
+	u := "http://dstwatch" + path
+	if len(v) > 0 {
+		u += "?" + v.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+			return fmt.Errorf("%w (no daemon listening on %s)", ErrNotRunning, c.socket)
+		case errors.Is(err, fs.ErrPermission):
+			return fmt.Errorf("api socket %s: permission denied: run as root or as a member of the daemon's --socket-group", c.socket)
+		}
+		return fmt.Errorf("api %s: %w", c.socket, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return fmt.Errorf("api %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e errorJSON
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = http.StatusText(resp.StatusCode)
+		}
+		if e.Error == ErrAlertsOff.Error() {
+			return ErrAlertsOff
+		}
+		return &StatusError{Code: resp.StatusCode, Msg: e.Error}
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("api %s: %w", path, err)
+	}
+	return nil
+}
+
+// StatusError is an API error answer.
+type StatusError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StatusError) Error() string { return e.Msg }
+
+// Incidents lists the daemon's incidents: state open, closed or all ("").
+func (c *Client) Incidents(ctx context.Context, state string) ([]*alert.Incident, error) {
+	v := url.Values{}
+	if state != "" {
+		v.Set("state", state)
+	}
+	var out []*alert.Incident
+	err := c.do(ctx, http.MethodGet, "/v1/incidents", v, &out)
+	return out, err
+}
+
+// ExpireIncident asks the daemon to end an incident now and run its undo.
+func (c *Client) ExpireIncident(ctx context.Context, id uint64) (*alert.Incident, error) {
+	var inc alert.Incident
+	err := c.do(ctx, http.MethodPost, "/v1/incidents/"+strconv.FormatUint(id, 10)+"/expire", nil, &inc)
+	return &inc, err
+}
