@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -186,4 +187,47 @@ func (c *Client) Stream(ctx context.Context, subscribed func() error, fn func(*s
 		return ctx.Err()
 	}
 	return nil
+}
+
+// ErrNoSummary means the daemon is older than /v1/aggregate?summary=1: the
+// caller may read the windows and add them up itself.
+var ErrNoSummary = errors.New("the daemon's API has no aggregate summaries")
+
+// Aggregate asks the daemon to add up r as q asks: the rows (top N and
+// order applied) and what they were read from. The daemon reads a range
+// from its rollups, so a month-wide answer is small and quick.
+func (c *Client) Aggregate(ctx context.Context, r Range, q query.Question) ([]query.Row, query.Summary, error) {
+	v := r.values(q.Filter)
+	v.Set("by", string(q.By))
+	if q.Sort != "" {
+		v.Set("sort", string(q.Sort))
+	}
+	if q.Top > 0 {
+		v.Set("top", strconv.Itoa(q.Top))
+	}
+	v.Set("summary", "1")
+	resp, err := c.get(ctx, "/v1/aggregate", v)
+	if err != nil {
+		if strings.Contains(err.Error(), `unknown parameter "summary"`) {
+			return nil, query.Summary{}, fmt.Errorf("%w: %v", ErrNoSummary, err)
+		}
+		return nil, query.Summary{}, err
+	}
+	defer resp.Body.Close()
+	var j struct {
+		Summary query.SummaryJSON `json:"summary"`
+		Rows    json.RawMessage   `json:"rows"`
+	}
+	if err := json.NewDecoder(bufio.NewReaderSize(resp.Body, 64<<10)).Decode(&j); err != nil {
+		return nil, query.Summary{}, fmt.Errorf("api /v1/aggregate: answer cut short or malformed: %w", err)
+	}
+	rows, err := query.RowsFromJSON(j.Rows, q.By)
+	if err != nil {
+		return nil, query.Summary{}, fmt.Errorf("api /v1/aggregate: %w", err)
+	}
+	sum, err := query.FromSummaryJSON(&j.Summary)
+	if err != nil {
+		return nil, query.Summary{}, fmt.Errorf("api /v1/aggregate: %w", err)
+	}
+	return rows, sum, nil
 }

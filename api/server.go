@@ -6,7 +6,9 @@
 // Endpoints (all GET, JSON; errors are {"error": "..."} with a 4xx or 5xx):
 //
 //	/v1/windows    windows in a range, oldest first: a JSON array of query.WindowJSON
-//	/v1/aggregate  the range added up: a JSON array of rows (query.RowsJSON)
+//	/v1/aggregate  the range added up: a JSON array of rows (query.RowsJSON);
+//	               with summary=1 an object {"summary": query.SummaryJSON,
+//	               "rows": [...]}; header X-Dstwatch-Resolution either way
 //	/v1/status     the daemon's state: Status
 //	/v1/stream     newline-delimited query.WindowJSON, one per window as it is stored
 //	/v1/incidents  alert incidents, and POST /v1/incidents/{id}/expire (incidents.go)
@@ -15,7 +17,10 @@
 // window start) or last (the N newest windows). Filter parameters: remote
 // (address or CIDR, repeatable), country (repeatable), asn (repeatable),
 // direction (tx, rx, both). Aggregate also takes by (remote, country, asn),
-// sort (bytes, packets) and top.
+// sort (bytes, packets), top and summary (1 or 0). A from..to aggregate is
+// read from the rollup tiers where they are exact (storage.DB.Span), so a
+// month costs the daemon a few hundred units, not 130,000 windows; last=N
+// reads the N newest raw windows.
 package api
 
 import (
@@ -365,7 +370,7 @@ func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) aggregate(w http.ResponseWriter, r *http.Request) {
-	p, err := newParams(r, "from", "to", "last", "remote", "country", "asn", "direction", "by", "sort", "top")
+	p, err := newParams(r, "from", "to", "last", "remote", "country", "asn", "direction", "by", "sort", "top", "summary")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -411,15 +416,67 @@ func (s *Server) aggregate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	agg, _ := query.NewAggregator(by)
-	if err := s.read(r.Context(), sp, func(win *storage.Window) error {
-		agg.Add(f.Apply(win))
-		return nil
-	}); err != nil {
+	wantSummary := false
+	switch v, err := p.one("summary"); {
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	case v == "1" || v == "true":
+		wantSummary = true
+	case v != "" && v != "0" && v != "false":
+		s.fail(w, r, bad("summary %q: want 1 or 0", v))
+		return
+	}
+	rows, sum, err := s.answer(r.Context(), sp, query.Question{By: by, Filter: f, Sort: order, Top: top})
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, query.RowsJSON(query.Top(agg.Rows(order), top), by))
+	w.Header().Set(ResolutionHeader, sum.Resolution.String())
+	if wantSummary {
+		writeJSON(w, AggregateJSON{Summary: query.ToSummaryJSON(sum), Rows: query.RowsJSON(rows, by)})
+		return
+	}
+	writeJSON(w, query.RowsJSON(rows, by))
+}
+
+// ResolutionHeader is set on every /v1/aggregate answer: "window" when the
+// rows are exactly the raw windows' sums over the range, "hour" or "day"
+// when raw windows (or hourly rollups) of the range were pruned and an
+// edge was rounded to a coarser unit (storage.DB.Span).
+const ResolutionHeader = "X-Dstwatch-Resolution"
+
+// AggregateJSON is the /v1/aggregate answer with summary=1: the rows (the
+// plain answer's array) and what they were read from.
+type AggregateJSON struct {
+	Summary query.SummaryJSON `json:"summary"`
+	Rows    any               `json:"rows"`
+}
+
+// answer adds up sp as q asks, holding a reader slot. A Source that is a
+// query.Reader (the daemon) answers a range from its rollups; any other is
+// read window by window.
+func (s *Server) answer(ctx context.Context, sp span, q query.Question) ([]query.Row, query.Summary, error) {
+	if rd, ok := s.src.(query.Reader); ok {
+		select {
+		case s.readers <- struct{}{}:
+			defer func() { <-s.readers }()
+		case <-ctx.Done():
+			return nil, query.Summary{}, ctx.Err()
+		}
+		return query.Answer(rd, sp.from, sp.to, sp.last, q, ctx.Err)
+	}
+	agg, err := query.NewAggregator(q.By)
+	if err != nil {
+		return nil, query.Summary{}, err
+	}
+	if err := s.read(ctx, sp, func(win *storage.Window) error {
+		agg.Add(q.Filter.Apply(win))
+		return nil
+	}); err != nil {
+		return nil, query.Summary{}, err
+	}
+	return query.Top(agg.Rows(q.Sort), q.Top), agg.Summary(), nil
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

@@ -1,9 +1,11 @@
 package query
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/dstwatch/dstwatch/rotate"
@@ -164,4 +166,134 @@ func RowsJSON(rows []Row, by By) any {
 		out = append(out, RemoteJSON{r.Key, r.Country, r.ASN, r.ASOrg, ToCounts(r.Counts)})
 	}
 	return out
+}
+
+// SummaryJSON is what an aggregate was read from (Summary); the API sends
+// it with /v1/aggregate?summary=1.
+type SummaryJSON struct {
+	Windows       int       `json:"windows"`        // raw windows read
+	HourlyRollups int       `json:"hourly_rollups"` // hourly rollups read
+	DailyRollups  int       `json:"daily_rollups"`  // daily rollups read
+	First         string    `json:"first,omitempty"`
+	End           string    `json:"end,omitempty"`
+	Stats         StatsJSON `json:"stats"`
+	DropUnits     int       `json:"units_with_drops"`
+	FoldUnits     int       `json:"units_with_folds"`
+	Capped        uint64    `json:"capped"`
+	Resolution    string    `json:"resolution"`         // window, hour or day
+	RawFrom       string    `json:"raw_from,omitempty"` // with resolution hour or day: the oldest raw window kept
+}
+
+func fmtOptTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func parseOptTime(name, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return t, fmt.Errorf("summary %s: %w", name, err)
+	}
+	return t.UTC(), nil
+}
+
+// ToSummaryJSON converts s to its JSON shape.
+func ToSummaryJSON(s Summary) SummaryJSON {
+	st := s.Stats
+	return SummaryJSON{
+		Windows: s.Windows, HourlyRollups: s.Hours, DailyRollups: s.Days,
+		First: fmtOptTime(s.First), End: fmtOptTime(s.Last),
+		Stats:     StatsJSON{st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Drops, st.Late, st.Folded, ""},
+		DropUnits: s.DropUnits, FoldUnits: s.FoldUnits, Capped: s.Capped,
+		Resolution: s.Resolution.String(), RawFrom: fmtOptTime(s.RawFrom),
+	}
+}
+
+// FromSummaryJSON is the inverse of ToSummaryJSON.
+func FromSummaryJSON(j *SummaryJSON) (Summary, error) {
+	st := j.Stats
+	s := Summary{
+		Windows: j.Windows, Hours: j.HourlyRollups, Days: j.DailyRollups,
+		Stats: rotate.Stats{Frames: st.Frames, Tallied: st.Tallied, NonIP: st.NonIP, Transit: st.Transit,
+			Malformed: st.Malformed, Excluded: st.Excluded, Local: st.Local, Drops: st.Drops, Late: st.Late, Folded: st.Folded},
+		DropUnits: j.DropUnits, FoldUnits: j.FoldUnits, Capped: j.Capped,
+	}
+	switch j.Resolution {
+	case "", storage.Raw.String():
+		s.Resolution = storage.Raw
+	case storage.Hourly.String():
+		s.Resolution = storage.Hourly
+	case storage.Daily.String():
+		s.Resolution = storage.Daily
+	default:
+		return s, fmt.Errorf("summary resolution %q: want window, hour or day", j.Resolution)
+	}
+	var err error
+	if s.First, err = parseOptTime("first", j.First); err != nil {
+		return s, err
+	}
+	if s.Last, err = parseOptTime("end", j.End); err != nil {
+		return s, err
+	}
+	if s.RawFrom, err = parseOptTime("raw_from", j.RawFrom); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// RowsFromJSON is the inverse of RowsJSON: it reads the JSON array of rows
+// of grouping by. What the shapes leave out (a by-remote other row's count
+// of folded remotes) no output shows.
+func RowsFromJSON(data []byte, by By) ([]Row, error) {
+	var rows []Row
+	switch by {
+	case ByCountry:
+		var js []CountryJSON
+		if err := json.Unmarshal(data, &js); err != nil {
+			return nil, err
+		}
+		for _, j := range js {
+			r := Row{Key: j.Country, Country: j.Country, Remotes: j.Remotes, Counts: j.CountsJSON.counts()}
+			if j.Country == OtherKey {
+				r.Country = ""
+			}
+			rows = append(rows, r)
+		}
+	case ByASN:
+		var js []ASNJSON
+		if err := json.Unmarshal(data, &js); err != nil {
+			return nil, err
+		}
+		for _, j := range js {
+			r := Row{Key: strconv.FormatUint(uint64(j.ASN), 10), ASN: j.ASN, ASOrg: j.ASOrg, Remotes: j.Remotes, Counts: j.CountsJSON.counts()}
+			if j.Other {
+				r.Key = OtherKey
+			}
+			rows = append(rows, r)
+		}
+	case ByRemote:
+		var js []RemoteJSON
+		if err := json.Unmarshal(data, &js); err != nil {
+			return nil, err
+		}
+		for _, j := range js {
+			r := Row{Key: j.Addr, Country: j.Country, ASN: j.ASN, ASOrg: j.ASOrg, Counts: j.CountsJSON.counts()}
+			if j.Addr != OtherKey {
+				a, err := netip.ParseAddr(j.Addr)
+				if err != nil {
+					return nil, fmt.Errorf("row %q: %w", j.Addr, err)
+				}
+				r.Addr = a
+			}
+			rows = append(rows, r)
+		}
+	default:
+		return nil, fmt.Errorf("cannot read rows by %q", by)
+	}
+	return rows, nil
 }

@@ -186,84 +186,131 @@ type Row struct {
 func (r *Row) IsOther() bool { return r.Key == OtherKey }
 
 // Aggregator adds windows up, one at a time, so a long range needs memory
-// for its rows only, not for its windows.
+// for its rows only, not for its windows. Rows are found by the remote's
+// address, the AS number or the country code; their string keys are made
+// once, by Rows. Add keeps no pointer into a window (only its strings), so
+// windows may be reused after it returns (storage.SpanOptions.Reuse).
 type Aggregator struct {
-	by   By
-	idx  map[string]int
-	rows []Row
-	seen map[string]map[netip.Addr]struct{} // distinct remotes per row, ByCountry/ByASN
+	by     By
+	rows   []Row
+	byAddr map[netip.Addr]int32 // ByRemote
+	byASN  map[uint32]int32     // ByASN
+	byCC   map[string]int32     // ByCountry
+	other  int32                // index of the other row; -1 none yet
+	seen   map[seenKey]struct{} // distinct remotes per row, ByCountry/ByASN
+	sum    Summary
+}
+
+type seenKey struct {
+	addr netip.Addr
+	row  int32
 }
 
 // NewAggregator groups by remote, country or asn; ByWindow is not an
 // aggregate (windows are their own rows).
 func NewAggregator(by By) (*Aggregator, error) {
+	a := &Aggregator{by: by, other: -1}
 	switch by {
-	case ByRemote, ByCountry, ByASN:
+	case ByRemote:
+		a.byAddr = map[netip.Addr]int32{}
+	case ByCountry:
+		a.byCC = map[string]int32{}
+		a.seen = map[seenKey]struct{}{}
+	case ByASN:
+		a.byASN = map[uint32]int32{}
+		a.seen = map[seenKey]struct{}{}
 	default:
 		return nil, fmt.Errorf("cannot aggregate by %q: want remote, country or asn", by)
 	}
-	return &Aggregator{by: by, idx: map[string]int{}, seen: map[string]map[netip.Addr]struct{}{}}, nil
+	return a, nil
 }
 
-// Add adds one window, which the caller has already filtered. Windows are
-// expected oldest first: a remote's newest GeoIP answer wins.
+// Add adds one window, which the caller has already filtered (Filter.Apply
+// keeps what the Summary needs: start, length, statistics, Capped). Windows
+// are expected oldest first: a remote's newest GeoIP answer wins.
 func (a *Aggregator) Add(w *storage.Window) {
-	for i := range w.Remotes {
-		r := &w.Remotes[i]
-		var key string
-		proto := Row{}
-		switch a.by {
-		case ByRemote:
-			key = r.Addr.String()
-			proto = Row{Addr: r.Addr, Country: r.Country, ASN: r.ASN, ASOrg: r.ASOrg}
-		case ByCountry:
-			key = r.Country
-			proto = Row{Country: r.Country}
-		case ByASN:
-			key = strconv.FormatUint(uint64(r.ASN), 10)
-			proto = Row{ASN: r.ASN, ASOrg: r.ASOrg}
-		}
-		row := a.row(key, proto)
-		row.Counts.Add(r.Counts)
-		switch a.by {
-		case ByRemote:
+	a.sum.add(w)
+	switch a.by {
+	case ByRemote:
+		for i := range w.Remotes {
+			r := &w.Remotes[i]
+			j, ok := a.byAddr[r.Addr]
+			if !ok {
+				j = int32(len(a.rows))
+				a.byAddr[r.Addr] = j
+				a.rows = append(a.rows, Row{Addr: r.Addr})
+			}
+			row := &a.rows[j]
+			row.Counts.Add(r.Counts)
 			row.Country, row.ASN, row.ASOrg = r.Country, r.ASN, r.ASOrg
-		case ByASN:
+		}
+	case ByCountry:
+		for i := range w.Remotes {
+			r := &w.Remotes[i]
+			j, ok := a.byCC[r.Country]
+			if !ok {
+				j = int32(len(a.rows))
+				a.byCC[r.Country] = j
+				a.rows = append(a.rows, Row{Country: r.Country})
+			}
+			a.count(j, r)
+		}
+	case ByASN:
+		for i := range w.Remotes {
+			r := &w.Remotes[i]
+			j, ok := a.byASN[r.ASN]
+			if !ok {
+				j = int32(len(a.rows))
+				a.byASN[r.ASN] = j
+				a.rows = append(a.rows, Row{ASN: r.ASN, ASOrg: r.ASOrg})
+			}
 			if r.ASOrg != "" {
-				row.ASOrg = r.ASOrg
+				a.rows[j].ASOrg = r.ASOrg
 			}
-			fallthrough
-		case ByCountry:
-			s := a.seen[key]
-			if s == nil {
-				s = map[netip.Addr]struct{}{}
-				a.seen[key] = s
-			}
-			if _, ok := s[r.Addr]; !ok {
-				s[r.Addr] = struct{}{}
-				row.Remotes++
-			}
+			a.count(j, r)
 		}
 	}
 	if !w.Other.IsZero() {
-		a.row(OtherKey, Row{}).Counts.Add(w.Other)
+		if a.other < 0 {
+			a.other = int32(len(a.rows))
+			a.rows = append(a.rows, Row{Key: OtherKey})
+		}
+		a.rows[a.other].Counts.Add(w.Other)
 	}
 }
 
-func (a *Aggregator) row(key string, proto Row) *Row {
-	i, ok := a.idx[key]
-	if !ok {
-		i = len(a.rows)
-		a.idx[key] = i
-		proto.Key = key
-		a.rows = append(a.rows, proto)
+// count adds r to row j and counts it as one of the row's distinct remotes.
+func (a *Aggregator) count(j int32, r *storage.Remote) {
+	row := &a.rows[j]
+	row.Counts.Add(r.Counts)
+	k := seenKey{r.Addr, j}
+	if _, ok := a.seen[k]; !ok {
+		a.seen[k] = struct{}{}
+		row.Remotes++
 	}
-	return &a.rows[i]
 }
+
+// Summary describes the windows added so far; Resolution and RawFrom are
+// the reader's to set.
+func (a *Aggregator) Summary() Summary { return a.sum }
 
 // Rows returns the rows heaviest first by s (ties by key), the other row
 // last. The aggregator must not be used afterwards.
 func (a *Aggregator) Rows(s Sort) []Row {
+	for i := range a.rows {
+		r := &a.rows[i]
+		if int32(i) == a.other {
+			continue
+		}
+		switch a.by {
+		case ByRemote:
+			r.Key = r.Addr.String()
+		case ByCountry:
+			r.Key = r.Country
+		case ByASN:
+			r.Key = strconv.FormatUint(uint64(r.ASN), 10)
+		}
+	}
 	SortRows(a.rows, s)
 	return a.rows
 }

@@ -46,18 +46,44 @@ func writeQuery(w io.Writer, ws []*storage.Window, o queryOpts) error {
 		}
 		return writeWindowsTable(w, shown, o)
 	}
-	rows, err := query.Aggregate(ws, o.by, o.filter, o.sort)
+	a, err := query.NewAggregator(o.by)
 	if err != nil {
 		return err
 	}
-	rows = query.Top(rows, o.top)
+	for _, win := range ws {
+		a.Add(o.filter.Apply(win))
+	}
+	return writeAnswer(w, io.Discard, query.Top(a.Rows(o.sort), o.top), a.Summary(), o)
+}
+
+// writeAnswer prints aggregate rows and the summary of what they were read
+// from. The daemon's /v1/aggregate and a read of the file both end here.
+// Where the range was answered at a coarser resolution than raw windows,
+// a table says so under it; json and csv keep their shape and say it on
+// stderr.
+func writeAnswer(w, stderr io.Writer, rows []query.Row, sum query.Summary, o queryOpts) error {
 	switch o.format {
-	case "json":
-		return encodeJSON(w, query.RowsJSON(rows, o.by))
-	case "csv":
+	case "json", "csv":
+		if note := resolutionNote(sum, o.location()); note != "" {
+			fmt.Fprintf(stderr, "dstwatch query: %s\n", note)
+		}
+		if o.format == "json" {
+			return encodeJSON(w, query.RowsJSON(rows, o.by))
+		}
 		return writeRowsCSV(w, rows, o.by)
 	}
-	return writeRowsTable(w, ws, rows, o)
+	return writeRowsTable(w, sum, rows, o)
+}
+
+// resolutionNote is "" for an answer that is exactly the raw windows'.
+func resolutionNote(sum query.Summary, loc *time.Location) string {
+	if sum.Resolution == storage.Raw {
+		return ""
+	}
+	if sum.RawFrom.IsZero() {
+		return fmt.Sprintf("answered at %s resolution: no raw windows are kept", sum.Resolution)
+	}
+	return fmt.Sprintf("answered at %s resolution: raw windows before %s were pruned", sum.Resolution, fmtTime(sum.RawFrom, loc))
 }
 
 func encodeJSON(w io.Writer, v any) error {
@@ -161,13 +187,36 @@ func describeFilter(f query.Filter) string {
 	return "only " + strings.Join(parts, "; ")
 }
 
-func writeHeader(w io.Writer, ws []*storage.Window, o queryOpts) {
+func writeHeader(w io.Writer, sum query.Summary, o queryOpts) {
 	loc := o.location()
-	fmt.Fprintf(w, "%d windows from %s to %s\n", len(ws), fmtTime(ws[0].Start, loc), fmtTime(ws[len(ws)-1].End(), loc))
+	fmt.Fprintf(w, "%s from %s to %s\n", describeUnits(sum), fmtTime(sum.First, loc), fmtTime(sum.Last, loc))
 	if d := describeFilter(o.filter); d != "" {
 		fmt.Fprintln(w, d)
 	}
 	fmt.Fprintln(w)
+}
+
+// describeUnits says what an answer was read from: "N windows", or the
+// rollups and windows when rollups were read.
+func describeUnits(sum query.Summary) string {
+	if !sum.Rollups() {
+		return fmt.Sprintf("%d windows", sum.Windows)
+	}
+	var parts []string
+	plural := func(n int, one, many string) {
+		if n == 1 {
+			parts = append(parts, "1 "+one)
+		} else if n > 1 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, many))
+		}
+	}
+	plural(sum.Days, "daily rollup", "daily rollups")
+	plural(sum.Hours, "hourly rollup", "hourly rollups")
+	plural(sum.Windows, "window", "windows")
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 }
 
 func totalsLine(lead string, t rotate.Counts) string {
@@ -181,12 +230,12 @@ func (o queryOpts) weight(c rotate.Counts) uint64 {
 	return c.Bytes()
 }
 
-func writeRowsTable(w io.Writer, ws []*storage.Window, rows []query.Row, o queryOpts) error {
+func writeRowsTable(w io.Writer, sum query.Summary, rows []query.Row, o queryOpts) error {
 	var total rotate.Counts
 	for _, r := range rows {
 		total.Add(r.Counts)
 	}
-	writeHeader(w, ws, o)
+	writeHeader(w, sum, o)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	line := func(lead string, r query.Row) {
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t\n", lead, units.Bytes(r.TxBytes), units.Count(r.TxPackets),
@@ -230,7 +279,7 @@ func writeRowsTable(w io.Writer, ws []*storage.Window, rows []query.Row, o query
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return writeQualityNotes(w, ws, o.filter)
+	return writeQualityNotes(w, sum, o)
 }
 
 func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
@@ -244,7 +293,8 @@ func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
 		sums[i].Add(win.Other)
 		total.Add(sums[i])
 	}
-	writeHeader(w, ws, o)
+	sum := query.Summarize(ws)
+	writeHeader(w, sum, o)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "WINDOW\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\tTOP REMOTE\tDROPS\t")
 	for i, win := range ws {
@@ -266,5 +316,5 @@ func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return writeQualityNotes(w, ws, o.filter)
+	return writeQualityNotes(w, sum, o)
 }

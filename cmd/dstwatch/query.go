@@ -14,7 +14,6 @@ import (
 
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
 )
 
@@ -138,11 +137,23 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.close()
-	ws, err := st.windows(ctx, o.rng)
+	var (
+		ws    []*storage.Window
+		rows  []query.Row
+		sum   query.Summary
+		empty bool
+	)
+	if o.by == query.ByWindow {
+		ws, err = st.windows(ctx, o.rng)
+		empty = len(ws) == 0
+	} else {
+		rows, sum, err = st.aggregate(ctx, o)
+		empty = sum.Units() == 0
+	}
 	if err != nil {
 		return err
 	}
-	if len(ws) == 0 && o.format == "table" {
+	if empty && o.format == "table" {
 		first, lastW, n, err := st.bounds(ctx)
 		if err != nil {
 			return err
@@ -159,7 +170,10 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return nil
 	}
-	return writeQuery(stdout, ws, o)
+	if o.by == query.ByWindow {
+		return writeQuery(stdout, ws, o)
+	}
+	return writeAnswer(stdout, stderr, rows, sum, o)
 }
 
 // parseFilter reads the filter flags.
@@ -278,6 +292,34 @@ func (s *store) windows(ctx context.Context, r api.Range) ([]*storage.Window, er
 	return ws, err
 }
 
+// aggregate adds up the range as o asks: the daemon does it when one runs
+// (its API answers from the same query.Answer), else this process reads
+// the file. Either way a range is read from the rollup tiers where they are
+// exact, so a month is a few hundred units, not 130,000 windows.
+func (s *store) aggregate(ctx context.Context, o queryOpts) ([]query.Row, query.Summary, error) {
+	q := query.Question{By: o.by, Filter: o.filter, Sort: o.sort, Top: o.top}
+	if s.client == nil {
+		return query.Answer(s.db, o.rng.From, o.rng.To, o.rng.Last, q, ctx.Err)
+	}
+	rows, sum, err := s.client.Aggregate(ctx, o.rng, q)
+	if !errors.Is(err, api.ErrNoSummary) {
+		return rows, sum, err
+	}
+	// A daemon older than this CLI: add its windows up here.
+	ws, err := s.windows(ctx, o.rng)
+	if err != nil {
+		return nil, query.Summary{}, err
+	}
+	a, err := query.NewAggregator(o.by)
+	if err != nil {
+		return nil, query.Summary{}, err
+	}
+	for _, w := range ws {
+		a.Add(o.filter.Apply(w))
+	}
+	return query.Top(a.Rows(o.sort), o.top), a.Summary(), nil
+}
+
 func (s *store) bounds(ctx context.Context) (first, last time.Time, n int, err error) {
 	if s.db != nil {
 		return s.db.Bounds()
@@ -358,30 +400,40 @@ func pct(part, total uint64) string {
 	return strconv.FormatFloat(100*float64(part)/float64(total), 'f', 1, 64) + "%"
 }
 
-// writeQualityNotes says under a table when its numbers are incomplete.
-func writeQualityNotes(w io.Writer, ws []*storage.Window, f query.Filter) error {
-	var s rotate.Stats
-	dropWins, foldWins := 0, 0
-	for _, win := range ws {
-		s.Add(win.Stats)
-		if win.Stats.Drops > 0 {
-			dropWins++
-		}
-		if win.Stats.Folded > 0 {
-			foldWins++
-		}
+// writeQualityNotes says under a table when its numbers are incomplete or
+// coarser than asked.
+func writeQualityNotes(w io.Writer, sum query.Summary, o queryOpts) error {
+	s, f := sum.Stats, o.filter
+	// Counts of units with drops or folds are counts of windows unless
+	// rollups were read, which stand for many windows each.
+	these := "these windows"
+	if sum.Rollups() {
+		these = "these windows and rollups"
 	}
 	if s.Drops > 0 {
-		fmt.Fprintf(w, "note: the kernel dropped %d frames in %d of these windows; the counts above miss them\n", s.Drops, dropWins)
+		fmt.Fprintf(w, "note: the kernel dropped %d frames in %d of %s; the counts above miss them\n", s.Drops, sum.DropUnits, these)
+	}
+	in := fmt.Sprintf("%d windows", sum.FoldUnits)
+	if sum.Rollups() {
+		in = fmt.Sprintf("%d of %s", sum.FoldUnits, these)
 	}
 	switch {
 	case s.Folded > 0 && f.SelectsRemotes():
-		fmt.Fprintf(w, "note: %d remotes in %d windows were over --max-remotes and summed in 'other'; the filter cannot see them, so they are left out\n", s.Folded, foldWins)
+		fmt.Fprintf(w, "note: %d remotes in %s were over --max-remotes and summed in 'other'; the filter cannot see them, so they are left out\n", s.Folded, in)
 	case s.Folded > 0:
-		fmt.Fprintf(w, "note: %d remotes in %d windows were over --max-remotes and are summed in 'other'\n", s.Folded, foldWins)
+		fmt.Fprintf(w, "note: %d remotes in %s were over --max-remotes and are summed in 'other'\n", s.Folded, in)
+	}
+	switch {
+	case sum.Capped > 0 && f.SelectsRemotes():
+		fmt.Fprintf(w, "note: %d remote entries were over the rollups' caps (--hour-cap, --day-cap) and summed in 'other'; the filter cannot see them, so they are left out\n", sum.Capped)
+	case sum.Capped > 0:
+		fmt.Fprintf(w, "note: %d remote entries were over the rollups' caps (--hour-cap, --day-cap) and are summed in 'other'\n", sum.Capped)
 	}
 	if s.Late > 0 {
 		fmt.Fprintf(w, "note: %d frames arrived after their window closed and were counted in the next one\n", s.Late)
+	}
+	if note := resolutionNote(sum, o.location()); note != "" {
+		fmt.Fprintf(w, "note: %s\n", note)
 	}
 	return nil
 }
