@@ -93,6 +93,25 @@ func (l *Log) Write(w *storage.Window, top int, loc *time.Location) error {
 	return nil
 }
 
+// WriteLine appends one line of its own (an alert, say), which should
+// start with a time like the window lines do. A missing newline is added.
+func (l *Log) WriteLine(line string) error {
+	if !strings.HasSuffix(line, "\n") {
+		line += "\n"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rotatedAway() {
+		if err := l.reopen(); err != nil {
+			return err
+		}
+	}
+	if _, err := io.WriteString(l.f, line); err != nil {
+		return fmt.Errorf("record log %s: %w", l.path, err)
+	}
+	return nil
+}
+
 // Close closes the file.
 func (l *Log) Close() error {
 	l.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dstwatch/dstwatch/alert"
 	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/capture"
@@ -34,7 +35,9 @@ type Config struct {
 	Exclude    []netip.Prefix // remotes never tallied
 	Window     time.Duration
 	MaxRemotes int
-	Retention  time.Duration
+	Retention  storage.Retention // per tier; 0 keeps a tier forever
+	HourCap    int               // remotes per hourly rollup (storage.Options); 0: default, < 0: none
+	DayCap     int               // remotes per daily rollup
 	DBPath     string
 	LogPath    string
 	LogTop     int
@@ -50,6 +53,9 @@ type Config struct {
 
 	Metrics       string // --metrics: host:port of the Prometheus listener; "" serves none
 	MetricsASNTop int    // AS numbers with series of their own (metrics.asnSet)
+
+	Rules    string // --rules: the alert rules file; "" for none (alerts.go)
+	AlertsDB string // the incidents file (alerts.db beside the DB)
 }
 
 // source is one running packet source: a live interface or a file.
@@ -82,6 +88,8 @@ type App struct {
 
 	metrics    *metrics.Metrics // nil without --metrics (see metrics.go)
 	metricsSrv *metrics.Server
+
+	alerts *alert.Engine // nil without --rules and alerts.db (see alerts.go)
 
 	// Written by the writer goroutine, read by API status requests.
 	stored     atomic.Uint64
@@ -140,12 +148,15 @@ func New(cfg Config) (_ *App, err error) {
 	if err := a.openSources(); err != nil {
 		return nil, err
 	}
-	a.db, err = storage.Open(cfg.DBPath, storage.Options{Timeout: time.Second, Mode: cfg.FileMode})
+	a.db, err = storage.Open(cfg.DBPath, storage.Options{Timeout: time.Second, Mode: cfg.FileMode, HourCap: cfg.HourCap, DayCap: cfg.DayCap})
 	if err != nil {
 		return nil, err
 	}
 	a.rec, err = reclog.Open(cfg.LogPath, cfg.FileMode)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.openAlerts(); err != nil {
 		return nil, err
 	}
 	if err := a.openMetrics(); err != nil {
@@ -212,6 +223,7 @@ func (a *App) reload() {
 		a.log.Error("reopen record log", "err", err)
 	}
 	a.geo.Reload()
+	a.reloadRules()
 }
 
 func (a *App) openSources() error {
@@ -262,6 +274,7 @@ func (a *App) closeAll() {
 	if a.file != nil {
 		a.file.Close()
 	}
+	a.closeAlerts() // before the record log it writes to
 	if a.rec != nil {
 		a.rec.Close()
 	}
@@ -284,6 +297,9 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.Info("geoip database", "path", f.Path, "type", f.Type, "build", f.Build.Format(time.DateOnly))
 	}
 	a.log.Info("capturing", "from", a.names, "local", a.cls.Load().Local(), "window", a.cfg.Window, "db", a.cfg.DBPath)
+	if err := a.startAlerts(); err != nil {
+		return err
+	}
 
 	pipe := capture.NewPipe(64)
 	closed := make(chan *rotate.Closed, 256)
@@ -400,17 +416,19 @@ func (a *App) resolve(w *rotate.Window) *storage.Window {
 	return sw
 }
 
-// prune drops windows older than the retention, measured back from the newest
+// prune applies the retention of each tier, measured back from the newest
 // window rather than from now, so that replaying an old capture keeps it.
+// Raw windows are rolled up before they go.
 func (a *App) prune(newest time.Time) {
-	if a.cfg.Retention <= 0 || newest.IsZero() {
+	if newest.IsZero() {
 		return
 	}
-	n, err := a.db.Prune(newest.Add(-a.cfg.Retention))
+	p, err := a.db.PruneTiers(newest, a.cfg.Retention)
 	if err != nil {
-		a.log.Error("prune old windows", "err", err)
-	} else if n > 0 {
-		a.log.Info("pruned old windows", "windows", n, "retention", a.cfg.Retention)
+		a.log.Error("prune old history", "err", err)
+	} else if p != (storage.Pruned{}) {
+		a.log.Info("pruned old history", "windows", p.Windows, "hourly_rollups", p.Hours, "daily_rollups", p.Days,
+			"retention", a.cfg.Retention.Windows, "retention_hours", a.cfg.Retention.Hours, "retention_days", a.cfg.Retention.Days)
 	}
 }
 

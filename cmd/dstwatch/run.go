@@ -15,6 +15,7 @@ import (
 	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/metrics"
+	"github.com/dstwatch/dstwatch/storage"
 )
 
 const runHelp = `Usage: dstwatch run [flags]
@@ -24,7 +25,7 @@ tallies packets and IP bytes per remote address and direction in epoch-aligned
 windows, gives each remote a country (and ASN) from MaxMind .mmdb files, stores
 every window in a bbolt file and appends it to a plain-text record log.
 Stops on SIGINT/SIGTERM (or at the end of --read), storing the partial window.
-SIGHUP reopens the record log (for logrotate).
+SIGHUP reopens the record log (for logrotate) and reloads --rules.
 
 While it runs, the daemon answers 'dstwatch query', 'tail' and 'status' over
 HTTP on a unix socket (--socket, mode 0600; 0660 with --socket-group), since
@@ -85,7 +86,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	excludeFile := fs.String("exclude-file", "", "read exclusions from `file`, one address or prefix per line, # comments")
 	window := fs.String("window", "20s", "window `length`, whole seconds")
 	maxRemotes := fs.Int("max-remotes", 10000, "store at most `N` remotes per window, the heaviest by bytes; the rest are summed into an 'other' row (0: no cap)")
-	retention := fs.String("retention", "30d", "delete windows older than this `duration` (0: keep everything)")
+	retention := fs.String("retention", "2d", "keep raw windows this `duration`, counted back from the newest; older ones live on in the hourly and daily rollups (0: keep all)")
+	retentionHours := fs.String("retention-hours", "90d", "keep hourly rollups this `duration` (0: keep all)")
+	retentionDays := fs.String("retention-days", "730d", "keep daily rollups this `duration` (0: keep all)")
+	hourCap := fs.Int("hour-cap", storage.DefaultHourCap, "remotes with a row of their own in one hourly rollup; the rest are summed into its 'other' (0: no cap)")
+	dayCap := fs.Int("day-cap", storage.DefaultDayCap, "remotes with a row of their own in one daily rollup (0: no cap)")
 	db := fs.String("db", defaultDB(), "bbolt database `file`")
 	recLog := fs.String("record-log", "", "plain-text record log `file` (default: records.log beside the DB)")
 	logTop := fs.Int("log-top", 50, "remotes per window in the record log; the rest go on an 'others' line")
@@ -100,6 +105,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	logLevel := fs.String("log-level", "info", "daemon log `level`: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "daemon log `format` on stderr: text or json")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on http://`host:port`/metrics, e.g. 127.0.0.1:9750 (default: off)")
+	rules := fs.String("rules", "", "alert rules `file` (YAML; see the README's Alerts section); SIGHUP reloads it")
+	alertsDB := fs.String("alerts-db", "", "the incidents `file` (default: alerts.db beside the DB)")
 	metricsASNTop := fs.Int("metrics-asn-top", metrics.DefaultASNTop, "AS numbers with metric series of their own: the first `N` to rank in a window's top N; the rest are asn=\"other\"")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -121,8 +128,24 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if cfg.Window < time.Second || cfg.Window%time.Second != 0 {
 		return fmt.Errorf("%w: --window %s: must be whole seconds, at least 1s", errUsage, *window)
 	}
-	if cfg.Retention, err = parseSpan("--retention", *retention); err != nil {
-		return err
+	for _, r := range []struct {
+		name string
+		in   string
+		out  *time.Duration
+	}{{"--retention", *retention, &cfg.Retention.Windows}, {"--retention-hours", *retentionHours, &cfg.Retention.Hours}, {"--retention-days", *retentionDays, &cfg.Retention.Days}} {
+		if *r.out, err = parseSpan(r.name, r.in); err != nil {
+			return err
+		}
+	}
+	if *hourCap < 0 || *dayCap < 0 {
+		return fmt.Errorf("%w: --hour-cap and --day-cap must not be negative", errUsage)
+	}
+	// storage: 0 is its default, < 0 no cap; here 0 means no cap.
+	cfg.HourCap, cfg.DayCap = *hourCap, *dayCap
+	for _, c := range []*int{&cfg.HourCap, &cfg.DayCap} {
+		if *c == 0 {
+			*c = -1
+		}
 	}
 	if *maxRemotes < 0 || *logTop < 0 {
 		return fmt.Errorf("%w: --max-remotes and --log-top must not be negative", errUsage)
@@ -176,6 +199,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("%w: --metrics-asn-top must not be negative", errUsage)
 	}
 	cfg.Metrics, cfg.MetricsASNTop = *metricsAddr, *metricsASNTop
+	if err := parseRulesFlags(&cfg, *rules, *alertsDB); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o750); err != nil {
 		return fmt.Errorf("database directory: %w", err)
 	}

@@ -120,6 +120,7 @@ func (wr *writer) flush() bool {
 				a.api.Publish(w)
 			}
 			a.observeStored(w)
+			a.observeAlerts(w) // alerts.go
 			wr.remotes -= len(w.Remotes)
 		}
 		a.stored.Add(uint64(len(batch)))
