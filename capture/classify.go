@@ -99,6 +99,8 @@ type Classifier struct {
 	exclHosts map[addr128]struct{}
 	exclByLen []exclBucket // longest prefix first; order does not matter for a yes/no answer
 	exclAny   bool
+
+	svc *Services // listening ports and ephemeral range; nil: defaults (ports.go)
 }
 
 // prefix128 is a prefix in the 128-bit space; v4 marks an IPv4 prefix. As in
@@ -258,6 +260,7 @@ func (c *Classifier) excluded(a addr128) bool {
 func (c *Classifier) Classify(link LinkType, frame []byte, ev *Event) {
 	ev.Remote = [16]byte{}
 	ev.Len = 0
+	ev.Port, ev.Svc = 0, 0
 	var off int
 	var et uint16
 	switch link {
@@ -338,6 +341,9 @@ func (c *Classifier) ipv4(ip []byte, ev *Event) {
 	// else.
 	ev.Len = uint32(binary.BigEndian.Uint16(ip[2:]))
 	c.decide(v4mapped(ip[12:]), v4mapped(ip[16:]), ev)
+	if ev.Kind <= Ingress {
+		c.service4(ev, ip)
+	}
 }
 
 func (c *Classifier) ipv6(ip []byte, ev *Event) {
@@ -362,6 +368,9 @@ func (c *Classifier) ipv6(ip []byte, ev *Event) {
 		return
 	}
 	c.decide(src, dst, ev)
+	if ev.Kind <= Ingress {
+		c.service6(ev, ip)
+	}
 }
 
 func (c *Classifier) decide(src, dst addr128, ev *Event) {

@@ -34,7 +34,11 @@ type Event struct {
 	TS     int64    // packet timestamp, Unix nanoseconds (wall clock for Drops)
 	Remote [16]byte // remote address, IPv4 as IPv4-mapped IPv6; zero for skipped frames
 	Len    uint32   // IP total length in bytes; frames dropped for Drops
-	Kind   Kind
+	// Port and Svc are the packet's service (see Service): the service
+	// port (0 when none) and the protocol class | side<<2.
+	Port uint16
+	Kind Kind
+	Svc  uint8
 }
 
 // Addr returns the remote as a netip.Addr, IPv4 unmapped.

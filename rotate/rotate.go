@@ -20,6 +20,9 @@ type Config struct {
 	// Grace is how long past its end a live window stays open for frames
 	// still sitting in a kernel ring block; it must exceed the block timeout.
 	Grace time.Duration
+	// ServiceTop is how many remotes each service keeps with rows of
+	// their own per window (service.go); 0: DefaultServiceTop, < 0: none.
+	ServiceTop int
 }
 
 // Validate reports a configuration that cannot cut windows.
@@ -50,6 +53,9 @@ type Closed struct {
 	Stats  Stats
 	rows   []row
 	free   chan<- []row // where Finish hands rows back for the next window's table; nil: nowhere
+
+	pairs      []pair // (service, remote) tallies, service.go
+	serviceTop int
 }
 
 // Remotes is the number of distinct remotes tallied.
@@ -76,6 +82,7 @@ func (c *Closed) Finish(maxRemotes int) *Window {
 		}
 		w.Stats.Folded += uint64(len(rows) - keep)
 	}
+	w.Services = c.services()
 	w.Remotes = make([]Remote, keep)
 	for i := range w.Remotes {
 		w.Remotes[i] = Remote{Addr: netip.AddrFrom16(rows[i].addr).Unmap(), Counts: rows[i].Counts}
@@ -161,6 +168,9 @@ type Tally struct {
 	// free holds row arrays of finished windows for reuse. Two: one window
 	// is being finished while the next one closes.
 	free chan []row
+
+	pairs    pairTable // the open window's (service, remote) tallies
+	pairHint int
 }
 
 // New returns a Tally that hands every closed window to emit.
@@ -204,6 +214,7 @@ func (t *Tally) open(start int64, c clock) {
 	default:
 	}
 	t.tab.reset(t.hint, buf)
+	t.pairs.reset(t.pairHint)
 	if t.cfg.Live {
 		// The deadline is set on the monotonic clock, so a wall clock stepped
 		// back by an hour cannot keep a window open for an hour.
@@ -219,12 +230,15 @@ func (t *Tally) close() {
 	t.cur = nil
 	t.closedEnd = w.start + t.length
 	t.hint = t.tab.remotes()
+	t.pairHint = len(t.pairs.rows)
 	t.emit(&Closed{
-		Start:  time.Unix(0, w.start).UTC(),
-		Length: t.cfg.Length,
-		Stats:  w.stats,
-		rows:   t.tab.take(),
-		free:   t.free,
+		Start:      time.Unix(0, w.start).UTC(),
+		Length:     t.cfg.Length,
+		Stats:      w.stats,
+		rows:       t.tab.take(),
+		free:       t.free,
+		pairs:      t.pairs.take(),
+		serviceTop: t.cfg.ServiceTop,
 	})
 }
 
@@ -265,6 +279,7 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 				r.RxPackets++
 				r.RxBytes += uint64(ev.Len)
 			}
+			t.pairs.add(ev)
 		case capture.SkipNonIP:
 			w.stats.NonIP++
 		case capture.SkipTransit:

@@ -77,6 +77,9 @@ type Window struct {
 	Remotes []Remote      // heaviest first (bytes both ways, then address); at most the cap
 	Other   Counts        // sum of the remotes folded by the cap
 	Stats   Stats
+	// Services are the window's traffic per service, heaviest first
+	// (service.go); not capped by the remotes' cap.
+	Services []Service
 }
 
 // End is the first instant after the window.
