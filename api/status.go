@@ -53,4 +53,24 @@ type DBStats struct {
 	Windows   int    `json:"windows"`
 	First     string `json:"first,omitempty"` // oldest window start
 	Last      string `json:"last,omitempty"`  // newest window start
+	Tiers     *Tiers `json:"tiers,omitempty"` // what each tier of history holds
+}
+
+// Tiers are the database's tiers of history: raw windows, hourly and daily
+// rollups.
+type Tiers struct {
+	Windows TierStats `json:"windows"`
+	Hours   TierStats `json:"hours"`
+	Days    TierStats `json:"days"`
+	Sealed  string    `json:"sealed,omitempty"` // hours before it are rolled up; later windows are raw only
+}
+
+// TierStats is what one tier holds: units (windows or rollups), the first
+// and last start, and the bytes of their keys and values (the file adds
+// bbolt's pages and free space).
+type TierStats struct {
+	Units int    `json:"units"`
+	First string `json:"first,omitempty"`
+	Last  string `json:"last,omitempty"`
+	Bytes int64  `json:"bytes"`
 }

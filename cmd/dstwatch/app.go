@@ -497,5 +497,6 @@ func (a *App) Status() (api.Status, error) {
 	if n > 0 {
 		st.DB.First, st.DB.Last = first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339)
 	}
-	return st, nil
+	st.DB.Tiers, err = tierStats(a.db)
+	return st, err
 }

@@ -30,6 +30,7 @@ Usage:
   dstwatch query [flags]    answer questions over the stored windows
   dstwatch tail [flags]     print the end of the record log, or follow it (-f)
   dstwatch status [flags]   print the running daemon's state
+  dstwatch compact [flags]  shrink the database file after pruning (daemon stopped)
   dstwatch version          print the version
 
 query, tail and status ask the running daemon over its unix socket; query and
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdTail(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
+	case "compact":
+		err = cmdCompact(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "dstwatch", buildVersion())
 	case "help", "-h", "-help", "--help":

@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -18,3 +19,27 @@ func (a *App) SpanWith(from, to time.Time, opt storage.SpanOptions, fn func(*sto
 func (a *App) Bounds() (first, last time.Time, n int, err error) { return a.db.Bounds() }
 
 var _ query.Reader = (*App)(nil)
+
+// tierStats is what each tier of db holds, for status.
+func tierStats(db *storage.DB) (*api.Tiers, error) {
+	u, err := db.Usage()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := db.Sealed()
+	if err != nil {
+		return nil, err
+	}
+	one := func(t storage.TierUsage) api.TierStats {
+		s := api.TierStats{Units: t.Units, Bytes: t.Bytes}
+		if t.Units > 0 {
+			s.First, s.Last = t.First.UTC().Format(time.RFC3339), t.Last.UTC().Format(time.RFC3339)
+		}
+		return s
+	}
+	ts := &api.Tiers{Windows: one(u[storage.Raw]), Hours: one(u[storage.Hourly]), Days: one(u[storage.Daily])}
+	if sealed.Unix() > 0 {
+		ts.Sealed = sealed.UTC().Format(time.RFC3339)
+	}
+	return ts, nil
+}

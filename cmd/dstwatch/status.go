@@ -17,7 +17,8 @@ const statusHelp = `Usage: dstwatch status [flags]
 
 Prints the running daemon's state, asked over its API socket: version,
 uptime, interfaces and local addresses, kernel drops, the writer's backlog,
-the GeoIP databases' build dates and the database's size and extent.
+the GeoIP databases' build dates and the database's size and extent, with
+what each tier of history holds (raw windows, hourly and daily rollups).
 
 Exit status: 0 when the daemon answered, 3 when no daemon runs (nobody
 listens on the socket), 1 on other errors.
@@ -57,6 +58,14 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	writeStatus(stdout, st, loc)
 	return nil
+}
+
+// describeTier is one tier's line under "database" in status.
+func describeTier(s api.TierStats, unit string, loc *time.Location) string {
+	if s.Units == 0 {
+		return "no " + unit
+	}
+	return fmt.Sprintf("%d %s from %s to %s, %s", s.Units, unit, showTime(s.First, loc), showTime(s.Last, loc), units.Bytes(uint64(max(s.Bytes, 0))))
 }
 
 // showTime turns an API time into a local one; unparsable text is shown as is.
@@ -112,5 +121,13 @@ func writeStatus(w io.Writer, st api.Status, loc *time.Location) {
 		extent = fmt.Sprintf("%d windows from %s to %s", st.DB.Windows, showTime(st.DB.First, loc), showTime(st.DB.Last, loc))
 	}
 	fmt.Fprintf(tw, "database\t%s, %s, %s\n", st.DB.Path, units.Bytes(uint64(max(st.DB.SizeBytes, 0))), extent)
+	if t := st.DB.Tiers; t != nil {
+		for _, tier := range []struct {
+			name, unit string
+			s          api.TierStats
+		}{{"raw", "windows", t.Windows}, {"hourly", "rollups", t.Hours}, {"daily", "rollups", t.Days}} {
+			fmt.Fprintf(tw, "  %s\t%s\n", tier.name, describeTier(tier.s, tier.unit, loc))
+		}
+	}
 	tw.Flush()
 }
