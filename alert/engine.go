@@ -84,7 +84,8 @@ type Engine struct {
 	jobsWG sync.WaitGroup
 	ctx    context.Context // cancelled by Close after closeGrace: running actions stop
 	cancel context.CancelFunc
-	stop   chan struct{} // closed by Close: no new action starts
+	quit   chan struct{} // closed by Close: the loops stop
+	stop   chan struct{} // closed by Close after closeGrace: no new action starts
 	wake   chan struct{}
 	loops  sync.WaitGroup
 
@@ -135,7 +136,7 @@ func Open(o Options) (*Engine, error) {
 		db: db, log: o.Logger, record: o.Record, now: o.Now,
 		hc:    &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		state: map[string]*ruleState{}, jobs: map[uint64]chan struct{}{},
-		ctx: ctx, cancel: cancel, stop: make(chan struct{}), wake: make(chan struct{}, 1),
+		ctx: ctx, cancel: cancel, quit: make(chan struct{}), stop: make(chan struct{}), wake: make(chan struct{}, 1),
 		windows: make(chan *storage.Window, 64),
 	}
 	e.rules.Store(&RuleSet{})
@@ -177,13 +178,13 @@ func (e *Engine) Start() error {
 // actions run elsewhere.
 func (e *Engine) Observe(w *storage.Window) { e.windows <- w }
 
-// Close stops evaluating, lets running actions finish for a few seconds,
-// then stops them, and closes the file. Actions not started stay pending
-// and run at the next start.
+// Close stops evaluating and expiring, lets the actions of incidents that
+// fired run for up to a few seconds, then stops them (recorded as
+// interrupted), and closes the file. Actions not started by then stay
+// pending and run at the next start.
 func (e *Engine) Close() error {
 	close(e.windows)
-	close(e.stop)
-	e.kick()
+	close(e.quit)
 	e.loops.Wait()
 	done := make(chan struct{})
 	go func() { e.jobsWG.Wait(); close(done) }()
@@ -191,6 +192,7 @@ func (e *Engine) Close() error {
 	case <-done:
 	case <-time.After(closeGrace):
 		e.log.Warn("alerts: stopping actions still running at shutdown")
+		close(e.stop)
 		e.cancel()
 		<-done
 	}
@@ -601,7 +603,7 @@ func (e *Engine) expiryLoop() {
 		}
 		t.Reset(wait)
 		select {
-		case <-e.stop:
+		case <-e.quit:
 			return
 		case <-e.wake:
 		case <-t.C:

@@ -31,6 +31,8 @@ Usage:
   dstwatch tail [flags]     print the end of the record log, or follow it (-f)
   dstwatch status [flags]   print the running daemon's state
   dstwatch compact [flags]  shrink the database file after pruning (daemon stopped)
+  dstwatch incidents        list alert incidents (--rules), active and past;
+                            'dstwatch incidents expire ID' ends one now
   dstwatch version          print the version
 
 query, tail and status ask the running daemon over its unix socket; query and
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
 	case "compact":
 		err = cmdCompact(ctx, args[1:], stdout, stderr)
+	case "incidents":
+		err = cmdIncidents(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "dstwatch", buildVersion())
 	case "help", "-h", "-help", "--help":
