@@ -22,7 +22,7 @@
 // encoding/binary's unsigned varint (7 bits per byte, low group first).
 //
 //	bucket "meta"
-//	    "format"   4 bytes: uint32 format version, currently 2
+//	    "format"   4 bytes: uint32 format version, currently 3
 //	    "created"  RFC 3339 UTC time the file was initialised
 //	    "sealed"   8 bytes: uint64 Unix seconds of a whole UTC hour: every
 //	               window starting before it is in the rollups; absent = 0
@@ -83,6 +83,24 @@
 //	      uvarint    AS number
 //	      uvarint    how many remotes of the remotes section it sums
 //	      uvarint    TxPackets, TxBytes, RxPackets, RxBytes: their sums
+//	id 7  services (format 3; written when there are services)
+//	      uvarint  number of services
+//	      then per service, heaviest first (bytes both ways descending,
+//	      then the packed key ascending):
+//	      1 byte     protocol: 0 other, 1 TCP, 2 UDP, 3 ICMP (and ICMPv6)
+//	      1 byte     side: 0 none (no port: ICMP, other protocols,
+//	                 non-first fragments, cut-off headers), 1 in (a
+//	                 local service: the local port), 2 out (a service
+//	                 this host uses: the remote port)
+//	      uvarint    port (0 when the side is none)
+//	      uvarint    distinct remotes that used it (see Tiers)
+//	      uvarint    TxPackets, TxBytes, RxPackets, RxBytes: all of its
+//	                 traffic
+//	      uvarint    number of remote rows that follow
+//	      then per remote row, heaviest first, exactly as one remote of
+//	      section 4 (family, address, country, ASN, four counts)
+//	      A service's "other" is its counts minus its rows' sums; rows
+//	      that add up to more than the counts make the value corrupt.
 //
 // A typical IPv4 remote takes 15-25 bytes, an IPv6 remote 12 more.
 //
@@ -119,6 +137,17 @@
 // exact. Hourly and daily rollups are both built from raw windows, each
 // with its own cap.
 //
+// Services (section 7) are summed per service (protocol, side, port) into
+// both tiers, so a service's counts in a rollup are exact. Its remote rows
+// are the sums of the rows its windows kept (each window keeps the
+// heaviest --service-top, 20 by default), cut to the RollupServiceTop
+// (100) heaviest for each of the RollupServices (200) heaviest services;
+// lighter services keep their counts only. A remote that was in some
+// windows' rows but in others' "other" has a row that holds at least,
+// not exactly, its traffic. A rollup's distinct remotes are a lower bound:
+// the largest count of its windows, or its number of rows if larger. A
+// window stored twice (merged) follows the same rules.
+//
 // DB.Span answers a range [from, to) with the coarsest units that are
 // exact: daily rollups for whole UTC days, hourly ones for whole hours, raw
 // windows for the rest. A rollup is used only when its unit lies within the
@@ -138,13 +167,17 @@
 // a read-only open of an older file asks for a read-write open first.
 // Format 2 added the rollup tiers (buckets "hours" and "days", meta
 // "sealed" and "pruned.*", and sections 5 and 6, which only rollups carry);
-// windows are encoded as in format 1. Adding format 3 means bumping
+// windows are encoded as in format 1. Format 3 added section 7
+// (services) to windows and rollups; the upgrade from format 2 only writes
+// the new version: older windows and rollups have no services section and
+// are not rewritten, so per-service answers start with the first window
+// stored by a format 3 dstwatch. Adding format 4 means bumping
 // formatVersion and appending one function to upgrades.
 //
 // The value encoding keeps those steps small. The decoder skips sections
 // whose id it does not know and ignores bytes after the fields it knows at
 // the end of a header, stats or other section, and a missing section means
-// zero values. So a new dimension (per-service-port counts, say) is a new
+// zero values. So a new dimension (as the services of format 3) is a new
 // section id, or a new bucket for rollup tiers, and existing values need no
 // rewrite: they simply lack it. Per-remote data goes in a new section that
 // follows the remotes' order, since one remote's encoding cannot grow.

@@ -103,7 +103,7 @@ func MarshalWindow(w *Window) []byte {
 		}
 		buf = appendSection(buf, secGroups, p)
 	}
-	return buf
+	return appendServices(buf, w.Services)
 }
 
 func appendCountry(b []byte, c string) []byte {
@@ -236,7 +236,7 @@ func unmarshalWith(w *Window, key, val []byte, mode int) error {
 		}
 		payload := rest[:l]
 		rest = rest[l:]
-		if id >= secHeader && id <= secGroups {
+		if id >= secHeader && id <= secServices {
 			if seen&(1<<id) != 0 {
 				return corrupt("section %d twice", id)
 			}
@@ -263,6 +263,10 @@ func unmarshalWith(w *Window, key, val []byte, mode int) error {
 		case secGroups:
 			if mode != decodeNoGroups {
 				err = decodeGroupList(w, payload)
+			}
+		case secServices:
+			if mode != decodeGroups {
+				err = decodeServices(w, payload)
 			}
 		case secRollup:
 			var n int

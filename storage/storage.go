@@ -65,6 +65,10 @@ type Window struct {
 	// and without Remotes, for answers by country or AS that need not
 	// decode every remote.
 	Groups []Group
+
+	// Services are the traffic per service, heaviest first (services.go);
+	// none in windows stored before format 3.
+	Services []Service
 }
 
 // Group is the sum of a rollup's remote rows that share a country and an
@@ -103,14 +107,15 @@ type Options struct {
 
 // formatVersion is the on-disk format this code writes. Bump it only
 // together with a new entry in upgrades.
-const formatVersion = 2
+const formatVersion = 3
 
 // upgrades[v-1] turns a format v file into format v+1, inside the one
 // read-write transaction that Open runs for all needed steps (so a crash
 // leaves the file at the old version, never half-way). Adding format 3 means
 // appending one function here and bumping formatVersion.
 var upgrades = []func(tx *bolt.Tx, c caps) error{
-	upgradeTiers, // 1 -> 2: hourly and daily rollups
+	upgradeTiers,    // 1 -> 2: hourly and daily rollups
+	upgradeServices, // 2 -> 3: section 7 (services); nothing to rewrite
 }
 
 // allBuckets are the buckets besides meta that a current file has.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -341,7 +342,7 @@ func TestMeta(t *testing.T) {
 	db := openTemp(t)
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
-		if got := m.Get(keyFormat); string(got) != "\x00\x00\x00\x02" {
+		if got := m.Get(keyFormat); binary.BigEndian.Uint32(got) != formatVersion {
 			t.Errorf("format = %x", got)
 		}
 		if _, err := time.Parse(time.RFC3339, string(m.Get(keyCreated))); err != nil {
@@ -565,8 +566,8 @@ func TestTooNew(t *testing.T) {
 	}
 }
 
-// TestUpgrade runs the upgrade path with a fake format 3 whose step adds a
-// bucket, as a real next format would.
+// TestUpgrade runs the upgrade path with a fake next format whose step
+// adds a bucket, as a real next format would.
 func TestUpgrade(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.db")
 	writeDstwatch(t, path, 3)
@@ -583,7 +584,7 @@ func TestUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = b.Update(func(tx *bolt.Tx) error { return migrate(tx, 2, 3, caps{}) })
+	err = b.Update(func(tx *bolt.Tx) error { return migrate(tx, formatVersion, formatVersion+1, caps{}) })
 	if err2 := b.View(func(tx *bolt.Tx) error {
 		if tx.Bucket([]byte("ports")) == nil {
 			t.Error("upgrade step did not run")
@@ -596,7 +597,7 @@ func TestUpgrade(t *testing.T) {
 	if err != nil || calls != 1 {
 		t.Fatalf("upgrade: %v after %d calls", err, calls)
 	}
-	// This version (format 2) refuses the upgraded file.
+	// This version refuses the upgraded file.
 	if _, err := Open(path, Options{}); !errors.Is(err, ErrTooNew) {
 		t.Fatalf("err = %v, want ErrTooNew", err)
 	}

@@ -175,6 +175,7 @@ type acc struct {
 	w   *Window
 	at  map[[16]byte]int
 	cap int
+	svc *svcAcc // services.go
 }
 
 func newAcc(start time.Time, r Resolution, cap int) *acc {
@@ -204,6 +205,7 @@ func loadAcc(b *bolt.Bucket, start time.Time, r Resolution, cap int) (*acc, erro
 
 func (a *acc) add(w *Window) {
 	m := a.w
+	a.addServices(w)
 	m.Stats.Add(w.Stats)
 	m.Other.Add(w.Other)
 	if w.GeoBuild.After(m.GeoBuild) {
@@ -237,6 +239,7 @@ func (a *acc) add(w *Window) {
 
 func (a *acc) store(b *bolt.Bucket) error {
 	sortRemotes(a.w.Remotes)
+	a.storeServices()
 	a.w.Groups = groupsOf(a.w.Remotes)
 	// The map's indexes are stale now; an acc is stored once, at its end.
 	a.at = nil
@@ -367,6 +370,7 @@ func seal(tx *bolt.Tx, to time.Time, c caps) error {
 			if h, err = loadAcc(hb, hour.w.Start, Hourly, c.hour); err != nil {
 				return err
 			}
+			hour.storeServices() // into hour.w, to be added
 			h.add(hour.w)
 		}
 		return h.store(hb)

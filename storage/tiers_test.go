@@ -577,7 +577,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	}
 	defer db.Close()
 	db.bolt.View(func(tx *bolt.Tx) error {
-		if v := binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keyFormat)); v != 2 {
+		if v := binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keyFormat)); v != formatVersion {
 			t.Errorf("format %d after upgrade", v)
 		}
 		if s := getTime(tx.Bucket(bucketMeta), keySealed); !s.Equal(floorHour(ws[len(ws)-1].Start)) {

@@ -159,6 +159,7 @@ func merge(old, newer *Window) *Window {
 	}
 	m.Other.Add(newer.Other)
 	m.Stats.Add(newer.Stats)
+	m.Services = mergeServices(old.Services, newer.Services)
 
 	m.Remotes = make([]Remote, 0, len(old.Remotes)+len(newer.Remotes))
 	m.Remotes = append(m.Remotes, old.Remotes...)
