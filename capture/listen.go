@@ -22,6 +22,8 @@ import (
 type ProcNet struct {
 	Net    string // directory with tcp, tcp6, udp, udp6; default /proc/thread-self/net
 	Sysctl string // ip_local_port_range file; default /proc/sys/net/ipv4/ip_local_port_range
+	// EphemeralStart, when not 0, is used instead of reading Sysctl.
+	EphemeralStart uint16
 }
 
 func (p ProcNet) dirs() (string, string) {
@@ -48,9 +50,12 @@ const tcpListen = 0x0A
 // (IPv6 disabled) is not an error.
 func (p ProcNet) ReadPortSet(extra []uint16) (*PortSet, error) {
 	netDir, sysctl := p.dirs()
-	start, err := readEphemeralStart(sysctl)
-	if err != nil {
-		return nil, err
+	start := p.EphemeralStart
+	if start == 0 {
+		var err error
+		if start, err = readEphemeralStart(sysctl); err != nil {
+			return nil, err
+		}
 	}
 	ps := NewPortSet(start)
 	for _, port := range extra {

@@ -9,15 +9,17 @@
 // at scrape time through Config.Health.
 //
 // Cardinality is bounded by construction: never one series per remote.
+//
 //   - country: the two upper-case letters of an ISO 3166-1 code, "unknown"
 //     (no country, or anything else the database says), or "other" (the
 //     remotes a window folded under --max-remotes);
+//
 //   - asn: at most Config.ASNTop AS numbers for the process lifetime (see
 //     asnSet), "unknown" (AS 0) and "other" (every other AS, and the folded
 //     remotes).
 //
-// Per-service counters (top N services plus "other") will join the same way
-// once the tally counts services (issue 7): see Observe.
+//   - service and side: at most Config.ServiceTop services for the process
+//     lifetime, bounded the same way, and "other" (services.go).
 package metrics
 
 import (
@@ -52,8 +54,11 @@ const DefaultASNTop = 20
 type Config struct {
 	// ASNTop is how many AS numbers get series of their own over the
 	// process lifetime; 0 puts every known AS into "other".
-	ASNTop  int
-	Version string // for dstwatch_build_info
+	ASNTop int
+	// ServiceTop bounds the services with series of their own
+	// (services.go) as ASNTop bounds the ASNs.
+	ServiceTop int
+	Version    string // for dstwatch_build_info
 	// Health is called once per scrape for the gauges and the writer's
 	// counters; nil exports none of them.
 	Health func() Health
@@ -87,6 +92,7 @@ type Metrics struct {
 	bytes, packets       *prometheus.CounterVec // direction, country
 	asnBytes, asnPackets *prometheus.CounterVec // direction, asn
 	asnInfo              *prometheus.GaugeVec   // asn, org
+	services             *serviceMetrics        // direction, service, side
 
 	windows, frames, tallied prometheus.Counter
 	skipped                  *prometheus.CounterVec // reason
@@ -103,6 +109,7 @@ func New(cfg Config) *Metrics {
 		asns: newASNSet(cfg.ASNTop),
 		orgs: map[string]string{},
 	}
+	m.services = newServiceMetrics(cfg.ServiceTop)
 	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
@@ -142,7 +149,7 @@ func New(cfg Config) *Metrics {
 		ConstLabels: prometheus.Labels{"version": cfg.Version, "goversion": runtime.Version()}})
 	build.Set(1)
 
-	m.reg.MustRegister(m.bytes, m.packets, m.asnBytes, m.asnPackets, m.asnInfo,
+	m.reg.MustRegister(m.bytes, m.packets, m.asnBytes, m.asnPackets, m.asnInfo, m.services.bytes, m.services.pkts,
 		m.windows, m.frames, m.tallied, m.skipped, m.drops, m.late, m.folded, m.lastWindow, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.Health != nil {
@@ -229,10 +236,7 @@ func (m *Metrics) Observe(w *storage.Window) {
 		m.orgs[l] = org
 		m.asnInfo.WithLabelValues(l, org).Set(1)
 	}
-	// Seam for issue 7: once storage.Window carries per-service counts,
-	// they go into dstwatch_service_traffic_{bytes,packets}_total here,
-	// bounded like the ASNs (a second asnSet keyed by service, flag
-	// --metrics-service-top).
+	m.services.observe(w.Services) // services.go
 
 	s := &w.Stats
 	m.windows.Inc()

@@ -56,6 +56,15 @@ type Config struct {
 
 	Rules    string // --rules: the alert rules file; "" for none (alerts.go)
 	AlertsDB string // the incidents file (alerts.db beside the DB)
+
+	// Services (services.go): ports that count as local services besides
+	// the listening ones, where the ephemeral range starts (0: the
+	// kernel's, or Linux's default with Read), remotes kept per service
+	// and window, services with metric series of their own.
+	ServicePorts      []uint16
+	EphemeralStart    uint16
+	ServiceTop        int
+	MetricsServiceTop int
 }
 
 // source is one running packet source: a live interface or a file.
@@ -65,17 +74,18 @@ type source interface {
 
 // App is the wired pipeline: sources -> tally -> writer (geo, storage, log).
 type App struct {
-	cfg     Config
-	log     *slog.Logger
-	geo     *geo.Reloader // Current() is nil while countries are off
-	db      *storage.DB
-	rec     *reclog.Log
-	cls     atomic.Pointer[capture.Classifier] // replaced when the host's addresses change
-	sources []source
-	names   []string // what each source reads, for messages
-	file    *capture.File
-	livesMu sync.Mutex
-	lives   []*capture.Live // the live sources, for kernel counters; a reopened one replaces its slot
+	cfg      Config
+	log      *slog.Logger
+	geo      *geo.Reloader // Current() is nil while countries are off
+	db       *storage.DB
+	rec      *reclog.Log
+	cls      atomic.Pointer[capture.Classifier] // replaced when the host's addresses change
+	services *capture.Services                  // listening ports, shared by every classifier
+	sources  []source
+	names    []string // what each source reads, for messages
+	file     *capture.File
+	livesMu  sync.Mutex
+	lives    []*capture.Live // the live sources, for kernel counters; a reopened one replaces its slot
 	// Counters of live sources that failed and were replaced.
 	pastReceived, pastDrops atomic.Uint64
 	gaps                    atomic.Uint64 // capture outages so far
@@ -143,6 +153,9 @@ func New(cfg Config) (_ *App, err error) {
 		}
 	}()
 	if err := a.openGeo(); err != nil {
+		return nil, err
+	}
+	if err := a.openServices(); err != nil {
 		return nil, err
 	}
 	if err := a.openSources(); err != nil {
@@ -239,7 +252,7 @@ func (a *App) openSources() error {
 		a.file = f
 		a.sources = append(a.sources, f)
 		a.names = append(a.names, a.cfg.Read)
-		a.cls.Store(capture.NewClassifier(local, a.cfg.Exclude))
+		a.cls.Store(a.newClassifier(local))
 		return nil
 	}
 	if len(local) == 0 {
@@ -260,7 +273,7 @@ func (a *App) openSources() error {
 		a.lives = append(a.lives, l)
 		a.names = append(a.names, name)
 	}
-	a.cls.Store(capture.NewClassifier(local, a.cfg.Exclude))
+	a.cls.Store(a.newClassifier(local))
 	return nil
 }
 
@@ -315,7 +328,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	stopMetrics := a.serveMetrics()
 	defer stopMetrics()
-	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace},
+	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace, ServiceTop: a.cfg.ServiceTop},
 		func(c *rotate.Closed) {
 			a.lastClosed.Store(time.Now().UnixNano())
 			closed <- c
@@ -335,6 +348,8 @@ func (a *App) Run(ctx context.Context) error {
 	if live {
 		bg.Add(1)
 		go func() { defer bg.Done(); a.notifySystemd(bgCtx) }()
+		bg.Add(1)
+		go func() { defer bg.Done(); a.followServices(bgCtx) }()
 	}
 
 	hup := make(chan os.Signal, 1)
@@ -410,6 +425,7 @@ func (a *App) resolve(w *rotate.Window) *storage.Window {
 		info := g.Lookup(r.Addr)
 		sw.Remotes[i] = storage.Remote{Addr: r.Addr, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg, Counts: r.Counts}
 	}
+	sw.Services = a.resolveServices(w.Services, g)
 	if a.cfg.Anonymize != nil {
 		anon.Apply(a.cfg.Anonymize, sw)
 	}

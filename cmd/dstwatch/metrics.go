@@ -14,7 +14,7 @@ func (a *App) openMetrics() error {
 	if a.cfg.Metrics == "" {
 		return nil
 	}
-	a.metrics = metrics.New(metrics.Config{ASNTop: a.cfg.MetricsASNTop, Version: buildVersion(), Health: a.health})
+	a.metrics = metrics.New(metrics.Config{ASNTop: a.cfg.MetricsASNTop, ServiceTop: a.cfg.MetricsServiceTop, Version: buildVersion(), Health: a.health})
 	srv, err := a.metrics.Listen(a.cfg.Metrics)
 	if err != nil {
 		return err

@@ -108,6 +108,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	rules := fs.String("rules", "", "alert rules `file` (YAML; see the README's Alerts section); SIGHUP reloads it")
 	alertsDB := fs.String("alerts-db", "", "the incidents `file` (default: alerts.db beside the DB)")
 	metricsASNTop := fs.Int("metrics-asn-top", metrics.DefaultASNTop, "AS numbers with metric series of their own: the first `N` to rank in a window's top N; the rest are asn=\"other\"")
+	svc := serviceFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -199,6 +200,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("%w: --metrics-asn-top must not be negative", errUsage)
 	}
 	cfg.Metrics, cfg.MetricsASNTop = *metricsAddr, *metricsASNTop
+	if err := svc.apply(&cfg); err != nil {
+		return err
+	}
 	if err := parseRulesFlags(&cfg, *rules, *alertsDB); err != nil {
 		return err
 	}

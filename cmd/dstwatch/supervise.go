@@ -122,7 +122,7 @@ func (a *App) followAddrs(ctx context.Context) {
 		if slices.Equal(old, now) {
 			continue
 		}
-		c := capture.NewClassifier(now, a.cfg.Exclude)
+		c := a.newClassifier(now)
 		a.cls.Store(c)
 		a.livesMu.Lock()
 		for _, l := range a.lives {

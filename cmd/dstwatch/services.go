@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"github.com/dstwatch/dstwatch/metrics"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/geo"
+	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+// Per-service wiring: which local ports are services (the kernel's socket
+// tables live, --service-ports and the ephemeral range), and the services
+// of a closed window resolved like its remotes.
+
+// openServices builds the port set the classifiers decide service sides
+// with. Live: the host's listening sockets and ephemeral range, reread by
+// followServices. Replay: the listening sockets of the captured host are
+// unknown, so only --service-ports and --ephemeral-start count.
+func (a *App) openServices() error {
+	if a.cfg.Read != "" {
+		start := a.cfg.EphemeralStart
+		if start == 0 {
+			start = capture.DefaultEphemeralStart
+		}
+		ps := capture.NewPortSet(start)
+		for _, p := range a.cfg.ServicePorts {
+			ps.Add(capture.ProtoTCP, p)
+			ps.Add(capture.ProtoUDP, p)
+		}
+		a.services = capture.NewServices(ps)
+		return nil
+	}
+	ps, err := capture.ProcNet{EphemeralStart: a.cfg.EphemeralStart}.ReadPortSet(a.cfg.ServicePorts)
+	if err != nil {
+		return err
+	}
+	a.services = capture.NewServices(ps)
+	return nil
+}
+
+// followServices rereads the listening sockets every RefreshEvery.
+func (a *App) followServices(ctx context.Context) {
+	pn := capture.ProcNet{EphemeralStart: a.cfg.EphemeralStart}
+	pn.Follow(ctx, a.services, a.cfg.ServicePorts, capture.RefreshEvery, func(err error) {
+		a.log.Warn("cannot reread the listening sockets; keeping the last ones", "err", err)
+	})
+}
+
+// newClassifier is capture.NewClassifier with the daemon's services.
+func (a *App) newClassifier(local []netip.Addr) *capture.Classifier {
+	c := capture.NewClassifier(local, a.cfg.Exclude)
+	c.SetServices(a.services)
+	return c
+}
+
+// resolveServices gives each service's top remotes their country and ASN,
+// and anonymises them as the window's remotes are (merging rows that map
+// to one value).
+func (a *App) resolveServices(ss []rotate.Service, g *geo.DB) []storage.Service {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]storage.Service, len(ss))
+	for i, s := range ss {
+		o := storage.Service{Key: s.Key, Remotes: s.Remotes, Counts: s.Counts, Other: s.Other}
+		if len(s.Top) > 0 {
+			o.Top = make([]storage.Remote, 0, len(s.Top))
+		}
+		var at map[netip.Addr]int
+		if a.cfg.Anonymize != nil {
+			at = make(map[netip.Addr]int, len(s.Top))
+		}
+		for _, r := range s.Top {
+			info := g.Lookup(r.Addr)
+			sr := storage.Remote{Addr: r.Addr, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg, Counts: r.Counts}
+			if a.cfg.Anonymize != nil {
+				sr.Addr = a.cfg.Anonymize.Addr(sr.Addr)
+				if j, ok := at[sr.Addr]; ok {
+					o.Top[j].Counts.Add(sr.Counts)
+					continue
+				}
+				at[sr.Addr] = len(o.Top)
+			}
+			o.Top = append(o.Top, sr)
+		}
+		if a.cfg.Anonymize != nil {
+			slices.SortStableFunc(o.Top, func(x, y storage.Remote) int {
+				switch bx, by := x.Bytes(), y.Bytes(); {
+				case bx > by:
+					return -1
+				case bx < by:
+					return 1
+				}
+				return x.Addr.Compare(y.Addr)
+			})
+			// Distinct anonymised values: never more than the rows show
+			// when the window's list was complete.
+			if s.Remotes == len(s.Top) {
+				o.Remotes = len(o.Top)
+			}
+		}
+		out[i] = o
+	}
+	return out
+}
+
+// parsePorts reads --service-ports: port numbers, comma-separated or
+// repeated.
+func parsePorts(flagName string, list []string) ([]uint16, error) {
+	var out []uint16
+	for _, s := range list {
+		n, err := strconv.ParseUint(s, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("%w: %s %q: want a port number from 1 to 65535", errUsage, flagName, s)
+		}
+		out = append(out, uint16(n))
+	}
+	return out, nil
+}
+
+// runServiceFlags are run's per-service flags.
+type runServiceFlags struct {
+	ports      listFlag
+	ephemeral  *uint
+	top        *int
+	metricsTop *int
+}
+
+func serviceFlags(fs *flag.FlagSet) *runServiceFlags {
+	f := &runServiceFlags{}
+	fs.Var(&f.ports, "service-ports", "local `ports` that count as services (tcp and udp) besides those the host listens on; comma-separated or repeated. With --read the only ones known")
+	f.ephemeral = fs.Uint("ephemeral-start", 0, "local ports from `N` up are ephemeral (clients) unless listened on (default: the kernel's ip_local_port_range; 32768 with --read)")
+	f.top = fs.Int("service-top", rotate.DefaultServiceTop, "remotes kept per service and window with rows of their own; the rest are summed in the service's 'other'")
+	f.metricsTop = fs.Int("metrics-service-top", metrics.DefaultServiceTop, "services with metric series of their own: the first `N` to rank in a window's top N; the rest are service=\"other\"")
+	return f
+}
+
+func (f *runServiceFlags) apply(cfg *Config) error {
+	var err error
+	if cfg.ServicePorts, err = parsePorts("--service-ports", f.ports); err != nil {
+		return err
+	}
+	if *f.ephemeral > 65535 {
+		return fmt.Errorf("%w: --ephemeral-start %d: want a port number", errUsage, *f.ephemeral)
+	}
+	cfg.EphemeralStart = uint16(*f.ephemeral)
+	if *f.top < 0 || *f.metricsTop < 0 {
+		return fmt.Errorf("%w: --service-top and --metrics-service-top must not be negative", errUsage)
+	}
+	cfg.ServiceTop, cfg.MetricsServiceTop = *f.top, *f.metricsTop
+	if cfg.ServiceTop == 0 {
+		cfg.ServiceTop = -1 // rotate: none
+	}
+	return nil
+}
