@@ -31,7 +31,10 @@ answer is the same either way.
 Times (--from, --to) are RFC 3339 (2026-11-22T14:00:00+01:00), a date
 (2026-11-22, local midnight), a local date and time (2026-11-22 14:00),
 relative to now (-1h, -30m, -2d, +1h), or now, today, yesterday. A window
-belongs to the range when its start does.
+belongs to the range when its start does. --by remote, country and asn read
+a range from the hourly and daily rollups where they are exact, raw windows
+at its edges; where raw windows were pruned (--retention of run) an edge is
+rounded to the hour or day, and the answer says so.
 
 Filters: --remote, --country and --asn keep the remotes that match (any
 value of one flag, all flags given); remotes the daemon folded into 'other'
