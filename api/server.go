@@ -80,8 +80,9 @@ func New(src Source, log *slog.Logger) *Server {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/stream", s.stream)
 	s.registerIncidents(mux) // incidents.go
+	s.registerServices(mux)  // services.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint %s %s: see /v1/windows, /v1/aggregate, /v1/status, /v1/stream, /v1/incidents", r.Method, r.URL.Path)
+		writeError(w, http.StatusNotFound, "no such endpoint %s %s: see /v1/windows, /v1/aggregate, /v1/services, /v1/status, /v1/stream, /v1/incidents", r.Method, r.URL.Path)
 	})
 	s.srv = &http.Server{
 		Handler:           mux,

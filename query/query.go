@@ -134,10 +134,10 @@ const (
 // ParseBy reads a grouping name.
 func ParseBy(s string) (By, error) {
 	switch b := By(strings.ToLower(s)); b {
-	case ByWindow, ByRemote, ByCountry, ByASN:
+	case ByWindow, ByRemote, ByCountry, ByASN, ByService:
 		return b, nil
 	}
-	return "", fmt.Errorf("by %q: want window, remote, country or asn", s)
+	return "", fmt.Errorf("by %q: want window, remote, country, asn or service", s)
 }
 
 // Sort is what rows are ordered by, heaviest first.

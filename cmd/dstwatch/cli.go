@@ -30,6 +30,8 @@ Usage:
   dstwatch query [flags]    answer questions over the stored windows
   dstwatch tail [flags]     print the end of the record log, or follow it (-f)
   dstwatch status [flags]   print the running daemon's state
+  dstwatch value METRIC     print one number (tx_bytes, remotes, ...) for monitoring agents
+  dstwatch discover WHAT    print Zabbix discovery JSON for services or countries
   dstwatch compact [flags]  shrink the database file after pruning (daemon stopped)
   dstwatch incidents        list alert incidents (--rules), active and past;
                             'dstwatch incidents expire ID' ends one now
@@ -61,6 +63,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdTail(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
+	case "value":
+		err = cmdValue(ctx, args[1:], stdout, stderr)
+	case "discover":
+		err = cmdDiscover(ctx, args[1:], stdout, stderr)
 	case "compact":
 		err = cmdCompact(ctx, args[1:], stdout, stderr)
 	case "incidents":

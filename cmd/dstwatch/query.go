@@ -79,6 +79,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&countries, "country", "only remotes in this `country` (ISO code, -- for unknown); repeatable")
 	fs.Var(&asns, "asn", "only remotes in this `AS number` (0 for unknown); repeatable")
 	direction := fs.String("direction", "both", "count tx (sent), rx (received) or both")
+	svc := addServiceFilterFlags(fs) // value.go
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -86,15 +87,22 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
 	if o.by, err = query.ParseBy(*by); err != nil {
-		return fmt.Errorf("%w: --by %q: want window, remote, country or asn", errUsage, *by)
+		return fmt.Errorf("%w: --by %q: want window, remote, country, asn or service", errUsage, *by)
 	}
 	if o.sort, err = query.ParseSort(*sortBy); err != nil {
 		return fmt.Errorf("%w: --sort %q: want bytes or packets", errUsage, *sortBy)
 	}
 	switch o.format {
 	case "table", "json", "csv":
+	case "pipe":
+		if o.by != query.ByService {
+			return fmt.Errorf("%w: --format pipe is for --by service", errUsage)
+		}
 	default:
-		return fmt.Errorf("%w: --format %q: want table, json or csv", errUsage, o.format)
+		return fmt.Errorf("%w: --format %q: want table, json or csv (or pipe with --by service)", errUsage, o.format)
+	}
+	if svc.given() && o.by != query.ByService {
+		return fmt.Errorf("%w: --port, --proto and --side need --by service", errUsage)
 	}
 	if o.top < -1 {
 		return fmt.Errorf("%w: --top must not be negative", errUsage)
@@ -140,6 +148,9 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.close()
+	if o.by == query.ByService {
+		return queryServices(ctx, stdout, stderr, st, o, svc)
+	}
 	var (
 		ws    []*storage.Window
 		rows  []query.Row
