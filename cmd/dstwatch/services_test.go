@@ -134,8 +134,8 @@ func TestReplayServicesMatchTruth(t *testing.T) {
 			}
 			// The named cases are there, on the side the rule says.
 			first := truth[testStart.Truncate(20*time.Second).UnixNano()]
-			for _, k := range []pcapgen.ServiceKey{{"tcp", 40000, "in"}, {"udp", 32767, "in"}, {"udp", 53, "out"},
-				{"tcp", 443, "out"}, {"udp", 0, ""}, {"tcp", 0, ""}, {"icmp", 0, ""}, {"other", 0, ""}} {
+			for _, k := range []pcapgen.ServiceKey{sk("tcp", 40000, "in"), sk("udp", 32767, "in"), sk("udp", 53, "out"),
+				sk("tcp", 443, "out"), sk("udp", 0, ""), sk("tcp", 0, ""), sk("icmp", 0, ""), sk("other", 0, "")} {
 				if first[k] == nil {
 					t.Errorf("truth lacks %+v: the scenario does not test it", k)
 				}
@@ -177,8 +177,8 @@ func TestServiceCommands(t *testing.T) {
 	for _, w := range truth {
 		tw = w
 	}
-	https := tw[pcapgen.ServiceKey{"tcp", 443, "out"}]
-	web := tw[pcapgen.ServiceKey{"tcp", 40000, "in"}]
+	https := tw[sk("tcp", 443, "out")]
+	web := tw[sk("tcp", 40000, "in")]
 	rng := []string{"--db", db, "--from", "2026-11-22T13:00:00Z", "--to", "2026-11-22T14:00:00Z"}
 
 	code, out, stderr := runCmd(t, append([]string{"query", "--by", "service", "--format", "json", "--port", "443"}, rng...)...)
@@ -251,4 +251,8 @@ func compact(t *testing.T, s string) string {
 		t.Fatalf("not JSON: %v\n%s", err, s)
 	}
 	return b.String()
+}
+
+func sk(proto string, port uint16, side string) pcapgen.ServiceKey {
+	return pcapgen.ServiceKey{Proto: proto, Port: port, Side: side}
 }
