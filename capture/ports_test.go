@@ -1,0 +1,204 @@
+package capture
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"unsafe"
+
+	"github.com/dstwatch/dstwatch/internal/netnstest"
+)
+
+func TestEventSize(t *testing.T) {
+	if n := unsafe.Sizeof(Event{}); n != 32 {
+		t.Fatalf("Event is %d bytes; the service fields must fit its 32", n)
+	}
+}
+
+// raw4 is an IPv4 packet (raw link) with a transport header's ports.
+func raw4(src, dst string, proto byte, sport, dport uint16, fragOff uint16) []byte {
+	b := make([]byte, 20+20)
+	b[0] = 0x45
+	binary.BigEndian.PutUint16(b[2:], 1000)
+	binary.BigEndian.PutUint16(b[6:], fragOff)
+	b[9] = proto
+	s, d := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	binary.BigEndian.PutUint16(b[20:], sport)
+	binary.BigEndian.PutUint16(b[22:], dport)
+	return b
+}
+
+// raw6 is an IPv6 packet with the given extension headers (each 8 bytes:
+// next header, length 0) before the transport.
+func raw6(src, dst string, proto byte, exts []byte, sport, dport uint16) []byte {
+	b := make([]byte, 40+8*len(exts)+8)
+	b[0] = 0x60
+	binary.BigEndian.PutUint16(b[4:], uint16(len(b)-40))
+	s, d := netip.MustParseAddr(src).As16(), netip.MustParseAddr(dst).As16()
+	copy(b[8:], s[:])
+	copy(b[24:], d[:])
+	next := proto
+	if len(exts) > 0 {
+		next = exts[0]
+	}
+	b[6] = next
+	for i := range exts {
+		n := proto
+		if i+1 < len(exts) {
+			n = exts[i+1]
+		}
+		b[40+8*i] = n
+	}
+	o := 40 + 8*len(exts)
+	binary.BigEndian.PutUint16(b[o:], sport)
+	binary.BigEndian.PutUint16(b[o+2:], dport)
+	return b
+}
+
+func TestClassifyService(t *testing.T) {
+	c := NewClassifier([]netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8::1")}, nil)
+	ps := NewPortSet(32768)
+	ps.Add(ProtoTCP, 40000)
+	c.SetServices(NewServices(ps))
+	const l4, r4, l6, r6 = "198.51.100.1", "203.0.113.9", "2001:db8::1", "2001:db8::9"
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		want  string
+		side  Side
+	}{
+		{"listening above ephemeral", raw4(r4, l4, 6, 50000, 40000, 0), "40000/tcp", SideIn},
+		{"listening, udp not", raw4(r4, l4, 17, 50000, 40000, 0), "50000/udp", SideOut},
+		{"below ephemeral", raw4(l4, r4, 17, 32767, 50000, 0), "32767/udp", SideIn},
+		{"at ephemeral", raw4(l4, r4, 6, 32768, 443, 0), "443/tcp", SideOut},
+		{"first fragment", raw4(l4, r4, 6, 32768, 443, 0x2000), "443/tcp", SideOut},
+		{"later fragment", raw4(l4, r4, 6, 32768, 443, 185), "0/tcp", SideNone},
+		{"icmp", raw4(l4, r4, 1, 8, 0, 0), "0/icmp", SideNone},
+		{"gre", raw4(l4, r4, 47, 1, 2, 0), "0/other", SideNone},
+		{"ipv6 plain", raw6(r6, l6, 6, nil, 443, 50000), "443/tcp", SideOut},
+		{"ipv6 hop-by-hop, dest opts, routing", raw6(r6, l6, 17, []byte{0, 60, 43}, 53, 2000), "2000/udp", SideIn},
+		{"ipv6 icmpv6", raw6(r6, l6, 58, []byte{0}, 0, 0), "0/icmp", SideNone},
+		{"ipv6 esp", raw6(r6, l6, 50, nil, 1, 2), "0/other", SideNone},
+		{"ipv6 cut in the chain", raw6(r6, l6, 6, []byte{0, 60}, 443, 50000)[:49], "0/other", SideNone},
+		{"ipv6 cut in the ports", raw6(r6, l6, 6, []byte{0, 60}, 443, 50000)[:58], "0/tcp", SideNone},
+	} {
+		var ev Event
+		c.Classify(LinkRaw, tc.frame, &ev)
+		if ev.Kind != Egress && ev.Kind != Ingress {
+			t.Errorf("%s: kind %v", tc.name, ev.Kind)
+			continue
+		}
+		if s := ev.Service(); s.String() != tc.want || s.Side() != tc.side {
+			t.Errorf("%s: %v %v, want %s %v", tc.name, s, s.Side(), tc.want, tc.side)
+		}
+	}
+	// A later IPv6 fragment: the fragment header says TCP, no ports.
+	f := raw6(r6, l6, 6, []byte{44}, 443, 50000)
+	binary.BigEndian.PutUint16(f[42:], 185<<3)
+	var ev Event
+	c.Classify(LinkRaw, f, &ev)
+	if s := ev.Service(); s.String() != "0/tcp" || s.Side() != SideNone {
+		t.Errorf("later ipv6 fragment: %v", s)
+	}
+	binary.BigEndian.PutUint16(f[42:], 1) // offset 0, more fragments: the first
+	c.Classify(LinkRaw, f, &ev)
+	if s := ev.Service(); s.String() != "443/tcp" || s.Side() != SideOut {
+		t.Errorf("first ipv6 fragment: %v", s)
+	}
+	if n := testing.AllocsPerRun(1000, func() { c.Classify(LinkRaw, f, &ev) }); n != 0 {
+		t.Errorf("Classify allocates %v times", n)
+	}
+}
+
+// TestReadPortSet reads the real tables of a fresh network namespace in
+// which the test listens: TCP listeners and unconnected UDP sockets are
+// services; loopback-only ones, connected UDP and TCP clients are not.
+func TestReadPortSet(t *testing.T) {
+	p := netnstest.New(t)
+	err := netnstest.Do(p.A, func() error {
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte("20000 30000"), 0o644); err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", "198.51.100.1:8080")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		ln6, err := net.Listen("tcp", "[::]:45000")
+		if err != nil {
+			return err
+		}
+		defer ln6.Close()
+		lo, err := net.Listen("tcp", "127.0.0.1:9090")
+		if err != nil {
+			return err
+		}
+		defer lo.Close()
+		u, err := net.ListenPacket("udp", "0.0.0.0:5353")
+		if err != nil {
+			return err
+		}
+		defer u.Close()
+		cu, err := net.Dial("udp", "198.51.100.2:53") // connected: a client
+		if err != nil {
+			return err
+		}
+		defer cu.Close()
+		cl, err := net.Dial("tcp", "198.51.100.1:8080") // a TCP client socket
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		clientPort := uint16(cl.LocalAddr().(*net.TCPAddr).Port)
+		udpClient := uint16(cu.LocalAddr().(*net.UDPAddr).Port)
+
+		ps, err := ProcNet{}.ReadPortSet([]uint16{7777})
+		if err != nil {
+			return err
+		}
+		if ps.EphemeralStart != 20000 {
+			t.Errorf("ephemeral start %d, want 20000", ps.EphemeralStart)
+		}
+		if got := ps.Ports(ProtoTCP); !equalPorts(got, 7777, 8080, 45000) {
+			t.Errorf("tcp %v, want 7777 8080 45000 (not 9090 on loopback, not the client %d)", got, clientPort)
+		}
+		if got := ps.Ports(ProtoUDP); !equalPorts(got, 5353, 7777) {
+			t.Errorf("udp %v, want 5353 7777 (not the connected %d)", got, udpClient)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func equalPorts(got []uint16, want ...uint16) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestParseProcAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"0100007F:1F90":                         "127.0.0.1:8080",
+		"0164A8C6:0035":                         "198.168.100.1:53",
+		"00000000000000000000000001000000:01BB": "[::1]:443",
+		"0000000000000000FFFF00000100007F:0050": "[::ffff:127.0.0.1]:80",
+		"B80D0120000000000000000001000000:0016": "[2001:db8::1]:22",
+	} {
+		a, p, err := parseProcAddr(in)
+		if err != nil || netip.AddrPortFrom(a, p).String() != want {
+			t.Errorf("%s: %v:%d %v, want %s", in, a, p, err, want)
+		}
+	}
+}
