@@ -48,6 +48,7 @@ Examples:
   dstwatch query --last 3 --by window --format json
   dstwatch query --remote 203.0.113.0/24 --direction tx --sort packets
   dstwatch query --by asn --top 10 --from yesterday --to today --format csv
+  dstwatch query --by service --port 443 --proto tcp   # per service (README: Per service)
 `
 
 type queryOpts struct {
@@ -68,7 +69,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	from := fs.String("from", "-1h", "start of the range, inclusive: a `time` (see above)")
 	to := fs.String("to", "now", "end of the range, exclusive: a `time`")
 	last := fs.Int("last", 0, "the `N` newest windows instead of --from/--to")
-	by := fs.String("by", "remote", "group by: window, remote, country or asn")
+	by := fs.String("by", "remote", "group by: window, remote, country, asn or service")
 	sortBy := fs.String("sort", "bytes", "order rows by: bytes or packets (both ways added)")
 	var o queryOpts
 	fs.IntVar(&o.top, "top", -1, "show the `N` heaviest rows and sum the rest as 'other' (remotes within each window for --by window); 0: all (default: 25 in tables, all in json and csv)")
