@@ -25,6 +25,7 @@ import (
 	"github.com/dstwatch/dstwatch/reclog"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/web"
 )
 
 // Config is everything the daemon needs to run; flags fill it in.
@@ -65,6 +66,8 @@ type Config struct {
 	EphemeralStart    uint16
 	ServiceTop        int
 	MetricsServiceTop int
+
+	Web web.Config // --web: the dashboard (web.go); Addr "" serves none
 }
 
 // source is one running packet source: a live interface or a file.
@@ -98,6 +101,7 @@ type App struct {
 
 	metrics    *metrics.Metrics // nil without --metrics (see metrics.go)
 	metricsSrv *metrics.Server
+	web        *web.Server // nil without --web (web.go)
 
 	alerts *alert.Engine // nil without --rules and alerts.db (see alerts.go)
 
@@ -173,6 +177,9 @@ func New(cfg Config) (_ *App, err error) {
 		return nil, err
 	}
 	if err := a.openMetrics(); err != nil {
+		return nil, err
+	}
+	if err := a.openWeb(); err != nil {
 		return nil, err
 	}
 	// The socket comes last: its presence says the daemon owns the DB.
@@ -281,6 +288,9 @@ func (a *App) closeAll() {
 	if a.metricsSrv != nil {
 		a.metricsSrv.Close()
 	}
+	if a.web != nil {
+		a.web.Close()
+	}
 	if a.ln != nil {
 		a.ln.Close()
 	}
@@ -328,6 +338,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	stopMetrics := a.serveMetrics()
 	defer stopMetrics()
+	defer a.serveWeb()()
 	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace, ServiceTop: a.cfg.ServiceTop},
 		func(c *rotate.Closed) {
 			a.lastClosed.Store(time.Now().UnixNano())

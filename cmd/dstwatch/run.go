@@ -30,7 +30,9 @@ SIGHUP reopens the record log (for logrotate) and reloads --rules.
 While it runs, the daemon answers 'dstwatch query', 'tail' and 'status' over
 HTTP on a unix socket (--socket, mode 0600; 0660 with --socket-group), since
 the database is locked while it is open. There is no TCP listener, except
-the opt-in Prometheus endpoint: --metrics 127.0.0.1:9750 serves /metrics.
+the opt-in Prometheus endpoint: --metrics 127.0.0.1:9750 serves /metrics,
+and the opt-in read-only dashboard: --web 127.0.0.1:9751 (beyond loopback
+only with --web-token-file or --web-user and --web-password-file).
 
 Examples:
   dstwatch run                                  # default-route interface, default DB and log
@@ -109,6 +111,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	alertsDB := fs.String("alerts-db", "", "the incidents `file` (default: alerts.db beside the DB)")
 	metricsASNTop := fs.Int("metrics-asn-top", metrics.DefaultASNTop, "AS numbers with metric series of their own: the first `N` to rank in a window's top N; the rest are asn=\"other\"")
 	svc := serviceFlags(fs)
+	wf := addWebFlags(fs) // web.go
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -201,6 +204,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg.Metrics, cfg.MetricsASNTop = *metricsAddr, *metricsASNTop
 	if err := svc.apply(&cfg); err != nil {
+		return err
+	}
+	if err := wf.apply(&cfg); err != nil {
 		return err
 	}
 	if err := parseRulesFlags(&cfg, *rules, *alertsDB); err != nil {

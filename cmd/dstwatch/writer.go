@@ -120,6 +120,7 @@ func (wr *writer) flush() bool {
 				a.api.Publish(w)
 			}
 			a.observeStored(w)
+			a.publishWeb(w)    // web.go
 			a.observeAlerts(w) // alerts.go
 			wr.remotes -= len(w.Remotes)
 		}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/web"
+)
+
+// The opt-in web dashboard (--web): bound by New (a busy port fails the
+// start, a low one is bound before --user drops root), served by Run, fed
+// by the writer after each successful store, as the API's stream is.
+
+type webFlags struct {
+	addr, tokenFile, user, passFile *string
+}
+
+func addWebFlags(fs *flag.FlagSet) *webFlags {
+	return &webFlags{
+		addr:      fs.String("web", "", "serve the read-only dashboard on http://`host:port`/, e.g. 127.0.0.1:9751 (default: off); beyond loopback it needs a token or a user"),
+		tokenFile: fs.String("web-token-file", "", "require the token in this `file` (open /?token=TOKEN once, or send Authorization: Bearer)"),
+		user:      fs.String("web-user", "", "require HTTP basic auth as this `user` (with --web-password-file)"),
+		passFile:  fs.String("web-password-file", "", "the basic-auth password, read from this `file`"),
+	}
+}
+
+func readSecret(flagName, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flagName, err)
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) < 8 {
+		return "", fmt.Errorf("%w: %s %s: want at least 8 characters", errUsage, flagName, path)
+	}
+	return s, nil
+}
+
+func (f *webFlags) apply(cfg *Config) error {
+	if *f.addr == "" {
+		if *f.tokenFile != "" || *f.user != "" || *f.passFile != "" {
+			return fmt.Errorf("%w: --web-token-file, --web-user and --web-password-file need --web", errUsage)
+		}
+		return nil
+	}
+	cfg.Web.Addr = *f.addr
+	if (*f.user == "") != (*f.passFile == "") {
+		return fmt.Errorf("%w: --web-user and --web-password-file go together", errUsage)
+	}
+	var err error
+	if *f.tokenFile != "" {
+		if cfg.Web.Token, err = readSecret("--web-token-file", *f.tokenFile); err != nil {
+			return err
+		}
+	}
+	if *f.user != "" {
+		cfg.Web.User = *f.user
+		if cfg.Web.Password, err = readSecret("--web-password-file", *f.passFile); err != nil {
+			return err
+		}
+	}
+	if cfg.Web.Token == "" && cfg.Web.User == "" && !web.Loopback(cfg.Web.Addr) {
+		return fmt.Errorf("%w: %v", errUsage, web.ErrNeedsAuth)
+	}
+	return nil
+}
+
+func (a *App) openWeb() error {
+	if a.cfg.Web.Addr == "" {
+		return nil
+	}
+	c := a.cfg.Web
+	c.Reader, c.Status, c.Log, c.Location = a, a.Status, a.log, a.cfg.Location
+	s, err := web.Listen(c)
+	if err != nil {
+		return err
+	}
+	a.web = s
+	return nil
+}
+
+// serveWeb serves the dashboard until the returned stop is called.
+func (a *App) serveWeb() (stop func()) {
+	if a.web == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := a.web.Serve(); err != nil {
+			a.log.Error("web dashboard failed", "err", err)
+		}
+	}()
+	a.log.Info("web dashboard listening", "addr", "http://"+a.web.Addr().String()+"/")
+	return func() { a.web.Close(); <-done }
+}
+
+func (a *App) publishWeb(w *storage.Window) {
+	if a.web != nil {
+		a.web.Publish(w)
+	}
+}
