@@ -32,6 +32,7 @@ Usage:
   dstwatch status [flags]   print the running daemon's state
   dstwatch value METRIC     print one number (tx_bytes, remotes, ...) for monitoring agents
   dstwatch discover WHAT    print Zabbix discovery JSON for services or countries
+  dstwatch top [flags]      a live terminal view of where traffic goes
   dstwatch report [flags]   a day's, week's or month's report as text or HTML, or mailed
   dstwatch compact [flags]  shrink the database file after pruning (daemon stopped)
   dstwatch incidents        list alert incidents (--rules), active and past;
@@ -68,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdValue(ctx, args[1:], stdout, stderr)
 	case "discover":
 		err = cmdDiscover(ctx, args[1:], stdout, stderr)
+	case "top":
+		err = cmdTop(ctx, args[1:], stdout, stderr)
 	case "report":
 		err = cmdReport(ctx, args[1:], stdout, stderr)
 	case "compact":
