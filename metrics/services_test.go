@@ -33,10 +33,10 @@ func TestServiceSeriesBounded(t *testing.T) {
 	m.Observe(w2)
 	s := series(t, m)["dstwatch_service_traffic_bytes_total"]
 	want := map[string]float64{
-		"direction=tx,service=443/tcp,side=out":  1100,
-		"direction=rx,service=443/tcp,side=out":  2200,
-		"direction=tx,service=8080/tcp,side=in":  500,
-		"direction=rx,service=8080/tcp,side=in":  1000,
+		"direction=tx,service=443/tcp,side=out": 1100,
+		"direction=rx,service=443/tcp,side=out": 2200,
+		"direction=tx,service=8080/tcp,side=in": 500,
+		"direction=rx,service=8080/tcp,side=in": 1000,
 		"direction=tx,service=other,side=other": 5010,
 		"direction=rx,service=other,side=other": 10020,
 	}
