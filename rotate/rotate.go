@@ -110,30 +110,34 @@ func heavier(a, b row) int {
 }
 
 // selectHeaviest reorders rows so that its first k are the k heaviest by
-// heavier, in no particular order (quickselect, median-of-three pivots).
-func selectHeaviest(rows []row, k int) {
-	lo, hi := 0, len(rows)-1
+// heavier, in no particular order.
+func selectHeaviest(rows []row, k int) { selectFirst(rows, k, heavier) }
+
+// selectFirst reorders s so that its first k elements are the k smallest by
+// cmp, in no particular order: quickselect with median-of-three pivots,
+// linear on average, where sorting would be n log n.
+func selectFirst[T any](s []T, k int, cmp func(a, b T) int) {
+	lo, hi := 0, len(s)-1
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		// Median of three to rows[hi] as the pivot.
-		if heavier(rows[mid], rows[lo]) < 0 {
-			rows[mid], rows[lo] = rows[lo], rows[mid]
+		if cmp(s[mid], s[lo]) < 0 {
+			s[mid], s[lo] = s[lo], s[mid]
 		}
-		if heavier(rows[hi], rows[lo]) < 0 {
-			rows[hi], rows[lo] = rows[lo], rows[hi]
+		if cmp(s[hi], s[lo]) < 0 {
+			s[hi], s[lo] = s[lo], s[hi]
 		}
-		if heavier(rows[mid], rows[hi]) < 0 {
-			rows[mid], rows[hi] = rows[hi], rows[mid]
+		if cmp(s[mid], s[hi]) < 0 {
+			s[mid], s[hi] = s[hi], s[mid]
 		}
-		pivot := rows[hi]
+		pivot := s[hi]
 		i := lo
 		for j := lo; j < hi; j++ {
-			if heavier(rows[j], pivot) < 0 {
-				rows[i], rows[j] = rows[j], rows[i]
+			if cmp(s[j], pivot) < 0 {
+				s[i], s[j] = s[j], s[i]
 				i++
 			}
 		}
-		rows[i], rows[hi] = rows[hi], rows[i]
+		s[i], s[hi] = s[hi], s[i]
 		switch {
 		case i == k || i == k-1:
 			return

@@ -171,36 +171,39 @@ func finishServices(pairs []pair, top int) []Service {
 		return nil
 	}
 	svcKey := func(p *pair) uint32 { return p.svc &^ foldBit }
-	slices.SortFunc(pairs, func(a, b pair) int {
-		if c := cmp.Compare(svcKey(&a), svcKey(&b)); c != 0 {
-			return c
-		}
-		if (a.svc&foldBit != 0) != (b.svc&foldBit != 0) {
-			if a.svc&foldBit != 0 {
-				return 1
-			}
-			return -1
-		}
-		if c := cmp.Compare(b.Bytes(), a.Bytes()); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.addr[:], b.addr[:])
-	})
-	type span struct{ from, to int }
+	// Group the pairs by service with a counting sort (linear): a window
+	// holds few services but can hold a million pairs, and sorting them all
+	// cost more than counting the packets.
+	idx := map[uint32]int{}
 	var out []Service
-	var spans []span
-	for i := 0; i < len(pairs); {
-		j := i
-		s := Service{Key: capture.Service(svcKey(&pairs[i]))}
-		for ; j < len(pairs) && svcKey(&pairs[j]) == uint32(s.Key); j++ {
-			s.Counts.Add(pairs[j].Counts)
-			if pairs[j].svc&foldBit == 0 {
-				s.Remotes++
-			}
+	var size []int
+	for i := range pairs {
+		p := &pairs[i]
+		k := svcKey(p)
+		n, ok := idx[k]
+		if !ok {
+			n = len(out)
+			idx[k] = n
+			out = append(out, Service{Key: capture.Service(k)})
+			size = append(size, 0)
 		}
-		out = append(out, s)
-		spans = append(spans, span{i, j})
-		i = j
+		out[n].Counts.Add(p.Counts)
+		if p.svc&foldBit == 0 {
+			out[n].Remotes++
+		}
+		size[n]++
+	}
+	type span struct{ from, to int }
+	spans := make([]span, len(out))
+	for i, at := 0, 0; i < len(out); i++ {
+		spans[i] = span{at, at}
+		at += size[i]
+	}
+	grouped := make([]pair, len(pairs))
+	for i := range pairs {
+		sp := &spans[idx[svcKey(&pairs[i])]]
+		grouped[sp.to] = pairs[i]
+		sp.to++
 	}
 	order := make([]int, len(out))
 	for i := range order {
@@ -212,16 +215,33 @@ func finishServices(pairs []pair, top int) []Service {
 		}
 		return cmp.Compare(out[a].Key, out[b].Key)
 	})
+	heavierPair := func(a, b pair) int {
+		// Fold rows (over the pair cap) are never top remotes: last.
+		if (a.svc&foldBit != 0) != (b.svc&foldBit != 0) {
+			if a.svc&foldBit != 0 {
+				return 1
+			}
+			return -1
+		}
+		if c := cmp.Compare(b.Bytes(), a.Bytes()); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.addr[:], b.addr[:])
+	}
 	sorted := make([]Service, len(out))
 	for n, i := range order {
 		s := out[i]
 		s.Other = s.Counts
 		if top > 0 && n < ServicesWithTop {
-			sp := spans[i]
+			sp := grouped[spans[i].from:spans[i].to]
 			k := min(top, s.Remotes)
+			if k < len(sp) {
+				selectFirst(sp, k, heavierPair)
+			}
+			slices.SortFunc(sp[:k], heavierPair)
 			s.Top = make([]ServiceRemote, k)
 			for x := range k {
-				p := &pairs[sp.from+x]
+				p := &sp[x]
 				s.Top[x] = ServiceRemote{Addr: netip.AddrFrom16(p.addr).Unmap(), Counts: p.Counts}
 				s.Other = subCounts(s.Other, p.Counts)
 			}
