@@ -42,6 +42,13 @@ func (c Config) Validate() error {
 type row struct {
 	addr [16]byte
 	Counts
+	// svc is the first service the remote used in this window. While it
+	// uses no other (mixed false), its (service, remote) tally is the row's
+	// own Counts and the pair table is not touched: most remotes speak one
+	// service with a host, and a second hash probe per packet cost more
+	// than the rest of the tally.
+	svc   uint32
+	mixed bool
 }
 
 // Closed is a window as the tally closed it: every remote, unsorted and
@@ -82,7 +89,7 @@ func (c *Closed) Finish(maxRemotes int) *Window {
 		}
 		w.Stats.Folded += uint64(len(rows) - keep)
 	}
-	w.Services = c.services()
+	w.Services = c.services(rows)
 	w.Remotes = make([]Remote, keep)
 	for i := range w.Remotes {
 		w.Remotes[i] = Remote{Addr: netip.AddrFrom16(rows[i].addr).Unmap(), Counts: rows[i].Counts}
@@ -276,6 +283,17 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 		case capture.Egress, capture.Ingress:
 			w.stats.Tallied++
 			r := t.tab.get(&ev.Remote)
+			svc := uint32(ev.Service())
+			switch {
+			case r.mixed:
+			case r.TxPackets+r.RxPackets == 0:
+				r.svc = svc
+			case r.svc != svc:
+				// A second service: what the row holds so far was all its
+				// first service's; from here on the pair table keeps both.
+				r.mixed = true
+				t.pairs.get(&r.addr, r.svc).Counts = r.Counts
+			}
 			if ev.Kind == capture.Egress {
 				r.TxPackets++
 				r.TxBytes += uint64(ev.Len)
@@ -283,7 +301,9 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 				r.RxPackets++
 				r.RxBytes += uint64(ev.Len)
 			}
-			t.pairs.add(ev)
+			if r.mixed {
+				t.pairs.add(ev)
+			}
 		case capture.SkipNonIP:
 			w.stats.NonIP++
 		case capture.SkipTransit:

@@ -106,6 +106,9 @@ func (t *pairTable) get(addr *[16]byte, svc uint32) *pair {
 				t.grow()
 				return t.get(addr, svc)
 			}
+			if len(t.rows) == cap(t.rows) {
+				t.rows = grow2(t.rows)
+			}
 			t.rows = append(t.rows, pair{addr: *addr, svc: svc})
 			t.index[i] = tag | uint64(len(t.rows))
 			return &t.rows[len(t.rows)-1]
@@ -153,102 +156,132 @@ func (t *pairTable) add(ev *capture.Event) {
 	}
 }
 
-func (c *Closed) services() []Service {
+// services sums the window up per service: the remotes that used a single
+// service are their own pair (their row), the others are in the pair table.
+func (c *Closed) services(rows []row) []Service {
 	top := c.serviceTop
 	if top == 0 {
 		top = DefaultServiceTop
 	}
-	s := finishServices(c.pairs, top)
+	s := finishServices(rows, c.pairs, top)
 	c.pairs = nil
 	return s
 }
 
-// finishServices turns a window's pairs into services, heaviest first
-// (bytes both ways, then key), each with at most top remotes of its own
-// (top < 0: none; only the ServicesWithTop heaviest services keep any).
-func finishServices(pairs []pair, top int) []Service {
-	if len(pairs) == 0 {
+// svcAcc gathers one service while the window is summed up: its totals and
+// a min-heap of its heaviest remotes (the lightest kept at the root).
+type svcAcc struct {
+	Service
+	heap []pair
+}
+
+// heavierPair orders pairs heaviest first, ties by address.
+func heavierPair(a, b *pair) int {
+	if c := cmp.Compare(b.Bytes(), a.Bytes()); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.addr[:], b.addr[:])
+}
+
+// offer keeps p if it is among the top heaviest seen so far.
+func (a *svcAcc) offer(p *pair, top int) {
+	h := a.heap
+	if len(h) < top {
+		h = append(h, *p)
+		for i := len(h) - 1; i > 0; { // sift up: lighter towards the root
+			parent := (i - 1) / 2
+			if heavierPair(&h[i], &h[parent]) <= 0 {
+				break
+			}
+			h[i], h[parent] = h[parent], h[i]
+			i = parent
+		}
+		a.heap = h
+		return
+	}
+	if heavierPair(p, &h[0]) >= 0 {
+		return // not heavier than the lightest kept
+	}
+	h[0] = *p
+	for i := 0; ; { // sift down
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(h) && heavierPair(&h[l], &h[m]) > 0 {
+			m = l
+		}
+		if r < len(h) && heavierPair(&h[r], &h[m]) > 0 {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+// finishServices sums rows (single-service remotes) and pairs per service
+// in one pass, keeping each service's top heaviest remotes in a bounded
+// heap: no list of every (service, remote) pair is built or sorted, so a
+// scan's million remotes cost the writer no more memory than the tally
+// already holds. Only the ServicesWithTop heaviest services keep Top rows.
+func finishServices(rows []row, pairs []pair, top int) []Service {
+	accs := map[uint32]*svcAcc{}
+	acc := func(svc uint32) *svcAcc {
+		a := accs[svc]
+		if a == nil {
+			a = &svcAcc{Service: Service{Key: capture.Service(svc)}}
+			accs[svc] = a
+		}
+		return a
+	}
+	add := func(p *pair) {
+		a := acc(p.svc &^ foldBit)
+		a.Counts.Add(p.Counts)
+		if p.svc&foldBit != 0 {
+			return // a fold row: traffic of remotes past the pair cap
+		}
+		a.Remotes++
+		if top > 0 {
+			a.offer(p, top)
+		}
+	}
+	for i := range rows {
+		if r := &rows[i]; !r.mixed && r.TxPackets+r.RxPackets > 0 {
+			add(&pair{addr: r.addr, svc: r.svc, Counts: r.Counts})
+		}
+	}
+	for i := range pairs {
+		add(&pairs[i])
+	}
+	if len(accs) == 0 {
 		return nil
 	}
-	svcKey := func(p *pair) uint32 { return p.svc &^ foldBit }
-	// Group the pairs by service with a counting sort (linear): a window
-	// holds few services but can hold a million pairs, and sorting them all
-	// cost more than counting the packets.
-	idx := map[uint32]int{}
-	var out []Service
-	var size []int
-	for i := range pairs {
-		p := &pairs[i]
-		k := svcKey(p)
-		n, ok := idx[k]
-		if !ok {
-			n = len(out)
-			idx[k] = n
-			out = append(out, Service{Key: capture.Service(k)})
-			size = append(size, 0)
-		}
-		out[n].Counts.Add(p.Counts)
-		if p.svc&foldBit == 0 {
-			out[n].Remotes++
-		}
-		size[n]++
+	out := make([]*svcAcc, 0, len(accs))
+	for _, a := range accs {
+		out = append(out, a)
 	}
-	type span struct{ from, to int }
-	spans := make([]span, len(out))
-	for i, at := 0, 0; i < len(out); i++ {
-		spans[i] = span{at, at}
-		at += size[i]
-	}
-	grouped := make([]pair, len(pairs))
-	for i := range pairs {
-		sp := &spans[idx[svcKey(&pairs[i])]]
-		grouped[sp.to] = pairs[i]
-		sp.to++
-	}
-	order := make([]int, len(out))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int {
-		if c := cmp.Compare(out[b].Bytes(), out[a].Bytes()); c != 0 {
-			return c
-		}
-		return cmp.Compare(out[a].Key, out[b].Key)
-	})
-	heavierPair := func(a, b pair) int {
-		// Fold rows (over the pair cap) are never top remotes: last.
-		if (a.svc&foldBit != 0) != (b.svc&foldBit != 0) {
-			if a.svc&foldBit != 0 {
-				return 1
-			}
-			return -1
-		}
+	slices.SortFunc(out, func(a, b *svcAcc) int {
 		if c := cmp.Compare(b.Bytes(), a.Bytes()); c != 0 {
 			return c
 		}
-		return bytes.Compare(a.addr[:], b.addr[:])
-	}
-	sorted := make([]Service, len(out))
-	for n, i := range order {
-		s := out[i]
+		return cmp.Compare(a.Key, b.Key)
+	})
+	services := make([]Service, len(out))
+	for n, a := range out {
+		s := a.Service
 		s.Other = s.Counts
 		if top > 0 && n < ServicesWithTop {
-			sp := grouped[spans[i].from:spans[i].to]
-			k := min(top, s.Remotes)
-			if k < len(sp) {
-				selectFirst(sp, k, heavierPair)
-			}
-			slices.SortFunc(sp[:k], heavierPair)
-			s.Top = make([]ServiceRemote, k)
-			for x := range k {
-				p := &sp[x]
+			slices.SortFunc(a.heap, func(x, y pair) int { return heavierPair(&x, &y) })
+			s.Top = make([]ServiceRemote, len(a.heap))
+			for x := range a.heap {
+				p := &a.heap[x]
 				s.Top[x] = ServiceRemote{Addr: netip.AddrFrom16(p.addr).Unmap(), Counts: p.Counts}
 				s.Other = subCounts(s.Other, p.Counts)
 			}
 		}
-		sorted[n] = s
+		services[n] = s
 	}
-	return sorted
+	return services
 }
 
 func subCounts(a, b Counts) Counts {

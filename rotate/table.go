@@ -89,6 +89,9 @@ func (t *table) get(addr *[16]byte) *row {
 				t.grow()
 				return t.get(addr)
 			}
+			if len(t.rows) == cap(t.rows) {
+				t.rows = grow2(t.rows)
+			}
 			t.rows = append(t.rows, row{addr: *addr})
 			t.index[i] = tag | uint64(len(t.rows))
 			return &t.rows[len(t.rows)-1]
@@ -129,4 +132,13 @@ func (t *table) take() []row {
 	rows := t.rows
 	t.rows = nil
 	return rows
+}
+
+// grow2 doubles a full slice's capacity. append grows large slices by about
+// a quarter, so a scan's window growing to a million rows was copied again
+// and again, in long copies the garbage collector has to wait for.
+func grow2[T any](s []T) []T {
+	n := make([]T, len(s), max(2*cap(s), 1024))
+	copy(n, s)
+	return n
 }

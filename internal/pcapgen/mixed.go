@@ -2,6 +2,7 @@ package pcapgen
 
 import (
 	"encoding/binary"
+	"hash/fnv"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -234,9 +235,26 @@ func (m *mixer) next(i int) Packet {
 }
 
 // fill chooses protocol, ports, size and the decoding hazards for an IP packet.
+//
+// 49 packets in 50 of a remote use that remote's own protocol and service
+// (a hash of its address), the 50th a random one: real peers mostly speak
+// one service with a host (a proxy's upstream on 443, a client on 22), and
+// per-service tallies should be measured on that, not on every remote
+// using every service.
 func (m *mixer) fill(p *Packet) {
 	v6 := p.Src.Is6()
-	switch r := m.rng.IntN(100); {
+	remote := p.Src
+	if p.Outgoing {
+		remote = p.Dst
+	}
+	h := fnv.New32a()
+	h.Write(remote.AsSlice())
+	own := h.Sum32()
+	pick := func(n int) int { return int(own % uint32(n)) }
+	if m.rng.IntN(50) == 0 {
+		pick = m.rng.IntN
+	}
+	switch r := pick(100); {
 	case r < 45:
 		p.Proto = 6
 	case r < 85:
@@ -246,8 +264,9 @@ func (m *mixer) fill(p *Packet) {
 	default:
 		p.Proto = 1
 	}
+	own /= 100 // the service comes from other digits than the protocol
 	if p.Proto != 1 && p.Proto != 58 {
-		service := [...]uint16{443, 80, 53, 22, 123, 3478, 8443}[m.rng.IntN(7)]
+		service := [...]uint16{443, 80, 53, 22, 123, 3478, 8443}[pick(7)]
 		eph := uint16(32768 + m.rng.IntN(28232))
 		if p.Outgoing {
 			p.SrcPort, p.DstPort = eph, service
