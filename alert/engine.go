@@ -660,8 +660,35 @@ func sameRule(a, b *Rule) bool {
 func aggregate(r *Rule, w *storage.Window) map[string]*keyAgg {
 	out := map[string]*keyAgg{}
 	filtered := len(r.Remotes)+len(r.Countries)+len(r.ASNs) > 0
-	for i := range w.Remotes {
-		rm := &w.Remotes[i]
+	remotes := w.Remotes
+	if len(r.Services) > 0 {
+		// A service scope: the whole host's share is the services' exact
+		// totals; per remote (or prefix), only the remotes each service
+		// kept rows for (its heaviest, --service-top per window) are seen.
+		remotes = nil
+		for i := range w.Services {
+			sv := &w.Services[i]
+			if !slices.ContainsFunc(r.Services, func(m ServiceMatch) bool { return m.matches(sv.Key) }) {
+				continue
+			}
+			if r.Per == PerHost && !filtered {
+				a := out["host"]
+				if a == nil {
+					a = &keyAgg{}
+					out["host"] = a
+				}
+				a.counts.Add(sv.Counts)
+				continue
+			}
+			remotes = append(remotes, sv.Top...)
+		}
+		if r.Per == PerHost && !filtered {
+			return out
+		}
+		filtered = true // folded remotes are not the service's
+	}
+	for i := range remotes {
+		rm := &remotes[i]
 		if filtered && !r.matches(rm) {
 			continue
 		}

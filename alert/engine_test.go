@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"encoding/json"
+	"github.com/dstwatch/dstwatch/capture"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -595,4 +596,44 @@ func TestReadOnlyList(t *testing.T) {
 		t.Fatalf("%v %d", err, len(l))
 	}
 	_ = io.Discard
+}
+
+// A service scope: per host it is the service's exact total; per remote it
+// sees the remotes the service kept rows for.
+func TestServiceScope(t *testing.T) {
+	rg := newRig(t, `
+rules:
+  - name: web-out
+    scope: {service: 443/tcp/out}
+    metric: tx_bytes
+    threshold: 1Mi
+    period: 20s
+    expire: 1h
+    actions: [{log: true}]
+  - name: ssh-in-per-remote
+    scope: {service: [22/tcp/in]}
+    per: remote
+    metric: rx_bytes
+    threshold: 100Ki
+    period: 20s
+    expire: 1h
+    actions: [{log: true}]
+`)
+	https := capture.MakeService(capture.ProtoTCP, capture.SideOut, 443)
+	ssh := capture.MakeService(capture.ProtoTCP, capture.SideIn, 22)
+	dns := capture.MakeService(capture.ProtoUDP, capture.SideOut, 53)
+	w := win(0, remote{addr: "203.0.113.1", txBytes: 3 << 20}, remote{addr: "203.0.113.2", rxBytes: 200 << 10})
+	w.Services = []storage.Service{
+		{Key: https, Counts: rotate.Counts{TxBytes: 2 << 20}, Other: rotate.Counts{TxBytes: 2 << 20}},
+		{Key: dns, Counts: rotate.Counts{TxBytes: 1 << 20}, Top: []storage.Remote{{Addr: netip.MustParseAddr("203.0.113.1"), Counts: rotate.Counts{TxBytes: 1 << 20}}}},
+		{Key: ssh, Counts: rotate.Counts{RxBytes: 200 << 10}, Top: []storage.Remote{{Addr: netip.MustParseAddr("203.0.113.2"), Counts: rotate.Counts{RxBytes: 200 << 10}}}},
+	}
+	rg.eval(w)
+	got := map[string]float64{}
+	for _, in := range rg.list() {
+		got[in.Rule+" "+in.Key] = in.Value
+	}
+	if len(got) != 2 || got["web-out host"] != 2<<20 || got["ssh-in-per-remote 203.0.113.2"] != 200<<10 {
+		t.Fatalf("incidents %v: want web-out on the host at 2 MiB (not the 3 MiB of all traffic) and ssh for 203.0.113.2", got)
+	}
 }

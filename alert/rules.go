@@ -3,6 +3,7 @@ package alert
 import (
 	"errors"
 	"fmt"
+	"github.com/dstwatch/dstwatch/capture"
 	"net/netip"
 	"net/url"
 	"os"
@@ -69,6 +70,7 @@ type Rule struct {
 	Remotes   []netip.Prefix
 	Countries []string
 	ASNs      []uint32
+	Services  []ServiceMatch // empty: all traffic
 	Per       Per
 	PrefixV4  int
 	PrefixV6  int
@@ -454,8 +456,18 @@ func (r *Rule) parseScope(n *yaml.Node, where string) error {
 	if err != nil {
 		return err
 	}
-	if s, ok := f["service"]; ok {
-		return errAt(s, join(where, "service"), "not supported yet: a service scope needs per-port counts, which dstwatch does not keep yet")
+	if v, ok := f["service"]; ok {
+		list, err := stringList(v, join(where, "service"))
+		if err != nil {
+			return err
+		}
+		for _, s := range list {
+			m, ok := parseServiceMatch(s)
+			if !ok {
+				return errAt(v, join(where, "service"), "%q: want PORT/PROTO or PORT/PROTO/SIDE, e.g. 443/tcp/out, 8080/tcp/in, 0/icmp", s)
+			}
+			r.Services = append(r.Services, m)
+		}
 	}
 	if v, ok := f["remote"]; ok {
 		list, err := stringList(v, join(where, "remote"))
@@ -603,4 +615,39 @@ func unwrapExec(err error) error {
 		err = pe.Err
 	}
 	return err
+}
+
+// ServiceMatch selects a service: port and protocol, and a side unless it
+// is SideNone (either side).
+type ServiceMatch struct {
+	Port  uint16
+	Proto capture.Proto
+	Side  capture.Side
+}
+
+func (m ServiceMatch) matches(k capture.Service) bool {
+	return k.Port() == m.Port && k.Proto() == m.Proto && (m.Side == capture.SideNone || k.Side() == m.Side)
+}
+
+// parseServiceMatch reads PORT/PROTO[/SIDE].
+func parseServiceMatch(s string) (ServiceMatch, bool) {
+	f := strings.Split(strings.ToLower(s), "/")
+	if len(f) < 2 || len(f) > 3 {
+		return ServiceMatch{}, false
+	}
+	port, err := strconv.ParseUint(f[0], 10, 16)
+	if err != nil {
+		return ServiceMatch{}, false
+	}
+	proto, err := capture.ParseProto(f[1])
+	if err != nil {
+		return ServiceMatch{}, false
+	}
+	m := ServiceMatch{Port: uint16(port), Proto: proto}
+	if len(f) == 3 {
+		if m.Side, err = query.ParseSide(f[2]); err != nil || m.Side == capture.SideNone {
+			return ServiceMatch{}, false
+		}
+	}
+	return m, true
 }
