@@ -169,21 +169,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if empty && o.format == "table" {
-		first, lastW, n, err := st.bounds(ctx)
-		if err != nil {
-			return err
-		}
-		if o.rng.Last > 0 {
-			fmt.Fprint(stdout, "no stored window")
-		} else {
-			fmt.Fprintf(stdout, "no stored window from %s to %s", fmtTime(o.rng.From, o.loc), fmtTime(o.rng.To, o.loc))
-		}
-		if n > 0 {
-			fmt.Fprintf(stdout, "; the database holds %d windows, the first starting %s, the last %s\n", n, fmtTime(first, o.loc), fmtTime(lastW, o.loc))
-		} else {
-			fmt.Fprintln(stdout, "; the database holds no windows yet")
-		}
-		return nil
+		return noWindow(ctx, stdout, st, o)
 	}
 	if o.by == query.ByWindow {
 		return writeQuery(stdout, ws, o)
