@@ -180,35 +180,9 @@ type ServiceQuestion struct {
 // into one row with the zero Key and Remotes -1 (TopServices).
 func AnswerServices(src Reader, from, to time.Time, last int, q ServiceQuestion, check func() error) ([]ServiceRow, Summary, error) {
 	a := NewServiceAggregator(q.Filter)
-	add := func(w *storage.Window) error {
-		if check != nil {
-			if err := check(); err != nil {
-				return err
-			}
-		}
-		a.Add(w)
-		return nil
-	}
-	res := storage.Raw
-	var err error
-	if last > 0 {
-		err = src.Last(last, add)
-	} else {
-		res, err = src.SpanWith(from, to, storage.SpanOptions{}, add)
-	}
+	sum, err := read(src, from, to, last, storage.SpanOptions{}, check, a.Add, a.Summary)
 	if err != nil {
 		return nil, Summary{}, err
-	}
-	sum := a.Summary()
-	sum.Resolution = res
-	if res != storage.Raw {
-		first, _, n, err := src.Bounds()
-		if err != nil {
-			return nil, Summary{}, err
-		}
-		if n > 0 {
-			sum.RawFrom = first
-		}
 	}
 	return TopServices(a.Rows(q.Sort), q.Top), sum, nil
 }

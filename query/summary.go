@@ -97,34 +97,48 @@ func Answer(src Reader, from, to time.Time, last int, q Question, check func() e
 	if err != nil {
 		return nil, Summary{}, err
 	}
-	add := func(w *storage.Window) error {
+	sum, err := read(src, from, to, last, storage.SpanOptions{Reuse: true}, check,
+		func(w *storage.Window) { a.Add(q.Filter.Apply(w)) }, a.Summary)
+	if err != nil {
+		return nil, Summary{}, err
+	}
+	return Top(a.Rows(q.Sort), q.Top), sum, nil
+}
+
+// read feeds the range [from, to) of src, or its last N windows, to add
+// (calling check before each unit) and returns summary() completed with the
+// resolution the range was answered at.
+func read(src Reader, from, to time.Time, last int, opt storage.SpanOptions, check func() error,
+	add func(*storage.Window), summary func() Summary) (Summary, error) {
+	feed := func(w *storage.Window) error {
 		if check != nil {
 			if err := check(); err != nil {
 				return err
 			}
 		}
-		a.Add(q.Filter.Apply(w))
+		add(w)
 		return nil
 	}
 	res := storage.Raw
+	var err error
 	if last > 0 {
-		err = src.Last(last, add)
+		err = src.Last(last, feed)
 	} else {
-		res, err = src.SpanWith(from, to, storage.SpanOptions{Reuse: true}, add)
+		res, err = src.SpanWith(from, to, opt, feed)
 	}
 	if err != nil {
-		return nil, Summary{}, err
+		return Summary{}, err
 	}
-	sum := a.Summary()
+	sum := summary()
 	sum.Resolution = res
 	if res != storage.Raw {
 		first, _, n, err := src.Bounds()
 		if err != nil {
-			return nil, Summary{}, err
+			return Summary{}, err
 		}
 		if n > 0 {
 			sum.RawFrom = first
 		}
 	}
-	return Top(a.Rows(q.Sort), q.Top), sum, nil
+	return sum, nil
 }
