@@ -83,6 +83,28 @@ type WindowJSON struct {
 	Remotes []RemoteJSON `json:"remotes"`
 	Other   CountsJSON   `json:"other"`
 	Stats   StatsJSON    `json:"stats"`
+	// Services is absent for a window without any (stored before format 3).
+	Services []WindowServiceJSON `json:"services,omitempty"`
+}
+
+// WindowServiceJSON is one service of a window: its --by service row, its
+// heaviest remotes (Top, heaviest first) and the rest of its traffic.
+type WindowServiceJSON struct {
+	ServiceJSON
+	Top   []RemoteJSON `json:"top"`
+	Other CountsJSON   `json:"other"`
+}
+
+func toRemoteJSON(r *storage.Remote) RemoteJSON {
+	return RemoteJSON{r.Addr.String(), r.Country, r.ASN, r.ASOrg, ToCounts(r.Counts)}
+}
+
+func (j *RemoteJSON) remote() (storage.Remote, error) {
+	a, err := netip.ParseAddr(j.Addr)
+	if err != nil {
+		return storage.Remote{}, fmt.Errorf("remote %q: %w", j.Addr, err)
+	}
+	return storage.Remote{Addr: a, Country: j.Country, ASN: j.ASN, ASOrg: j.ASOrg, Counts: j.CountsJSON.counts()}, nil
 }
 
 // ToWindowJSON converts w, all of its remotes, to its JSON shape.
@@ -98,8 +120,23 @@ func ToWindowJSON(w *storage.Window) WindowJSON {
 	if !w.GeoBuild.IsZero() {
 		out.Stats.GeoBuild = w.GeoBuild.UTC().Format(time.RFC3339)
 	}
-	for _, r := range w.Remotes {
-		out.Remotes = append(out.Remotes, RemoteJSON{r.Addr.String(), r.Country, r.ASN, r.ASOrg, ToCounts(r.Counts)})
+	for i := range w.Remotes {
+		out.Remotes = append(out.Remotes, toRemoteJSON(&w.Remotes[i]))
+	}
+	if len(w.Services) > 0 {
+		out.Services = make([]WindowServiceJSON, 0, len(w.Services))
+	}
+	for i := range w.Services {
+		s := &w.Services[i]
+		js := WindowServiceJSON{
+			ServiceJSON: ToServiceJSON(ServiceRow{Key: s.Key, Remotes: s.Remotes, Counts: s.Counts}),
+			Top:         make([]RemoteJSON, 0, len(s.Top)),
+			Other:       ToCounts(s.Other),
+		}
+		for k := range s.Top {
+			js.Top = append(js.Top, toRemoteJSON(&s.Top[k]))
+		}
+		out.Services = append(out.Services, js)
 	}
 	return out
 }
@@ -130,12 +167,37 @@ func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
 		}
 		w.GeoBuild = w.GeoBuild.UTC()
 	}
-	for _, r := range j.Remotes {
-		a, err := netip.ParseAddr(r.Addr)
+	for i := range j.Remotes {
+		r, err := j.Remotes[i].remote()
 		if err != nil {
-			return nil, fmt.Errorf("window %s: remote %q: %w", j.Start, r.Addr, err)
+			return nil, fmt.Errorf("window %s: %w", j.Start, err)
 		}
-		w.Remotes = append(w.Remotes, storage.Remote{Addr: a, Country: r.Country, ASN: r.ASN, ASOrg: r.ASOrg, Counts: r.CountsJSON.counts()})
+		w.Remotes = append(w.Remotes, r)
+	}
+	if len(j.Services) > 0 {
+		w.Services = make([]storage.Service, 0, len(j.Services))
+	}
+	for i := range j.Services {
+		js := &j.Services[i]
+		row, err := FromServiceJSON(js.ServiceJSON)
+		if err != nil {
+			return nil, fmt.Errorf("window %s: service %q: %w", j.Start, js.Service, err)
+		}
+		if js.Remotes < 0 {
+			return nil, fmt.Errorf("window %s: service %q: %d remotes", j.Start, js.Service, js.Remotes)
+		}
+		s := storage.Service{Key: row.Key, Remotes: row.Remotes, Counts: row.Counts, Other: js.Other.counts()}
+		if len(js.Top) > 0 {
+			s.Top = make([]storage.Remote, 0, len(js.Top))
+		}
+		for k := range js.Top {
+			r, err := js.Top[k].remote()
+			if err != nil {
+				return nil, fmt.Errorf("window %s: service %q: %w", j.Start, js.Service, err)
+			}
+			s.Top = append(s.Top, r)
+		}
+		w.Services = append(w.Services, s)
 	}
 	return w, nil
 }
