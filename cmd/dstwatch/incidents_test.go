@@ -189,7 +189,7 @@ func TestRunRejectsBadRules(t *testing.T) {
 	}
 	os.WriteFile(rules, []byte("rules:\n  - name: x\n    scope: {service: 443}\n"), 0o644)
 	code, _, stderr = runCmd(t, "run", "--read", "/dev/null", "--local", "198.51.100.1", "--db", db, "--rules", rules)
-	if code != 1 || !strings.Contains(stderr, "scope.service: not supported yet") {
+	if code != 1 || !strings.Contains(stderr, `scope.service: "443": want PORT/PROTO`) {
 		t.Errorf("exit %d: %s", code, stderr)
 	}
 }
