@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,23 +17,26 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/dstwatch/dstwatch/api"
+	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/report"
+	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
 )
 
 const topHelp = `Usage: dstwatch top [flags]
 
 A live view of where traffic goes: the last --windows stored windows added
-up per remote or country, each with its bytes each way over them (what
-'dstwatch query --last N' says), its rates in the newest window, a sparkline
-of its bytes per window and its country. New windows arrive from the
-daemon's stream as they are stored.
+up per remote, country or service, each with its bytes each way over them
+(what 'dstwatch query --last N [--by country|service]' says), its rates in
+the newest window, a sparkline of its bytes per window and its country (for
+countries and services: its number of remotes). A service is PORT/PROTO and
+its side, as in "443/tcp out". New windows arrive from the daemon's stream
+as they are stored.
 
-Keys: r remotes, c countries (g cycles), s sort by bytes or packets,
-d direction both, tx or rx, q quits. Per-service rows are not in the
-window stream; 'dstwatch query --by service' has them.
+Keys: r remotes, c countries, v services (g cycles through them), s sort by
+bytes or packets, d direction both, tx or rx, q quits.
 
 When stdout is not a terminal, top prints plain lines instead (exact byte
 counts): the view now and after every new window, or once with --once.
@@ -39,6 +44,7 @@ counts): the view now and after every new window, or once with --once.
 Examples:
   dstwatch top
   dstwatch top --by country --windows 90
+  dstwatch top --by service
   dstwatch top --once > now.txt
 `
 
@@ -75,7 +81,13 @@ type topLine struct {
 	spark    string
 }
 
+// topBys are the groupings g cycles through.
+var topBys = []query.By{query.ByRemote, query.ByCountry, query.ByService}
+
 func (v *topView) lines() ([]topLine, query.Summary) {
+	if v.by == query.ByService {
+		return v.serviceLines()
+	}
 	f := query.Filter{Direction: v.dir}
 	rows, err := query.Aggregate(v.windows, v.by, f, v.sort)
 	if err != nil {
@@ -130,6 +142,102 @@ func (v *topView) lines() ([]topLine, query.Summary) {
 	return out, sum
 }
 
+// serviceLines are lines() by service: query --by service's rows over the
+// windows held.
+func (v *topView) serviceLines() ([]topLine, query.Summary) {
+	f := query.ServiceFilter{Filter: query.Filter{Direction: v.dir}}
+	a := query.NewServiceAggregator(f)
+	series := map[capture.Service][]uint64{}
+	for i, w := range v.windows {
+		a.Add(w)
+		for j := range w.Services {
+			s := &w.Services[j]
+			c := topDirection(v.dir, s.Counts)
+			if c.IsZero() {
+				continue
+			}
+			k := series[s.Key]
+			if k == nil {
+				k = make([]uint64, len(v.windows))
+				series[s.Key] = k
+			}
+			k[i] += v.weight(c.Bytes(), c.Packets())
+		}
+	}
+	rows := query.TopServices(a.Rows(v.sort), v.rows)
+	var newest *storage.Window
+	if len(v.windows) > 0 {
+		newest = v.windows[len(v.windows)-1]
+	}
+	out := make([]topLine, 0, len(rows))
+	for _, r := range rows {
+		name := report.ServiceName(r)
+		l := topLine{Row: query.Row{Key: name, Remotes: r.Remotes, Counts: r.Counts}, name: name, rateTx: "-", rateRx: "-"}
+		if r.Remotes == query.OtherService {
+			l.Remotes = 0
+			out = append(out, l)
+			continue
+		}
+		l.cc = strconv.Itoa(r.Remotes)
+		l.spark = report.Sparkline(series[r.Key])
+		if newest != nil {
+			var c rotate.Counts
+			for j := range newest.Services {
+				if newest.Services[j].Key == r.Key {
+					c.Add(topDirection(v.dir, newest.Services[j].Counts))
+				}
+			}
+			l.rateTx, l.rateRx = report.Rate(c.TxBytes, newest.Length), report.Rate(c.RxBytes, newest.Length)
+		}
+		out = append(out, l)
+	}
+	return out, a.Summary()
+}
+
+// topDirection is c as direction d counts it (query.Filter's rule).
+func topDirection(d query.Direction, c rotate.Counts) rotate.Counts {
+	switch d {
+	case query.Tx:
+		c.RxPackets, c.RxBytes = 0, 0
+	case query.Rx:
+		c.TxPackets, c.TxBytes = 0, 0
+	}
+	return c
+}
+
+// noServices says why a view by service is empty when no window held has
+// per-service tallies; "" otherwise.
+func (v *topView) noServices() string {
+	if v.by != query.ByService || len(v.windows) == 0 {
+		return ""
+	}
+	for _, w := range v.windows {
+		if len(w.Services) > 0 {
+			return ""
+		}
+	}
+	return "no per-service tallies in these windows (stored before format 3, or sent by an older daemon)"
+}
+
+// second is the column after the name: the country code by remote, the
+// number of remotes otherwise.
+func (v *topView) second(l *topLine) string {
+	if v.by == query.ByCountry {
+		return fmt.Sprint(l.Remotes)
+	}
+	return l.cc
+}
+
+func (v *topView) columns() (string, string) {
+	switch v.by {
+	case query.ByCountry:
+		return "COUNTRY", "REMOTES"
+	case query.ByService:
+		return "SERVICE", "REMOTES"
+	}
+	return "REMOTE", "CC"
+}
+
 func (v *topView) weight(bytes, packets uint64) uint64 {
 	if v.sort == query.SortPackets {
 		return packets
@@ -150,23 +258,20 @@ func (v *topView) plain(w io.Writer) error {
 	lines, sum := v.lines()
 	fmt.Fprintln(w, v.header(sum))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	first := "REMOTE\tCC"
-	if v.by == query.ByCountry {
-		first = "COUNTRY\tREMOTES"
-	}
-	fmt.Fprintf(tw, "%s\tTX BYTES\tRX BYTES\tTX PKTS\tRX PKTS\tTX RATE\tRX RATE\n", first)
-	for _, l := range lines {
-		second := l.cc
-		if v.by == query.ByCountry {
-			second = fmt.Sprint(l.Remotes)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", l.name, second, l.TxBytes, l.RxBytes, l.TxPackets, l.RxPackets, l.rateTx, l.rateRx)
+	name, second := v.columns()
+	fmt.Fprintf(tw, "%s\t%s\tTX BYTES\tRX BYTES\tTX PKTS\tRX PKTS\tTX RATE\tRX RATE\n", name, second)
+	for i := range lines {
+		l := &lines[i]
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", l.name, v.second(l), l.TxBytes, l.RxBytes, l.TxPackets, l.RxPackets, l.rateTx, l.rateRx)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, "services: not in the window stream; see dstwatch query --by service")
-	return err
+	if note := v.noServices(); note != "" {
+		_, err := fmt.Fprintln(w, note)
+		return err
+	}
+	return nil
 }
 
 var (
@@ -196,12 +301,10 @@ func (v *topView) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			v.by = query.ByRemote
 		case "c":
 			v.by = query.ByCountry
+		case "v":
+			v.by = query.ByService
 		case "g":
-			if v.by == query.ByRemote {
-				v.by = query.ByCountry
-			} else {
-				v.by = query.ByRemote
-			}
+			v.by = topBys[(slices.Index(topBys, v.by)+1)%len(topBys)]
 		case "s":
 			if v.sort == query.SortBytes {
 				v.sort = query.SortPackets
@@ -232,23 +335,21 @@ func (v *topView) View() string {
 	if v.err != "" {
 		state = v.err
 	}
-	b.WriteString(topDim.Render(fmt.Sprintf("[%s]  keys: r remotes  c countries  s sort  d direction  q quit   services: not in the window stream", state)) + "\n")
+	b.WriteString(topDim.Render(fmt.Sprintf("[%s]  keys: r remotes  c countries  v services  g next  s sort  d direction  q quit", state)) + "\n")
 	sparkW := min(v.n, max(len(v.windows), 1))
-	name, second := "REMOTE", "CC"
-	if v.by == query.ByCountry {
-		name, second = "COUNTRY", "REMOTES"
-	}
+	name, second := v.columns()
 	head := fmt.Sprintf("%-40s %-7s %10s %10s %12s %12s  %-*s", name, second, "TX", "RX", "TX/s", "RX/s", sparkW, "RECENT")
 	b.WriteString(topHead.Render(head) + "\n")
 	limit := len(lines)
 	if v.height > 4 && limit > v.height-4 {
 		limit = v.height - 4
 	}
-	for _, l := range lines[:limit] {
-		second := l.cc
-		if v.by == query.ByCountry {
-			second = fmt.Sprint(l.Remotes)
-		}
+	if note := v.noServices(); note != "" {
+		b.WriteString(topDim.Render(note) + "\n")
+	}
+	for i := range lines[:limit] {
+		l := &lines[i]
+		second := v.second(l)
 		n := l.name
 		if len(n) > 40 {
 			n = n[:39] + "…"
@@ -276,7 +377,7 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	db := fs.String("db", defaultDB(), "bbolt database `file`")
 	socket := fs.String("socket", "", "the daemon's API socket `path` (default: dstwatch.sock beside --db)")
 	n := fs.Int("windows", 30, "add up the newest `N` windows")
-	by := fs.String("by", "remote", "group by remote or country (keys switch)")
+	by := fs.String("by", "remote", "group by remote, country or service (keys switch)")
 	rows := fs.Int("top", 20, "show the `N` heaviest rows and sum the rest as 'other'")
 	utc := fs.Bool("utc", false, "show times in UTC")
 	once := fs.Bool("once", false, "print the view once as plain lines and exit")
@@ -288,10 +389,10 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		v.loc = time.UTC
 	}
 	switch *by {
-	case "remote", "country":
+	case "remote", "country", "service":
 		v.by = query.By(*by)
 	default:
-		return fmt.Errorf("%w: --by %q: want remote or country", errUsage, *by)
+		return fmt.Errorf("%w: --by %q: want remote, country or service", errUsage, *by)
 	}
 	if *n < 1 || *n > 10000 || *rows < 1 {
 		return fmt.Errorf("%w: --windows wants 1 to 10000, --top at least 1", errUsage)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"cmp"
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +26,7 @@ import (
 	"golang.org/x/image/math/fixed"
 
 	"github.com/dstwatch/dstwatch/api"
+	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/report"
@@ -30,10 +34,76 @@ import (
 	"github.com/dstwatch/dstwatch/storage"
 )
 
+// topServices are the services serviceWindows spreads remotes over.
+var topServices = []capture.Service{
+	capture.MakeService(capture.ProtoTCP, capture.SideOut, 443),
+	capture.MakeService(capture.ProtoUDP, capture.SideOut, 53),
+	capture.MakeService(capture.ProtoTCP, capture.SideIn, 22),
+	capture.MakeService(capture.ProtoICMP, capture.SideNone, 0),
+	capture.MakeService(capture.ProtoTCP, capture.SideIn, 8443),
+}
+
+// serviceWindows are historyWindows with per-service tallies: each remote
+// of a window uses one service, the folded rest is 443/tcp out's other.
+func serviceWindows() []*storage.Window {
+	ws := historyWindows()
+	for i, w := range ws {
+		at := map[capture.Service]int{}
+		for j, r := range w.Remotes {
+			k := topServices[(i+j)%len(topServices)]
+			n, ok := at[k]
+			if !ok {
+				n = len(w.Services)
+				at[k] = n
+				w.Services = append(w.Services, storage.Service{Key: k})
+			}
+			s := &w.Services[n]
+			s.Counts.Add(r.Counts)
+			s.Remotes++
+			s.Top = append(s.Top, r)
+		}
+		if !w.Other.IsZero() {
+			k := topServices[0]
+			if _, ok := at[k]; !ok {
+				at[k] = len(w.Services)
+				w.Services = append(w.Services, storage.Service{Key: k})
+			}
+			s := &w.Services[at[k]]
+			s.Counts.Add(w.Other)
+			s.Other.Add(w.Other)
+			s.Remotes += int(w.Stats.Folded)
+		}
+		slices.SortFunc(w.Services, func(a, b storage.Service) int {
+			return cmp.Or(cmp.Compare(b.Bytes(), a.Bytes()), cmp.Compare(a.Key, b.Key))
+		})
+		for k := range w.Services {
+			slices.SortStableFunc(w.Services[k].Top, func(a, b storage.Remote) int {
+				return cmp.Or(cmp.Compare(b.Bytes(), a.Bytes()), a.Addr.Compare(b.Addr))
+			})
+		}
+	}
+	return ws
+}
+
+// serviceDB is historyDB with serviceWindows.
+func serviceDB(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "services.db")
+	d, err := storage.Open(path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.Put(serviceWindows()); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // Without a terminal, top prints plain lines: query --last N's rows, with
 // the newest window's rates.
 func TestTopPlain(t *testing.T) {
-	db := historyDB(t)
+	db := serviceDB(t)
 	code, out, stderr := runCmd(t, "top", "--db", db, "--once", "--utc", "--windows", "30", "--top", "5")
 	if code != 0 {
 		t.Fatal(stderr)
@@ -65,10 +135,80 @@ func TestTopPlain(t *testing.T) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Key, cc, r.TxBytes, r.RxBytes, r.TxPackets, r.RxPackets, rtx, rrx)
 	}
 	tw.Flush()
-	want.WriteString("services: not in the window stream; see dstwatch query --by service\n")
 	if out != want.String() {
 		t.Errorf("top --once:\n%s\nwant:\n%s", out, want.String())
 	}
+}
+
+// By service, the plain lines are query --by service --last N's rows, each
+// named with its side, with the newest window's rates.
+func TestTopPlainServices(t *testing.T) {
+	db := serviceDB(t)
+	code, out, stderr := runCmd(t, "top", "--db", db, "--once", "--utc", "--windows", "30", "--top", "3", "--by", "service")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	_, js, _ := runCmd(t, "query", "--db", db, "--last", "30", "--top", "3", "--by", "service", "--format", "json")
+	rows := serviceRowsJSON(t, js)
+	if len(rows) != 4 || rows[3].Remotes != query.OtherService {
+		t.Fatalf("query --by service --top 3: %+v", rows)
+	}
+	sw := serviceWindows()
+	newest := sw[len(sw)-1]
+	var want strings.Builder
+	want.WriteString("dstwatch top: 30 windows from 2026-03-03 16:30:00 UTC to 2026-03-04 00:00:00 UTC, by service, sort bytes, direction both\n")
+	tw := tabwriter.NewWriter(&want, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tREMOTES\tTX BYTES\tRX BYTES\tTX PKTS\tRX PKTS\tTX RATE\tRX RATE")
+	for _, r := range rows {
+		remotes, rtx, rrx := strconv.Itoa(r.Remotes), "-", "-"
+		if r.Remotes == query.OtherService {
+			remotes = ""
+		} else {
+			var c rotate.Counts
+			for _, s := range newest.Services {
+				if s.Key == r.Key {
+					c.Add(s.Counts)
+				}
+			}
+			rtx, rrx = report.Rate(c.TxBytes, newest.Length), report.Rate(c.RxBytes, newest.Length)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", report.ServiceName(r), remotes, r.TxBytes, r.RxBytes, r.TxPackets, r.RxPackets, rtx, rrx)
+	}
+	tw.Flush()
+	if out != want.String() {
+		t.Errorf("top --once --by service:\n%s\nwant:\n%s", out, want.String())
+	}
+
+	// Windows without services (stored before format 3) say so.
+	code, out, _ = runCmd(t, "top", "--db", historyDB(t), "--once", "--by", "service")
+	if code != 0 || !strings.Contains(out, "no per-service tallies in these windows") {
+		t.Errorf("top --by service over windows without services: exit %d\n%s", code, out)
+	}
+	if code, _, stderr := runCmd(t, "top", "--db", db, "--once", "--by", "port"); code != 2 || !strings.Contains(stderr, "remote, country or service") {
+		t.Errorf("--by port: exit %d: %s", code, stderr)
+	}
+}
+
+// serviceRowsJSON reads query --by service --format json.
+func serviceRowsJSON(t *testing.T, js string) []query.ServiceRow {
+	t.Helper()
+	var jr []query.ServiceJSON
+	if err := json.Unmarshal([]byte(js), &jr); err != nil {
+		t.Fatalf("%v: %s", err, js)
+	}
+	var rows []query.ServiceRow
+	for _, j := range jr {
+		if j.Service == query.OtherKey {
+			rows = append(rows, query.ServiceRow{Remotes: query.OtherService, Counts: j.Counts()})
+			continue
+		}
+		r, err := query.FromServiceJSON(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, r)
+	}
+	return rows
 }
 
 // tmux runs one tmux command on the test's own server.
@@ -82,17 +222,21 @@ func tmux(t *testing.T, sock string, args ...string) string {
 }
 
 // top in a real terminal (tmux): it shows query's numbers, switches to
-// countries on a key, takes a new window from the daemon's stream, redraws
-// on resize and quits on q.
+// countries and services on a key, takes a new window from the daemon's
+// stream, redraws on resize and quits on q.
 func TestTopInTmux(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("needs tmux (apt-get install tmux; scripts/test installs it as root)")
 	}
-	db := historyDB(t)
+	db := serviceDB(t)
 	_, js, _ := runCmd(t, "query", "--db", db, "--last", "30", "--top", "20", "--format", "json")
 	rows, _ := query.RowsFromJSON([]byte(js), query.ByRemote)
 	_, cjs, _ := runCmd(t, "query", "--db", db, "--last", "30", "--top", "20", "--by", "country", "--format", "json")
 	crows, _ := query.RowsFromJSON([]byte(cjs), query.ByCountry)
+	_, sjs, _ := runCmd(t, "query", "--db", db, "--last", "30", "--top", "20", "--by", "service", "--format", "json")
+	srows := serviceRowsJSON(t, sjs)
+	windowArgs := []string{"query", "--db", db, "--last", "30", "--by", "window", "--format", "json"}
+	_, fileWindows, _ := runCmd(t, windowArgs...)
 
 	d, err := storage.Open(db, storage.Options{})
 	if err != nil {
@@ -106,15 +250,22 @@ func TestTopInTmux(t *testing.T) {
 	go srv.Serve(ln)
 	defer func() { srv.Shutdown(t.Context()); d.Close() }()
 
+	// The windows top reads from the API carry their services exactly:
+	// query --by window says the same through the daemon as from the file.
+	code, apiWindows, stderr := runCmd(t, windowArgs...)
+	if code != 0 || apiWindows != fileWindows || !strings.Contains(apiWindows, `"services": [`) {
+		t.Errorf("--by window through the API (exit %d, %s) differs from the file's or has no services:\n%.2000s\nfile:\n%.2000s", code, stderr, apiWindows, fileWindows)
+	}
+
 	sock := "dstwatch-test-" + strconv.Itoa(os.Getpid())
 	t.Cleanup(func() { exec.Command("tmux", "-L", sock, "kill-server").Run() })
 	tmux(t, sock, "new-session", "-d", "-s", "top", "-x", "150", "-y", "40",
 		"TZ=UTC "+binary(t)+" top --db "+db+" --utc; echo top-exited-$?; sleep 30")
-	capture := func() string { return tmux(t, sock, "capture-pane", "-p", "-t", "top") }
+	capturePane := func() string { return tmux(t, sock, "capture-pane", "-p", "-t", "top") }
 	waitPane := func(what string, cond func(string) bool) string {
 		t.Helper()
 		var last string
-		if !waitFor(10*time.Second, func() bool { last = capture(); return cond(last) }) {
+		if !waitFor(10*time.Second, func() bool { last = capturePane(); return cond(last) }) {
 			t.Fatalf("%s; the pane shows:\n%s", what, last)
 		}
 		return last
@@ -148,15 +299,56 @@ func TestTopInTmux(t *testing.T) {
 	tmux(t, sock, "send-keys", "-t", "top", "r")
 	waitPane("r did not switch back", func(s string) bool { return strings.Contains(s, "by remote") })
 
-	// A window stored now arrives over the stream.
+	// v: query --by service's rows, named with their side, with the newest
+	// window's rates.
+	tmux(t, sock, "send-keys", "-t", "top", "v")
+	pane = waitPane("v did not switch to services", func(s string) bool { return strings.Contains(s, "by service") })
+	sw := serviceWindows()
+	newest := sw[len(sw)-1]
+	if len(srows) != len(topServices) {
+		t.Errorf("query --by service: %d rows, want %d", len(srows), len(topServices))
+	}
+	for _, r := range srows {
+		name := report.ServiceName(r)
+		var c rotate.Counts
+		for _, s := range newest.Services {
+			if s.Key == r.Key {
+				c.Add(s.Counts)
+			}
+		}
+		l := lineOf(pane, name)
+		for _, want := range []string{
+			" " + strconv.Itoa(r.Remotes) + " ", " " + units.Bytes(r.TxBytes) + " ", " " + units.Bytes(r.RxBytes) + " ",
+			" " + report.Rate(c.TxBytes, newest.Length) + " ", " " + report.Rate(c.RxBytes, newest.Length) + " ",
+		} {
+			if !strings.Contains(l, want) {
+				t.Errorf("service %s: query says %q, the pane: %q", name, want, l)
+			}
+		}
+		if !strings.ContainsAny(l, "▁▂▃▄▅▆▇█") {
+			t.Errorf("service %s: no sparkline: %q", name, l)
+		}
+	}
+	// g cycles remotes, countries, services.
+	for _, by := range []string{"remote", "country", "service"} {
+		tmux(t, sock, "send-keys", "-t", "top", "g")
+		waitPane("g did not switch to "+by, func(s string) bool { return strings.Contains(s, "by "+by+",") })
+	}
+
+	// A window stored now arrives over the stream, with its services.
 	hw := historyWindows()
-	w := &storage.Window{Start: hw[len(hw)-1].End(), Length: 15 * time.Minute, Remotes: []storage.Remote{
-		{Addr: netip.MustParseAddr("192.0.2.99"), Country: "US", Counts: rotate.Counts{TxPackets: 9, TxBytes: 99 << 20, RxPackets: 1, RxBytes: 1000}},
-	}}
+	far := storage.Remote{Addr: netip.MustParseAddr("192.0.2.99"), Country: "US", Counts: rotate.Counts{TxPackets: 9, TxBytes: 99 << 20, RxPackets: 1, RxBytes: 1000}}
+	w := &storage.Window{Start: hw[len(hw)-1].End(), Length: 15 * time.Minute, Remotes: []storage.Remote{far},
+		Services: []storage.Service{{Key: capture.MakeService(capture.ProtoTCP, capture.SideIn, 8080), Remotes: 1, Counts: far.Counts, Top: []storage.Remote{far}}}}
 	if err := d.Put([]*storage.Window{w}); err != nil {
 		t.Fatal(err)
 	}
 	srv.Publish(w)
+	pane = waitPane("the streamed window's service did not show", func(s string) bool { return strings.Contains(s, "8080/tcp in") })
+	if l := lineOf(pane, "8080/tcp in"); !strings.Contains(l, "99.0 MiB") || !strings.Contains(l, "112 KiB/s") {
+		t.Errorf("streamed service: %q", l)
+	}
+	tmux(t, sock, "send-keys", "-t", "top", "r")
 	pane = waitPane("the streamed window did not show", func(s string) bool { return strings.Contains(s, "192.0.2.99") })
 	if l := lineOf(pane, "192.0.2.99"); !strings.Contains(l, "99.0 MiB") || !strings.Contains(l, "112 KiB/s") {
 		t.Errorf("streamed remote: %q", l)
