@@ -292,7 +292,7 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 				// A second service: what the row holds so far was all its
 				// first service's; from here on the pair table keeps both.
 				r.mixed = true
-				t.pairs.get(&r.addr, r.svc).Counts = r.Counts
+				t.pairs.get(&r.addr, r.svc).Counts.Add(r.Counts) // Add: past the pair cap this is the service's shared fold row
 			}
 			if ev.Kind == capture.Egress {
 				r.TxPackets++

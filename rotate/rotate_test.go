@@ -323,3 +323,35 @@ func BenchmarkAddMany(b *testing.B) {
 		tl.add(evs[j:j+capture.BatchSize], clock{})
 	}
 }
+
+// Past the pair cap, remotes that switch services hand their first
+// service's counts to the service's shared fold row: added, never
+// overwritten, so the services still add up to every packet.
+func TestServicesPastThePairCapStayExact(t *testing.T) {
+	old := maxPairs
+	maxPairs = 4
+	defer func() { maxPairs = old }()
+	tl, rec := newTally(t, false)
+	var evs []capture.Event
+	svc := uint8(capture.ProtoTCP) | uint8(capture.SideOut)<<2
+	for i := range 10 {
+		addr := netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}).As16()
+		for _, port := range []uint16{443, 80} {
+			for range 3 {
+				evs = append(evs, capture.Event{TS: base.UnixNano(), Remote: addr, Len: 100, Kind: capture.Egress, Port: port, Svc: svc})
+			}
+		}
+	}
+	tl.add(evs, clock{})
+	tl.flush()
+	w := rec.got[0].Finish(0)
+	per := map[uint16]uint64{}
+	var sum Counts
+	for _, s := range w.Services {
+		sum.Add(s.Counts)
+		per[s.Key.Port()] += s.TxPackets
+	}
+	if sum != (Counts{TxPackets: 60, TxBytes: 6000}) || per[443] != 30 || per[80] != 30 {
+		t.Fatalf("services add up to %+v (443: %d, 80: %d); want 60 packets, 6000 bytes, 30 each", sum, per[443], per[80])
+	}
+}
