@@ -163,12 +163,17 @@ type window struct {
 	stats    Stats
 }
 
+// MaxFuture is how far ahead of the wall clock a packet timestamp may be
+// before it counts as malformed rather than cutting a window.
+const MaxFuture = 48 * time.Hour
+
 // Tally owns the open window. It is driven by one goroutine (Run), or by tests
 // calling add and tick with fixed times.
 type Tally struct {
-	cfg    Config
-	length int64 // ns
-	cur    *window
+	cfg       Config
+	length    int64 // ns
+	cur       *window
+	badStamps uint64 // frames with impossible timestamps, not yet counted in a window
 	// closedEnd is the end of the newest closed window: no window may start
 	// before it, so a window that was handed to the writer is never reopened,
 	// whatever the clock or the packet timestamps do.
@@ -255,8 +260,17 @@ func (t *Tally) close() {
 
 // add tallies one batch. c is only used to set a live window's deadline.
 func (t *Tally) add(evs []capture.Event, c clock) {
+	// A frame stamped before 1970 or days ahead of the wall clock has a
+	// broken timestamp (a damaged capture file, a clock set wrong). Cutting
+	// a window there would push every later window after it and, with
+	// retention counted from the newest window, prune the history.
+	future := time.Now().Add(MaxFuture).UnixNano()
 	for i := range evs {
 		ev := &evs[i]
+		if ev.Kind != capture.Drops && (ev.TS < 0 || ev.TS > future) {
+			t.badStamps++
+			continue
+		}
 		if ev.Kind == capture.Drops {
 			// A drop report is stamped by the wall clock, not by a packet, so it
 			// joins whatever window is open rather than cutting one.
@@ -275,6 +289,13 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 			t.open(ws, c)
 		}
 		w := t.cur
+		if t.badStamps > 0 {
+			// Counted where they can be: as malformed frames of the window
+			// that is open when the next good frame comes.
+			w.stats.Frames += t.badStamps
+			w.stats.Malformed += t.badStamps
+			t.badStamps = 0
+		}
 		if ws < w.start {
 			w.stats.Late++
 		}
@@ -341,6 +362,9 @@ func (t *Tally) tick(c clock) {
 // at the end of a capture file.
 func (t *Tally) flush() {
 	if t.cur != nil {
+		t.cur.stats.Frames += t.badStamps
+		t.cur.stats.Malformed += t.badStamps
+		t.badStamps = 0
 		t.close()
 	}
 }

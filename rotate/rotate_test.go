@@ -355,3 +355,24 @@ func TestServicesPastThePairCapStayExact(t *testing.T) {
 		t.Fatalf("services add up to %+v (443: %d, 80: %d); want 60 packets, 6000 bytes, 30 each", sum, per[443], per[80])
 	}
 }
+
+// Impossible timestamps (before 1970, days ahead of the clock) cut no
+// window; they are counted as malformed in the window that is open.
+func TestImpossibleTimestampsCutNoWindow(t *testing.T) {
+	tl, rec := newTally(t, false)
+	tl.add([]capture.Event{
+		{TS: -5, Kind: capture.Egress, Len: 100},
+		ev(0, capture.Egress, "203.0.113.5", 100),
+		{TS: time.Now().Add(MaxFuture + time.Hour).UnixNano(), Kind: capture.Ingress, Len: 100},
+		ev(time.Second, capture.Ingress, "203.0.113.5", 60),
+		{TS: 1 << 62, Kind: capture.Egress, Len: 100},
+	}, clock{})
+	tl.flush()
+	if len(rec.got) != 1 || !rec.got[0].Start.Equal(base) {
+		t.Fatalf("%d windows (first at %v), want the one at %v", len(rec.got), rec.got[0].Start, base)
+	}
+	w := rec.got[0].Finish(0)
+	if w.Stats.Frames != 5 || w.Stats.Malformed != 3 || w.Stats.Tallied != 2 || w.Stats.Late != 0 {
+		t.Fatalf("stats %+v, want 5 frames: 2 tallied, 3 malformed", w.Stats)
+	}
+}

@@ -450,6 +450,11 @@ func (a *App) prune(newest time.Time) {
 	if newest.IsZero() {
 		return
 	}
+	// Never count retention back from beyond the present: a window stamped
+	// in the future by a wrong clock must not prune the real history.
+	if limit := time.Now().Add(a.cfg.Window); newest.After(limit) {
+		newest = limit
+	}
 	p, err := a.db.PruneTiers(newest, a.cfg.Retention)
 	if err != nil {
 		a.log.Error("prune old history", "err", err)

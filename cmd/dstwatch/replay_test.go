@@ -514,7 +514,9 @@ func TestBadInputOneLineNonZero(t *testing.T) {
 // a query over the whole capture still adds up to every packet.
 func TestReplayRetentionPrunes(t *testing.T) {
 	dir := t.TempDir()
-	pkts := pcapgen.Mixed(13, 3000, 50, testLocal, testStart, 3*time.Hour, pcapgen.LinkEthernet)
+	// In the past: retention never counts back from beyond the present.
+	start := testStart.Add(-20 * 24 * time.Hour)
+	pkts := pcapgen.Mixed(13, 3000, 50, testLocal, start, 3*time.Hour, pcapgen.LinkEthernet)
 	file := filepath.Join(dir, "in.pcap")
 	if err := pcapgen.Write(file, pcapgen.PcapMicro, pcapgen.LinkEthernet, pkts); err != nil {
 		t.Fatal(err)
@@ -558,5 +560,51 @@ func TestReplayRetentionPrunes(t *testing.T) {
 	}
 	if sum != want {
 		t.Errorf("query over the pruned capture: %d bytes, want %d", sum, want)
+	}
+}
+
+// One record stamped in 2106 (a damaged file, a wrong clock) must neither
+// cut a window there nor let retention, counted from the newest window,
+// prune the stored history.
+func TestFutureTimestampPrunesNothing(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "w.db")
+	past := time.Now().Add(-12 * time.Hour).Truncate(time.Hour) // well within the default 2 days
+	good := pcapgen.Mixed(17, 500, 20, testLocal, past, 10*time.Minute, pcapgen.LinkEthernet)
+	goodFile := filepath.Join(dir, "good.pcap")
+	if err := pcapgen.Write(goodFile, pcapgen.PcapMicro, pcapgen.LinkEthernet, good); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCmd(t, "run", "--read", goodFile, "--local", "198.51.100.1,2001:db8::1", "--db", db, "--socket", "none"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	before := len(readAll(t, db))
+
+	bad := append(pcapgen.Mixed(18, 50, 5, testLocal, time.Now().Add(-time.Minute), time.Second, pcapgen.LinkEthernet), pcapgen.Packet{})
+	bad[len(bad)-1] = bad[0]
+	bad[len(bad)-1].TS = time.Date(2106, 2, 7, 0, 0, 0, 0, time.UTC)
+	badFile := filepath.Join(dir, "bad.pcap")
+	if err := pcapgen.Write(badFile, pcapgen.PcapMicro, pcapgen.LinkEthernet, bad); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCmd(t, "run", "--read", badFile, "--local", "198.51.100.1,2001:db8::1", "--db", db, "--socket", "none"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	ws := readAll(t, db)
+	var kept, malformed int
+	for _, w := range ws {
+		if w.Start.Year() > 2100 {
+			t.Fatalf("a window was cut at %v", w.Start)
+		}
+		if w.Start.Before(time.Now().Add(-6 * time.Hour)) {
+			kept++
+		}
+		malformed += int(w.Stats.Malformed)
+	}
+	if kept != before {
+		t.Errorf("%d of the %d stored windows left after replaying a file with a record stamped in 2106", kept, before)
+	}
+	if malformed == 0 {
+		t.Errorf("the impossible frame is not counted as malformed")
 	}
 }
