@@ -5,6 +5,7 @@
 package reclog
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -33,11 +34,35 @@ func Open(path string, mode os.FileMode) (*Log, error) {
 	if mode == 0 {
 		mode = 0o640
 	}
+	if err := CheckText(path); err != nil {
+		return nil, fmt.Errorf("record log: %w", err)
+	}
 	l := &Log{path: path, mode: mode}
 	if err := l.reopen(); err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+// CheckText refuses to let path be written as text when it already holds
+// binary data: a record log or a report never contains a NUL byte, while a
+// bbolt database or a capture file has them in its first bytes. A swapped
+// flag (--record-log naming the database) must not damage the file.
+func CheckText(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	n, _ := io.ReadFull(f, buf)
+	if bytes.IndexByte(buf[:n], 0) >= 0 {
+		return fmt.Errorf("%s holds binary data (a database or a capture?); refusing to write text into it", path)
+	}
+	return nil
 }
 
 func (l *Log) reopen() error {

@@ -470,6 +470,8 @@ func TestBadInputOneLineNonZero(t *testing.T) {
 		{"unreadable geoip", append(replay, "--geoip", badGeo), 1, "bad.mmdb"},
 		{"missing geoip", append(replay, "--geoip", filepath.Join(dir, "none.mmdb")), 1, "none.mmdb"},
 		{"query not our db", []string{"query", "--db", notOurs}, 1, "not a dstwatch database"},
+		{"record log is the capture", append(replay, "--record-log", pcap), 1, "refusing to write text into it"},
+		{"report over the capture", []string{"report", "--db", db, "-o", pcap}, 1, "refusing to write text into it"},
 		{"query bad time", []string{"query", "--db", db, "--from", "last tuesday"}, 2, `--from "last tuesday"`},
 		{"query bad by", []string{"query", "--db", db, "--by", "colour"}, 2, `--by "colour"`},
 		{"query bad direction", []string{"query", "--db", db, "--direction", "up"}, 2, `--direction "up"`},
@@ -487,7 +489,7 @@ func TestBadInputOneLineNonZero(t *testing.T) {
 		{"run socket group unknown", append(replay, "--socket-group", "no-such-group-here"), 1, "no such group"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := sum256(t, notOurs)
+			before, beforePcap := sum256(t, notOurs), sum256(t, pcap)
 			code, _, stderr := runCmd(t, tc.args...)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d; stderr: %s", code, tc.code, stderr)
@@ -501,7 +503,7 @@ func TestBadInputOneLineNonZero(t *testing.T) {
 			if strings.Contains(stderr, "goroutine") || strings.Contains(stderr, "panic") {
 				t.Errorf("panic trace:\n%s", stderr)
 			}
-			if sum256(t, notOurs) != before {
+			if sum256(t, notOurs) != before || sum256(t, pcap) != beforePcap {
 				t.Fatal("a file we were pointed at was changed")
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"flag"
 	"fmt"
+	"github.com/dstwatch/dstwatch/reclog"
 	"io"
 	"os"
 	"strings"
@@ -146,6 +147,9 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	if *out != "" {
+		if err := reclog.CheckText(*out); err != nil {
+			return fmt.Errorf("-o: %w", err)
+		}
 		return os.WriteFile(*out, body.Bytes(), 0o644)
 	}
 	_, err = stdout.Write(body.Bytes())
