@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"os"
 	"os/exec"
 	"runtime"
@@ -29,10 +30,10 @@ type vethPair struct {
 func newVethPair(t *testing.T, addrsA, addrsB []string) *vethPair {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("live capture test needs root (network namespaces, AF_PACKET)")
+		netnstest.Unable(t, "live capture test needs root (network namespaces, AF_PACKET)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("live capture test needs the ip tool (iproute2)")
+		netnstest.Unable(t, "live capture test needs the ip tool (iproute2)")
 	}
 	suffix := make([]byte, 3)
 	rand.Read(suffix)
@@ -43,7 +44,7 @@ func newVethPair(t *testing.T, addrsA, addrsB []string) *vethPair {
 		IfB: "veth-b",
 	}
 	if out, err := exec.Command("ip", "netns", "add", v.A).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace (%v: %s); live capture test needs root and netns support", err, strings.TrimSpace(string(out)))
+		netnstest.Unable(t, "cannot create a network namespace (%v: %s); live capture test needs root and netns support", err, strings.TrimSpace(string(out)))
 	}
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", v.A).Run() })
 	ipCmd(t, "netns", "add", v.B)

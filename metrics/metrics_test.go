@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"math/rand/v2"
 	"net/netip"
 	"os/exec"
@@ -198,7 +199,7 @@ func TestASNInfoFollowsOrg(t *testing.T) {
 func TestPromtoolCheckMetrics(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool not installed (apt-get install prometheus); scripts/test installs it as root")
+		netnstest.Unable(t, "promtool not installed (apt-get install prometheus); scripts/test installs it as root")
 	}
 	m := New(Config{ASNTop: 2, Version: "test", Health: func() Health {
 		return Health{GeoIP: []GeoFile{{Path: "/x.mmdb", Type: "GeoLite2-Country", Build: time.Unix(1_700_000_000, 0)}}}

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"encoding/json"
+	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -79,7 +80,7 @@ func TestPackagingUsesExportedMetrics(t *testing.T) {
 func TestPromtoolCheckRules(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool not installed (apt-get install prometheus); scripts/test installs it as root")
+		netnstest.Unable(t, "promtool not installed (apt-get install prometheus); scripts/test installs it as root")
 	}
 	out, err := exec.Command(promtool, "check", "rules", rulesFile).CombinedOutput()
 	if err != nil {

@@ -213,7 +213,7 @@ func equal(a, b map[string]uint64) bool {
 func TestLiveMetricsPrometheus(t *testing.T) {
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
-		t.Skip("needs Prometheus: apt-get install prometheus (scripts/test installs it when run as root)")
+		netnstest.Unable(t, "needs Prometheus: apt-get install prometheus (scripts/test installs it when run as root)")
 	}
 	promtool, _ := exec.LookPath("promtool")
 	rules, err := filepath.Abs("../../packaging/prometheus/dstwatch-rules.yml")

@@ -18,7 +18,7 @@ const nobody = "65534"
 func asNobody(t *testing.T, ns, caps string, args ...string) *exec.Cmd {
 	t.Helper()
 	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("needs setpriv (util-linux)")
+		netnstest.Unable(t, "needs setpriv (util-linux)")
 	}
 	wrap := []string{"setpriv", "--reuid=" + nobody, "--regid=" + nobody, "--clear-groups"}
 	if caps != "" {

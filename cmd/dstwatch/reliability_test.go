@@ -77,7 +77,7 @@ func TestDiskFullKeepsCountingAndCatchesUp(t *testing.T) {
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	if b, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v: %s", err, b)
+		netnstest.Unable(t, "cannot mount a tmpfs here: %v: %s", err, b)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 	db := filepath.Join(dir, "full.db")

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"image"
 	"image/color"
 	"image/draw"
@@ -226,7 +227,7 @@ func tmux(t *testing.T, sock string, args ...string) string {
 // stream, redraws on resize and quits on q.
 func TestTopInTmux(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("needs tmux (apt-get install tmux; scripts/test installs it as root)")
+		netnstest.Unable(t, "needs tmux (apt-get install tmux; scripts/test installs it as root)")
 	}
 	db := serviceDB(t)
 	_, js, _ := runCmd(t, "query", "--db", db, "--last", "30", "--top", "20", "--format", "json")

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"io"
 	"net"
 	"net/http"
@@ -31,7 +32,7 @@ func startBrowser(t *testing.T, width, height int) *browser {
 	chromium, err1 := exec.LookPath("chromium")
 	driver, err2 := exec.LookPath("chromedriver")
 	if err1 != nil || err2 != nil {
-		t.Skip("needs chromium and chromedriver (apt-get install chromium chromium-driver; scripts/test installs them as root)")
+		netnstest.Unable(t, "needs chromium and chromedriver (apt-get install chromium chromium-driver; scripts/test installs them as root)")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -51,17 +51,17 @@ func ip(args ...string) error {
 func New(t testing.TB) *Pair {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("live test needs root to create network namespaces (CI runs as root)")
+		Unable(t, "live test needs root to create network namespaces (CI runs as root)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("live test needs the ip command (apt-get install iproute2)")
+		Unable(t, "live test needs the ip command (apt-get install iproute2)")
 	}
 	var b [3]byte
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
 	p := &Pair{A: "dstw-" + id + "-a", B: "dstw-" + id + "-b", IfA: "dw" + id + "a", IfB: "dw" + id + "b"}
 	if err := ip("netns", "add", p.A); err != nil {
-		t.Skipf("cannot create a network namespace here: %v", err)
+		Unable(t, "cannot create a network namespace here: %v", err)
 	}
 	t.Cleanup(func() { ip("netns", "del", p.A) })
 	if err := ip("netns", "add", p.B); err != nil {
@@ -124,6 +124,17 @@ func IP(t testing.TB, args ...string) {
 	if err := ip(args...); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Unable skips a live test that cannot run here, saying why, but fails it
+// under CI (CI set in the environment): there the live tests are the point,
+// and a run that skipped them all must not pass.
+func Unable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf(format+" (CI is set: a live test must run, not skip)", args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // Do runs fn on an OS thread that has entered namespace ns. Sockets fn opens
