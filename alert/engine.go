@@ -419,7 +419,7 @@ func (e *Engine) advance(id uint64) {
 			lvl = slog.LevelError
 		}
 		e.log.Log(context.Background(), lvl, "alerts: action "+res.State, "incident", id, "rule", inc.Rule, "key", inc.Key,
-			"kind", res.Kind, "argv", res.Argv, "exit", res.Exit, "http_status", res.Status, "attempts", res.Attempts, "err", res.Error)
+			"kind", res.Kind, "argv", res.Argv, "exit", exitValue(res.Exit), "http_status", res.Status, "attempts", res.Attempts, "err", res.Error)
 	}
 }
 
@@ -927,4 +927,13 @@ func newIncident(id uint64, c candidate, now time.Time) *Incident {
 		n.Actions = append(n.Actions, res)
 	}
 	return n
+}
+
+// exitValue is an action's exit status for the log: the number, or nothing
+// when the action was not a command or never exited.
+func exitValue(code *int) any {
+	if code == nil {
+		return nil
+	}
+	return *code
 }

@@ -73,7 +73,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sortBy := fs.String("sort", "bytes", "order rows by: bytes or packets (both ways added)")
 	var o queryOpts
 	fs.IntVar(&o.top, "top", -1, "show the `N` heaviest rows and sum the rest as 'other' (remotes within each window for --by window); 0: all (default: 25 in tables, all in json and csv)")
-	fs.StringVar(&o.format, "format", "table", "output: table, json or csv")
+	fs.StringVar(&o.format, "format", "table", "output: table, json or csv (and pipe with --by service)")
 	fs.BoolVar(&o.utc, "utc", false, "show times in UTC instead of local time (tables)")
 	var remotes, countries, asns listFlag
 	fs.Var(&remotes, "remote", "only remotes within this `address or CIDR prefix`; repeatable")

@@ -464,7 +464,7 @@ func TestBadInputOneLineNonZero(t *testing.T) {
 		{"bad retention", append(replay, "--retention", "-3d"), 2, "--retention"},
 		{"missing capture", []string{"run", "--read", filepath.Join(dir, "nope.pcap"), "--local", "198.51.100.1", "--db", db}, 1, "no such file"},
 		{"garbage capture", []string{"run", "--read", garbage, "--local", "198.51.100.1", "--db", db}, 1, "garbage.pcap"},
-		{"replay without local", []string{"run", "--read", pcap, "--db", db}, 1, "--read needs --local"},
+		{"replay without local", []string{"run", "--read", pcap, "--db", db}, 2, "--read needs --local"},
 		{"unknown interface", []string{"run", "-i", "nosuch0", "--local", "198.51.100.1", "--db", db}, 1, `"nosuch0"`},
 		{"not our db", []string{"run", "--read", pcap, "--local", "198.51.100.1", "--db", notOurs}, 1, "not a dstwatch database"},
 		{"unreadable geoip", append(replay, "--geoip", badGeo), 1, "bad.mmdb"},

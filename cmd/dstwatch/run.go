@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -167,6 +168,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		cfg.Exclude = append(cfg.Exclude, more...)
 	}
+	if *read != "" && len(cfg.Local) == 0 {
+		return fmt.Errorf("%w: --read needs --local: a capture file does not say which addresses were the host's", errUsage)
+	}
 	if *read != "" && len(ifaces) > 0 {
 		return fmt.Errorf("%w: --read and --interface exclude each other", errUsage)
 	}
@@ -217,6 +221,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *anonymize != "" || *anonKey != "" {
 		if cfg.Anonymize, err = anon.Parse(*anonymize, *anonKey); err != nil {
+			var pe *os.PathError
+			if !errors.As(err, &pe) {
+				err = fmt.Errorf("%w: %v", errUsage, err) // the flags, not the key file
+			}
 			return err
 		}
 	}
