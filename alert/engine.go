@@ -472,6 +472,9 @@ func (e *Engine) finish(id uint64) {
 		if err := tx.Bucket(bucketActive).Delete(ak); err != nil {
 			return err
 		}
+		if err := pruneCooldowns(tx, now); err != nil {
+			return err
+		}
 		if inc.Cooldown > 0 {
 			until := now.Add(time.Duration(inc.Cooldown)).UnixNano()
 			if err := tx.Bucket(bucketCooldown).Put(ak, strconv.AppendInt(nil, until, 10)); err != nil {
@@ -487,6 +490,22 @@ func (e *Engine) finish(id uint64) {
 	if inc != nil && inc.State == Closed {
 		e.log.Info("alerts: incident closed", "incident", id, "rule", inc.Rule, "key", inc.Key, "reason", inc.Reason)
 	}
+}
+
+// pruneCooldowns deletes cool-downs that have run out: a per-remote rule
+// on a host that sees scans would otherwise keep one for every key that
+// ever fired.
+func pruneCooldowns(tx *bolt.Tx, now time.Time) error {
+	c := tx.Bucket(bucketCooldown).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		until, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil || until <= now.UnixNano() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // pruneHistory deletes the oldest closed incidents beyond MaxHistory.

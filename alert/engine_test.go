@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/dstwatch/dstwatch/capture"
+	bolt "go.etcd.io/bbolt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -635,5 +636,40 @@ rules:
 	}
 	if len(got) != 2 || got["web-out host"] != 2<<20 || got["ssh-in-per-remote 203.0.113.2"] != 200<<10 {
 		t.Fatalf("incidents %v: want web-out on the host at 2 MiB (not the 3 MiB of all traffic) and ssh for 203.0.113.2", got)
+	}
+}
+
+// Cool-downs that ran out are deleted when another incident closes, so a
+// per-remote rule on a host that sees scans does not keep one per remote
+// forever.
+func TestExpiredCooldownsArePruned(t *testing.T) {
+	rg := newRig(t, `
+rules:
+  - name: busy
+    per: remote
+    metric: rx_bytes
+    threshold: 1Ki
+    period: 20s
+    expire: 1m
+    cooldown: 5m
+    actions: [{log: true}]
+`)
+	cooldowns := func() int {
+		n := 0
+		rg.e.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketCooldown).Stats().KeyN; return nil })
+		return n
+	}
+	rg.eval(win(0, remote{addr: "203.0.113.1", rxBytes: 1 << 20}))
+	rg.clock.Add(2 * time.Minute)
+	rg.due()
+	if n := cooldowns(); n != 1 {
+		t.Fatalf("%d cool-downs after the first incident closed, want 1", n)
+	}
+	rg.clock.Add(10 * time.Minute) // the first cool-down has run out
+	rg.eval(win(40, remote{addr: "203.0.113.2", rxBytes: 1 << 20}))
+	rg.clock.Add(2 * time.Minute)
+	rg.due()
+	if n := cooldowns(); n != 1 {
+		t.Fatalf("%d cool-downs after the second incident closed, want 1 (the run-out one pruned)", n)
 	}
 }
