@@ -285,6 +285,13 @@ func (a *App) openSources() error {
 }
 
 func (a *App) closeAll() {
+	// Frees the rings of sockets whose Run never started (a start that
+	// failed later on); a running capture closes its own.
+	a.livesMu.Lock()
+	for _, l := range a.lives {
+		l.Close()
+	}
+	a.livesMu.Unlock()
 	if a.metricsSrv != nil {
 		a.metricsSrv.Close()
 	}
@@ -504,9 +511,9 @@ func (a *App) Status() (api.Status, error) {
 		st.Kernel.Received += rx
 		st.Kernel.Drops += drops
 	}
-	a.livesMu.Unlock()
 	st.Kernel.Received += a.pastReceived.Load()
 	st.Kernel.Drops += a.pastDrops.Load()
+	a.livesMu.Unlock()
 	st.Capture.Gaps = a.gaps.Load()
 	st.Capture.Down = a.downList()
 	for _, f := range a.geo.Current().Files() {

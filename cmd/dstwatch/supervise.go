@@ -44,9 +44,11 @@ func (a *App) runLive(ctx context.Context, i int, pipe *capture.Pipe) error {
 			return nil // ctx done
 		}
 		rx, drops := l.Stats()
+		// Under the lock status reads with, so no reader sees the old
+		// socket's counters both in the past totals and in its slot.
+		a.livesMu.Lock()
 		a.pastReceived.Add(rx)
 		a.pastDrops.Add(drops)
-		a.livesMu.Lock()
 		a.lives[i] = nl
 		// The addresses may have changed while nl was being opened.
 		c := a.cls.Load()
