@@ -86,6 +86,10 @@ func (a *App) observeAlerts(w *storage.Window) {
 }
 
 func (a *App) closeAlerts() {
+	// Waits for API requests still using the engine: the API's shutdown
+	// gives up after a while, and an expiry may be running an undo.
+	a.alertsMu.Lock()
+	defer a.alertsMu.Unlock()
 	if a.alerts != nil {
 		if err := a.alerts.Close(); err != nil {
 			a.log.Error("close alerts", "err", err)
@@ -97,6 +101,8 @@ func (a *App) closeAlerts() {
 // Incidents, Incident and ExpireIncident make App the API's IncidentSource.
 
 func (a *App) Incidents(openOnly bool) ([]*alert.Incident, error) {
+	a.alertsMu.RLock()
+	defer a.alertsMu.RUnlock()
 	if a.alerts == nil {
 		return nil, api.ErrAlertsOff
 	}
@@ -104,6 +110,8 @@ func (a *App) Incidents(openOnly bool) ([]*alert.Incident, error) {
 }
 
 func (a *App) Incident(id uint64) (*alert.Incident, error) {
+	a.alertsMu.RLock()
+	defer a.alertsMu.RUnlock()
 	if a.alerts == nil {
 		return nil, api.ErrAlertsOff
 	}
@@ -111,6 +119,8 @@ func (a *App) Incident(id uint64) (*alert.Incident, error) {
 }
 
 func (a *App) ExpireIncident(ctx context.Context, id uint64) (*alert.Incident, error) {
+	a.alertsMu.RLock()
+	defer a.alertsMu.RUnlock()
 	if a.alerts == nil {
 		return nil, api.ErrAlertsOff
 	}

@@ -103,7 +103,8 @@ type App struct {
 	metricsSrv *metrics.Server
 	web        *web.Server // nil without --web (web.go)
 
-	alerts *alert.Engine // nil without --rules and alerts.db (see alerts.go)
+	alerts   *alert.Engine // nil without --rules and alerts.db (see alerts.go)
+	alertsMu sync.RWMutex  // API requests read alerts; closeAlerts clears it
 
 	// Written by the writer goroutine, read by API status requests.
 	stored     atomic.Uint64
