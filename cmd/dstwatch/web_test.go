@@ -126,7 +126,7 @@ func TestDashboardAuth(t *testing.T) {
 	if err != web.ErrNeedsAuth {
 		t.Errorf("non-loopback without auth: %v", err)
 	}
-	if code, _, stderr := runCmd(t, "run", "--read", "x.pcap", "--web", "0.0.0.0:9751"); code != 2 || !strings.Contains(stderr, "needs --web-token-file") {
+	if code, _, stderr := runCmd(t, "run", "--read", "x.pcap", "--local", "198.51.100.1", "--web", "0.0.0.0:9751"); code != 2 || !strings.Contains(stderr, "needs --web-token-file") {
 		t.Errorf("run --web 0.0.0.0 without auth: exit %d %s", code, stderr)
 	}
 	db, err := storage.Open(filepath.Join(t.TempDir(), "a.db"), storage.Options{})
