@@ -112,15 +112,19 @@ func Parse(mode, keyFile string) (Anonymizer, error) {
 }
 
 // Apply replaces every remote address of w and merges remotes that map to
-// the same value (a truncated prefix), summing their counts. A merged row
-// keeps the country and ASN of its heaviest member. Rows are re-sorted
-// heaviest first.
-func Apply(a Anonymizer, w *storage.Window) {
-	idx := make(map[netip.Addr]int, len(w.Remotes))
-	out := w.Remotes[:0]
-	for _, r := range w.Remotes {
-		// w.Remotes is heaviest first, so the first member of a group is
-		// its heaviest and its geo answers stand for the group.
+// the same value (a truncated prefix), summing their counts (see Remotes).
+func Apply(a Anonymizer, w *storage.Window) { w.Remotes = Remotes(a, w.Remotes) }
+
+// Remotes replaces the addresses of rs, heaviest first, in place and merges
+// rows that map to the same value, summing their counts. A merged row keeps
+// the country and ASN of its heaviest member. The result is re-sorted
+// heaviest first (bytes, then address) and shares rs's array.
+func Remotes(a Anonymizer, rs []storage.Remote) []storage.Remote {
+	idx := make(map[netip.Addr]int, len(rs))
+	out := rs[:0]
+	for _, r := range rs {
+		// The first member of a group is its heaviest, so its geo answers
+		// stand for the group.
 		r.Addr = a.Addr(r.Addr)
 		if i, ok := idx[r.Addr]; ok {
 			out[i].Counts.Add(r.Counts)
@@ -129,9 +133,8 @@ func Apply(a Anonymizer, w *storage.Window) {
 		idx[r.Addr] = len(out)
 		out = append(out, r)
 	}
-	clear(w.Remotes[len(out):])
-	w.Remotes = out
-	slices.SortStableFunc(w.Remotes, func(x, y storage.Remote) int {
+	clear(rs[len(out):])
+	slices.SortStableFunc(out, func(x, y storage.Remote) int {
 		switch bx, by := x.Bytes(), y.Bytes(); {
 		case bx > by:
 			return -1
@@ -140,4 +143,5 @@ func Apply(a Anonymizer, w *storage.Window) {
 		}
 		return x.Addr.Compare(y.Addr)
 	})
+	return out
 }

@@ -200,6 +200,19 @@ func TestAnonymizeTruncateAndHash(t *testing.T) {
 			if !strings.HasPrefix(r.Addr.String(), mode.want) || r.Country != "NL" || r.RxPackets != 7 {
 				t.Errorf("stored %v %q %d packets, want %s..., NL (from the real address), 7", r.Addr, r.Country, r.RxPackets, mode.want)
 			}
+			// The services' top rows are stored anonymised too.
+			var svcRx uint64
+			for _, sv := range ws[0].Services {
+				for _, tr := range sv.Top {
+					if !strings.HasPrefix(tr.Addr.String(), mode.want) {
+						t.Errorf("service %v keeps remote %v, want %s...", sv.Key, tr.Addr, mode.want)
+					}
+					svcRx += tr.RxPackets
+				}
+			}
+			if svcRx != 7 {
+				t.Errorf("service top rows hold %d received packets, want the 7 sent", svcRx)
+			}
 			logText, _ := os.ReadFile(filepath.Join(dir, "records.log"))
 			if strings.Contains(string(logText), netnstest.B4.String()) || strings.Contains(string(ws[0].Remotes[0].Addr.String()), netnstest.B4.String()) {
 				t.Errorf("the full address reached the record log or the DB")

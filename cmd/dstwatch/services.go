@@ -4,9 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/metrics"
 	"net/netip"
-	"slices"
 	"strconv"
 
 	"github.com/dstwatch/dstwatch/capture"
@@ -73,33 +73,12 @@ func (a *App) resolveServices(ss []rotate.Service, g *geo.DB) []storage.Service 
 		if len(s.Top) > 0 {
 			o.Top = make([]storage.Remote, 0, len(s.Top))
 		}
-		var at map[netip.Addr]int
-		if a.cfg.Anonymize != nil {
-			at = make(map[netip.Addr]int, len(s.Top))
-		}
 		for _, r := range s.Top {
 			info := g.Lookup(r.Addr)
-			sr := storage.Remote{Addr: r.Addr, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg, Counts: r.Counts}
-			if a.cfg.Anonymize != nil {
-				sr.Addr = a.cfg.Anonymize.Addr(sr.Addr)
-				if j, ok := at[sr.Addr]; ok {
-					o.Top[j].Counts.Add(sr.Counts)
-					continue
-				}
-				at[sr.Addr] = len(o.Top)
-			}
-			o.Top = append(o.Top, sr)
+			o.Top = append(o.Top, storage.Remote{Addr: r.Addr, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg, Counts: r.Counts})
 		}
 		if a.cfg.Anonymize != nil {
-			slices.SortStableFunc(o.Top, func(x, y storage.Remote) int {
-				switch bx, by := x.Bytes(), y.Bytes(); {
-				case bx > by:
-					return -1
-				case bx < by:
-					return 1
-				}
-				return x.Addr.Compare(y.Addr)
-			})
+			o.Top = anon.Remotes(a.cfg.Anonymize, o.Top)
 			// Distinct anonymised values: never more than the rows show
 			// when the window's list was complete.
 			if s.Remotes == len(s.Top) {
