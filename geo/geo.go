@@ -21,6 +21,11 @@
 //   - ASN: autonomous_system_number and autonomous_system_organization
 //     (GeoLite2-ASN, GeoIP2-ISP, DB-IP asn lite), or IPinfo lite's asn
 //     ("AS15169") and as_name.
+//
+// Strings from a file are data, cleaned once when read (clean.go): a country
+// is two letters A-Z or unknown; organisation names and the database type
+// are printable UTF-8 of at most MaxNameLen bytes. Every caller (storage,
+// record log, metrics, alerts, outputs) sees the same cleaned values.
 package geo
 
 import (
@@ -145,7 +150,7 @@ func openFile(path string) (file, error) {
 	f := file{
 		info: FileInfo{
 			Path:  path,
-			Type:  r.Metadata.DatabaseType,
+			Type:  CleanName(r.Metadata.DatabaseType),
 			Build: time.Unix(int64(r.Metadata.BuildEpoch), 0).UTC(),
 		},
 		reader: r,
@@ -275,13 +280,11 @@ func (r *record) info() Info {
 		i.Country = r.CountryCode
 	}
 	// DB-IP and others mark unknown or reserved space with the
-	// user-assigned "ZZ" or a dash; neither is a country.
-	if i.Country == "ZZ" || i.Country == "-" {
-		i.Country = ""
-	}
+	// user-assigned "ZZ" or a dash; CleanCountry makes neither a country.
 	if i.ASN == 0 && r.ASN != 0 {
 		i.ASN, i.ASOrg = uint32(r.ASN), r.ASName
 	}
+	i.Country, i.ASOrg = CleanCountry(i.Country), CleanName(i.ASOrg) // clean.go
 	return i
 }
 

@@ -36,11 +36,15 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDown, prometheus.GaugeValue, float64(h.InterfacesDown))
 	seen := map[[2]string]bool{}
 	for _, f := range h.GeoIP {
-		k := [2]string{f.Type, f.Path}
+		k := [2]string{labelValue(f.Type), labelValue(f.Path)}
 		if seen[k] || f.Build.IsZero() {
 			continue
 		}
 		seen[k] = true
-		ch <- prometheus.MustNewConstMetric(descGeoBuild, prometheus.GaugeValue, float64(f.Build.Unix()), f.Type, f.Path)
+		// The erroring form: one odd file name must not fail every scrape.
+		m, err := prometheus.NewConstMetric(descGeoBuild, prometheus.GaugeValue, float64(f.Build.Unix()), k[0], k[1])
+		if err == nil {
+			ch <- m
+		}
 	}
 }

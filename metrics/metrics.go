@@ -30,8 +30,10 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -181,6 +183,16 @@ func CountryLabel(cc string) string {
 	return Unknown
 }
 
+// labelValue makes s a valid label value. geo cleans what it reads, but a
+// label value that is not UTF-8 makes WithLabelValues panic (killing the
+// writer and the daemon) and a scrape fail, so the collector checks again.
+func labelValue(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
 // Observe adds a stored window to the counters. The writer calls it once
 // per window, after the window was stored, from one goroutine.
 func (m *Metrics) Observe(w *storage.Window) {
@@ -203,7 +215,7 @@ func (m *Metrics) Observe(w *storage.Window) {
 		}
 		byASN[r.ASN].Add(r.Counts)
 		if r.ASOrg != "" {
-			orgs[r.ASN] = r.ASOrg
+			orgs[r.ASN] = labelValue(r.ASOrg)
 		}
 	}
 	// Admit the window's heaviest ASNs while there is room, then sort

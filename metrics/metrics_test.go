@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os/exec"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/expfmt"
 
@@ -238,5 +241,35 @@ func checkMetricsText(t *testing.T, promtool string, text []byte) {
 	sort.Strings(bad)
 	if err != nil || len(bad) > 0 {
 		t.Errorf("promtool check metrics: %v\n%s\n--- input:\n%s", err, strings.Join(bad, "\n"), text)
+	}
+}
+
+// Label values that are not UTF-8 (an organisation from an old stored window
+// or a database, a database type, a file name) neither panic the writer's
+// Observe nor fail the scrape: geo cleans what it reads, and the collector
+// checks again.
+func TestInvalidUTF8Labels(t *testing.T) {
+	m := New(Config{ASNTop: 2, Version: "test", Health: func() Health {
+		return Health{GeoIP: []GeoFile{
+			{Path: "/geo/\xff.mmdb", Type: "GeoLite2-\xfe\xffCountry", Build: time.Unix(1_700_000_000, 0)},
+			{Path: "/geo/\xfe.mmdb", Type: "GeoLite2-\xfe\xffCountry", Build: time.Unix(1_700_000_000, 0)},
+		}}
+	}})
+	r := remote(1, "NL", 64496, 100, 0)
+	r.ASOrg = "Bad \xc3\x28 Org"
+	m.Observe(window(0, r))
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("scrape: %d\n%s", rec.Code, rec.Body)
+	}
+	if !utf8.Valid(rec.Body.Bytes()) {
+		t.Errorf("scrape is not UTF-8:\n%q", rec.Body)
+	}
+	for _, want := range []string{"dstwatch_asn_info{asn=\"64496\",org=\"Bad \uFFFD( Org\"} 1", "dstwatch_geoip_build_timestamp_seconds{path=\"/geo/\uFFFD.mmdb\""} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("scrape lacks %s:\n%s", want, rec.Body)
+		}
 	}
 }
