@@ -140,14 +140,35 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 // parse parses args, turning flag errors into errUsage and rejecting
 // positional arguments the command does not take.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err // the flag package has printed fs.Usage
-		}
-		return fmt.Errorf("%w: %v (see --help)", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q (see --help)", errUsage, fs.Arg(0))
+		return fmt.Errorf("%w: unexpected argument %q%s", errUsage, fs.Arg(0), seeHelp(fs))
 	}
 	return nil
+}
+
+// parseFlags is fs.Parse printing the help (on stdout) only when asked for
+// it: the flag package prints fs.Usage on every error too, and a monitoring
+// agent reading 'value' or 'discover' would take the help text for the
+// answer. A flag error is one errUsage line.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	help := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = help
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		help()
+		return err
+	}
+	return fmt.Errorf("%w: %v%s", errUsage, err, seeHelp(fs))
+}
+
+// seeHelp points a usage error at the command's help.
+func seeHelp(fs *flag.FlagSet) string {
+	return " (see dstwatch " + fs.Name() + " --help)"
 }

@@ -226,18 +226,15 @@ func cmdIncidentsExpire(ctx context.Context, args []string, stdout io.Writer) er
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		idArg, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v (see --help)", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	rest := fs.Args()
 	if idArg == "" && len(rest) > 0 {
 		idArg, rest = rest[0], rest[1:]
 	}
 	if len(rest) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q (see --help)", errUsage, rest[0])
+		return fmt.Errorf("%w: unexpected argument %q%s", errUsage, rest[0], seeHelp(fs))
 	}
 	id, err := strconv.ParseUint(idArg, 10, 64)
 	if err != nil || id == 0 {
