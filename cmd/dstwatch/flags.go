@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"github.com/dstwatch/dstwatch/query"
 	"net/netip"
@@ -83,8 +84,13 @@ func parseSpan(flagName, s string) (time.Duration, error) {
 	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
 		if n, ok := strings.CutSuffix(s, suffix); ok {
 			v, err := strconv.ParseFloat(n, 64)
-			if err != nil || v < 0 {
+			// !(v >= 0) refuses NaN too; the float is compared, not the
+			// Duration, whose conversion wraps for huge values.
+			if err != nil || !(v >= 0) {
 				return 0, bad
+			}
+			if v*float64(unit) > float64(maxSpan) {
+				return 0, fmt.Errorf("%w: %s %q: %w (at most %dd)", errUsage, flagName, s, errTooLong, maxSpan/(24*time.Hour))
 			}
 			return time.Duration(v * float64(unit)), nil
 		}
@@ -93,5 +99,25 @@ func parseSpan(flagName, s string) (time.Duration, error) {
 	if err != nil || d < 0 {
 		return 0, bad
 	}
+	if d > maxSpan {
+		return 0, fmt.Errorf("%w: %s %q: %w (at most %dd)", errUsage, flagName, s, errTooLong, maxSpan/(24*time.Hour))
+	}
 	return d, nil
+}
+
+// errTooLong marks a span over maxSpan, for flags with a tighter bound.
+var errTooLong = errors.New("too long")
+
+// maxSpan bounds every span flag: a hundred years is "keep all" in
+// practice, and far from where a Duration overflows.
+const maxSpan = 36500 * 24 * time.Hour
+
+// validPort reports whether s is a TCP port number a listener can be asked
+// for by number: 1 to 65535 (or a service name net.Listen looks up).
+func validPort(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return s != "" && strings.IndexFunc(s, func(r rune) bool { return !('a' <= r && r <= 'z' || r == '-') }) < 0
+	}
+	return n >= 1
 }

@@ -105,7 +105,8 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if svc.given() && o.by != query.ByService {
 		return fmt.Errorf("%w: --port, --proto and --side need --by service", errUsage)
 	}
-	if o.top < -1 {
+	// -1 is the default's marker ("as fits the format"), not a value to give.
+	if o.top < -1 || given["top"] && o.top < 0 {
 		return fmt.Errorf("%w: --top must not be negative", errUsage)
 	}
 	if o.top == -1 {

@@ -127,11 +127,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *utc {
 		cfg.Location = time.UTC
 	}
-	if cfg.Window, err = parseSpan("--window", *window); err != nil {
+	if cfg.Window, err = parseSpan("--window", *window); err != nil && !errors.Is(err, errTooLong) {
 		return err
 	}
-	if cfg.Window < time.Second || cfg.Window%time.Second != 0 {
-		return fmt.Errorf("%w: --window %s: must be whole seconds, at least 1s", errUsage, *window)
+	// At most an hour: closed windows roll up into hourly rollups, and the
+	// open window is lost on a crash.
+	if err != nil || cfg.Window < time.Second || cfg.Window%time.Second != 0 || cfg.Window > time.Hour {
+		return fmt.Errorf("%w: --window %s: must be whole seconds, from 1s to 1h", errUsage, *window)
 	}
 	for _, r := range []struct {
 		name string
@@ -199,8 +201,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg.SocketGroup = *socketGroup
 	if *metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(*metricsAddr); err != nil {
-			return fmt.Errorf("%w: --metrics %q: want host:port, e.g. 127.0.0.1:9750", errUsage, *metricsAddr)
+		if _, port, err := net.SplitHostPort(*metricsAddr); err != nil || !validPort(port) {
+			return fmt.Errorf("%w: --metrics %q: want host:port with a port from 1 to 65535, e.g. 127.0.0.1:9750", errUsage, *metricsAddr)
 		}
 	}
 	if *metricsASNTop < 0 {
@@ -229,8 +231,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	mode, err := strconv.ParseUint(*fileMode, 8, 32)
-	if err != nil || mode > 0o777 || mode&0o600 != 0o600 {
-		return fmt.Errorf("%w: --file-mode %q: want an octal mode that lets the owner read and write, e.g. 0640", errUsage, *fileMode)
+	// The files hold data, not programs, and root writes them: no execute
+	// bit and no world write (any local user could forge history).
+	if err != nil || mode&^0o664 != 0 || mode&0o600 != 0o600 {
+		return fmt.Errorf("%w: --file-mode %q: want an octal mode within 0664 that lets the owner read and write (0600, 0640, 0660, 0644 or 0664)", errUsage, *fileMode)
 	}
 	cfg.FileMode = os.FileMode(mode)
 	var drop *credential
