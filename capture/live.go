@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,7 +117,7 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 	)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-			return nil, fmt.Errorf("open capture on %s: permission denied: run as root or grant CAP_NET_RAW: setcap cap_net_raw+ep ./dstwatch", name)
+			return nil, fmt.Errorf("open capture on %s: %w: run as root or grant CAP_NET_RAW: setcap cap_net_raw+ep ./dstwatch", name, os.ErrPermission)
 		}
 		return nil, fmt.Errorf("open capture on %s: %w", name, err)
 	}

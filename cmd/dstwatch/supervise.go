@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sort"
 	"time"
@@ -62,6 +64,7 @@ func (a *App) runLive(ctx context.Context, i int, pipe *capture.Pipe) error {
 func (a *App) reopen(ctx context.Context, name string) (*capture.Live, error) {
 	t := time.NewTicker(reopenEvery)
 	defer t.Stop()
+	warned := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -74,7 +77,14 @@ func (a *App) reopen(ctx context.Context, name string) (*capture.Live, error) {
 		}
 		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: a.cls.Load().Local()})
 		if err != nil {
-			a.log.Debug("reopen capture", "interface", name, "err", err)
+			// Without CAP_NET_RAW (dropped by --user) no retry can succeed;
+			// say so once, where it is seen, instead of at debug each second.
+			if errors.Is(err, os.ErrPermission) && !warned {
+				warned = true
+				a.log.Warn("cannot reopen the capture: the daemon no longer holds CAP_NET_RAW (dropped with --user); restart dstwatch, or run it as a user granted CAP_NET_RAW so that it can reopen (see the README)", "interface", name, "err", err)
+			} else {
+				a.log.Debug("reopen capture", "interface", name, "err", err)
+			}
 			continue
 		}
 		return l, nil
