@@ -333,6 +333,10 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 			w.stats.Excluded++
 		case capture.SkipLocal:
 			w.stats.Local++
+		case capture.SkipOversize:
+			w.stats.Oversize++
+		case capture.SkipSpoofed:
+			w.stats.Spoofed++
 		default:
 			w.stats.Malformed++
 		}
