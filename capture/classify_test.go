@@ -1,9 +1,11 @@
 package capture
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"testing"
+	"unsafe"
 )
 
 const (
@@ -289,9 +291,10 @@ func BenchmarkClassify(b *testing.B) {
 		link  LinkType
 		frame []byte
 		wire  int
+		dir   Dir
 	}{
-		{"ethernet-ipv4", LinkEthernet, eth(etherIPv4, ipv4(local4, far4, 1400, v4opts{}))[:128], 1434},
-		{"vlan-ipv6", LinkEthernet, eth(etherIPv6, ipv6(far6, local6, 6, nil, 1400), ether8021Q, 5)[:128], 1478},
+		{"ethernet-ipv4", LinkEthernet, eth(etherIPv4, ipv4(local4, far4, 1400, v4opts{}))[:128], 1434, DirOut},
+		{"vlan-ipv6", LinkEthernet, eth(etherIPv6, ipv6(far6, local6, 6, nil, 1400), ether8021Q, 5)[:128], 1478, DirIn},
 	}
 	classifiers := []struct {
 		name string
@@ -307,7 +310,7 @@ func BenchmarkClassify(b *testing.B) {
 				b.ReportAllocs()
 				var ev Event
 				for b.Loop() {
-					cl.c.Classify(f.link, f.frame, f.wire, DirIn, &ev)
+					cl.c.Classify(f.link, f.frame, f.wire, f.dir, &ev)
 				}
 				if ev.Kind != Egress && ev.Kind != Ingress {
 					b.Fatalf("kind %v", ev.Kind)
@@ -351,5 +354,46 @@ func TestExclusionFamilies(t *testing.T) {
 				t.Errorf("%d prefixes, remote %s: %v, want %v", len(excl), remote, ev.Kind, want)
 			}
 		}
+	}
+}
+
+// TestRingDir lays frames out as the kernel does in a TPACKET_V3 block
+// (tpacket3_hdr, sockaddr_ll, the frame at tp_mac) and checks that the packet
+// type is found for every MAC header length, and that a header that does not
+// agree with the frame is never taken for one.
+func TestRingDir(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		mac     int // tp_mac
+		pkttype byte
+		ifindex int
+		snap    int
+		want    Dir
+	}{
+		{"ethernet outgoing", 82, 4, 3, 60, DirOut},
+		{"ethernet received", 82, 0, 3, 60, DirIn},
+		{"raw ip received", 96, 0, 3, 60, DirIn},
+		{"vlan in band", 78, 3, 3, 60, DirIn},
+		{"long mac header", 68, 4, 3, 60, DirOut},
+		{"loopback multicast", 82, 5, 3, 60, DirUnknown},
+		{"other interface", 82, 4, 4, 60, DirUnknown},
+		{"other snap length", 82, 4, 3, 61, DirUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			words := make([]uint64, 512) // 8-aligned, like a ring block
+			ring := unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), len(words)*8)
+			h := 48 + 8*5 // a packet header after the block descriptor, 8-aligned
+			ne := binary.NativeEndian
+			ne.PutUint32(ring[h+12:], uint32(tc.snap))
+			ne.PutUint32(ring[h+16:], 1500)
+			ne.PutUint16(ring[h+24:], uint16(tc.mac))
+			ne.PutUint16(ring[h+48:], 17) // AF_PACKET
+			ne.PutUint32(ring[h+52:], 3)
+			ring[h+58] = tc.pkttype
+			data := ring[h+tc.mac : h+tc.mac+60]
+			if got := ringDir(data, tc.ifindex); got != tc.want {
+				t.Errorf("ringDir = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
