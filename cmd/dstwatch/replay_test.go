@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -690,4 +691,59 @@ func TestReplayHostileFrames(t *testing.T) {
 			compare(t, readAll(t, db), truth, 1)
 		})
 	}
+}
+
+// One frame stamped an hour ahead inside an old capture is a bad stamp: it
+// is counted as malformed in the window the capture is in when the next frame
+// comes, and moves no later frame (once every frame after it was stored late
+// in its future window). A real quiet hour in a capture still gives exactly
+// the windows its stamps say.
+func TestReplayStampOutlierAndRealGap(t *testing.T) {
+	country, asn := geoFiles(t)
+	replay := func(t *testing.T, pkts []pcapgen.Packet) []*storage.Window {
+		t.Helper()
+		dir := t.TempDir()
+		file := filepath.Join(dir, "in.pcap")
+		if err := pcapgen.Write(file, pcapgen.PcapNano, pcapgen.LinkEthernet, pkts); err != nil {
+			t.Fatal(err)
+		}
+		db := filepath.Join(dir, "w.db")
+		code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1,2001:db8::1",
+			"--db", db, "--geoip", country, "--geoip", asn, "--max-remotes", "0")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		return readAll(t, db)
+	}
+	t.Run("outlier", func(t *testing.T) {
+		pkts := pcapgen.Mixed(23, 3000, 150, testLocal, testStart, 2*time.Minute, pcapgen.LinkEthernet)
+		i := len(pkts) / 2
+		pkts[i].TS = pkts[i].TS.Add(time.Hour)
+		rest := append(slices.Clone(pkts[:i]), pkts[i+1:]...)
+		truth := pcapgen.Truth(rest, testLocal, nil, 20*time.Second)
+		next := pkts[i+1].TS.UnixNano() / int64(20*time.Second) * int64(20*time.Second)
+		found := false
+		for j := range truth {
+			if truth[j].Start.UnixNano() == next {
+				truth[j].Frames++
+				truth[j].Malformed++
+				found = true
+			}
+		}
+		if !found {
+			t.Fatal("no window for the frame after the outlier")
+		}
+		got := replay(t, pkts)
+		compare(t, got, truth, 1)
+		for _, w := range got {
+			if w.Stats.Late != 0 {
+				t.Errorf("window %v: %d late frames", w.Start, w.Stats.Late)
+			}
+		}
+	})
+	t.Run("real gap", func(t *testing.T) {
+		pkts := pcapgen.Mixed(24, 1500, 100, testLocal, testStart, time.Minute, pcapgen.LinkEthernet)
+		pkts = append(pkts, pcapgen.Mixed(25, 1500, 100, testLocal, testStart.Add(time.Hour), time.Minute, pcapgen.LinkEthernet)...)
+		compare(t, replay(t, pkts), pcapgen.Truth(pkts, testLocal, nil, 20*time.Second), 1)
+	})
 }
