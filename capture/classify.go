@@ -252,12 +252,24 @@ func (c *Classifier) excluded(a addr128) bool {
 // and fills ev.Kind, ev.Len and ev.Remote; ev.TS is left to the caller. It
 // never allocates and never reads past frame.
 //
+// wire is the frame's length on the wire, link header included (live: the
+// ring's frame length; files: the record's original length). An IP length
+// larger than what the wire carried after the link header is a forged
+// header, never a real packet (the host's stack drops it too): it is
+// SkipOversize. A wire length below the captured one is impossible and is
+// taken as the captured length.
+//
+// dir is the direction the source saw (DirUnknown when it cannot tell; on
+// SLL/SLL2 the cooked header's packet type is used then). A frame received
+// from the wire whose source is a local address was not sent by this host:
+// it is SkipSpoofed, not egress.
+//
 // Len is the IP total length from the header, not the captured length, so a
 // snap length that keeps the fixed IP header still counts the whole packet.
-// Len is also set for transit, local and excluded frames (the header was
-// valid), and is 0 for non-IP and malformed ones; Remote is zero for every
-// skipped frame.
-func (c *Classifier) Classify(link LinkType, frame []byte, ev *Event) {
+// Len is also set for transit, local, excluded and spoofed frames (the header
+// was valid), and is 0 for non-IP, malformed and oversize ones; Remote is
+// zero for every skipped frame.
+func (c *Classifier) Classify(link LinkType, frame []byte, wire int, dir Dir, ev *Event) {
 	ev.Remote = [16]byte{}
 	ev.Len = 0
 	ev.Port, ev.Svc = 0, 0
@@ -276,12 +288,18 @@ func (c *Classifier) Classify(link LinkType, frame []byte, ev *Event) {
 			return
 		}
 		et, off = binary.BigEndian.Uint16(frame[14:]), 16
+		if dir == DirUnknown {
+			dir = cookedDir(binary.BigEndian.Uint16(frame[0:]), binary.BigEndian.Uint16(frame[2:]))
+		}
 	case LinkLinuxSLL2:
 		if len(frame) < 20 {
 			ev.Kind = SkipMalformed
 			return
 		}
 		et, off = binary.BigEndian.Uint16(frame[0:]), 20
+		if dir == DirUnknown {
+			dir = cookedDir(uint16(frame[10]), binary.BigEndian.Uint16(frame[8:]))
+		}
 	case LinkRaw:
 		if len(frame) < 1 {
 			ev.Kind = SkipMalformed
@@ -289,18 +307,18 @@ func (c *Classifier) Classify(link LinkType, frame []byte, ev *Event) {
 		}
 		switch frame[0] >> 4 {
 		case 4:
-			c.ipv4(frame, ev)
+			c.ipv4(frame, ipRoom(frame, wire, 0), dir, ev)
 		case 6:
-			c.ipv6(frame, ev)
+			c.ipv6(frame, ipRoom(frame, wire, 0), dir, ev)
 		default:
 			ev.Kind = SkipMalformed
 		}
 		return
 	case LinkIPv4:
-		c.ipv4(frame, ev)
+		c.ipv4(frame, ipRoom(frame, wire, 0), dir, ev)
 		return
 	case LinkIPv6:
-		c.ipv6(frame, ev)
+		c.ipv6(frame, ipRoom(frame, wire, 0), dir, ev)
 		return
 	default:
 		// Not a link type we can find IP in; OpenFile and OpenLive refuse
@@ -319,15 +337,55 @@ func (c *Classifier) Classify(link LinkType, frame []byte, ev *Event) {
 	}
 	switch et {
 	case etherIPv4:
-		c.ipv4(frame[off:], ev)
+		c.ipv4(frame[off:], ipRoom(frame, wire, off), dir, ev)
 	case etherIPv6:
-		c.ipv6(frame[off:], ev)
+		c.ipv6(frame[off:], ipRoom(frame, wire, off), dir, ev)
 	default:
 		ev.Kind = SkipNonIP
 	}
 }
 
-func (c *Classifier) ipv4(ip []byte, ev *Event) {
+// ipRoom is how many bytes the wire carried from the IP header on: the wire
+// length less the link header and tags. Ethernet padding and a trailing FCS
+// only make it larger than the IP length, which is fine.
+func ipRoom(frame []byte, wire, off int) uint32 {
+	return uint32(max(wire, len(frame)) - off)
+}
+
+// Linux cooked packet types (sll_pkttype) and the loopback device type.
+const (
+	pktHost      = 0
+	pktBroadcast = 1
+	pktMulticast = 2
+	pktOtherHost = 3
+	pktOutgoing  = 4
+	hatypeLoop   = arphrdLoopback
+)
+
+// cookedDir reads the direction of a Linux cooked header. A loopback
+// device shows every packet twice, once outgoing and once received, so a
+// received copy with a local source is the host's own packet, not a spoofed
+// one: loopback frames have no usable direction.
+func cookedDir(pkttype, hatype uint16) Dir {
+	if hatype == hatypeLoop {
+		return DirUnknown
+	}
+	return pktDir(pkttype)
+}
+
+// pktDir maps a packet type to a direction. PACKET_LOOPBACK (multicast the
+// host sent, looped back) and unknown values decide nothing.
+func pktDir(pkttype uint16) Dir {
+	switch pkttype {
+	case pktHost, pktBroadcast, pktMulticast, pktOtherHost:
+		return DirIn
+	case pktOutgoing:
+		return DirOut
+	}
+	return DirUnknown
+}
+
+func (c *Classifier) ipv4(ip []byte, room uint32, dir Dir, ev *Event) {
 	// Only the fixed 20 bytes are needed: options and the payload may be cut
 	// by the snap length without changing the count. A later fragment has the
 	// same addresses and its own total length, so it needs no special case.
@@ -340,13 +398,18 @@ func (c *Classifier) ipv4(ip []byte, ev *Event) {
 	// see; counting the field keeps the frame and is exact for everything
 	// else.
 	ev.Len = uint32(binary.BigEndian.Uint16(ip[2:]))
-	c.decide(v4mapped(ip[12:]), v4mapped(ip[16:]), ev)
+	if ev.Len > room {
+		ev.Len = 0
+		ev.Kind = SkipOversize
+		return
+	}
+	c.decide(v4mapped(ip[12:]), v4mapped(ip[16:]), dir, ev)
 	if ev.Kind <= Ingress {
 		c.service4(ev, ip)
 	}
 }
 
-func (c *Classifier) ipv6(ip []byte, ev *Event) {
+func (c *Classifier) ipv6(ip []byte, room uint32, dir Dir, ev *Event) {
 	// Extension headers (hop-by-hop, fragment, ...) sit after the fixed 40
 	// bytes and are included in the payload length, so they need no parsing.
 	// A jumbogram (payload length 0, real length in a hop-by-hop option)
@@ -357,6 +420,11 @@ func (c *Classifier) ipv6(ip []byte, ev *Event) {
 		return
 	}
 	ev.Len = 40 + uint32(binary.BigEndian.Uint16(ip[4:]))
+	if ev.Len > room {
+		ev.Len = 0
+		ev.Kind = SkipOversize
+		return
+	}
 	src := addr128{binary.BigEndian.Uint64(ip[8:]), binary.BigEndian.Uint64(ip[16:])}
 	dst := addr128{binary.BigEndian.Uint64(ip[24:]), binary.BigEndian.Uint64(ip[32:])}
 	// IPv4-mapped addresses never appear in a valid IPv6 header (RFC 4291
@@ -367,13 +435,13 @@ func (c *Classifier) ipv6(ip []byte, ev *Event) {
 		ev.Kind = SkipMalformed
 		return
 	}
-	c.decide(src, dst, ev)
+	c.decide(src, dst, dir, ev)
 	if ev.Kind <= Ingress {
 		c.service6(ev, ip)
 	}
 }
 
-func (c *Classifier) decide(src, dst addr128, ev *Event) {
+func (c *Classifier) decide(src, dst addr128, dir Dir, ev *Event) {
 	var srcLocal, dstLocal bool
 	if c.localSet != nil {
 		_, srcLocal = c.localSet[src]
@@ -388,6 +456,12 @@ func (c *Classifier) decide(src, dst addr128, ev *Event) {
 	}
 	var remote addr128
 	switch {
+	case srcLocal && dir == DirIn:
+		// The host did not send it, whatever the header says: counting it
+		// as egress would let anyone on the wire forge this host's
+		// uploads.
+		ev.Kind = SkipSpoofed
+		return
 	case srcLocal && dstLocal:
 		ev.Kind = SkipLocal
 		return

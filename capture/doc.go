@@ -7,7 +7,11 @@
 // The numbers are defined by Classifier.Classify: bytes are the IP total
 // length from the header (IPv6: 40 + payload length), never the captured
 // length, so a small snap length changes nothing as long as the fixed IP
-// header was captured. The decoder is hand-written and allocation-free;
+// header was captured. That length is trusted only up to the frame's length
+// on the wire (SkipOversize), and a frame the source saw arrive with a local
+// source address is SkipSpoofed, not egress: the direction comes from the
+// ring's sll_pkttype (pkttype.go), SLL/SLL2 headers or pcapng epb_flags.
+// The decoder is hand-written and allocation-free;
 // gopacket is used only for the AF_PACKET ring.
 //
 // Files are read by a reader of our own rather than pcapgo: records are

@@ -15,11 +15,13 @@ const (
 	SkipMalformed             // too short or an invalid IP header
 	SkipExcluded              // the remote matched an exclusion
 	SkipLocal                 // both sides are local addresses (the host talking to itself)
+	SkipOversize              // the IP length claims more bytes than the wire carried
+	SkipSpoofed               // received from the wire with a local source address
 	Drops                     // kernel drop report; Len holds the number of frames dropped
 	NumKinds
 )
 
-var kindNames = [NumKinds]string{"egress", "ingress", "non_ip", "transit", "malformed", "excluded", "local", "drops"}
+var kindNames = [NumKinds]string{"egress", "ingress", "non_ip", "transit", "malformed", "excluded", "local", "oversize", "spoofed", "drops"}
 
 func (k Kind) String() string {
 	if k < NumKinds {
@@ -27,6 +29,18 @@ func (k Kind) String() string {
 	}
 	return "unknown"
 }
+
+// Dir is a frame's direction as the capture source saw it, where it can
+// tell: a packet socket marks the frames the host sent, SLL/SLL2 headers and
+// pcapng epb_flags carry the same mark in files. Plain Ethernet and raw-IP
+// captures carry none: then the addresses alone decide.
+type Dir uint8
+
+const (
+	DirUnknown Dir = iota // the source cannot tell: addresses decide
+	DirIn                 // received from the wire
+	DirOut                // sent by the host
+)
 
 // Event is what capture hands to the tally for every frame: compact and free
 // of pointers, so batches of them cost the garbage collector nothing.

@@ -222,7 +222,9 @@ func (f *File) runPcap(ctx context.Context, c *Classifier, p *Pipe, batch []Even
 			batch = batch[:i+1]
 			ev := &batch[i]
 			ev.TS = int64(u32(h))*1e9 + int64(u32(h[4:]))*tsmul
-			c.Classify(link, buf[used+16:used+n:used+n], ev)
+			// Classic pcap carries no direction; SLL/SLL2 headers do, and
+			// Classify reads them.
+			c.Classify(link, buf[used+16:used+n:used+n], int(u32(h[12:])), DirUnknown, ev)
 			used += n
 			if len(batch) == BatchSize {
 				if err := send(ctx, p, batch); err != nil {
@@ -391,7 +393,13 @@ func (f *File) ngNext(c *Classifier, ev *Event) (bool, error) {
 		}
 		ts := uint64(f.bo.Uint32(body[4:]))<<32 | uint64(f.bo.Uint32(body[8:]))
 		ev.TS = ifc.nanos(ts)
-		c.Classify(ifc.link, body[20:20+caplen:20+caplen], ev)
+		// Options follow the data padded to 4 bytes; a block that
+		// omits the padding has none.
+		var opts []byte
+		if o := 20 + (uint64(caplen)+3)&^3; o <= uint64(len(body)) {
+			opts = body[o:]
+		}
+		c.Classify(ifc.link, body[20:20+caplen:20+caplen], int(f.bo.Uint32(body[16:])), f.epbDir(opts), ev)
 	case ngSPB:
 		if len(body) < 4 {
 			return false, f.errorf("packet block at offset %d: too short: %w", f.off, ErrMalformedFile)
@@ -412,11 +420,38 @@ func (f *File) ngNext(c *Classifier, ev *Event) (bool, error) {
 			data = data[:ifc.snap]
 		}
 		ev.TS = f.lastTS
-		c.Classify(ifc.link, data[:len(data):len(data)], ev)
+		c.Classify(ifc.link, data[:len(data):len(data)], int(f.bo.Uint32(body)), DirUnknown, ev)
 	}
 	f.lastTS = ev.TS
 	f.discard(int(blen))
 	return true, nil
+}
+
+// epbDir reads the direction bits of an enhanced packet block's epb_flags
+// option (code 2, bits 0-1: 1 inbound, 2 outbound), the only place pcapng
+// records which frames the host sent. opts are the block's options; a
+// malformed option list decides nothing rather than failing the file.
+func (f *File) epbDir(opts []byte) Dir {
+	for len(opts) >= 4 {
+		code, olen := f.bo.Uint16(opts), int(f.bo.Uint16(opts[2:]))
+		if code == 0 { // opt_endofopt
+			break
+		}
+		if 4+olen > len(opts) {
+			break
+		}
+		if code == 2 && olen == 4 {
+			switch f.bo.Uint32(opts[4:]) & 3 {
+			case 1:
+				return DirIn
+			case 2:
+				return DirOut
+			}
+			return DirUnknown
+		}
+		opts = opts[min(4+(olen+3)&^3, len(opts)):]
+	}
+	return DirUnknown
 }
 
 func (f *File) iface(id uint32) (*ngIface, error) {

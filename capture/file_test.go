@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -553,5 +554,75 @@ func TestHostileLengthsBounded(t *testing.T) {
 		if n := after.TotalAlloc - before.TotalAlloc; n > 4<<20 {
 			t.Errorf("%s: allocated %d bytes", name, n)
 		}
+	}
+}
+
+// ngEPBFlags is ngEPBBytes with an epb_flags option (and a comment before
+// it, so the option walk is exercised) instead of the comment alone.
+func ngEPBFlags(bo binary.AppendByteOrder, data []byte, orig int, flags uint32) []byte {
+	body := bo.AppendUint32(nil, 0)
+	body = bo.AppendUint32(body, 0)
+	body = bo.AppendUint32(body, 1)
+	body = bo.AppendUint32(body, uint32(len(data)))
+	body = bo.AppendUint32(body, uint32(orig))
+	body = append(body, data...)
+	for len(body)%4 != 0 {
+		body = append(body, 0)
+	}
+	body = append(body, ngOption(bo, 1, []byte("c"))...)
+	body = append(body, ngOption(bo, 2, bo.AppendUint32(nil, flags))...)
+	body = append(body, 0, 0, 0, 0)
+	return ngBlockBytes(bo, ngEPB, body)
+}
+
+// The wire length of a file is its record's original length, and pcapng's
+// epb_flags give the direction: forged lengths are oversize, received frames
+// with a local source spoofed, in every record kind and byte order.
+func TestFileWireLengthAndDirection(t *testing.T) {
+	c := testClassifier()
+	out := eth(etherIPv4, ipv4(local4, far4, 100, v4opts{})) // 134 bytes, IP 120
+	in := eth(etherIPv4, ipv4(far4, local4, 100, v4opts{}))
+	t.Run("pcap", func(t *testing.T) {
+		path := writeTemp(t, "x.pcap", pcapFile(binary.LittleEndian, true, 1, []rec{
+			{ts: 1, data: in[:60], orig: 134},       // snapped: fits its original length
+			{ts: 2, data: in[:60], orig: 133},       // one byte short of its IP length
+			{ts: 3, data: cat(in, make([]byte, 4))}, // FCS or padding after the IP packet
+			{ts: 4, data: out},                      // no direction in pcap: addresses decide
+			{ts: 5, data: in[:60], orig: 60},        // the wire carried only 60 bytes
+		}))
+		got, err := runFile(t, path, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkEvents(t, got, []wantEv{
+			{1, Ingress, 120, far4}, {2, SkipOversize, 0, ""}, {3, Ingress, 120, far4},
+			{4, Egress, 120, far4}, {5, SkipOversize, 0, ""},
+		})
+	})
+	for _, bo := range []binary.AppendByteOrder{binary.LittleEndian, binary.BigEndian} {
+		t.Run(fmt.Sprintf("pcapng %v", bo), func(t *testing.T) {
+			path := writeTemp(t, "x.pcapng", cat(ngSHBBytes(bo),
+				ngIDBBytes(bo, ngIDBSpec{link: 1, tsres: 9}),
+				ngEPBFlags(bo, out, 134, 2),      // outbound
+				ngEPBFlags(bo, out, 134, 1),      // inbound with a local source
+				ngEPBFlags(bo, out, 134, 0|1<<5), // direction unknown (FCS length bits only)
+				ngEPBFlags(bo, in[:50], 100, 1),  // inbound, IP length over the wire
+				ngEPBBytes(bo, 0, 5, out, 0),     // no flags
+				ngSPBBytes(bo, in, 134),          // simple block: its own original length
+				ngSPBBytes(bo, in[:42], 42),      // a simple block that was cut short on the wire
+			))
+			got, err := runFile(t, path, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kinds := []Kind{}
+			for _, e := range got {
+				kinds = append(kinds, e.Kind)
+			}
+			want := []Kind{Egress, SkipSpoofed, Egress, SkipOversize, Egress, Ingress, SkipOversize}
+			if fmt.Sprint(kinds) != fmt.Sprint(want) {
+				t.Errorf("kinds %v, want %v", kinds, want)
+			}
+		})
 	}
 }

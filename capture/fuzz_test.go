@@ -16,7 +16,10 @@ func FuzzClassify(f *testing.F) {
 	c := testClassifier()
 	f.Fuzz(func(t *testing.T, link uint16, frame []byte) {
 		ev := Event{TS: 5, Len: 777, Remote: [16]byte{9}, Kind: Drops}
-		c.Classify(LinkType(link), frame, &ev)
+		c.Classify(LinkType(link), frame, 0, DirUnknown, &ev)
+		checkSane(t, ev)
+		// A received frame stamped with a wire shorter than it claims.
+		c.Classify(LinkType(link), frame, len(frame)/2, DirIn, &ev)
 		checkSane(t, ev)
 		if ev.TS != 5 {
 			t.Fatalf("TS changed to %d", ev.TS)
@@ -34,11 +37,11 @@ func checkSane(t *testing.T, ev Event) {
 		if ev.Len > 65535+40 {
 			t.Fatalf("%v with remote %v len %d", ev.Kind, ev.Addr(), ev.Len)
 		}
-	case SkipNonIP, SkipMalformed:
+	case SkipNonIP, SkipMalformed, SkipOversize:
 		if ev.Remote != zero || ev.Len != 0 {
 			t.Fatalf("%v with remote %v len %d", ev.Kind, ev.Addr(), ev.Len)
 		}
-	case SkipTransit, SkipLocal, SkipExcluded:
+	case SkipTransit, SkipLocal, SkipExcluded, SkipSpoofed:
 		if ev.Remote != zero || ev.Len > 65535+40 {
 			t.Fatalf("%v with remote %v len %d", ev.Kind, ev.Addr(), ev.Len)
 		}

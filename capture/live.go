@@ -60,8 +60,12 @@ type LiveConfig struct {
 // once arriving), so each is counted twice; that is what the kernel shows and
 // it is not corrected here.
 type Live struct {
-	iface       string
-	link        LinkType
+	iface string
+	link  LinkType
+	// loopback: every packet shows up twice on lo, leaving and arriving,
+	// so the arriving copy of the host's own packet has a local source;
+	// direction is not used there (addresses decide).
+	loopback    bool
 	snap        uint32
 	pollTimeout time.Duration
 	cls         atomic.Pointer[Classifier] // set by SetLocal; Run picks it up at a flush
@@ -98,7 +102,11 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 	} else if !exists {
 		return nil, fmt.Errorf("unknown interface %q", name)
 	}
-	link, err := interfaceLink(name)
+	hw, err := interfaceType(name)
+	if err != nil {
+		return nil, fmt.Errorf("open capture on %s: %w", name, err)
+	}
+	link, err := linkForARPHRD(hw)
 	if err != nil {
 		return nil, fmt.Errorf("open capture on %s: %w", name, err)
 	}
@@ -106,7 +114,7 @@ func OpenLive(cfg LiveConfig) (*Live, error) {
 	if snap <= 0 {
 		snap = DefaultSnap
 	}
-	l := &Live{iface: name, link: link, pollTimeout: orDuration(cfg.PollTimeout, DefaultPollTimeout)}
+	l := &Live{iface: name, link: link, loopback: hw == arphrdLoopback, pollTimeout: orDuration(cfg.PollTimeout, DefaultPollTimeout)}
 	h, err := afpacket.NewTPacket(
 		afpacket.OptInterface(name),
 		afpacket.TPacketVersion3,
@@ -238,6 +246,7 @@ func (l *Live) Run(ctx context.Context, c *Classifier, p *Pipe) error {
 
 	var (
 		link      = l.link
+		useDir    = !l.loopback
 		batch     = getBatch(p)
 		received  uint64
 		lastDrops uint64
@@ -291,7 +300,13 @@ func (l *Live) Run(ctx context.Context, c *Classifier, p *Pipe) error {
 		batch = batch[:i+1]
 		ev := &batch[i]
 		ev.TS = ci.Timestamp.UnixNano()
-		c.Classify(link, data, ev)
+		// ci.Length is the whole packet as the kernel had it (tp_len):
+		// GRO/TSO super-frames included, so their IP length fits.
+		dir := DirUnknown
+		if useDir {
+			dir = ringDir(data, ci.InterfaceIndex)
+		}
+		c.Classify(link, data, ci.Length, dir, ev)
 		if len(batch) == BatchSize {
 			p.Full <- batch
 			batch = getBatch(p)
@@ -336,12 +351,12 @@ const (
 	arphrdNone     = 65534
 )
 
-// interfaceLink maps the interface's ARPHRD type to the link type a packet
-// socket delivers. The type comes from SIOCGIFHWADDR rather than
+// interfaceType reads the interface's ARPHRD type, which linkForARPHRD maps
+// to the link type a packet socket delivers. The type comes from SIOCGIFHWADDR rather than
 // /sys/class/net/IF/type because sysfs shows the namespace it was mounted in,
 // not the calling thread's, and OpenLive must work on a thread switched into
 // another network namespace.
-func interfaceLink(name string) (LinkType, error) {
+func interfaceType(name string) (uint16, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("interface type: %w", err)
@@ -354,7 +369,7 @@ func interfaceLink(name string) (LinkType, error) {
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFHWADDR, ifr); err != nil {
 		return 0, fmt.Errorf("interface type: %w", err)
 	}
-	return linkForARPHRD(ifr.Uint16())
+	return ifr.Uint16(), nil
 }
 
 func linkForARPHRD(t uint16) (LinkType, error) {

@@ -318,3 +318,80 @@ wait:
 		t.Errorf("frames %d + dropped %d (in %d events) != %d sent; Stats dropped %d", frames, dropped, dropEvents, n, statDrops)
 	}
 }
+
+// On loopback every packet is seen leaving and arriving, so the arriving
+// copy of the host's own packet carries a local source: it must not be
+// taken for a spoofed one. Both copies count, as they always did.
+func TestLiveLoopbackIsNotSpoofed(t *testing.T) {
+	v := newVethPair(t, []string{"198.51.100.1/24"}, []string{"198.51.100.2/24"})
+	const n = 20
+	var live *Live
+	var conn net.PacketConn
+	err := inNetns(v.A, func() error {
+		var err error
+		live, err = OpenLive(LiveConfig{Interface: "lo", Local: []netip.Addr{netip.MustParseAddr("127.0.0.1")},
+			BlockTimeout: 10 * time.Millisecond, PollTimeout: 30 * time.Millisecond, NumBlocks: 4})
+		if err != nil {
+			return err
+		}
+		if conn, err = net.ListenPacket("udp4", "127.0.0.2:9999"); err != nil {
+			return err
+		}
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				if _, _, err := conn.ReadFrom(buf); err != nil {
+					return
+				}
+			}
+		}()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Close(); conn.Close() })
+	c := NewClassifier([]netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil)
+	p := NewPipe(4)
+	kinds := map[Kind]int{}
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		for b := range p.Full {
+			for _, ev := range b {
+				if ev.Len == 128 {
+					kinds[ev.Kind]++
+				}
+			}
+			p.Put(b)
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- live.Run(ctx, c, p) }()
+	if err := inNetns(v.A, func() error {
+		s, err := net.Dial("udp4", "127.0.0.2:9999")
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		for range n {
+			if _, err := s.Write(make([]byte, 100)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	close(p.Full)
+	<-consumed
+	if kinds[Egress] != 2*n || len(kinds) != 1 {
+		t.Errorf("frames of 128 bytes by kind %v, want %d egress (each seen twice) and nothing else", kinds, 2*n)
+	}
+}

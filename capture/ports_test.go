@@ -87,7 +87,7 @@ func TestClassifyService(t *testing.T) {
 		{"ipv6 cut in the ports", raw6(r6, l6, 6, []byte{0, 60}, 443, 50000)[:58], "0/tcp", SideNone},
 	} {
 		var ev Event
-		c.Classify(LinkRaw, tc.frame, &ev)
+		c.Classify(LinkRaw, tc.frame, 1<<17, DirUnknown, &ev)
 		if ev.Kind != Egress && ev.Kind != Ingress {
 			t.Errorf("%s: kind %v", tc.name, ev.Kind)
 			continue
@@ -100,16 +100,16 @@ func TestClassifyService(t *testing.T) {
 	f := raw6(r6, l6, 6, []byte{44}, 443, 50000)
 	binary.BigEndian.PutUint16(f[42:], 185<<3)
 	var ev Event
-	c.Classify(LinkRaw, f, &ev)
+	c.Classify(LinkRaw, f, 1<<17, DirUnknown, &ev)
 	if s := ev.Service(); s.String() != "0/tcp" || s.Side() != SideNone {
 		t.Errorf("later ipv6 fragment: %v", s)
 	}
 	binary.BigEndian.PutUint16(f[42:], 1) // offset 0, more fragments: the first
-	c.Classify(LinkRaw, f, &ev)
+	c.Classify(LinkRaw, f, 1<<17, DirUnknown, &ev)
 	if s := ev.Service(); s.String() != "443/tcp" || s.Side() != SideOut {
 		t.Errorf("first ipv6 fragment: %v", s)
 	}
-	if n := testing.AllocsPerRun(1000, func() { c.Classify(LinkRaw, f, &ev) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { c.Classify(LinkRaw, f, 1<<17, DirUnknown, &ev) }); n != 0 {
 		t.Errorf("Classify allocates %v times", n)
 	}
 }

@@ -136,7 +136,7 @@ func New(cfg Config) *Metrics {
 	m.frames = counter("dstwatch_frames_total", "Frames seen by dstwatch in the stored windows: tallied plus skipped.")
 	m.tallied = counter("dstwatch_frames_tallied_total", "Frames counted for a remote in the stored windows.")
 	m.skipped = counterVec("dstwatch_frames_skipped_total",
-		"Frames seen but not tallied in the stored windows, by reason: non_ip, transit (neither address local), malformed, excluded (--exclude), local (both addresses local).",
+		"Frames seen but not tallied in the stored windows, by reason: non_ip, transit (neither address local), malformed, excluded (--exclude), local (both addresses local), oversize (IP length larger than the wire carried), spoofed (received with a local source address).",
 		"reason")
 	m.drops = counter("dstwatch_kernel_drops_total", "Frames the kernel dropped before dstwatch saw them, in the stored windows.")
 	m.late = counter("dstwatch_late_frames_total", "Frames stamped for an already closed window, counted in a later one.")
@@ -172,6 +172,8 @@ var skipReasons = []struct {
 	{"malformed", func(s *rotate.Stats) uint64 { return s.Malformed }},
 	{"excluded", func(s *rotate.Stats) uint64 { return s.Excluded }},
 	{"local", func(s *rotate.Stats) uint64 { return s.Local }},
+	{"oversize", func(s *rotate.Stats) uint64 { return s.Oversize }},
+	{"spoofed", func(s *rotate.Stats) uint64 { return s.Spoofed }},
 }
 
 // CountryLabel is the country label of a stored country code: the code

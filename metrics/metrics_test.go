@@ -83,7 +83,7 @@ func TestASNAdmission(t *testing.T) {
 	m.Observe(window(0, remote(1, "DE", 100, 100, 0), remote(2, "NL", 200, 50, 0), remote(3, "", 0, 7000, 0)))
 	w := window(1, remote(4, "DE", 300, 10, 0), remote(5, "US", 400, 1000, 0), remote(6, "JP", 500, 500, 0), remote(7, "xx", 600, 1, 0))
 	w.Other = rotate.Counts{TxBytes: 9, TxPackets: 3}
-	w.Stats = rotate.Stats{Folded: 4, Frames: 10, Tallied: 8, NonIP: 2}
+	w.Stats = rotate.Stats{Folded: 4, Frames: 13, Tallied: 8, NonIP: 2, Oversize: 2, Spoofed: 1}
 	m.Observe(w)
 	m.Observe(window(2, remote(8, "JP", 500, 99999, 0), remote(1, "DE", 100, 1, 0)))
 
@@ -119,6 +119,9 @@ func TestASNAdmission(t *testing.T) {
 	}
 	if v := s["dstwatch_frames_skipped_total"]["reason=transit"]; v != 0 {
 		t.Errorf("skipped transit %v, want 0", v)
+	}
+	if o, sp := s["dstwatch_frames_skipped_total"]["reason=oversize"], s["dstwatch_frames_skipped_total"]["reason=spoofed"]; o != 2 || sp != 1 {
+		t.Errorf("skipped oversize %v, spoofed %v; want 2 and 1", o, sp)
 	}
 	if v := s["dstwatch_windows_stored_total"][""]; v != 3 {
 		t.Errorf("windows %v, want 3", v)

@@ -69,6 +69,8 @@ type StatsJSON struct {
 	Malformed uint64 `json:"skipped_malformed"`
 	Excluded  uint64 `json:"skipped_excluded"`
 	Local     uint64 `json:"skipped_local"`
+	Oversize  uint64 `json:"skipped_oversize"`
+	Spoofed   uint64 `json:"skipped_spoofed"`
 	Drops     uint64 `json:"drops"`
 	Late      uint64 `json:"late"`
 	Folded    uint64 `json:"folded"`
@@ -115,7 +117,7 @@ func ToWindowJSON(w *storage.Window) WindowJSON {
 		Remotes: make([]RemoteJSON, 0, len(w.Remotes)),
 		Other:   ToCounts(w.Other),
 		Stats: StatsJSON{s.Frames, s.Tallied, s.NonIP, s.Transit, s.Malformed, s.Excluded, s.Local,
-			s.Drops, s.Late, s.Folded, ""},
+			s.Oversize, s.Spoofed, s.Drops, s.Late, s.Folded, ""},
 	}
 	if !w.GeoBuild.IsZero() {
 		out.Stats.GeoBuild = w.GeoBuild.UTC().Format(time.RFC3339)
@@ -159,7 +161,8 @@ func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
 		Start: start.UTC(), Length: end.Sub(start), Other: j.Other.counts(),
 		Remotes: make([]storage.Remote, 0, len(j.Remotes)),
 		Stats: rotate.Stats{Frames: s.Frames, Tallied: s.Tallied, NonIP: s.NonIP, Transit: s.Transit,
-			Malformed: s.Malformed, Excluded: s.Excluded, Local: s.Local, Drops: s.Drops, Late: s.Late, Folded: s.Folded},
+			Malformed: s.Malformed, Excluded: s.Excluded, Local: s.Local, Drops: s.Drops, Late: s.Late, Folded: s.Folded,
+			Oversize: s.Oversize, Spoofed: s.Spoofed},
 	}
 	if s.GeoBuild != "" {
 		if w.GeoBuild, err = time.Parse(time.RFC3339, s.GeoBuild); err != nil {
@@ -270,7 +273,7 @@ func ToSummaryJSON(s Summary) SummaryJSON {
 	return SummaryJSON{
 		Windows: s.Windows, HourlyRollups: s.Hours, DailyRollups: s.Days,
 		First: fmtOptTime(s.First), End: fmtOptTime(s.Last),
-		Stats:     StatsJSON{st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Drops, st.Late, st.Folded, ""},
+		Stats:     StatsJSON{st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Oversize, st.Spoofed, st.Drops, st.Late, st.Folded, ""},
 		DropUnits: s.DropUnits, FoldUnits: s.FoldUnits, Capped: s.Capped,
 		Resolution: s.Resolution.String(), RawFrom: fmtOptTime(s.RawFrom),
 	}
@@ -282,7 +285,8 @@ func FromSummaryJSON(j *SummaryJSON) (Summary, error) {
 	s := Summary{
 		Windows: j.Windows, Hours: j.HourlyRollups, Days: j.DailyRollups,
 		Stats: rotate.Stats{Frames: st.Frames, Tallied: st.Tallied, NonIP: st.NonIP, Transit: st.Transit,
-			Malformed: st.Malformed, Excluded: st.Excluded, Local: st.Local, Drops: st.Drops, Late: st.Late, Folded: st.Folded},
+			Malformed: st.Malformed, Excluded: st.Excluded, Local: st.Local, Drops: st.Drops, Late: st.Late, Folded: st.Folded,
+			Oversize: st.Oversize, Spoofed: st.Spoofed},
 		DropUnits: j.DropUnits, FoldUnits: j.FoldUnits, Capped: j.Capped,
 	}
 	switch j.Resolution {

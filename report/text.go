@@ -37,6 +37,9 @@ func (r *Report) Notes(loc *time.Location) []string {
 	if s.Capped > 0 {
 		out = append(out, fmt.Sprintf("overflow: %d remote entries were over the rollups' caps and are summed in 'other'", s.Capped))
 	}
+	if s.Stats.Oversize > 0 || s.Stats.Spoofed > 0 {
+		out = append(out, fmt.Sprintf("not counted: %d frames whose IP length was larger than the wire carried (forged), %d received with this host's own address as source (spoofed)", s.Stats.Oversize, s.Stats.Spoofed))
+	}
 	if s.Stats.Late > 0 {
 		out = append(out, fmt.Sprintf("%d frames arrived after their window closed and were counted in the next one", s.Stats.Late))
 	}

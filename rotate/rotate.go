@@ -187,7 +187,21 @@ type Tally struct {
 
 	pairs    pairTable // the open window's (service, remote) tallies
 	pairHint int
+
+	// suspect holds, in a replay, frames stamped beyond the window after
+	// the open one (see hold): a fixed array, so holding costs no
+	// allocation. releasing is set while release tallies them.
+	suspect   [suspectMax]capture.Event
+	nSuspect  int
+	releasing bool
 }
+
+// suspectMax is how many frames in a row must agree on a jump ahead before a
+// replay follows it. One frame stamped an hour ahead inside an old capture
+// (a clock stepped and stepped back, a damaged record) would otherwise move
+// every later frame into its future window as late; a real quiet gap is
+// followed by more frames on the new time, or by the end of the file.
+const suspectMax = 8
 
 // New returns a Tally that hands every closed window to emit.
 func New(cfg Config, emit func(*Closed)) *Tally {
@@ -280,6 +294,9 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 			t.cur.stats.Drops += uint64(ev.Len)
 			continue
 		}
+		if !t.cfg.Live && t.hold(ev, c) {
+			continue
+		}
 		ws := t.windowStart(ev.TS)
 		switch {
 		case t.cur == nil:
@@ -333,10 +350,58 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 			w.stats.Excluded++
 		case capture.SkipLocal:
 			w.stats.Local++
+		case capture.SkipOversize:
+			w.stats.Oversize++
+		case capture.SkipSpoofed:
+			w.stats.Spoofed++
 		default:
 			w.stats.Malformed++
 		}
 	}
+}
+
+// hold judges a replayed frame's stamp against the capture's own timeline
+// and reports whether it took the frame. A frame stamped beyond the window
+// after the open one is held, not tallied. The frames after it decide: if
+// suspectMax frames in a row are all that far ahead, the capture really
+// jumped (a quiet gap) and they are tallied in order, as they would have been
+// without holding; if a frame comes that continues the open window's
+// timeline, the held ones were the outliers: they are counted as malformed
+// (bad stamps) and not tallied. At the end of the file (flush) held frames
+// are tallied: nothing contradicts them. So a real gap gives the windows it
+// always did, and every frame is counted exactly once.
+//
+// Live capture does not use this: its stamps come from the kernel's clock,
+// which the wall-clock rules (MaxFuture, tick) already judge.
+func (t *Tally) hold(ev *capture.Event, c clock) bool {
+	if t.cur == nil || t.releasing {
+		return false
+	}
+	if t.windowStart(ev.TS) <= t.cur.start+t.length {
+		if t.nSuspect > 0 {
+			t.badStamps += uint64(t.nSuspect)
+			t.nSuspect = 0
+		}
+		return false
+	}
+	t.suspect[t.nSuspect] = *ev
+	t.nSuspect++
+	if t.nSuspect == suspectMax {
+		t.release(c)
+	}
+	return true
+}
+
+// release tallies the held frames in the order they came.
+func (t *Tally) release(c clock) {
+	if t.nSuspect == 0 {
+		return
+	}
+	held, n := t.suspect, t.nSuspect
+	t.nSuspect = 0
+	t.releasing = true
+	t.add(held[:n], c)
+	t.releasing = false
 }
 
 // tick closes the open live window once its deadline has passed and opens the
@@ -361,6 +426,7 @@ func (t *Tally) tick(c clock) {
 // flush closes the open window, if any: the partial window at shutdown or
 // at the end of a capture file.
 func (t *Tally) flush() {
+	t.release(clock{})
 	if t.cur != nil {
 		t.cur.stats.Frames += t.badStamps
 		t.cur.stats.Malformed += t.badStamps

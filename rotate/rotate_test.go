@@ -376,3 +376,80 @@ func TestImpossibleTimestampsCutNoWindow(t *testing.T) {
 		t.Fatalf("stats %+v, want 5 frames: 2 tallied, 3 malformed", w.Stats)
 	}
 }
+
+// A frame stamped far ahead inside a replay (a clock stepped and stepped
+// back, a damaged record) is judged by the frames after it: when they go on
+// in the old timeline it is a bad stamp, counted as malformed and not
+// tallied, and it cuts no window; when enough of them confirm the jump, or
+// the file ends, it was a real quiet gap and every window is as it would be
+// without the check.
+func TestReplayStampsJudgedByTheirTimeline(t *testing.T) {
+	type want struct {
+		start           time.Duration
+		frames, tallied uint64
+		malformed, late uint64
+		tx              uint64 // bytes to 203.0.113.5
+	}
+	e := func(at time.Duration, n uint32) capture.Event { return ev(at, capture.Egress, "203.0.113.5", n) }
+	for _, tc := range []struct {
+		name string
+		evs  []capture.Event
+		want []want
+	}{
+		{"one frame an hour ahead", []capture.Event{
+			e(time.Second, 100), e(2*time.Second, 100), e(time.Hour, 9000),
+			e(3*time.Second, 100), e(L+time.Second, 100),
+		}, []want{{0, 4, 3, 1, 0, 300}, {L, 1, 1, 0, 0, 100}}},
+		{"three frames ahead, then the old timeline", []capture.Event{
+			e(time.Second, 100), e(time.Hour, 9000), e(time.Hour+time.Second, 9000), e(2*time.Hour, 9000),
+			e(time.Second, 100),
+		}, []want{{0, 5, 2, 3, 0, 200}}},
+		{"a late frame after the outlier still counts", []capture.Event{
+			e(L+time.Second, 100), e(time.Hour, 9000), e(time.Second, 50),
+		}, []want{{L, 3, 2, 1, 1, 150}}},
+		{"a real gap confirmed by the frames after it", append([]capture.Event{e(time.Second, 100)},
+			func() (evs []capture.Event) {
+				for i := range suspectMax + 2 {
+					evs = append(evs, e(time.Hour+time.Duration(i)*time.Second, 10))
+				}
+				return evs
+			}()...), []want{{0, 1, 1, 0, 0, 100}, {time.Hour, suspectMax + 2, suspectMax + 2, 0, 0, 10 * (suspectMax + 2)}}},
+		{"a real gap at the end of the file", []capture.Event{
+			e(time.Second, 100), e(time.Hour, 10), e(time.Hour+L, 20),
+		}, []want{{0, 1, 1, 0, 0, 100}, {time.Hour, 1, 1, 0, 0, 10}, {time.Hour + L, 1, 1, 0, 0, 20}}},
+		{"the next window is not a jump", []capture.Event{
+			e(time.Second, 100), e(L+time.Second, 10), e(2*time.Second, 20),
+		}, []want{{0, 1, 1, 0, 0, 100}, {L, 2, 2, 0, 1, 30}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tl, rec := newTally(t, false)
+			// Split over batches: held frames must survive the batch they came in.
+			for i := range tc.evs {
+				tl.add(tc.evs[i:i+1], clock{})
+			}
+			tl.flush()
+			if len(rec.got) != len(tc.want) {
+				t.Fatalf("%d windows, want %d", len(rec.got), len(tc.want))
+			}
+			for i, w := range tc.want {
+				got := rec.got[i].Finish(0)
+				s := got.Stats
+				if !got.Start.Equal(base.Add(w.start)) || s.Frames != w.frames || s.Tallied != w.tallied ||
+					s.Malformed != w.malformed || s.Late != w.late || counts(got)["203.0.113.5"].TxBytes != w.tx {
+					t.Errorf("window %d: start %v stats %+v tx %d, want %+v", i, got.Start.Sub(base), s, counts(got)["203.0.113.5"].TxBytes, w)
+				}
+			}
+		})
+	}
+}
+
+// Live capture keeps its wall-clock rules: a jump ahead cuts the window at
+// once.
+func TestLiveDoesNotHoldStamps(t *testing.T) {
+	tl, rec := newTally(t, true)
+	c := clock{wall: base.UnixNano(), mono: time.Hour}
+	tl.add([]capture.Event{ev(time.Second, capture.Egress, "203.0.113.5", 1), ev(time.Hour, capture.Egress, "203.0.113.5", 2)}, c)
+	if len(rec.got) != 1 || tl.nSuspect != 0 {
+		t.Fatalf("%d windows closed, %d held; want the first closed by the jump, none held", len(rec.got), tl.nSuspect)
+	}
+}

@@ -43,6 +43,8 @@ type Stats struct {
 	Drops     uint64 // frames the kernel dropped before dstwatch saw them
 	Late      uint64 // frames stamped for an already closed window, counted in this one
 	Folded    uint64 // remotes folded into Other by the cardinality cap
+	Oversize  uint64 // skipped: IP length larger than the wire carried (a forged header)
+	Spoofed   uint64 // skipped: received from the wire with a local source address
 }
 
 // Add adds o to s.
@@ -57,11 +59,13 @@ func (s *Stats) Add(o Stats) {
 	s.Drops += o.Drops
 	s.Late += o.Late
 	s.Folded += o.Folded
+	s.Oversize += o.Oversize
+	s.Spoofed += o.Spoofed
 }
 
 // Skipped is the number of frames seen but not tallied.
 func (s Stats) Skipped() uint64 {
-	return s.NonIP + s.Transit + s.Malformed + s.Excluded + s.Local
+	return s.NonIP + s.Transit + s.Malformed + s.Excluded + s.Local + s.Oversize + s.Spoofed
 }
 
 // Remote is one remote address with its counts.

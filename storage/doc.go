@@ -59,7 +59,9 @@
 //	      uvarint  GeoIP database build time, Unix seconds; 0 = none
 //	id 2  stats: one uvarint per rotate.Stats field, in this order:
 //	      Frames, Tallied, NonIP, Transit, Malformed, Excluded, Local,
-//	      Drops, Late, Folded
+//	      Drops, Late, Folded, Oversize, Spoofed (the last two were
+//	      appended later; a shorter section from an older version reads
+//	      them as 0, and no format bump is needed)
 //	id 3  other: the counts of remotes folded by the cardinality cap
 //	      uvarint TxPackets, TxBytes, RxPackets, RxBytes
 //	id 4  remotes

@@ -156,3 +156,34 @@ func BenchmarkUnmarshalWindow(b *testing.B) {
 		}
 	}
 }
+
+// TestStatsSectionOlderAndNewer: a stats section written before the
+// oversize and spoofed counters existed reads them as 0, and today's section
+// carries them.
+func TestStatsSectionOlderAndNewer(t *testing.T) {
+	start := time.Unix(1_800_000_000, 0).UTC()
+	w := &Window{Start: start, Length: 20 * time.Second,
+		Stats: rotate.Stats{Frames: 10, Tallied: 4, Malformed: 1, Oversize: 2, Spoofed: 3}}
+	got, err := UnmarshalWindow(windowKey(start), MarshalWindow(w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Stats != w.Stats {
+		t.Fatalf("stats %+v, want %+v", got.Stats, w.Stats)
+	}
+	// The value an older version wrote: header and the ten counters it had.
+	var stats []byte
+	for _, v := range []uint64{7, 5, 1, 0, 1, 0, 0, 3, 0, 0} {
+		stats = binary.AppendUvarint(stats, v)
+	}
+	val := []byte{1}
+	val = appendSection(val, secHeader, []byte{20, 0})
+	val = appendSection(val, secStats, stats)
+	old, err := UnmarshalWindow(windowKey(start), val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (rotate.Stats{Frames: 7, Tallied: 5, NonIP: 1, Malformed: 1, Drops: 3}); old.Stats != want {
+		t.Fatalf("old stats %+v, want %+v", old.Stats, want)
+	}
+}

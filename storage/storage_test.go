@@ -47,7 +47,7 @@ func sampleWindow(start time.Time) *Window {
 		},
 		Other: rotate.Counts{TxPackets: 31, TxBytes: 32, RxPackets: 33, RxBytes: 34},
 		Stats: rotate.Stats{Frames: 101, Tallied: 102, NonIP: 103, Transit: 104, Malformed: 105,
-			Excluded: 106, Local: 107, Drops: 108, Late: 109, Folded: 110},
+			Excluded: 106, Local: 107, Drops: 108, Late: 109, Folded: 110, Oversize: 111, Spoofed: 112},
 	}
 }
 

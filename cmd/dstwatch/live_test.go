@@ -292,3 +292,77 @@ func TestLiveWindowsRotate(t *testing.T) {
 		}
 	}
 }
+
+// rawIPv4 is an Ethernet frame from HwB to HwA carrying an IPv4 UDP header
+// to port 9000 with the given total length field, whatever the frame's real
+// size: 42 bytes on the wire (14 Ethernet, 20 IP, 8 UDP) plus payload.
+func rawIPv4(src, dst netip.Addr, totalLen uint16, payload int) []byte {
+	f := make([]byte, 42+payload)
+	copy(f[0:], netnstest.HwA)
+	copy(f[6:], netnstest.HwB)
+	f[12], f[13] = 0x08, 0x00
+	ip := f[14:]
+	ip[0] = 0x45
+	ip[2], ip[3] = byte(totalLen>>8), byte(totalLen)
+	ip[8], ip[9] = 64, 17
+	s, d := src.As4(), dst.As4()
+	copy(ip[12:], s[:])
+	copy(ip[16:], d[:])
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(ip[i])<<8 | uint32(ip[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	ip[10], ip[11] = byte(^sum>>8), byte(^sum)
+	udp := ip[20:]
+	udp[0], udp[1] = 0x30, 0x39 // 12345
+	udp[2], udp[3] = 0x23, 0x28 // 9000
+	ul := 8 + payload
+	udp[4], udp[5] = byte(ul>>8), byte(ul)
+	return f
+}
+
+// Frames a peer forges must not become counts: 100 frames of 42 bytes whose
+// IPv4 total length says 65535 (the kernel drops them; once they were stored
+// as 6,553,500 rx bytes), and 50 frames arriving with the host's own address
+// as source (once stored as tx to their destination, though the host sent
+// nothing). Real traffic both ways around them stays exact, so the packet
+// type read from the ring tells sent from received.
+func TestLiveForgedAndSpoofedFrames(t *testing.T) {
+	p := netnstest.New(t)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "live.db")
+	d := startDaemon(t, p.A, "-i", p.IfA, "--db", db, "--window", "1h")
+	sink(t, p.A, netnstest.A4)
+	sink(t, p.B, netnstest.B4)
+
+	send(t, p.B, netnstest.B4, netnstest.A4, 10, 100) // rx, IP length 128
+	send(t, p.A, netnstest.A4, netnstest.B4, 5, 300)  // tx, 328
+	forged := rawIPv4(netnstest.B4, netnstest.A4, 65535, 0)
+	if len(forged) != 42 {
+		t.Fatalf("forged frame is %d bytes", len(forged))
+	}
+	if err := netnstest.SendRaw(p.B, p.IfB, forged, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := netnstest.SendRaw(p.B, p.IfB, rawIPv4(netnstest.A4, netnstest.B4, 28, 0), 50); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // past the ring's block timeout
+	d.stop(t)
+
+	got := queryRemotes(t, db)
+	want := remoteRow{Addr: "198.51.100.2", Country: "", TxPackets: 5, TxBytes: 5 * 328, RxPackets: 10, RxBytes: 10 * 128}
+	if got["198.51.100.2"] != want || len(got) != 1 {
+		t.Errorf("remotes %+v, want only %+v", got, want)
+	}
+	ws := readAll(t, db)
+	if len(ws) != 1 {
+		t.Fatalf("%d windows, want 1", len(ws))
+	}
+	if s := ws[0].Stats; s.Oversize != 100 || s.Spoofed != 50 || s.Tallied != 15 || s.Frames != s.Tallied+s.Skipped() {
+		t.Errorf("stats %+v, want 15 tallied, 100 oversize, 50 spoofed", s)
+	}
+}

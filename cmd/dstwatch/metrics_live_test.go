@@ -320,8 +320,8 @@ func TestLiveMetricsPrometheus(t *testing.T) {
 	if info := prom.sums(t, `dstwatch_asn_info`, "asn", "org"); !equal(info, map[string]uint64{"64496/Doc One": 1, "64501/Example Six": 1}) {
 		t.Errorf("dstwatch_asn_info %v", info)
 	}
-	if n := prom.sums(t, `count(dstwatch_frames_skipped_total) by (reason)`, "reason"); len(n) != 5 {
-		t.Errorf("skip reasons %v, want 5", n)
+	if n := prom.sums(t, `count(dstwatch_frames_skipped_total) by (reason)`, "reason"); len(n) != 7 {
+		t.Errorf("skip reasons %v, want 7", n)
 	}
 	if geo := prom.sums(t, `dstwatch_geoip_build_timestamp_seconds`, "path"); !equal(geo, map[string]uint64{country: uint64(mmdbtest.BuildEpoch), asn: uint64(mmdbtest.BuildEpoch)}) {
 		t.Errorf("dstwatch_geoip_build_timestamp_seconds by path %v, want both files at %d", geo, mmdbtest.BuildEpoch)

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,7 @@ func compare(t *testing.T, got []*storage.Window, want []pcapgen.WindowTruth, ti
 			t.Fatalf("window %d starts %v, want %v", i, w.Start, tr.Start)
 		}
 		wantStats := rotate.Stats{Frames: tr.Frames, Tallied: tr.Tallied, NonIP: tr.NonIP, Transit: tr.Transit,
-			Malformed: tr.Malformed, Excluded: tr.Excluded, Local: tr.Local}
+			Malformed: tr.Malformed, Excluded: tr.Excluded, Local: tr.Local, Oversize: tr.Oversize, Spoofed: tr.Spoofed}
 		wantStats = scaleStats(wantStats, times)
 		if w.Stats != wantStats {
 			t.Errorf("window %v stats\n got %+v\nwant %+v", w.Start, w.Stats, wantStats)
@@ -609,4 +610,140 @@ func TestFutureTimestampPrunesNothing(t *testing.T) {
 	if malformed == 0 {
 		t.Errorf("the impossible frame is not counted as malformed")
 	}
+}
+
+// hostile turns a Mixed scenario into one with forged and spoofed frames: every
+// 23rd packet claims the largest IP length, and every 29th tallied one is
+// received from the wire with this host's address as its source. seen says
+// whether the file shows direction for the spoofed ones.
+func hostile(pkts []pcapgen.Packet) (forged, spoofed int) {
+	for i := range pkts {
+		p := &pkts[i]
+		if p.Shape != pcapgen.Normal {
+			continue
+		}
+		switch {
+		case i%23 == 0:
+			p.Shape = pcapgen.ForgedLen
+			forged++
+		case i%29 == 0 && p.Outgoing && !testLocalSet(p.Dst):
+			p.Outgoing = false
+			spoofed++
+		}
+		p.EPBDirection = true
+	}
+	return forged, spoofed
+}
+
+func testLocalSet(a netip.Addr) bool {
+	for _, l := range testLocal {
+		if l == a.Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
+// TestReplayHostileFrames: frames whose IP length is larger than the record's
+// original length are stored as oversize, never as bytes; frames received
+// with a local source are spoofed where the format carries direction (SLL,
+// SLL2, pcapng epb_flags), and egress by their addresses where it does not.
+func TestReplayHostileFrames(t *testing.T) {
+	country, asn := geoFiles(t)
+	for _, tc := range []struct {
+		name     string
+		format   pcapgen.Format
+		link     uint16
+		directed bool
+	}{
+		{"pcap-ethernet-no-direction", pcapgen.PcapMicro, pcapgen.LinkEthernet, false},
+		{"pcap-raw-no-direction", pcapgen.PcapNano, pcapgen.LinkRaw, false},
+		{"pcapng-ethernet-epb-flags", pcapgen.PcapNG, pcapgen.LinkEthernet, true},
+		{"pcap-sll", pcapgen.PcapMicro, pcapgen.LinkLinuxSLL, true},
+		{"pcapng-sll2", pcapgen.PcapNG, pcapgen.LinkLinuxSLL2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pkts := pcapgen.Mixed(17, 4000, 200, testLocal, testStart, 2*time.Minute, tc.link)
+			forged, spoofed := hostile(pkts)
+			file := filepath.Join(dir, "in.pcap")
+			if err := pcapgen.Write(file, tc.format, tc.link, pkts); err != nil {
+				t.Fatal(err)
+			}
+			db := filepath.Join(dir, "w.db")
+			code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1,2001:db8::1",
+				"--db", db, "--geoip", country, "--geoip", asn, "--max-remotes", "0")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			truth := pcapgen.TruthOn(tc.format, tc.link, pkts, testLocal, nil, 20*time.Second)
+			var o, s uint64
+			for _, w := range truth {
+				o, s = o+w.Oversize, s+w.Spoofed
+			}
+			wantS := uint64(0)
+			if tc.directed {
+				wantS = uint64(spoofed)
+			}
+			if o != uint64(forged) || s != wantS || forged == 0 || spoofed == 0 {
+				t.Fatalf("truth has %d oversize, %d spoofed; scenario %d forged, %d spoofed", o, s, forged, spoofed)
+			}
+			compare(t, readAll(t, db), truth, 1)
+		})
+	}
+}
+
+// One frame stamped an hour ahead inside an old capture is a bad stamp: it
+// is counted as malformed in the window the capture is in when the next frame
+// comes, and moves no later frame (once every frame after it was stored late
+// in its future window). A real quiet hour in a capture still gives exactly
+// the windows its stamps say.
+func TestReplayStampOutlierAndRealGap(t *testing.T) {
+	country, asn := geoFiles(t)
+	replay := func(t *testing.T, pkts []pcapgen.Packet) []*storage.Window {
+		t.Helper()
+		dir := t.TempDir()
+		file := filepath.Join(dir, "in.pcap")
+		if err := pcapgen.Write(file, pcapgen.PcapNano, pcapgen.LinkEthernet, pkts); err != nil {
+			t.Fatal(err)
+		}
+		db := filepath.Join(dir, "w.db")
+		code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1,2001:db8::1",
+			"--db", db, "--geoip", country, "--geoip", asn, "--max-remotes", "0")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		return readAll(t, db)
+	}
+	t.Run("outlier", func(t *testing.T) {
+		pkts := pcapgen.Mixed(23, 3000, 150, testLocal, testStart, 2*time.Minute, pcapgen.LinkEthernet)
+		i := len(pkts) / 2
+		pkts[i].TS = pkts[i].TS.Add(time.Hour)
+		rest := append(slices.Clone(pkts[:i]), pkts[i+1:]...)
+		truth := pcapgen.Truth(rest, testLocal, nil, 20*time.Second)
+		next := pkts[i+1].TS.UnixNano() / int64(20*time.Second) * int64(20*time.Second)
+		found := false
+		for j := range truth {
+			if truth[j].Start.UnixNano() == next {
+				truth[j].Frames++
+				truth[j].Malformed++
+				found = true
+			}
+		}
+		if !found {
+			t.Fatal("no window for the frame after the outlier")
+		}
+		got := replay(t, pkts)
+		compare(t, got, truth, 1)
+		for _, w := range got {
+			if w.Stats.Late != 0 {
+				t.Errorf("window %v: %d late frames", w.Start, w.Stats.Late)
+			}
+		}
+	})
+	t.Run("real gap", func(t *testing.T) {
+		pkts := pcapgen.Mixed(24, 1500, 100, testLocal, testStart, time.Minute, pcapgen.LinkEthernet)
+		pkts = append(pkts, pcapgen.Mixed(25, 1500, 100, testLocal, testStart.Add(time.Hour), time.Minute, pcapgen.LinkEthernet)...)
+		compare(t, replay(t, pkts), pcapgen.Truth(pkts, testLocal, nil, 20*time.Second), 1)
+	})
 }

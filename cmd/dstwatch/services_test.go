@@ -100,6 +100,9 @@ func TestReplayServicesMatchTruth(t *testing.T) {
 			if link != pcapgen.LinkEthernet {
 				for i := range pkts {
 					pkts[i].VLANs = nil
+					// SLL2 carries the direction: what the host sent is
+					// outgoing, or it would be spoofed.
+					pkts[i].Outgoing = testLocalSet(pkts[i].Src)
 					if pkts[i].Snap > 0 {
 						pkts[i].Snap += 6 // SLL2's header is 6 bytes longer
 					}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -163,4 +164,41 @@ func Do(ns string, fn func() error) error {
 // Command returns a command that runs inside namespace ns.
 func Command(ns, name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+}
+
+// HwA and HwB are the MAC addresses of IfA and IfB.
+var HwA, HwB = mustMAC(macA), mustMAC(macB)
+
+func mustMAC(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// SendRaw sends frame n times, exactly as given (Ethernet header included),
+// out of interface ifc in namespace ns through an AF_PACKET socket: the way
+// to put on the wire what no socket API builds, such as forged IP lengths or
+// a peer using the host's own address as its source.
+func SendRaw(ns, ifc string, frame []byte, n int) error {
+	return Do(ns, func() error {
+		ifi, err := net.InterfaceByName(ifc)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+		copy(to.Addr[:], frame[:6])
+		for range n {
+			if err := unix.Sendto(fd, frame, 0, to); err != nil {
+				return fmt.Errorf("send raw frame on %s: %w", ifc, err)
+			}
+		}
+		return nil
+	})
 }

@@ -86,7 +86,7 @@ func (b *builder) frame(p *Packet, link uint16) ([]byte, int, error) {
 	if p.Shape == ARP && link == LinkRaw {
 		return nil, 0, fmt.Errorf("pcapgen: ARP cannot be carried on raw IP link")
 	}
-	if p.Shape < Normal || p.Shape > ShortIP {
+	if p.Shape < Normal || p.Shape > ForgedLen {
 		return nil, 0, fmt.Errorf("pcapgen: unknown shape %d", p.Shape)
 	}
 
@@ -128,7 +128,16 @@ func (b *builder) frame(p *Packet, link uint16) ([]byte, int, error) {
 	if p.Shape == BadVersion {
 		data[lh] = 7<<4 | data[lh]&0x0f
 	}
-	if p.Shape == Normal {
+	if p.Shape == ForgedLen {
+		// Checksums stay as computed for the real length: a forged
+		// header is not a careful one, and dstwatch checks none.
+		if v6 {
+			binary.BigEndian.PutUint16(data[lh+4:], 0xffff)
+		} else {
+			binary.BigEndian.PutUint16(data[lh+2:], 0xffff)
+		}
+	}
+	if p.Shape == Normal || p.Shape == ForgedLen {
 		// Guards IPLen against drifting from the serializer: Truth depends
 		// on it. Ethernet pads frames to its 60-byte minimum.
 		want := lh + p.IPLen()

@@ -42,6 +42,10 @@ const (
 	ARP                     // non-IP frame (Ethernet/SLL only)
 	BadVersion              // IP version nibble 7: malformed
 	ShortIP                 // frame cut before the IP header ends: malformed
+	// ForgedLen is a normal frame whose IP length field claims the
+	// maximum (IPv4 total length 65535, IPv6 payload length 65535), more
+	// than the wire carried: oversize.
+	ForgedLen
 )
 
 func (s Shape) String() string {
@@ -54,6 +58,8 @@ func (s Shape) String() string {
 		return "badversion"
 	case ShortIP:
 		return "shortip"
+	case ForgedLen:
+		return "forgedlen"
 	}
 	return "Shape(?)"
 }
@@ -86,6 +92,11 @@ type Packet struct {
 	// no local addresses to infer direction from, and dstwatch must classify
 	// by IP address anyway, so this only makes the link header realistic.
 	Outgoing bool
+	// EPBDirection writes the direction in a pcapng enhanced packet
+	// block's epb_flags (Outgoing: outbound, else inbound); Write and
+	// WriteFunc only. A received frame whose Src is local is spoofed where
+	// the file carries direction (see TruthOn).
+	EPBDirection bool
 }
 
 const (

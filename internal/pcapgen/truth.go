@@ -15,12 +15,14 @@ type WindowTruth struct {
 	Remotes map[netip.Addr]Counts // remote addresses unmapped
 
 	Frames, Tallied, NonIP, Transit, Malformed, Excluded, Local uint64
+	Oversize, Spoofed                                           uint64
 }
 
 // Truth computes the expected tallies from the packet descriptions, never
 // from bytes, following architecture.md "Counting rules": egress if Src is
 // local (remote Dst), ingress if Dst is local (remote Src), both local ->
 // Local, neither -> Transit, ARP -> NonIP, BadVersion/ShortIP -> Malformed,
+// ForgedLen -> Oversize,
 // remote inside an exclude prefix -> Excluded. Bytes are IPLen(), whatever
 // the link layer or snap length. Windows are epoch-aligned,
 // floor(unix_ns/window)*window in UTC. The result is sorted by Start and
@@ -30,13 +32,36 @@ type WindowTruth struct {
 // timestamps (PcapMicro, WriteNG's interface 0) round down, which keeps every
 // packet in the same window as long as the window is a whole number of
 // microseconds.
+//
+// Truth knows no link type or format, so it takes no direction from them:
+// it is the truth of a file that carries none (plain Ethernet or raw-IP
+// pcap), where the addresses alone decide. TruthOn is the truth of a given
+// format and link type.
 func Truth(pkts []Packet, local []netip.Addr, exclude []netip.Prefix, window time.Duration) []WindowTruth {
 	return TruthFunc(len(pkts), func(i int) Packet { return pkts[i] }, local, exclude, window)
+}
+
+// TruthOn is Truth for packets written with Write in the given format and
+// link type, which decide whether the file carries each frame's direction:
+// SLL and SLL2 always do (their packet type, from Outgoing), pcapng does for
+// packets with EPBDirection. Where it does, a frame received (not Outgoing)
+// whose Src is local is Spoofed, not egress.
+func TruthOn(format Format, link uint16, pkts []Packet, local []netip.Addr, exclude []netip.Prefix, window time.Duration) []WindowTruth {
+	visible := func(p *Packet) bool {
+		return link == LinkLinuxSLL || link == LinkLinuxSLL2 || format == PcapNG && p.EPBDirection
+	}
+	return truth(len(pkts), func(i int) Packet { return pkts[i] }, local, exclude, window, visible)
 }
 
 // TruthFunc is Truth over next(0) .. next(n-1), called in order, so the
 // truth of a multi-million-packet MixedFunc scenario needs no packet slice.
 func TruthFunc(n int, next func(i int) Packet, local []netip.Addr, exclude []netip.Prefix, window time.Duration) []WindowTruth {
+	return truth(n, next, local, exclude, window, func(*Packet) bool { return false })
+}
+
+// truth is TruthFunc; dirVisible says whether a packet's direction is in
+// the file.
+func truth(n int, next func(i int) Packet, local []netip.Addr, exclude []netip.Prefix, window time.Duration, dirVisible func(*Packet) bool) []WindowTruth {
 	if window <= 0 {
 		panic("pcapgen: Truth needs a positive window")
 	}
@@ -61,11 +86,17 @@ func TruthFunc(n int, next func(i int) Packet, local []netip.Addr, exclude []net
 		case BadVersion, ShortIP:
 			w.Malformed++
 			continue
+		case ForgedLen:
+			w.Oversize++
+			continue
 		}
 		src, dst := p.Src.Unmap(), p.Dst.Unmap()
 		sl, dl := isLocal[src], isLocal[dst]
 		var remote netip.Addr
 		switch {
+		case sl && !p.Outgoing && dirVisible(&p):
+			w.Spoofed++
+			continue
 		case sl && dl:
 			w.Local++
 			continue

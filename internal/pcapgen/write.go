@@ -42,7 +42,7 @@ func WriteFunc(path string, format Format, link uint16, n int, next func(i int) 
 	}()
 	bw := bufio.NewWriterSize(f, writeBufSize)
 
-	var write func(ci gopacket.CaptureInfo, data []byte) error
+	var write func(ci gopacket.CaptureInfo, data []byte, p *Packet) error
 	var flush func() error = bw.Flush
 	switch format {
 	case PcapMicro, PcapNano:
@@ -55,7 +55,7 @@ func WriteFunc(path string, format Format, link uint16, n int, next func(i int) 
 		if err := w.WriteFileHeader(fileSnapLen, layers.LinkType(link)); err != nil {
 			return err
 		}
-		write = w.WritePacket
+		write = func(ci gopacket.CaptureInfo, data []byte, _ *Packet) error { return w.WritePacket(ci, data) }
 	case PcapNG:
 		w, err := pcapgo.NewNgWriterInterface(bw, pcapgo.NgInterface{
 			Name:                "gen0",
@@ -66,7 +66,16 @@ func WriteFunc(path string, format Format, link uint16, n int, next func(i int) 
 		if err != nil {
 			return err
 		}
-		write = w.WritePacket
+		write = func(ci gopacket.CaptureInfo, data []byte, p *Packet) error {
+			if !p.EPBDirection {
+				return w.WritePacket(ci, data)
+			}
+			flags := pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionInbound}
+			if p.Outgoing {
+				flags.Direction = pcapgo.NgEpbFlagDirectionOutbound
+			}
+			return w.WritePacketWithOptions(ci, data, pcapgo.NgPacketOptions{Flags: &flags})
+		}
 		flush = func() error {
 			if err := w.Flush(); err != nil {
 				return err
@@ -83,7 +92,7 @@ func WriteFunc(path string, format Format, link uint16, n int, next func(i int) 
 			return fmt.Errorf("packet %d: %w", i, err)
 		}
 		ci := gopacket.CaptureInfo{Timestamp: p.TS, CaptureLength: len(data), Length: orig}
-		if err := write(ci, data); err != nil {
+		if err := write(ci, data, &p); err != nil {
 			return fmt.Errorf("packet %d: %w", i, err)
 		}
 	}
