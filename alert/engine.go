@@ -65,6 +65,11 @@ type Options struct {
 	Record func(t time.Time, line string)
 	// Now is the clock; nil is time.Now. Tests drive it.
 	Now func() time.Time
+	// History reads stored windows with from <= Start < to, oldest first
+	// (storage.DB.Windows); may be nil. It seeds the sums of bytes rules
+	// over a period when their evaluation (re)starts: at start, after a
+	// gap, and when a reload changed the rule.
+	History func(from, to time.Time, fn func(*storage.Window) error) error
 }
 
 // Engine evaluates rules on windows and keeps incidents.
@@ -73,6 +78,7 @@ type Engine struct {
 	log    *slog.Logger
 	record func(time.Time, string)
 	now    func() time.Time
+	hist   func(from, to time.Time, fn func(*storage.Window) error) error
 	hc     *http.Client
 	rules  atomic.Pointer[RuleSet]
 
@@ -133,7 +139,7 @@ func Open(o Options) (*Engine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
-		db: db, log: o.Logger, record: o.Record, now: o.Now,
+		db: db, log: o.Logger, record: o.Record, now: o.Now, hist: o.History,
 		hc:    &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		state: map[string]*ruleState{}, jobs: map[uint64]chan struct{}{},
 		ctx: ctx, cancel: cancel, quit: make(chan struct{}), stop: make(chan struct{}), wake: make(chan struct{}, 1),
@@ -651,8 +657,14 @@ type ruleState struct {
 	rule   *Rule
 	last   time.Time // start of the last window seen
 	length time.Duration
-	streak map[string]int       // key -> consecutive windows over the threshold
-	hist   []map[string]*keyAgg // bytes metrics: the previous windows, oldest first
+	streak map[string]int // key -> consecutive windows over the threshold
+	hist   []histWindow   // bytes metrics: the previous windows of the period, oldest first
+}
+
+// histWindow is a previous window's traffic per key, for period sums.
+type histWindow struct {
+	start time.Time
+	aggs  map[string]*keyAgg
 }
 
 // keyAgg is a key's traffic in one window.
@@ -669,6 +681,32 @@ type candidate struct {
 	agg    *keyAgg
 	value  float64
 	window time.Time
+}
+
+// seed reads the stored windows of r's period before the window at end:
+// those of the same length from from on. Windows missing from the database
+// (the daemon was down) are missing from the sum, as they would be had it
+// run on; what the database no longer holds as raw windows (--retention)
+// is not seen either.
+func (e *Engine) seed(r *Rule, from, end time.Time, length time.Duration) []histWindow {
+	if e.hist == nil {
+		return nil
+	}
+	var out []histWindow
+	err := e.hist(from, end, func(w *storage.Window) error {
+		if w.Length == length && !w.Start.Before(from) && w.Start.Before(end) {
+			out = append(out, histWindow{w.Start, aggregate(r, w)})
+		}
+		return nil
+	})
+	if err != nil {
+		e.log.Error("alerts: read stored windows for a period sum; summing from now on", "rule", r.Name, "err", err)
+		return nil
+	}
+	if len(out) > 0 {
+		e.log.Info("alerts: period sum seeded from storage", "rule", r.Name, "windows", len(out), "from", out[0].start)
+	}
+	return out
 }
 
 func sameRule(a, b *Rule) bool {
@@ -804,19 +842,28 @@ func (e *Engine) Evaluate(w *storage.Window) error {
 			st = &ruleState{rule: r}
 			e.state[r.Name] = st
 		}
+		k := max(int(math.Ceil(float64(r.Period)/float64(w.Length))), 1)
+		// The period is the k windows ending with w.
+		cutoff := w.Start.Add(-time.Duration(k-1) * w.Length)
 		if st.last.IsZero() || !w.Start.Equal(st.last.Add(st.length)) || w.Length != st.length {
 			st.streak, st.hist = map[string]int{}, nil // a gap: nothing is consecutive
+			if r.Metric.isBytes() && k > 1 {
+				// The bytes of the period are in the database: a restart,
+				// a gap or a reload must not forget them.
+				st.hist = e.seed(r, cutoff, w.Start, w.Length)
+			}
 		}
 		st.last, st.length = w.Start, w.Length
 		aggs := aggregate(r, w)
 		values := map[string]*keyAgg{}
 		if r.Metric.isBytes() {
-			k := max(int(math.Ceil(float64(r.Period)/float64(w.Length))), 1)
-			if len(st.hist) > k-1 {
-				st.hist = st.hist[len(st.hist)-(k-1):]
+			i := 0
+			for i < len(st.hist) && st.hist[i].start.Before(cutoff) {
+				i++
 			}
-			for _, h := range append(slices.Clip(st.hist), aggs) {
-				for key, a := range h {
+			st.hist = st.hist[i:]
+			for _, h := range append(slices.Clip(st.hist), histWindow{w.Start, aggs}) {
+				for key, a := range h.aggs {
 					s := values[key]
 					if s == nil {
 						s = &keyAgg{prefix: a.prefix, country: a.country, asn: a.asn}
@@ -826,7 +873,7 @@ func (e *Engine) Evaluate(w *storage.Window) error {
 				}
 			}
 			if k > 1 {
-				st.hist = append(st.hist, aggs)
+				st.hist = append(st.hist, histWindow{w.Start, aggs})
 			}
 		} else {
 			values = aggs

@@ -36,7 +36,7 @@ func (a *App) openAlerts() error {
 		loc = time.Local
 	}
 	e, err := alert.Open(alert.Options{
-		Path: a.cfg.AlertsDB, Mode: a.cfg.FileMode, Logger: a.log,
+		Path: a.cfg.AlertsDB, Mode: a.cfg.FileMode, Logger: a.log, History: a.db.Windows,
 		Record: func(t time.Time, line string) {
 			if err := a.rec.WriteLine(t.In(loc).Format(time.RFC3339) + " " + line); err != nil {
 				a.log.Error("write record log", "err", err)
