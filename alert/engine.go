@@ -87,6 +87,7 @@ type Engine struct {
 
 	mu     sync.Mutex
 	jobs   map[uint64]chan struct{} // each incident's latest job; jobs of one incident run in turn
+	slots  slots                    // bound the jobs that run at once (limits.running)
 	jobsWG sync.WaitGroup
 	ctx    context.Context // cancelled by Close after closeGrace: running actions stop
 	cancel context.CancelFunc
@@ -125,7 +126,7 @@ func Open(o Options) (*Engine, error) {
 	}
 	if !o.ReadOnly {
 		err = db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bucketIncidents, bucketActive, bucketCooldown} {
+			for _, b := range [][]byte{bucketIncidents, bucketActive, bucketCooldown, bucketSuppressed} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -348,7 +349,11 @@ func (e *Engine) schedule(id uint64) chan struct{} {
 		if prev != nil {
 			<-prev
 		}
+		if !e.slots.acquire(e.limits().Running, e.stop) {
+			return // stopping: what is pending stays pending
+		}
 		e.advance(id)
+		e.slots.release()
 		e.mu.Lock()
 		if e.jobs[id] == done {
 			delete(e.jobs, id)
@@ -900,9 +905,14 @@ func (e *Engine) Evaluate(w *storage.Window) error {
 	if len(cands) == 0 {
 		return nil
 	}
+	// Within a rule the heaviest keys come first: when a limit suppresses
+	// some, it suppresses the lightest.
 	sort.Slice(cands, func(i, j int) bool {
 		if cands[i].rule.Name != cands[j].rule.Name {
 			return cands[i].rule.Name < cands[j].rule.Name
+		}
+		if cands[i].value != cands[j].value {
+			return cands[i].value > cands[j].value
 		}
 		return cands[i].key < cands[j].key
 	})
@@ -910,13 +920,19 @@ func (e *Engine) Evaluate(w *storage.Window) error {
 }
 
 // apply records, in one transaction, new incidents and refires; then the
-// new incidents' actions start.
+// new incidents' actions start. New incidents over a limit are suppressed
+// and counted (see Limits).
 func (e *Engine) apply(cands []candidate) error {
 	now := e.now()
+	lim := e.limits()
+	running, waiting := e.slots.counts()
 	var fired []*Incident
+	var supp map[string]*Suppressed
 	err := e.db.Update(func(tx *bolt.Tx) error {
-		fired = fired[:0]
+		fired, supp = fired[:0], map[string]*Suppressed{}
+		opened := map[string]int{}
 		inc, act, cool := tx.Bucket(bucketIncidents), tx.Bucket(bucketActive), tx.Bucket(bucketCooldown)
+		active := act.Stats().KeyN
 		for _, c := range cands {
 			ak := activeKey(c.rule.Name, c.key)
 			if id := act.Get(ak); id != nil {
@@ -943,6 +959,25 @@ func (e *Engine) apply(cands []candidate) error {
 					return err
 				}
 			}
+			reason := ""
+			switch {
+			case opened[c.rule.Name] >= lim.PerWindow:
+				reason = OverPerWindow
+			case active >= lim.Active:
+				reason = OverActive
+			case running+waiting+len(fired) >= lim.Running+lim.Queued:
+				reason = OverQueue
+			}
+			if reason != "" {
+				s := supp[c.rule.Name]
+				if s == nil {
+					w := c.window
+					s = &Suppressed{Last: &w}
+					supp[c.rule.Name] = s
+				}
+				s.count(reason)
+				continue
+			}
 			seq, err := inc.NextSequence()
 			if err != nil {
 				return err
@@ -955,12 +990,15 @@ func (e *Engine) apply(cands []candidate) error {
 				return err
 			}
 			fired = append(fired, n)
+			opened[c.rule.Name]++
+			active++
 		}
-		return nil
+		return addSuppressed(tx, supp)
 	})
 	if err != nil {
 		return err
 	}
+	e.reportSuppressed(supp, lim, now)
 	for _, n := range fired {
 		e.log.Info("alerts: incident fired", "incident", n.ID, "rule", n.Rule, "key", n.Key, "metric", n.Metric,
 			"value", n.Value, "threshold", n.Threshold, "expires", n.Expires)
