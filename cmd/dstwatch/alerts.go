@@ -127,6 +127,21 @@ func (a *App) ExpireIncident(ctx context.Context, id uint64) (*alert.Incident, e
 	return a.alerts.Expire(ctx, id, "expired early by request")
 }
 
+// alertStats are the alert limits and what they suppressed, for status and
+// metrics; nil while alerts are off.
+func (a *App) alertStats() *alert.Stats {
+	a.alertsMu.RLock()
+	defer a.alertsMu.RUnlock()
+	if a.alerts == nil {
+		return nil
+	}
+	st, err := a.alerts.Stats()
+	if err != nil {
+		a.log.Error("alerts: read stats", "err", err)
+	}
+	return &st
+}
+
 func parseRulesFlags(cfg *Config, rules, alertsDB string) error {
 	cfg.Rules, cfg.AlertsDB = rules, alertsDB
 	if cfg.AlertsDB == "" {

@@ -61,7 +61,7 @@ func cmdIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	default:
 		return fmt.Errorf("%w: --format %q: want table, json or csv", errUsage, *format)
 	}
-	list, note, err := listIncidents(ctx, *db, *alertsDB, *socket, *state)
+	list, supp, note, err := listIncidents(ctx, *db, *alertsDB, *socket, *state)
 	if err != nil {
 		return err
 	}
@@ -83,6 +83,9 @@ func cmdIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stdout, note)
 	}
 	writeIncidentsTable(stdout, list, loc)
+	if supp != nil && supp.Total() > 0 {
+		fmt.Fprintln(stdout, describeSuppressed(*supp))
+	}
 	return nil
 }
 
@@ -101,29 +104,40 @@ func alertsPath(db, alertsDB string) string {
 }
 
 // listIncidents asks the daemon, or reads the file when no daemon runs or
-// the daemon keeps no incidents.
-func listIncidents(ctx context.Context, db, alertsDB, socket, state string) ([]*alert.Incident, string, error) {
+// the daemon keeps no incidents. It also returns the incidents the limits
+// suppressed (nil when unknown).
+func listIncidents(ctx context.Context, db, alertsDB, socket, state string) ([]*alert.Incident, *alert.Suppressed, string, error) {
 	c, _, err := dialDaemon(ctx, socketFor(socket, db))
 	if err == nil {
 		list, err := c.Incidents(ctx, state)
 		if !errors.Is(err, api.ErrAlertsOff) {
-			return list, "", err
+			var supp *alert.Suppressed
+			if err == nil {
+				if st, serr := c.Status(ctx); serr == nil && st.Alerts != nil {
+					supp = &st.Alerts.Suppressed
+				}
+			}
+			return list, supp, "", err
 		}
 	} else if !errors.Is(err, api.ErrNotRunning) {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	path := alertsPath(db, alertsDB)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Sprintf("no incidents: %s does not exist (no daemon has run with --rules here)", path), nil
+		return nil, nil, fmt.Sprintf("no incidents: %s does not exist (no daemon has run with --rules here)", path), nil
 	}
 	e, err := alert.Open(alert.Options{Path: path, ReadOnly: true})
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	defer e.CloseReadOnly()
 	list, err := e.List(state == "open")
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
+	}
+	var supp *alert.Suppressed
+	if st, err := e.Stats(); err == nil {
+		supp = &st.Suppressed
 	}
 	if state == "closed" {
 		out := list[:0]
@@ -134,7 +148,25 @@ func listIncidents(ctx context.Context, db, alertsDB, socket, state string) ([]*
 		}
 		list = out
 	}
-	return list, "", nil
+	return list, supp, "", nil
+}
+
+// describeAlerts is one line on the alert limits, for status: "3 open
+// incidents, 2 running actions, 5 queued; 280 incidents suppressed over the
+// limits (280 per window, 0 active, 0 queue)".
+func describeAlerts(st alert.Stats) string {
+	s := fmt.Sprintf("%d open incidents (limit %d), %d running actions (limit %d), %d queued (limit %d)",
+		st.Active, st.Limits.Active, st.Running, st.Limits.Running, st.Queued, st.Limits.Queued)
+	return s + "; " + describeSuppressed(st.Suppressed)
+}
+
+// describeSuppressed says how many incidents the limits suppressed.
+func describeSuppressed(s alert.Suppressed) string {
+	if s.Total() == 0 {
+		return "no incidents suppressed over the limits"
+	}
+	return fmt.Sprintf("%d incidents suppressed over the limits (%d per window, %d active, %d queue; last in the window of %s)",
+		s.Total(), s.PerWindow, s.Active, s.Queue, s.Last.UTC().Format(time.RFC3339))
 }
 
 // sortIncidents puts open incidents first, oldest first, then the closed
