@@ -249,13 +249,13 @@ func postOnce(ctx context.Context, hc *http.Client, url string, body []byte, tim
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, redactErr(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "dstwatch-alert")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, redactErr(err) // the URL may hold a secret
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()

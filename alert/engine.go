@@ -310,6 +310,9 @@ func (e *Engine) Get(id uint64) (*Incident, error) {
 		inc, err = get(tx, id)
 		return err
 	})
+	if inc != nil {
+		inc = inc.redacted()
+	}
 	return inc, err
 }
 
@@ -327,7 +330,7 @@ func (e *Engine) List(openOnly bool) ([]*Incident, error) {
 				return err
 			}
 			if !openOnly || inc.State != Closed {
-				out = append(out, inc)
+				out = append(out, inc.redacted())
 			}
 			return nil
 		})
@@ -446,7 +449,12 @@ func (e *Engine) run(inc *Incident, undo bool, r *Result) {
 	case KindExec, KindUndo:
 		runExec(e.ctx, r.Argv, time.Duration(step.Timeout), envv, r)
 	case KindWebhook:
-		postWebhook(e.ctx, e.hc, step.URL, webhookBody(event, inc), time.Duration(step.Timeout), step.Retries, time.Duration(step.Backoff), r)
+		u, err := e.webhookURL(step)
+		if err != nil {
+			r.State, r.Error = StateFailed, err.Error()
+			return
+		}
+		postWebhook(e.ctx, e.hc, u, webhookBody(event, inc), time.Duration(step.Timeout), step.Retries, time.Duration(step.Backoff), r)
 	case KindLog:
 		now := e.now()
 		line := fmt.Sprintf("!!! alert %s rule=%s id=%d key=%s %s %s > %s", event, inc.Rule, inc.ID, inc.Key,
@@ -1018,7 +1026,10 @@ func newIncident(id uint64, c candidate, now time.Time) *Incident {
 	}
 	f := n.fields()
 	for i, a := range r.Actions {
-		s := Step{Kind: a.Kind, URL: a.URL, Timeout: Dur(a.Timeout), Retries: a.Retries, Backoff: Dur(a.Backoff)}
+		s := Step{Kind: a.Kind, Timeout: Dur(a.Timeout), Retries: a.Retries, Backoff: Dur(a.Backoff)}
+		if a.Kind == KindWebhook {
+			s.URL, s.URLHash = RedactURL(a.URL), urlHash(a.URL)
+		}
 		res := Result{Step: i, Kind: a.Kind, State: StatePending}
 		if a.Kind == KindExec {
 			s.Argv = expandAll(a.Argv, f)

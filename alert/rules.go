@@ -595,7 +595,7 @@ func parseAction(n *yaml.Node, where string) (ActionSpec, error) {
 		}
 		u, err := url.Parse(a.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return a, errAt(w, join(where, "webhook"), "%q: want an http:// or https:// URL", a.URL)
+			return a, errAt(w, join(where, "webhook"), "%q: want an http:// or https:// URL", RedactURL(a.URL))
 		}
 		if r, ok := f["retries"]; ok {
 			if a.Retries, err = intField(r, join(where, "retries"), 0, 20); err != nil {

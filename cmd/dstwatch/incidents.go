@@ -30,13 +30,16 @@ daemon over its socket; when none runs, reads the incidents file
 'incidents expire ID' ends an incident now: its undo actions run (undo
 commands, the webhook's "expired" post, the log line) and it closes. The
 running daemon does it; when no daemon runs, this command opens the
-incidents file and runs the undo actions itself, recorded the same way.
+incidents file and runs the undo actions itself, recorded the same way
+(give --rules so that webhooks, whose URLs alerts.db keeps redacted, can
+be posted).
 
 Examples:
   dstwatch incidents
   dstwatch incidents --state open --format json
   dstwatch incidents --format csv > incidents.csv
   dstwatch incidents expire 12
+  dstwatch incidents expire --rules /etc/dstwatch/rules.yaml 12
 `
 
 func cmdIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -254,6 +257,7 @@ func writeIncidentsCSV(w io.Writer, list []*alert.Incident) error {
 func cmdIncidentsExpire(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("incidents expire", incidentsHelp, stdout)
 	db, alertsDB, socket := incidentFlags(fs)
+	rules := fs.String("rules", "", "the daemon's rules `file`: without a daemon, the full webhook URLs come from it (alerts.db keeps them redacted)")
 	var idArg string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		idArg, args = args[0], args[1:]
@@ -285,7 +289,7 @@ func cmdIncidentsExpire(ctx context.Context, args []string, stdout io.Writer) er
 		}
 		fallthrough // the daemon keeps no incidents: the file is free
 	case errors.Is(err, api.ErrNotRunning):
-		inc, err = expireOffline(ctx, alertsPath(*db, *alertsDB), id)
+		inc, err = expireOffline(ctx, alertsPath(*db, *alertsDB), *rules, id)
 	}
 	if err != nil {
 		return err
@@ -314,13 +318,23 @@ func cmdIncidentsExpire(ctx context.Context, args []string, stdout io.Writer) er
 // expireOffline runs an incident's undo without a daemon: it opens the
 // incidents file read-write (no daemon holds it) and records the undo
 // exactly as the daemon would.
-func expireOffline(ctx context.Context, path string, id uint64) (*alert.Incident, error) {
+func expireOffline(ctx context.Context, path, rules string, id uint64) (*alert.Incident, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("no daemon runs and there is no incidents file: %w", err)
+	}
+	var rs *alert.RuleSet
+	if rules != "" {
+		var err error
+		if rs, err = alert.LoadRules(rules); err != nil {
+			return nil, err
+		}
 	}
 	e, err := alert.Open(alert.Options{Path: path})
 	if err != nil {
 		return nil, err
+	}
+	if rs != nil {
+		e.SetRules(rs)
 	}
 	inc, err := e.Expire(ctx, id, "expired early by request (no daemon running: run by dstwatch incidents expire)")
 	if cerr := e.Close(); err == nil && cerr != nil {
