@@ -1,6 +1,9 @@
 package main
 
 import (
+	be "encoding/binary"
+	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -8,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/dstwatch/dstwatch/alert"
+	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"github.com/dstwatch/dstwatch/internal/pcapgen"
 )
 
@@ -58,4 +65,171 @@ func TestQuotaFiresAfterRestartFromStoredBytes(t *testing.T) {
 	if len(l) != 1 || l[0].Value <= 50_000 {
 		t.Fatalf("incidents %+v", l)
 	}
+}
+
+// spoofUDP sends one UDP datagram to dst:9000 from each of srcs, from
+// namespace ns, through a raw socket: the sources are forged, as a flood
+// of spoofed one-packet remotes is.
+func spoofUDP(t *testing.T, ns string, dst netip.Addr, srcs []netip.Addr) {
+	t.Helper()
+	err := netnstest.Do(ns, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrInet4{Addr: dst.As4()}
+		for _, src := range srcs {
+			pkt := make([]byte, 20+8+32)
+			pkt[0], pkt[8], pkt[9] = 0x45, 64, 17
+			be.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+			s, d := src.As4(), dst.As4()
+			copy(pkt[12:], s[:])
+			copy(pkt[16:], d[:])
+			be.BigEndian.PutUint16(pkt[20:], 40000)
+			be.BigEndian.PutUint16(pkt[22:], 9000)
+			be.BigEndian.PutUint16(pkt[24:], 8+32)
+			if err := unix.Sendto(fd, pkt, 0, to); err != nil {
+				return fmt.Errorf("send from %v: %w", src, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Live, real process: one spoofed packet from each of 300 sources with a
+// per-remote exec rule. With the default limits at most 20 incidents open
+// per window and at most 4 commands run at once; the rest is counted as
+// suppressed, in the record log, 'incidents', 'status' and /metrics, and
+// every packet is still stored.
+func TestLiveStormOfSpoofedSourcesIsBounded(t *testing.T) {
+	p := netnstest.New(t)
+	dir := t.TempDir()
+	act := filepath.Join(dir, "act.sh")
+	os.WriteFile(act, []byte("#!/bin/sh\necho + >> "+dir+"/runs\nsleep 0.3\necho - >> "+dir+"/runs\n"), 0o755)
+	rules := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rules, []byte(`rules:
+  - name: scan
+    per: remote
+    metric: rx_pps
+    threshold: 0.01
+    expire: 1h
+    actions:
+      - exec: [`+act+`, "{remote}"]
+`), 0o644)
+	db := filepath.Join(dir, "live.db")
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, p.A))
+	d := startDaemon(t, p.A, "-i", p.IfA, "--db", db, "--window", "2s", "--rules", rules, "--metrics", maddr)
+	sink(t, p.A, netnstest.A4)
+	var srcs []netip.Addr
+	for i := 1; i <= 250; i++ {
+		srcs = append(srcs, netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}))
+	}
+	for i := 1; i <= 50; i++ {
+		srcs = append(srcs, netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}))
+	}
+	spoofUDP(t, p.B, netnstest.A4, srcs)
+
+	rec := filepath.Join(dir, "records.log")
+	if !waitFor(10*time.Second, func() bool {
+		b, _ := os.ReadFile(rec)
+		return strings.Contains(string(b), "!!! alert suppressed rule=scan")
+	}) {
+		runs, most := runCount(t, filepath.Join(dir, "runs"))
+		t.Fatalf("no suppressed line in the record log; %d commands ran, %d at once", runs, most)
+	}
+	var l []*alert.Incident
+	runs, most := 0, 0
+	if !waitFor(15*time.Second, func() bool {
+		l = incidentsJSON(t, "--db", db)
+		runs, most = runCount(t, filepath.Join(dir, "runs"))
+		return len(l) > 0 && runs == len(l) && allDone(l)
+	}) {
+		t.Fatalf("%d incidents, %d runs", len(l), runs)
+	}
+	perWindow := map[time.Time]int{}
+	for _, inc := range l {
+		perWindow[inc.Window]++
+	}
+	for w, n := range perWindow {
+		if n > alert.DefaultLimits.PerWindow {
+			t.Errorf("window %v opened %d incidents, over the limit of %d", w, n, alert.DefaultLimits.PerWindow)
+		}
+	}
+	if most > alert.DefaultLimits.Running || most < 1 {
+		t.Errorf("%d commands ran at once; the limit is %d", most, alert.DefaultLimits.Running)
+	}
+	code, out, _ := runCmd(t, "status", "--db", db)
+	want := fmt.Sprintf("%d incidents suppressed over the limits (%d per window, 0 active, 0 queue", 300-len(l), 300-len(l))
+	if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, fmt.Sprintf("%d open incidents (limit 500)", len(l))) {
+		t.Errorf("status lacks %q:\n%s", want, out)
+	}
+	code, out, _ = runCmd(t, "incidents", "--db", db)
+	if code != 0 || !strings.Contains(out, want) {
+		t.Errorf("incidents lacks %q:\n%s", want, out)
+	}
+	if m := scrape(t, p.A, maddr); !strings.Contains(m, fmt.Sprintf(`dstwatch_alert_incidents_suppressed_total{reason="per_window"} %d`, 300-len(l))) {
+		t.Errorf("metrics:\n%s", m)
+	}
+	t.Logf("%d incidents in %d windows, %d runs, at most %d at once, %d suppressed", len(l), len(perWindow), runs, most, 300-len(l))
+	d.stop(t)
+
+	// Capturing and storing went on: every spoofed packet is in the database.
+	got := map[netip.Addr]uint64{}
+	for _, w := range readAll(t, db) {
+		for _, r := range w.Remotes {
+			got[r.Addr] += r.Counts.RxPackets
+		}
+	}
+	for _, s := range srcs {
+		if got[s] != 1 {
+			t.Fatalf("%v: %d packets stored, want 1", s, got[s])
+		}
+	}
+	// Without a daemon, 'incidents' reads the counts from alerts.db.
+	if _, out, _ := runCmd(t, "incidents", "--db", db); !strings.Contains(out, want) {
+		t.Errorf("incidents without a daemon lacks %q:\n%s", want, out)
+	}
+}
+
+// scrape reads /metrics from inside ns.
+func scrape(t *testing.T, ns, addr string) string {
+	t.Helper()
+	resp, err := nsClient(ns).Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// runCount reads the "+"/"-" lines the action wrote: runs, and most at once.
+func runCount(t *testing.T, path string) (runs, most int) {
+	now := 0
+	for _, l := range fileLines(t, path) {
+		switch l {
+		case "+":
+			runs++
+			now++
+			most = max(most, now)
+		case "-":
+			now--
+		}
+	}
+	return runs, most
+}
+
+func allDone(l []*alert.Incident) bool {
+	for _, inc := range l {
+		for _, a := range inc.Actions {
+			if a.State != alert.StateDone {
+				return false
+			}
+		}
+	}
+	return true
 }
