@@ -1,13 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	be "encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,4 +239,94 @@ func allDone(l []*alert.Incident) bool {
 		}
 	}
 	return true
+}
+
+// Live, real process: a webhook URL with a secret in its path and query is
+// posted to in full, at firing and at expiry, and appears nowhere else: not
+// in the daemon's log, the record log, alerts.db, the API's answer or the
+// error of a webhook that fails.
+func TestLiveWebhookSecretsRedacted(t *testing.T) {
+	p := netnstest.New(t)
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var got []string
+	var ln net.Listener
+	if err := netnstest.Do(p.A, func() (err error) { ln, err = net.Listen("tcp", "127.0.0.1:0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b alert.WebhookBody
+		json.NewDecoder(r.Body).Decode(&b)
+		mu.Lock()
+		got = append(got, b.Event+" "+r.URL.RequestURI())
+		mu.Unlock()
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	hook := "http://" + ln.Addr().String() + "/hook/S3CRET-A?token=S3CRET-B"
+	closed := fmt.Sprintf("http://127.0.0.1:%d/down/S3CRET-C?k=S3CRET-D", freePort(t, p.A))
+	rules := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rules, []byte(`rules:
+  - name: busy
+    metric: rx_pps
+    threshold: 50
+    expire: 1h
+    actions:
+      - webhook: "`+hook+`"
+      - webhook: "`+closed+`"
+        retries: 0
+`), 0o644)
+	db := filepath.Join(dir, "live.db")
+	d := startDaemon(t, p.A, "-i", p.IfA, "--db", db, "--window", "1s", "--rules", rules)
+	sink(t, p.A, netnstest.A4)
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := steadyTraffic(t, ctx, p)
+	var l []*alert.Incident
+	ok := waitFor(10*time.Second, func() bool {
+		l = incidentsJSON(t, "--db", db)
+		return len(l) == 1 && l[0].Actions[1].State == alert.StateFailed
+	})
+	cancel()
+	wg.Wait()
+	if !ok {
+		t.Fatalf("incidents %+v", l)
+	}
+	// What the API answers, as is.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socketFor("", db))
+	}}}
+	resp, err := hc.Get("http://dstwatch/v1/incidents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(answer, []byte(`"http://`+ln.Addr().String()+`/[redacted]"`)) {
+		t.Errorf("API answer lacks the redacted URL:\n%s", answer)
+	}
+	code, table, stderr := runCmd(t, "incidents", "expire", "--db", db, "1")
+	if code != 0 {
+		t.Fatalf("expire: %d %s", code, stderr)
+	}
+	d.stop(t)
+	mu.Lock()
+	if want := []string{"fired /hook/S3CRET-A?token=S3CRET-B", "expired /hook/S3CRET-A?token=S3CRET-B"}; !slices.Equal(got, want) {
+		t.Errorf("webhook received %q, want %q", got, want)
+	}
+	mu.Unlock()
+	file, err := os.ReadFile(filepath.Join(dir, "alerts.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recLog, _ := os.ReadFile(filepath.Join(dir, "records.log"))
+	_, csv, _ := runCmd(t, "incidents", "--db", db, "--format", "json")
+	for what, b := range map[string]string{"daemon log": d.stderr.String(), "alerts.db": string(file), "API answer": string(answer),
+		"record log": string(recLog), "incidents expire": table + stderr, "incidents --format json": csv} {
+		if strings.Contains(b, "S3CRET") {
+			t.Errorf("%s holds a webhook secret:\n%s", what, b)
+		}
+	}
+	if !strings.Contains(d.stderr.String(), "127.0.0.1") || !strings.Contains(d.stderr.String(), "[redacted]") {
+		t.Errorf("the failing webhook's error is not in the log, redacted:\n%s", d.stderr.String())
+	}
 }
