@@ -12,6 +12,16 @@
 // and never run again. So each action runs at most once, and exactly once
 // unless the daemon dies while that very action runs, which the record then
 // says.
+//
+// Limits (limits.go): traffic decides when rules fire, and spoofed traffic
+// can make a per-remote rule fire for thousands of keys at once. New
+// incidents per rule and window, open incidents, and incidents running or
+// waiting to run actions are bounded; a new incident over a bound is not
+// opened, and counted (alerts.db, the record log, Stats). Evaluation never
+// waits for an action.
+//
+// Secrets (redact.go): webhook URLs are kept and shown redacted; the full
+// URL is looked up in the rules when the webhook runs.
 package alert
 
 import (
