@@ -141,7 +141,7 @@ func Open(o Options) (*Engine, error) {
 					return err
 				}
 			}
-			return nil
+			return redactStored(tx)
 		})
 		if err != nil {
 			db.Close()

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Webhook URLs often carry a secret in their path or query (Slack, Teams
@@ -49,8 +51,8 @@ func redactErr(err error) error {
 // with the step's hash. Records written before URLs were redacted hold
 // the full URL itself.
 func (e *Engine) webhookURL(s Step) (string, error) {
-	if s.URLHash == "" {
-		return s.URL, nil
+	if s.URLHash == "" || urlHash(s.URL) == s.URLHash {
+		return s.URL, nil // an old record, or a URL with nothing to hide
 	}
 	for _, r := range e.rules.Load().Rules {
 		for _, a := range r.Actions {
@@ -62,12 +64,47 @@ func (e *Engine) webhookURL(s Step) (string, error) {
 	return "", errors.New("no rule in the rules in use has this webhook URL any more (alerts.db keeps only its redacted form): not posted")
 }
 
+// redactStored rewrites incidents recorded before URLs were redacted, so
+// that their webhook URLs leave alerts.db (bbolt may keep the old bytes in
+// free pages until it reuses them).
+func redactStored(tx *bolt.Tx) error {
+	b := tx.Bucket(bucketIncidents)
+	var old []*Incident
+	err := b.ForEach(func(_, v []byte) error {
+		inc, err := decode(v)
+		if err != nil {
+			return nil // reported where it is read
+		}
+		for _, s := range inc.Plan {
+			if s.Kind == KindWebhook && s.URLHash == "" && s.URL != "" {
+				old = append(old, inc)
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, inc := range old {
+		for i := range inc.Plan {
+			if s := &inc.Plan[i]; s.Kind == KindWebhook && s.URLHash == "" && s.URL != "" {
+				s.URLHash = urlHash(s.URL)
+			}
+		}
+		if err := put(tx, inc.redacted()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // redacted is inc as it is shown: webhook URLs redacted, also inside the
 // errors of records written before URLs were redacted.
 func (inc *Incident) redacted() *Incident {
 	for i := range inc.Plan {
 		s := &inc.Plan[i]
-		if s.Kind != KindWebhook || s.URLHash != "" || s.URL == "" {
+		if s.Kind != KindWebhook || s.URL == "" || s.URL == RedactURL(s.URL) {
 			continue
 		}
 		full, red := s.URL, RedactURL(s.URL)

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestRedactURL(t *testing.T) {
@@ -110,3 +113,47 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// An incident recorded before URLs were redacted is rewritten when the
+// file is opened, and its webhook still finds the full URL in the rules.
+func TestOldRecordsRedactedAtOpen(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.URL.RequestURI())
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	full := srv.URL + "/hook/S3CRET-A"
+	rg := newRig(t, "rules:\n  - {name: hook, metric: rx_pps, threshold: 1, expire: 1h, actions: [{webhook: \""+full+"\"}]}\n")
+	// What an older version wrote: the full URL in the plan and in an error.
+	old := &Incident{ID: 1, Rule: "hook", Key: "host", Metric: RxPps, State: Active, Expires: rg.clock.Now().Add(time.Hour),
+		Plan:    []Step{{Kind: KindWebhook, URL: full, Timeout: Dur(time.Second)}},
+		Actions: []Result{{Step: 0, Kind: KindWebhook, State: StateFailed, Error: `Post "` + full + `": EOF`}}}
+	err := rg.e.db.Update(func(tx *bolt.Tx) error {
+		if err := put(tx, old); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketActive).Put(activeKey("hook", "host"), idKey(1))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg.crash()
+	rg.open()
+	var raw []byte
+	rg.e.db.View(func(tx *bolt.Tx) error { raw = append(raw, tx.Bucket(bucketIncidents).Get(idKey(1))...); return nil })
+	if bytes.Contains(raw, []byte("S3CRET")) || !bytes.Contains(raw, []byte("url_sha256")) {
+		t.Errorf("record after open: %s", raw)
+	}
+	inc, err := rg.e.Expire(context.Background(), 1, "test")
+	if err != nil || inc.State != Closed || inc.Undo[0].State != StateDone {
+		t.Fatalf("%v %+v", err, inc)
+	}
+	mu.Lock()
+	if len(got) != 1 || got[0] != "/hook/S3CRET-A" {
+		t.Errorf("webhook received %q", got)
+	}
+	mu.Unlock()
+}
