@@ -310,8 +310,10 @@ func TestLiveWebhookSecretsRedacted(t *testing.T) {
 	}
 	d.stop(t)
 	mu.Lock()
-	if want := []string{"fired /hook/S3CRET-A?token=S3CRET-B", "expired /hook/S3CRET-A?token=S3CRET-B"}; !slices.Equal(got, want) {
-		t.Errorf("webhook received %q, want %q", got, want)
+	// The window the daemon closes at its stop may fire the rule again.
+	if len(got) < 2 || got[0] != "fired /hook/S3CRET-A?token=S3CRET-B" || got[1] != "expired /hook/S3CRET-A?token=S3CRET-B" ||
+		slices.ContainsFunc(got, func(s string) bool { return !strings.HasSuffix(s, " /hook/S3CRET-A?token=S3CRET-B") }) {
+		t.Errorf("webhook received %q, want the full URL, fired then expired", got)
 	}
 	mu.Unlock()
 	file, err := os.ReadFile(filepath.Join(dir, "alerts.db"))
