@@ -25,7 +25,8 @@ const incidentsHelp = `Usage: dstwatch incidents [flags]
 Lists the alert incidents: the open ones (active, or expiring while their
 undo actions run) first, then the history, newest first. Asks the running
 daemon over its socket; when none runs, reads the incidents file
-(alerts.db beside the database) itself, read-only.
+(alerts.db beside the database) itself, read-only. A line after the table
+counts the incidents the alert limits suppressed, if any.
 
 'incidents expire ID' ends an incident now: its undo actions run (undo
 commands, the webhook's "expired" post, the log line) and it closes. The
