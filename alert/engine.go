@@ -165,7 +165,10 @@ func (e *Engine) Path() string { return e.db.Path() }
 
 // SetRules replaces the rules. Streaks of rules whose definition did not
 // change go on; active incidents stay whatever happens to their rule.
-func (e *Engine) SetRules(rs *RuleSet) { e.rules.Store(rs) }
+func (e *Engine) SetRules(rs *RuleSet) {
+	e.rules.Store(rs)
+	e.slots.setLimit(e.limits().Running) // a raised limit starts waiting jobs now
+}
 
 // Rules are the rules in use.
 func (e *Engine) Rules() *RuleSet { return e.rules.Load() }

@@ -142,6 +142,7 @@ type slots struct {
 func (s *slots) acquire(limit int, stop <-chan struct{}) bool {
 	s.mu.Lock()
 	s.limit = limit
+	s.grant()
 	if s.running < s.limit && len(s.waiters) == 0 {
 		s.running++
 		s.mu.Unlock()
@@ -170,6 +171,18 @@ func (s *slots) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.running--
+	s.grant()
+}
+
+func (s *slots) setLimit(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limit = n
+	s.grant()
+}
+
+// grant starts waiting jobs while there is room; s.mu is held.
+func (s *slots) grant() {
 	for s.running < s.limit && len(s.waiters) > 0 {
 		close(s.waiters[0])
 		s.waiters = s.waiters[1:]
