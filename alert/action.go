@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -51,11 +52,11 @@ func (f Fields) get(name string) (string, bool) {
 	case "metric":
 		return string(f.Metric), true
 	case "value":
-		return strconv.FormatFloat(f.Value, 'f', 0, 64), true
+		return plain(f.Value), true
 	case "rate":
 		return FormatValue(f.Metric, f.Value), true
 	case "threshold":
-		return strconv.FormatFloat(f.Threshold, 'f', 0, 64), true
+		return plain(f.Threshold), true
 	case "window":
 		return f.Window.UTC().Format(time.RFC3339), true
 	case "started":
@@ -120,7 +121,31 @@ func FormatValue(m Metric, v float64) string {
 			return strconv.FormatFloat(v/p.m, 'f', 1, 64) + p.s + unit
 		}
 	}
-	return strconv.FormatFloat(v, 'f', 0, 64) + unit
+	return small(v) + unit
+}
+
+// small shows a value under 1000 with three significant digits and no
+// trailing zeros: 999, 61.2, 3.5, 0.1, 0.0125. Thresholds of a fraction of
+// a packet per second are common; rounding them to "0" misreads them.
+func small(v float64) string {
+	if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	digits := max(2-int(math.Floor(math.Log10(v))), 0)
+	s := strconv.FormatFloat(v, 'f', digits, 64)
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	return s
+}
+
+// plain is a template's plain number: whole from 1 up, as it always was,
+// and with three significant digits below 1, where a whole number says 0.
+func plain(v float64) string {
+	if v >= 1 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return small(v)
 }
 
 // maxOutput bounds the output kept from a command.
@@ -224,13 +249,13 @@ func postOnce(ctx context.Context, hc *http.Client, url string, body []byte, tim
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, redactErr(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "dstwatch-alert")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, redactErr(err) // the URL may hold a secret
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()

@@ -12,6 +12,16 @@
 // and never run again. So each action runs at most once, and exactly once
 // unless the daemon dies while that very action runs, which the record then
 // says.
+//
+// Limits (limits.go): traffic decides when rules fire, and spoofed traffic
+// can make a per-remote rule fire for thousands of keys at once. New
+// incidents per rule and window, open incidents, and incidents running or
+// waiting to run actions are bounded; a new incident over a bound is not
+// opened, and counted (alerts.db, the record log, Stats). Evaluation never
+// waits for an action.
+//
+// Secrets (redact.go): webhook URLs are kept and shown redacted; the full
+// URL is looked up in the rules when the webhook runs.
 package alert
 
 import (
@@ -65,6 +75,11 @@ type Options struct {
 	Record func(t time.Time, line string)
 	// Now is the clock; nil is time.Now. Tests drive it.
 	Now func() time.Time
+	// History reads stored windows with from <= Start < to, oldest first
+	// (storage.DB.Windows); may be nil. It seeds the sums of bytes rules
+	// over a period when their evaluation (re)starts: at start, after a
+	// gap, and when a reload changed the rule.
+	History func(from, to time.Time, fn func(*storage.Window) error) error
 }
 
 // Engine evaluates rules on windows and keeps incidents.
@@ -73,6 +88,7 @@ type Engine struct {
 	log    *slog.Logger
 	record func(time.Time, string)
 	now    func() time.Time
+	hist   func(from, to time.Time, fn func(*storage.Window) error) error
 	hc     *http.Client
 	rules  atomic.Pointer[RuleSet]
 
@@ -81,6 +97,7 @@ type Engine struct {
 
 	mu     sync.Mutex
 	jobs   map[uint64]chan struct{} // each incident's latest job; jobs of one incident run in turn
+	slots  slots                    // bound the jobs that run at once (limits.running)
 	jobsWG sync.WaitGroup
 	ctx    context.Context // cancelled by Close after closeGrace: running actions stop
 	cancel context.CancelFunc
@@ -119,12 +136,12 @@ func Open(o Options) (*Engine, error) {
 	}
 	if !o.ReadOnly {
 		err = db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bucketIncidents, bucketActive, bucketCooldown} {
+			for _, b := range [][]byte{bucketIncidents, bucketActive, bucketCooldown, bucketSuppressed} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
 			}
-			return nil
+			return redactStored(tx)
 		})
 		if err != nil {
 			db.Close()
@@ -133,7 +150,7 @@ func Open(o Options) (*Engine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
-		db: db, log: o.Logger, record: o.Record, now: o.Now,
+		db: db, log: o.Logger, record: o.Record, now: o.Now, hist: o.History,
 		hc:    &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		state: map[string]*ruleState{}, jobs: map[uint64]chan struct{}{},
 		ctx: ctx, cancel: cancel, quit: make(chan struct{}), stop: make(chan struct{}), wake: make(chan struct{}, 1),
@@ -148,7 +165,10 @@ func (e *Engine) Path() string { return e.db.Path() }
 
 // SetRules replaces the rules. Streaks of rules whose definition did not
 // change go on; active incidents stay whatever happens to their rule.
-func (e *Engine) SetRules(rs *RuleSet) { e.rules.Store(rs) }
+func (e *Engine) SetRules(rs *RuleSet) {
+	e.rules.Store(rs)
+	e.slots.setLimit(e.limits().Running) // a raised limit starts waiting jobs now
+}
 
 // Rules are the rules in use.
 func (e *Engine) Rules() *RuleSet { return e.rules.Load() }
@@ -303,6 +323,9 @@ func (e *Engine) Get(id uint64) (*Incident, error) {
 		inc, err = get(tx, id)
 		return err
 	})
+	if inc != nil {
+		inc = inc.redacted()
+	}
 	return inc, err
 }
 
@@ -320,7 +343,7 @@ func (e *Engine) List(openOnly bool) ([]*Incident, error) {
 				return err
 			}
 			if !openOnly || inc.State != Closed {
-				out = append(out, inc)
+				out = append(out, inc.redacted())
 			}
 			return nil
 		})
@@ -342,7 +365,11 @@ func (e *Engine) schedule(id uint64) chan struct{} {
 		if prev != nil {
 			<-prev
 		}
+		if !e.slots.acquire(e.limits().Running, e.stop) {
+			return // stopping: what is pending stays pending
+		}
 		e.advance(id)
+		e.slots.release()
 		e.mu.Lock()
 		if e.jobs[id] == done {
 			delete(e.jobs, id)
@@ -435,7 +462,12 @@ func (e *Engine) run(inc *Incident, undo bool, r *Result) {
 	case KindExec, KindUndo:
 		runExec(e.ctx, r.Argv, time.Duration(step.Timeout), envv, r)
 	case KindWebhook:
-		postWebhook(e.ctx, e.hc, step.URL, webhookBody(event, inc), time.Duration(step.Timeout), step.Retries, time.Duration(step.Backoff), r)
+		u, err := e.webhookURL(step)
+		if err != nil {
+			r.State, r.Error = StateFailed, err.Error()
+			return
+		}
+		postWebhook(e.ctx, e.hc, u, webhookBody(event, inc), time.Duration(step.Timeout), step.Retries, time.Duration(step.Backoff), r)
 	case KindLog:
 		now := e.now()
 		line := fmt.Sprintf("!!! alert %s rule=%s id=%d key=%s %s %s > %s", event, inc.Rule, inc.ID, inc.Key,
@@ -651,8 +683,14 @@ type ruleState struct {
 	rule   *Rule
 	last   time.Time // start of the last window seen
 	length time.Duration
-	streak map[string]int       // key -> consecutive windows over the threshold
-	hist   []map[string]*keyAgg // bytes metrics: the previous windows, oldest first
+	streak map[string]int // key -> consecutive windows over the threshold
+	hist   []histWindow   // bytes metrics: the previous windows of the period, oldest first
+}
+
+// histWindow is a previous window's traffic per key, for period sums.
+type histWindow struct {
+	start time.Time
+	aggs  map[string]*keyAgg
 }
 
 // keyAgg is a key's traffic in one window.
@@ -669,6 +707,32 @@ type candidate struct {
 	agg    *keyAgg
 	value  float64
 	window time.Time
+}
+
+// seed reads the stored windows of r's period before the window at end:
+// those of the same length from from on. Windows missing from the database
+// (the daemon was down) are missing from the sum, as they would be had it
+// run on; what the database no longer holds as raw windows (--retention)
+// is not seen either.
+func (e *Engine) seed(r *Rule, from, end time.Time, length time.Duration) []histWindow {
+	if e.hist == nil {
+		return nil
+	}
+	var out []histWindow
+	err := e.hist(from, end, func(w *storage.Window) error {
+		if w.Length == length && !w.Start.Before(from) && w.Start.Before(end) {
+			out = append(out, histWindow{w.Start, aggregate(r, w)})
+		}
+		return nil
+	})
+	if err != nil {
+		e.log.Error("alerts: read stored windows for a period sum; summing from now on", "rule", r.Name, "err", err)
+		return nil
+	}
+	if len(out) > 0 {
+		e.log.Info("alerts: period sum seeded from storage", "rule", r.Name, "windows", len(out), "from", out[0].start)
+	}
+	return out
 }
 
 func sameRule(a, b *Rule) bool {
@@ -804,19 +868,28 @@ func (e *Engine) Evaluate(w *storage.Window) error {
 			st = &ruleState{rule: r}
 			e.state[r.Name] = st
 		}
+		k := max(int(math.Ceil(float64(r.Period)/float64(w.Length))), 1)
+		// The period is the k windows ending with w.
+		cutoff := w.Start.Add(-time.Duration(k-1) * w.Length)
 		if st.last.IsZero() || !w.Start.Equal(st.last.Add(st.length)) || w.Length != st.length {
 			st.streak, st.hist = map[string]int{}, nil // a gap: nothing is consecutive
+			if r.Metric.isBytes() && k > 1 {
+				// The bytes of the period are in the database: a restart,
+				// a gap or a reload must not forget them.
+				st.hist = e.seed(r, cutoff, w.Start, w.Length)
+			}
 		}
 		st.last, st.length = w.Start, w.Length
 		aggs := aggregate(r, w)
 		values := map[string]*keyAgg{}
 		if r.Metric.isBytes() {
-			k := max(int(math.Ceil(float64(r.Period)/float64(w.Length))), 1)
-			if len(st.hist) > k-1 {
-				st.hist = st.hist[len(st.hist)-(k-1):]
+			i := 0
+			for i < len(st.hist) && st.hist[i].start.Before(cutoff) {
+				i++
 			}
-			for _, h := range append(slices.Clip(st.hist), aggs) {
-				for key, a := range h {
+			st.hist = st.hist[i:]
+			for _, h := range append(slices.Clip(st.hist), histWindow{w.Start, aggs}) {
+				for key, a := range h.aggs {
 					s := values[key]
 					if s == nil {
 						s = &keyAgg{prefix: a.prefix, country: a.country, asn: a.asn}
@@ -826,7 +899,7 @@ func (e *Engine) Evaluate(w *storage.Window) error {
 				}
 			}
 			if k > 1 {
-				st.hist = append(st.hist, aggs)
+				st.hist = append(st.hist, histWindow{w.Start, aggs})
 			}
 		} else {
 			values = aggs
@@ -853,9 +926,14 @@ func (e *Engine) Evaluate(w *storage.Window) error {
 	if len(cands) == 0 {
 		return nil
 	}
+	// Within a rule the heaviest keys come first: when a limit suppresses
+	// some, it suppresses the lightest.
 	sort.Slice(cands, func(i, j int) bool {
 		if cands[i].rule.Name != cands[j].rule.Name {
 			return cands[i].rule.Name < cands[j].rule.Name
+		}
+		if cands[i].value != cands[j].value {
+			return cands[i].value > cands[j].value
 		}
 		return cands[i].key < cands[j].key
 	})
@@ -863,13 +941,19 @@ func (e *Engine) Evaluate(w *storage.Window) error {
 }
 
 // apply records, in one transaction, new incidents and refires; then the
-// new incidents' actions start.
+// new incidents' actions start. New incidents over a limit are suppressed
+// and counted (see Limits).
 func (e *Engine) apply(cands []candidate) error {
 	now := e.now()
+	lim := e.limits()
+	running, waiting := e.slots.counts()
 	var fired []*Incident
+	var supp map[string]*Suppressed
 	err := e.db.Update(func(tx *bolt.Tx) error {
-		fired = fired[:0]
+		fired, supp = fired[:0], map[string]*Suppressed{}
+		opened := map[string]int{}
 		inc, act, cool := tx.Bucket(bucketIncidents), tx.Bucket(bucketActive), tx.Bucket(bucketCooldown)
+		active := act.Stats().KeyN
 		for _, c := range cands {
 			ak := activeKey(c.rule.Name, c.key)
 			if id := act.Get(ak); id != nil {
@@ -896,6 +980,25 @@ func (e *Engine) apply(cands []candidate) error {
 					return err
 				}
 			}
+			reason := ""
+			switch {
+			case opened[c.rule.Name] >= lim.PerWindow:
+				reason = OverPerWindow
+			case active >= lim.Active:
+				reason = OverActive
+			case running+waiting+len(fired) >= lim.Running+lim.Queued:
+				reason = OverQueue
+			}
+			if reason != "" {
+				s := supp[c.rule.Name]
+				if s == nil {
+					w := c.window
+					s = &Suppressed{Last: &w}
+					supp[c.rule.Name] = s
+				}
+				s.count(reason)
+				continue
+			}
 			seq, err := inc.NextSequence()
 			if err != nil {
 				return err
@@ -908,12 +1011,15 @@ func (e *Engine) apply(cands []candidate) error {
 				return err
 			}
 			fired = append(fired, n)
+			opened[c.rule.Name]++
+			active++
 		}
-		return nil
+		return addSuppressed(tx, supp)
 	})
 	if err != nil {
 		return err
 	}
+	e.reportSuppressed(supp, lim, now)
 	for _, n := range fired {
 		e.log.Info("alerts: incident fired", "incident", n.ID, "rule", n.Rule, "key", n.Key, "metric", n.Metric,
 			"value", n.Value, "threshold", n.Threshold, "expires", n.Expires)
@@ -933,7 +1039,10 @@ func newIncident(id uint64, c candidate, now time.Time) *Incident {
 	}
 	f := n.fields()
 	for i, a := range r.Actions {
-		s := Step{Kind: a.Kind, URL: a.URL, Timeout: Dur(a.Timeout), Retries: a.Retries, Backoff: Dur(a.Backoff)}
+		s := Step{Kind: a.Kind, Timeout: Dur(a.Timeout), Retries: a.Retries, Backoff: Dur(a.Backoff)}
+		if a.Kind == KindWebhook {
+			s.URL, s.URLHash = RedactURL(a.URL), urlHash(a.URL)
+		}
 		res := Result{Step: i, Kind: a.Kind, State: StatePending}
 		if a.Kind == KindExec {
 			s.Argv = expandAll(a.Argv, f)

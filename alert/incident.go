@@ -39,7 +39,8 @@ type Step struct {
 	Kind    string   `json:"kind"` // exec, webhook or log
 	Argv    []string `json:"argv,omitempty"`
 	Undo    []string `json:"undo,omitempty"`
-	URL     string   `json:"url,omitempty"`
+	URL     string   `json:"url,omitempty"`        // redacted (see RedactURL)
+	URLHash string   `json:"url_sha256,omitempty"` // of the full URL, to find it in the rules
 	Timeout Dur      `json:"timeout,omitempty"`
 	Retries int      `json:"retries,omitempty"`
 	Backoff Dur      `json:"backoff,omitempty"`

@@ -97,9 +97,25 @@ type ActionSpec struct {
 
 // RuleSet is a validated rules file.
 type RuleSet struct {
-	Path  string
-	Rules []*Rule
+	Path   string
+	Rules  []*Rule
+	Limits Limits
 }
+
+// Limits bound what traffic can make the engine do: one spoofed packet
+// from each of thousands of sources must not start thousands of
+// processes. A new incident over a limit is suppressed (not opened, so
+// nothing runs and nothing needs undoing) and counted; the key stays a
+// candidate and opens in a later window when there is room.
+type Limits struct {
+	PerWindow int `json:"incidents_per_window"` // new incidents one rule opens per window
+	Active    int `json:"active"`               // open incidents (active and expiring) in all
+	Running   int `json:"running"`              // incidents running actions at once
+	Queued    int `json:"queued"`               // incidents waiting for a free slot to run
+}
+
+// DefaultLimits apply where the rules file's limits block says nothing.
+var DefaultLimits = Limits{PerWindow: 20, Active: 500, Running: 4, Queued: 100}
 
 // Defaults and bounds of the rules format.
 const (
@@ -164,14 +180,19 @@ func ParseRules(b []byte) (*RuleSet, error) {
 		}
 		return nil, fmt.Errorf(" not valid YAML: %s", msg)
 	}
-	rs := &RuleSet{}
+	rs := &RuleSet{Limits: DefaultLimits}
 	if len(doc.Content) == 0 {
 		return rs, nil // an empty file: no rules
 	}
 	root := doc.Content[0]
-	fields, err := mapping(root, "", "rules")
+	fields, err := mapping(root, "", "rules", "limits")
 	if err != nil {
 		return nil, err
+	}
+	if l, ok := fields["limits"]; ok {
+		if rs.Limits, err = parseLimits(l); err != nil {
+			return nil, err
+		}
 	}
 	list, ok := fields["rules"]
 	if !ok {
@@ -193,6 +214,26 @@ func ParseRules(b []byte) (*RuleSet, error) {
 		rs.Rules = append(rs.Rules, r)
 	}
 	return rs, nil
+}
+
+func parseLimits(n *yaml.Node) (Limits, error) {
+	l := DefaultLimits
+	f, err := mapping(n, "limits", "incidents_per_window", "active", "running", "queued")
+	if err != nil {
+		return l, err
+	}
+	for _, x := range []struct {
+		name   string
+		dst    *int
+		lo, hi int
+	}{{"incidents_per_window", &l.PerWindow, 1, 100000}, {"active", &l.Active, 1, 100000}, {"running", &l.Running, 1, 256}, {"queued", &l.Queued, 0, 100000}} {
+		if v, ok := f[x.name]; ok {
+			if *x.dst, err = intField(v, "limits."+x.name, x.lo, x.hi); err != nil {
+				return l, err
+			}
+		}
+	}
+	return l, nil
 }
 
 // mapping returns a mapping node's values by key, rejecting keys not in
@@ -554,7 +595,7 @@ func parseAction(n *yaml.Node, where string) (ActionSpec, error) {
 		}
 		u, err := url.Parse(a.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return a, errAt(w, join(where, "webhook"), "%q: want an http:// or https:// URL", a.URL)
+			return a, errAt(w, join(where, "webhook"), "%q: want an http:// or https:// URL", RedactURL(a.URL))
 		}
 		if r, ok := f["retries"]; ok {
 			if a.Retries, err = intField(r, join(where, "retries"), 0, 20); err != nil {

@@ -109,3 +109,29 @@ func TestLoadRulesNamesFile(t *testing.T) {
 		t.Errorf("empty file: %v", err)
 	}
 }
+
+// Small thresholds read right: 0.1 pkt/s is not "0pkt/s".
+func TestFormatValueSmall(t *testing.T) {
+	for _, c := range []struct {
+		m    Metric
+		v    float64
+		want string
+	}{
+		{RxPps, 0.1, "0.1pkt/s"}, {RxPps, 0.0125, "0.0125pkt/s"}, {Pps, 2.5, "2.5pkt/s"}, {Pps, 61.24, "61.2pkt/s"},
+		{Pps, 150, "150pkt/s"}, {Pps, 999.4, "999pkt/s"}, {Pps, 1500, "1.5kpkt/s"}, {RxBps, 50e6, "50.0Mbit/s"},
+		{TxBytes, 0, "0B"}, {TxBytes, 512, "512B"},
+	} {
+		if got := FormatValue(c.m, c.v); got != c.want {
+			t.Errorf("FormatValue(%s, %v) = %q, want %q", c.m, c.v, got, c.want)
+		}
+	}
+	f := Fields{Metric: RxPps, Value: 0.25, Threshold: 0.1}
+	for name, want := range map[string]string{"threshold": "0.1", "value": "0.25", "rate": "0.25pkt/s"} {
+		if got, _ := f.get(name); got != want {
+			t.Errorf("{%s} = %q, want %q", name, got, want)
+		}
+	}
+	if got, _ := (Fields{Threshold: 50e6}).get("threshold"); got != "50000000" {
+		t.Errorf("{threshold} = %q", got)
+	}
+}

@@ -1,5 +1,7 @@
 package api
 
+import "github.com/dstwatch/dstwatch/alert"
+
 // Status is the daemon's state as GET /v1/status reports it. Times are UTC
 // RFC 3339; sizes and counts exact integers.
 type Status struct {
@@ -15,6 +17,7 @@ type Status struct {
 	Capture       CaptureStats `json:"capture"`
 	GeoIP         []GeoFile    `json:"geoip"`
 	DB            DBStats      `json:"db"`
+	Alerts        *alert.Stats `json:"alerts,omitempty"` // limits and suppressed incidents; nil while alerts are off
 }
 
 // KernelStats are summed over the live interfaces since the daemon started.

@@ -16,13 +16,23 @@ var (
 		"Live capture outages: an interface went down or away.", nil, nil)
 	descDown = prometheus.NewDesc("dstwatch_capture_interfaces_down",
 		"Capture interfaces not capturing now.", nil, nil)
+	descAlertsActive = prometheus.NewDesc("dstwatch_alert_incidents_open",
+		"Alert incidents open now (active or expiring).", nil, nil)
+	descAlertsRunning = prometheus.NewDesc("dstwatch_alert_actions_running",
+		"Alert incidents running actions now (at most the limit running).", nil, nil)
+	descAlertsQueued = prometheus.NewDesc("dstwatch_alert_actions_queued",
+		"Alert incidents waiting for a free slot to run their actions.", nil, nil)
+	descAlertsSuppressed = prometheus.NewDesc("dstwatch_alert_incidents_suppressed_total",
+		"Alert incidents not opened because a limit was reached, by reason: per_window, active, queue (kept in alerts.db).",
+		[]string{"reason"}, nil)
 	descGeoBuild = prometheus.NewDesc("dstwatch_geoip_build_timestamp_seconds",
 		"Build time of each GeoIP database in use, in Unix seconds; its age is time() minus this.",
 		[]string{"type", "path"}, nil)
 )
 
 func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBacklog, descStoreErrors, descDropped, descGaps, descDown, descGeoBuild} {
+	for _, d := range []*prometheus.Desc{descBacklog, descStoreErrors, descDropped, descGaps, descDown, descGeoBuild,
+		descAlertsActive, descAlertsRunning, descAlertsQueued, descAlertsSuppressed} {
 		ch <- d
 	}
 }
@@ -34,6 +44,14 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(h.WindowsDropped))
 	ch <- prometheus.MustNewConstMetric(descGaps, prometheus.CounterValue, float64(h.CaptureGaps))
 	ch <- prometheus.MustNewConstMetric(descDown, prometheus.GaugeValue, float64(h.InterfacesDown))
+	if a := h.Alerts; a != nil {
+		ch <- prometheus.MustNewConstMetric(descAlertsActive, prometheus.GaugeValue, float64(a.Active))
+		ch <- prometheus.MustNewConstMetric(descAlertsRunning, prometheus.GaugeValue, float64(a.Running))
+		ch <- prometheus.MustNewConstMetric(descAlertsQueued, prometheus.GaugeValue, float64(a.Queued))
+		for _, r := range []string{"per_window", "active", "queue"} {
+			ch <- prometheus.MustNewConstMetric(descAlertsSuppressed, prometheus.CounterValue, float64(a.Suppressed[r]), r)
+		}
+	}
 	seen := map[[2]string]bool{}
 	for _, f := range h.GeoIP {
 		k := [2]string{labelValue(f.Type), labelValue(f.Path)}

@@ -74,6 +74,13 @@ type Health struct {
 	CaptureGaps    uint64 // live capture outages (interface down or gone)
 	InterfacesDown int    // interfaces not capturing now
 	GeoIP          []GeoFile
+	Alerts         *Alerts // nil while alerts are off
+}
+
+// Alerts is the alert engine's state under its limits.
+type Alerts struct {
+	Active, Running, Queued int
+	Suppressed              map[string]uint64 // by reason: per_window, active, queue
 }
 
 // GeoFile is one opened .mmdb file.

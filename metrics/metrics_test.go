@@ -208,7 +208,8 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		netnstest.Unable(t, "promtool not installed (apt-get install prometheus); scripts/test installs it as root")
 	}
 	m := New(Config{ASNTop: 2, Version: "test", Health: func() Health {
-		return Health{GeoIP: []GeoFile{{Path: "/x.mmdb", Type: "GeoLite2-Country", Build: time.Unix(1_700_000_000, 0)}}}
+		return Health{GeoIP: []GeoFile{{Path: "/x.mmdb", Type: "GeoLite2-Country", Build: time.Unix(1_700_000_000, 0)}},
+			Alerts: &Alerts{Active: 1, Suppressed: map[string]uint64{"queue": 2}}}
 	}})
 	w := window(0, remote(1, "DE", 64500, 5, 5), remote(2, "", 0, 1, 1))
 	w.Remotes[0].ASOrg = "Example"
@@ -274,5 +275,22 @@ func TestInvalidUTF8Labels(t *testing.T) {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("scrape lacks %s:\n%s", want, rec.Body)
 		}
+	}
+}
+
+// The alert limits' state is exported while alerts are on, and only then.
+func TestAlertSeries(t *testing.T) {
+	var on *Alerts
+	m := New(Config{Health: func() Health { return Health{Alerts: on} }})
+	if s := series(t, m); s["dstwatch_alert_incidents_suppressed_total"] != nil {
+		t.Errorf("alert series while alerts are off: %v", s["dstwatch_alert_incidents_suppressed_total"])
+	}
+	on = &Alerts{Active: 20, Running: 4, Queued: 16, Suppressed: map[string]uint64{"per_window": 280}}
+	s := series(t, m)
+	if s["dstwatch_alert_incidents_open"][""] != 20 || s["dstwatch_alert_actions_running"][""] != 4 || s["dstwatch_alert_actions_queued"][""] != 16 {
+		t.Errorf("gauges %v", s)
+	}
+	if got := s["dstwatch_alert_incidents_suppressed_total"]; len(got) != 3 || got["reason=per_window"] != 280 || got["reason=queue"] != 0 {
+		t.Errorf("suppressed %v", got)
 	}
 }

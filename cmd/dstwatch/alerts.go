@@ -36,7 +36,7 @@ func (a *App) openAlerts() error {
 		loc = time.Local
 	}
 	e, err := alert.Open(alert.Options{
-		Path: a.cfg.AlertsDB, Mode: a.cfg.FileMode, Logger: a.log,
+		Path: a.cfg.AlertsDB, Mode: a.cfg.FileMode, Logger: a.log, History: a.db.Windows,
 		Record: func(t time.Time, line string) {
 			if err := a.rec.WriteLine(t.In(loc).Format(time.RFC3339) + " " + line); err != nil {
 				a.log.Error("write record log", "err", err)
@@ -125,6 +125,21 @@ func (a *App) ExpireIncident(ctx context.Context, id uint64) (*alert.Incident, e
 		return nil, api.ErrAlertsOff
 	}
 	return a.alerts.Expire(ctx, id, "expired early by request")
+}
+
+// alertStats are the alert limits and what they suppressed, for status and
+// metrics; nil while alerts are off.
+func (a *App) alertStats() *alert.Stats {
+	a.alertsMu.RLock()
+	defer a.alertsMu.RUnlock()
+	if a.alerts == nil {
+		return nil
+	}
+	st, err := a.alerts.Stats()
+	if err != nil {
+		a.log.Error("alerts: read stats", "err", err)
+	}
+	return &st
 }
 
 func parseRulesFlags(cfg *Config, rules, alertsDB string) error {

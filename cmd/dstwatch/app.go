@@ -517,6 +517,7 @@ func (a *App) Status() (api.Status, error) {
 	a.livesMu.Unlock()
 	st.Capture.Gaps = a.gaps.Load()
 	st.Capture.Down = a.downList()
+	st.Alerts = a.alertStats() // alerts.go
 	for _, f := range a.geo.Current().Files() {
 		st.GeoIP = append(st.GeoIP, api.GeoFile{Path: f.Path, Type: f.Type, Build: f.Build.UTC().Format(time.RFC3339)})
 	}

@@ -25,18 +25,22 @@ const incidentsHelp = `Usage: dstwatch incidents [flags]
 Lists the alert incidents: the open ones (active, or expiring while their
 undo actions run) first, then the history, newest first. Asks the running
 daemon over its socket; when none runs, reads the incidents file
-(alerts.db beside the database) itself, read-only.
+(alerts.db beside the database) itself, read-only. A line after the table
+counts the incidents the alert limits suppressed, if any.
 
 'incidents expire ID' ends an incident now: its undo actions run (undo
 commands, the webhook's "expired" post, the log line) and it closes. The
 running daemon does it; when no daemon runs, this command opens the
-incidents file and runs the undo actions itself, recorded the same way.
+incidents file and runs the undo actions itself, recorded the same way
+(give --rules so that webhooks, whose URLs alerts.db keeps redacted, can
+be posted).
 
 Examples:
   dstwatch incidents
   dstwatch incidents --state open --format json
   dstwatch incidents --format csv > incidents.csv
   dstwatch incidents expire 12
+  dstwatch incidents expire --rules /etc/dstwatch/rules.yaml 12
 `
 
 func cmdIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -61,7 +65,7 @@ func cmdIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	default:
 		return fmt.Errorf("%w: --format %q: want table, json or csv", errUsage, *format)
 	}
-	list, note, err := listIncidents(ctx, *db, *alertsDB, *socket, *state)
+	list, supp, note, err := listIncidents(ctx, *db, *alertsDB, *socket, *state)
 	if err != nil {
 		return err
 	}
@@ -83,6 +87,9 @@ func cmdIncidents(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stdout, note)
 	}
 	writeIncidentsTable(stdout, list, loc)
+	if supp != nil && supp.Total() > 0 {
+		fmt.Fprintln(stdout, describeSuppressed(*supp))
+	}
 	return nil
 }
 
@@ -101,29 +108,40 @@ func alertsPath(db, alertsDB string) string {
 }
 
 // listIncidents asks the daemon, or reads the file when no daemon runs or
-// the daemon keeps no incidents.
-func listIncidents(ctx context.Context, db, alertsDB, socket, state string) ([]*alert.Incident, string, error) {
+// the daemon keeps no incidents. It also returns the incidents the limits
+// suppressed (nil when unknown).
+func listIncidents(ctx context.Context, db, alertsDB, socket, state string) ([]*alert.Incident, *alert.Suppressed, string, error) {
 	c, _, err := dialDaemon(ctx, socketFor(socket, db))
 	if err == nil {
 		list, err := c.Incidents(ctx, state)
 		if !errors.Is(err, api.ErrAlertsOff) {
-			return list, "", err
+			var supp *alert.Suppressed
+			if err == nil {
+				if st, serr := c.Status(ctx); serr == nil && st.Alerts != nil {
+					supp = &st.Alerts.Suppressed
+				}
+			}
+			return list, supp, "", err
 		}
 	} else if !errors.Is(err, api.ErrNotRunning) {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	path := alertsPath(db, alertsDB)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Sprintf("no incidents: %s does not exist (no daemon has run with --rules here)", path), nil
+		return nil, nil, fmt.Sprintf("no incidents: %s does not exist (no daemon has run with --rules here)", path), nil
 	}
 	e, err := alert.Open(alert.Options{Path: path, ReadOnly: true})
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	defer e.CloseReadOnly()
 	list, err := e.List(state == "open")
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
+	}
+	var supp *alert.Suppressed
+	if st, err := e.Stats(); err == nil {
+		supp = &st.Suppressed
 	}
 	if state == "closed" {
 		out := list[:0]
@@ -134,7 +152,25 @@ func listIncidents(ctx context.Context, db, alertsDB, socket, state string) ([]*
 		}
 		list = out
 	}
-	return list, "", nil
+	return list, supp, "", nil
+}
+
+// describeAlerts is one line on the alert limits, for status: "3 open
+// incidents, 2 running actions, 5 queued; 280 incidents suppressed over the
+// limits (280 per window, 0 active, 0 queue)".
+func describeAlerts(st alert.Stats) string {
+	s := fmt.Sprintf("%d open incidents (limit %d), %d running actions (limit %d), %d queued (limit %d)",
+		st.Active, st.Limits.Active, st.Running, st.Limits.Running, st.Queued, st.Limits.Queued)
+	return s + "; " + describeSuppressed(st.Suppressed)
+}
+
+// describeSuppressed says how many incidents the limits suppressed.
+func describeSuppressed(s alert.Suppressed) string {
+	if s.Total() == 0 {
+		return "no incidents suppressed over the limits"
+	}
+	return fmt.Sprintf("%d incidents suppressed over the limits (%d per window, %d active, %d queue; last in the window of %s)",
+		s.Total(), s.PerWindow, s.Active, s.Queue, s.Last.UTC().Format(time.RFC3339))
 }
 
 // sortIncidents puts open incidents first, oldest first, then the closed
@@ -222,6 +258,7 @@ func writeIncidentsCSV(w io.Writer, list []*alert.Incident) error {
 func cmdIncidentsExpire(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("incidents expire", incidentsHelp, stdout)
 	db, alertsDB, socket := incidentFlags(fs)
+	rules := fs.String("rules", "", "the daemon's rules `file`: without a daemon, the full webhook URLs come from it (alerts.db keeps them redacted)")
 	var idArg string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		idArg, args = args[0], args[1:]
@@ -250,7 +287,7 @@ func cmdIncidentsExpire(ctx context.Context, args []string, stdout io.Writer) er
 		}
 		fallthrough // the daemon keeps no incidents: the file is free
 	case errors.Is(err, api.ErrNotRunning):
-		inc, err = expireOffline(ctx, alertsPath(*db, *alertsDB), id)
+		inc, err = expireOffline(ctx, alertsPath(*db, *alertsDB), *rules, id)
 	}
 	if err != nil {
 		return err
@@ -279,13 +316,23 @@ func cmdIncidentsExpire(ctx context.Context, args []string, stdout io.Writer) er
 // expireOffline runs an incident's undo without a daemon: it opens the
 // incidents file read-write (no daemon holds it) and records the undo
 // exactly as the daemon would.
-func expireOffline(ctx context.Context, path string, id uint64) (*alert.Incident, error) {
+func expireOffline(ctx context.Context, path, rules string, id uint64) (*alert.Incident, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("no daemon runs and there is no incidents file: %w", err)
+	}
+	var rs *alert.RuleSet
+	if rules != "" {
+		var err error
+		if rs, err = alert.LoadRules(rules); err != nil {
+			return nil, err
+		}
 	}
 	e, err := alert.Open(alert.Options{Path: path})
 	if err != nil {
 		return nil, err
+	}
+	if rs != nil {
+		e.SetRules(rs)
 	}
 	inc, err := e.Expire(ctx, id, "expired early by request (no daemon running: run by dstwatch incidents expire)")
 	if cerr := e.Close(); err == nil && cerr != nil {

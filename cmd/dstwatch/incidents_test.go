@@ -133,7 +133,7 @@ func TestReplayFiresAndIncidentsWithoutDaemon(t *testing.T) {
 		t.Errorf("table: %d\n%s", code, out)
 	}
 
-	code, out, stderr = runCmd(t, "incidents", "expire", "1", "--db", db)
+	code, out, stderr = runCmd(t, "incidents", "expire", "1", "--db", db, "--rules", rules)
 	if code != 0 || !strings.Contains(out, "incident 1 (rule busy-host, host): closed") || !strings.Contains(out, "undo done") {
 		t.Fatalf("expire: %d %s %s", code, out, stderr)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/dstwatch/dstwatch/alert"
 	"github.com/dstwatch/dstwatch/metrics"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -58,6 +59,11 @@ func (a *App) health() metrics.Health {
 	}
 	for _, f := range a.geo.Current().Files() {
 		h.GeoIP = append(h.GeoIP, metrics.GeoFile{Path: f.Path, Type: f.Type, Build: f.Build})
+	}
+	if st := a.alertStats(); st != nil { // alerts.go
+		s := st.Suppressed
+		h.Alerts = &metrics.Alerts{Active: st.Active, Running: st.Running, Queued: st.Queued,
+			Suppressed: map[string]uint64{alert.OverPerWindow: s.PerWindow, alert.OverActive: s.Active, alert.OverQueue: s.Queue}}
 	}
 	return h
 }

@@ -106,6 +106,9 @@ func writeStatus(w io.Writer, st api.Status, loc *time.Location) {
 	if st.Writer.Failing != "" {
 		fmt.Fprintf(tw, "failing\t%s\n", st.Writer.Failing)
 	}
+	if al := st.Alerts; al != nil {
+		fmt.Fprintf(tw, "alerts\t%s\n", describeAlerts(*al))
+	}
 	if len(st.GeoIP) == 0 {
 		fmt.Fprintf(tw, "geoip\tnone: countries are off\n")
 	}
