@@ -25,6 +25,10 @@ type Summary struct {
 	// RawFrom is the start of the oldest raw window still stored, when
 	// Resolution is not storage.Raw; zero when none is left.
 	RawFrom time.Time
+
+	// Damaged are the stored windows and rollups of the range whose values
+	// do not decode: they were skipped, so their counts are missing.
+	Damaged []storage.Damage
 }
 
 // Units is how many windows and rollups were read.
@@ -121,6 +125,8 @@ func read(src Reader, from, to time.Time, last int, opt storage.SpanOptions, che
 	}
 	res := storage.Raw
 	var err error
+	var damaged []storage.Damage
+	opt.Damaged = func(d storage.Damage) { damaged = append(damaged, d) }
 	if last > 0 {
 		err = src.Last(last, feed)
 	} else {
@@ -131,6 +137,7 @@ func read(src Reader, from, to time.Time, last int, opt storage.SpanOptions, che
 	}
 	sum := summary()
 	sum.Resolution = res
+	sum.Damaged = damaged
 	if res != storage.Raw {
 		first, _, n, err := src.Bounds()
 		if err != nil {

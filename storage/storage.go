@@ -99,6 +99,11 @@ type Options struct {
 	Timeout  time.Duration // how long to wait for the file lock; 0 means 1s
 	Mode     os.FileMode   // for a new file; 0 means 0640
 
+	// OnDamage, if set, is told once about each damaged value met (see
+	// Damage), from whatever goroutine met it, maybe inside a transaction:
+	// it must not call the DB.
+	OnDamage func(Damage)
+
 	// HourCap and DayCap bound the remotes of one hourly and one daily
 	// rollup; 0 means DefaultHourCap and DefaultDayCap, < 0 no cap. See
 	// the package documentation for what a cap folds, and why exactly.
@@ -145,6 +150,11 @@ type DB struct {
 	// older snapshot cannot put back a name Put just replaced.
 	mu   sync.Mutex
 	orgs map[uint32]string
+
+	// damage lists the damaged values met, guarded by dmu (damage.go).
+	dmu      sync.Mutex
+	damage   []Damage
+	onDamage func(Damage)
 }
 
 // Open opens the database at path, creating it when absent (unless
@@ -163,7 +173,8 @@ func Open(path string, opt Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{path: path, orgs: make(map[uint32]string), caps: capsOf(opt), timeout: opt.Timeout}
+	db := &DB{path: path, orgs: make(map[uint32]string), caps: capsOf(opt), timeout: opt.Timeout, onDamage: opt.OnDamage}
+	db.caps.damage = func(r Resolution, k []byte, err error) { db.noteDamage(r, k, err) }
 	if !fresh {
 		b, err := openBolt(path, true, opt)
 		if err != nil {

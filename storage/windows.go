@@ -67,11 +67,17 @@ func (db *DB) Put(ws []*Window) error {
 			k := windowKey(w.Start)
 			if old := b.Get(k); old != nil {
 				ow, err := UnmarshalWindow(k, old)
-				if err != nil {
+				switch {
+				case isDamage(err):
+					// Its counts are lost either way; the new ones
+					// replace it rather than be refused with it.
+					db.caps.skip(Raw, k, err)
+				case err != nil:
 					return fmt.Errorf("merge window %s with the stored one: %w (nothing was written)",
 						w.Start.UTC().Format(time.RFC3339), err)
+				default:
+					w = merge(ow, w)
 				}
-				w = merge(ow, w)
 			}
 			if err := b.Put(k, MarshalWindow(w)); err != nil {
 				return err
@@ -244,7 +250,14 @@ func clampKey(t time.Time) []byte {
 // scanBucket reads windows (or rollups) with from <= key < to (to nil: no
 // end), at most limit of them (limit < 0: no limit), in batches of
 // scanBatch per transaction.
+// A value that does not decode is skipped and noted (Damaged).
 func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*Window) error) error {
+	tier := Raw
+	for _, r := range []Resolution{Hourly, Daily} {
+		if bytes.Equal(bucket, tierBucket(r)) {
+			tier = r
+		}
+	}
 	next := from
 	for next != nil && limit != 0 {
 		var batch []*Window
@@ -258,6 +271,10 @@ func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*Window) er
 					break
 				}
 				w, err := UnmarshalWindow(k, v)
+				if isDamage(err) {
+					db.noteDamage(tier, k, err)
+					continue
+				}
 				if err != nil {
 					return fmt.Errorf("window %s: %w", keyTime(k).Format(time.RFC3339), err)
 				}

@@ -166,7 +166,11 @@ func New(cfg Config) (_ *App, err error) {
 	if err := a.openSources(); err != nil {
 		return nil, err
 	}
-	a.db, err = storage.Open(cfg.DBPath, storage.Options{Timeout: time.Second, Mode: cfg.FileMode, HourCap: cfg.HourCap, DayCap: cfg.DayCap})
+	a.db, err = storage.Open(cfg.DBPath, storage.Options{Timeout: time.Second, Mode: cfg.FileMode, HourCap: cfg.HourCap, DayCap: cfg.DayCap,
+		OnDamage: func(d storage.Damage) {
+			a.log.Error("damaged value in the database: skipped, its counts are lost; stop the daemon and run dstwatch compact to drop it",
+				"value", d.String(), "err", d.Err)
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -536,6 +540,9 @@ func (a *App) Status() (api.Status, error) {
 	st.DB.Windows = n
 	if n > 0 {
 		st.DB.First, st.DB.Last = first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339)
+	}
+	for _, d := range a.db.Damaged() {
+		st.DB.Damaged = append(st.DB.Damaged, d.String())
 	}
 	st.DB.Tiers, err = tierStats(a.db)
 	return st, err

@@ -29,7 +29,9 @@ database's lock. The copy is written beside the file as FILE.compact (there
 must be room for it), checked, given the file's owner and mode, and renamed
 over FILE; the file is locked until then, so a daemon started meanwhile
 fails to open it rather than write to a file about to be replaced. An older
-format is upgraded first.
+format is upgraded first. Windows and rollups whose stored value is damaged
+(it does not decode; the daemon skips them and says so) are left out of the
+copy, and each one is named.
 
 Examples:
   systemctl stop dstwatch && dstwatch compact && systemctl start dstwatch
@@ -84,8 +86,12 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "compacting %s (%s) into %s\n", *db, units.Bytes(uint64(before.Size())), tmp)
 	start := time.Now()
-	if err := storage.Compact(*db, tmp); err != nil {
+	dropped, err := storage.CompactDropping(*db, tmp)
+	if err != nil {
 		return locked(err)
+	}
+	for _, d := range dropped {
+		fmt.Fprintf(stdout, "dropped damaged %s: %s\n", d, d.Err)
 	}
 	if st, ok := before.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
 		if err := os.Chown(tmp, int(st.Uid), int(st.Gid)); err != nil {
