@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
+	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/report"
 	"github.com/dstwatch/dstwatch/storage"
@@ -150,7 +151,12 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := reclog.CheckText(*out); err != nil {
 			return fmt.Errorf("-o: %w", err)
 		}
-		return os.WriteFile(*out, body.Bytes(), 0o644)
+		// Private (reports list addresses), and written whole through a
+		// new file and a rename: never through a link planted at *out.
+		if err := safefile.WriteFile(*out, body.Bytes(), 0o640); err != nil {
+			return fmt.Errorf("-o: %w", err)
+		}
+		return nil
 	}
 	_, err = stdout.Write(body.Bytes())
 	return err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/metrics"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -238,6 +239,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if drop, err = lookupUser(*runAs); err != nil {
 			return err
 		}
+		safefile.Trust(drop.uid) // its files are the daemon's own
+
 	}
 	app, err := New(cfg)
 	if err != nil {
