@@ -4,8 +4,8 @@
 // append to, replace or turn into a database some other file. So a path
 // whose last component is a symbolic link is refused (opens use
 // O_NOFOLLOW), and so is an existing file owned by a user other than root,
-// the process's own user and the one trusted with Trust (the daemon's
-// --user). Replacing a file goes through a new file in the same directory
+// the process's own user, the one trusted with Trust (the daemon's --user)
+// and the owner of the file's directory, or a file with other hard links. Replacing a file goes through a new file in the same directory
 // and a rename, which never writes through a link. Directories above the
 // last component are not checked: they are the administrator's.
 package safefile
@@ -25,7 +25,7 @@ import (
 // ErrSymlink and ErrForeign are what the checks refuse; test with errors.Is.
 var (
 	ErrSymlink = errors.New("is a symbolic link; refusing to write through it as root")
-	ErrForeign = errors.New("belongs to another user; refusing to write it as root")
+	ErrForeign = errors.New("may belong to another user; refusing to write it as root")
 )
 
 // trusted is the uid of the account the daemon runs as after it drops
@@ -59,9 +59,21 @@ func checkInfo(path string, st fs.FileInfo) error {
 	if !ok || os.Geteuid() != 0 {
 		return nil
 	}
+	if st.Mode().IsRegular() && sys.Nlink > 1 {
+		// A hard link made by someone who may not write the file.
+		return fmt.Errorf("%s %w: it has %d hard links", path, ErrForeign, sys.Nlink)
+	}
 	uid := int64(sys.Uid)
 	if uid == 0 || uid == int64(os.Geteuid()) || uid == trusted.Load() {
 		return nil
+	}
+	// The owner of the directory may replace anything in it anyway, so
+	// its own files redirect nothing (the systemd unit's dynamic user owns
+	// its state directory and what is in it, and root runs compact there).
+	if d, err := os.Stat(filepath.Dir(path)); err == nil {
+		if ds, ok := d.Sys().(*syscall.Stat_t); ok && int64(ds.Uid) == uid {
+			return nil
+		}
 	}
 	who := strconv.FormatInt(uid, 10)
 	if u, err := user.LookupId(who); err == nil {
@@ -69,7 +81,7 @@ func checkInfo(path string, st fs.FileInfo) error {
 	} else {
 		who = "uid " + who
 	}
-	return fmt.Errorf("%s %w: it is owned by %s, not by root or the daemon's user", path, ErrForeign, who)
+	return fmt.Errorf("%s %w: it is owned by %s, not by root, the daemon's user or the directory's owner", path, ErrForeign, who)
 }
 
 // OpenFile is os.OpenFile that never follows a symbolic link in the last
