@@ -253,6 +253,10 @@ func inspect(path string, readOnly bool, hint string) (fresh bool, err error) {
 	if readOnly {
 		f, err = os.Open(path)
 	} else {
+		// Said first, whoever owns it: a device or a pipe is never ours.
+		if st, err := os.Lstat(path); err == nil && st.Mode()&fs.ModeSymlink == 0 && !st.Mode().IsRegular() {
+			return false, notOurs(path, "not a regular file", hint)
+		}
 		f, err = safefile.OpenFile(path, os.O_RDONLY, 0)
 	}
 	if errors.Is(err, safefile.ErrSymlink) || errors.Is(err, safefile.ErrForeign) {

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -192,5 +195,102 @@ func TestAlertsDBCheckedLikeDB(t *testing.T) {
 	}
 	if st, err := os.Stat("/dev/null"); err != nil || st.Mode()&os.ModeCharDevice == 0 {
 		t.Fatalf("/dev/null is no longer a device: %v %v", st, err)
+	}
+}
+
+// listDir lists every path under dir with its type and size, to compare a
+// directory before and after a command.
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			out = append(out, p+" "+err.Error())
+			return nil
+		}
+		st, _ := os.Lstat(p)
+		out = append(out, fmt.Sprintf("%s %v %d", p, st.Mode(), st.Size()))
+		return nil
+	})
+	return out
+}
+
+// A start that fails (a flag, a group, a port, the socket path, a file
+// refused) leaves the state directory exactly as it was: no new database,
+// record log or directory. Everything that can be checked is checked
+// before anything is created.
+func TestFailedStartLeavesNoFiles(t *testing.T) {
+	capture := smallCapture(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, state string) // state exists when setup is not nil
+		args  []string
+		want  string
+	}{
+		{"bad file mode", nil, []string{"--file-mode", "9"}, "--file-mode"},
+		{"unknown socket group", nil, []string{"--socket-group", "no-such-group-here"}, "no such group"},
+		{"metrics port taken", nil, []string{"--metrics", busy.Addr().String()}, "address already in use"},
+		{"alerts file a device", nil, []string{"--alerts-db", "/dev/null"}, "not a regular file"},
+		{"file at the socket path", func(t *testing.T, state string) {
+			os.WriteFile(filepath.Join(state, socketName), []byte("mine\n"), 0o644)
+		}, nil, "is not a socket"},
+		{"daemon at the socket path", func(t *testing.T, state string) {
+			l, err := net.Listen("unix", filepath.Join(state, socketName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.(*net.UnixListener).SetUnlinkOnClose(false)
+			t.Cleanup(func() { l.Close() })
+		}, nil, "another process is listening there"},
+		{"record log refused", func(t *testing.T, state string) {
+			os.Symlink(capture, filepath.Join(state, "records.log"))
+		}, nil, "symbolic link"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			state := filepath.Join(base, "state")
+			if tc.setup != nil {
+				os.Mkdir(state, 0o750)
+				tc.setup(t, state)
+			}
+			before := listDir(t, base)
+			args := append([]string{"run", "--read", capture, "--local", "198.51.100.1,2001:db8::1", "--db", filepath.Join(state, "w.db")}, tc.args...)
+			code, _, stderr := runCmd(t, args...)
+			if code == 0 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, want non-zero and %q: %s", code, tc.want, stderr)
+			}
+			if after := listDir(t, base); !slices.Equal(before, after) {
+				t.Errorf("a failed start changed the directory:\nbefore %q\nafter  %q", before, after)
+			}
+		})
+	}
+}
+
+// run with the default database (/var/lib/dstwatch as root) must not
+// create that directory when it then refuses its flags.
+func TestFailedStartCreatesNoStateDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the default state directory is /var/lib/dstwatch for root only")
+	}
+	t.Setenv("STATE_DIRECTORY", "")
+	const def = "/var/lib/dstwatch"
+	if _, err := os.Lstat(def); err == nil {
+		t.Skipf("%s exists already", def)
+	}
+	capture := smallCapture(t)
+	for _, bad := range [][]string{{"--file-mode", "9"}, {"--socket-group", "no-such-group-here"}, {"--user", "no-such-user-here"}} {
+		code, _, stderr := runCmd(t, append([]string{"run", "--read", capture, "--local", "198.51.100.1"}, bad...)...)
+		if code == 0 {
+			t.Errorf("%v: exit 0", bad)
+		}
+		if _, err := os.Lstat(def); err == nil {
+			os.RemoveAll(def)
+			t.Fatalf("%v created %s before refusing: %s", bad, def, stderr)
+		}
 	}
 }

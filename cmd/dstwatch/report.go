@@ -119,6 +119,12 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: the SMTP flags need --mail-to", errUsage)
 	}
 
+	if *out != "" {
+		// Before the database is read: a refused -o fails at once.
+		if err := reclog.CheckText(*out); err != nil {
+			return fmt.Errorf("-o: %w", err)
+		}
+	}
 	st, err := openStore(ctx, *db, *socket, given["db"])
 	if err != nil {
 		return err
@@ -148,9 +154,6 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	if *out != "" {
-		if err := reclog.CheckText(*out); err != nil {
-			return fmt.Errorf("-o: %w", err)
-		}
 		// Private (reports list addresses), and written whole through a
 		// new file and a rename: never through a link planted at *out.
 		if err := safefile.WriteFile(*out, body.Bytes(), 0o640); err != nil {

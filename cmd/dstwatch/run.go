@@ -217,9 +217,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseRulesFlags(&cfg, *rules, *alertsDB); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o750); err != nil {
-		return fmt.Errorf("database directory: %w", err)
-	}
 	if *anonymize != "" || *anonKey != "" {
 		if cfg.Anonymize, err = anon.Parse(*anonymize, *anonKey); err != nil {
 			var pe *os.PathError
@@ -249,6 +246,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if drop != nil {
 		if err := drop.apply(); err != nil {
 			app.closeAll()
+			app.removeCreated()
 			return err
 		}
 		logger.Info("dropped privileges", "user", *runAs, "uid", drop.uid, "gid", drop.gid)
