@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"github.com/dstwatch/dstwatch/internal/pcapgen"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -113,5 +114,35 @@ func TestDamagedValueSkipped(t *testing.T) {
 	replay(first)
 	if got := len(readAll(t, db)); got != want+1 {
 		t.Errorf("%d windows after replaying the first capture again, want %d", got, want+1)
+	}
+}
+
+// A running daemon answers a query over a damaged window through its API
+// with the same note, and status lists the damaged value.
+func TestDamagedValueLiveStatus(t *testing.T) {
+	p := netnstest.New(t)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "w.db")
+	file := filepath.Join(dir, "in.pcap")
+	if err := pcapgen.Write(file, pcapgen.PcapMicro, pcapgen.LinkEthernet,
+		pcapgen.Mixed(3, 1500, 100, testLocal, testStart, 3*time.Minute, pcapgen.LinkEthernet)); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(binary(t), "run", "--read", file, "--local", "198.51.100.1,2001:db8::1", "--db", db, "--socket", "none").CombinedOutput(); err != nil {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	flipValueByte(t, db, time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC))
+	d := startDaemon(t, p.A, "-i", p.IfA, "--db", db)
+	defer d.stop(t)
+	code, out, stderr := runCmd(t, "query", "--db", db, "--from", "2026-11-22T13:19:00Z", "--to", "2026-11-22T13:25:00Z")
+	if code != 0 || !strings.Contains(out, "note: damaged in the database and left out") || !strings.Contains(out, "window 2026-11-22T13:20:00Z") {
+		t.Errorf("query through the daemon: exit %d, no note naming the damaged window:\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = runCmd(t, "status", "--db", db)
+	if code != 0 || !strings.Contains(out, "damaged") || !strings.Contains(out, "window 2026-11-22T13:20:00Z") || !strings.Contains(out, "dstwatch compact") {
+		t.Errorf("status: exit %d, no damaged line:\n%s%s", code, out, stderr)
+	}
+	if !strings.Contains(d.stderr.String(), "damaged value in the database") {
+		t.Errorf("the daemon's log does not say it met a damaged value:\n%s", d.stderr.String())
 	}
 }
