@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
+	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -93,13 +94,21 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, d := range dropped {
 		fmt.Fprintf(stdout, "dropped damaged %s: %s\n", d, d.Err)
 	}
-	if st, ok := before.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
-		if err := os.Chown(tmp, int(st.Uid), int(st.Gid)); err != nil {
-			os.Remove(tmp)
-			return err
-		}
+	// Through the file itself: tmp's directory may be writable by the
+	// daemon's user, who must not get root to chown a link's target.
+	f, err := safefile.OpenFile(tmp, os.O_RDONLY, 0)
+	if err != nil {
+		os.Remove(tmp)
+		return err
 	}
-	if err := os.Chmod(tmp, before.Mode().Perm()); err != nil {
+	if st, ok := before.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+		err = f.Chown(int(st.Uid), int(st.Gid))
+	}
+	if err == nil {
+		err = f.Chmod(before.Mode().Perm())
+	}
+	f.Close()
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
