@@ -7,6 +7,8 @@ import (
 	"syscall"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/dstwatch/dstwatch/internal/safefile"
 )
 
 // compactTxSize is how many bytes Compact copies per write transaction.
@@ -51,7 +53,7 @@ func CompactDropping(src, dst string) (dropped []Damage, err error) {
 			os.Remove(dst)
 		}
 	}()
-	d, err := bolt.Open(dst, st.Mode().Perm(), &bolt.Options{Timeout: s.timeout})
+	d, err := bolt.Open(dst, st.Mode().Perm(), &bolt.Options{Timeout: s.timeout, OpenFile: safefile.OpenFile})
 	if err != nil {
 		return nil, fmt.Errorf("compact into %s: %w", dst, err)
 	}
