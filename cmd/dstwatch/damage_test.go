@@ -102,7 +102,12 @@ func TestDamagedValueSkipped(t *testing.T) {
 		}
 	}
 
-	code, out, stderr := runCmd(t, "compact", "--db", db)
+	code, out, stderr := runCmd(t, "report", "--db", db, "--from", "2026-11-22T13:00:00Z", "--to", "2026-11-22T15:00:00Z")
+	if code != 0 || !strings.Contains(out, "damaged and left out") || !strings.Contains(out, "window 2026-11-22T13:20:00Z") {
+		t.Errorf("report: exit %d, no note naming the damaged window:\n%s%s", code, out, stderr)
+	}
+
+	code, out, stderr = runCmd(t, "compact", "--db", db)
 	if code != 0 || !strings.Contains(out, "dropped damaged window 2026-11-22T13:20:00Z") {
 		t.Fatalf("compact: exit %d: %s%s", code, out, stderr)
 	}
