@@ -156,7 +156,7 @@ func Open(o Options) (*Engine, error) {
 // checkFile refuses, before bbolt may write to it, a path that is not an
 // incidents file: anything storage.CheckBolt refuses (not a regular file,
 // not bbolt, damaged, a link, another user's file), a window database, and
-// a bbolt file holding buckets of somebody else's.
+// a bbolt file with buckets but no incidents bucket.
 func checkFile(path string) error {
 	const hint = "point the alerts file at another path"
 	fresh, err := storage.CheckBolt(path, hint)
@@ -178,12 +178,13 @@ func checkFile(path string) error {
 		if storage.IsWindowDB(tx) {
 			return fmt.Errorf("alerts %s: it is a window database, not an alerts file; refusing to touch it: %s", path, hint)
 		}
+		if tx.Bucket(bucketIncidents) != nil {
+			return nil
+		}
+		// Buckets, but not ours: somebody else's bbolt file. (A file
+		// without any bucket is an empty one, ours to initialise.)
 		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-			switch string(name) {
-			case string(bucketIncidents), string(bucketActive), string(bucketCooldown):
-				return nil
-			}
-			return fmt.Errorf("alerts %s: a bbolt file with a bucket %q that is not dstwatch's; refusing to touch it: %s", path, name, hint)
+			return fmt.Errorf("alerts %s: a bbolt file with a bucket %q and no incidents; refusing to touch it: %s", path, name, hint)
 		})
 	})
 }
