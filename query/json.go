@@ -233,18 +233,20 @@ func RowsJSON(rows []Row, by By) any {
 // SummaryJSON is what an aggregate was read from (Summary); the API sends
 // it with /v1/aggregate?summary=1.
 type SummaryJSON struct {
-	Windows       int          `json:"windows"`        // raw windows read
-	HourlyRollups int          `json:"hourly_rollups"` // hourly rollups read
-	DailyRollups  int          `json:"daily_rollups"`  // daily rollups read
-	First         string       `json:"first,omitempty"`
-	End           string       `json:"end,omitempty"`
-	Stats         StatsJSON    `json:"stats"`
-	DropUnits     int          `json:"units_with_drops"`
-	FoldUnits     int          `json:"units_with_folds"`
-	Capped        uint64       `json:"capped"`
-	Resolution    string       `json:"resolution"`         // window, hour or day
-	RawFrom       string       `json:"raw_from,omitempty"` // with resolution hour or day: the oldest raw window kept
-	Damaged       []DamageJSON `json:"damaged,omitempty"`  // stored values skipped because they do not decode
+	Windows       int       `json:"windows"`        // raw windows read
+	HourlyRollups int       `json:"hourly_rollups"` // hourly rollups read
+	DailyRollups  int       `json:"daily_rollups"`  // daily rollups read
+	First         string    `json:"first,omitempty"`
+	End           string    `json:"end,omitempty"`
+	Stats         StatsJSON `json:"stats"`
+	DropUnits     int       `json:"units_with_drops"`
+	FoldUnits     int       `json:"units_with_folds"`
+	Capped        uint64    `json:"capped"`
+	Resolution    string    `json:"resolution"`         // window, hour or day
+	RawFrom       string    `json:"raw_from,omitempty"` // with resolution hour or day: the oldest raw window kept
+
+	// Stored values skipped because they do not decode.
+	Damaged []DamageJSON `json:"damaged,omitempty"`
 }
 
 // DamageJSON is one damaged window or rollup (storage.Damage).

@@ -237,7 +237,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		safefile.Trust(drop.uid) // its files are the daemon's own
-
 	}
 	app, err := New(cfg)
 	if err != nil {
