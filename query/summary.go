@@ -82,6 +82,12 @@ type Reader interface {
 	Bounds() (first, last time.Time, n int, err error)
 }
 
+// lastWither is a Reader that also says which damaged windows its Last
+// skipped (storage.DB.LastWith).
+type lastWither interface {
+	LastWith(n int, opt storage.SpanOptions, fn func(*storage.Window) error) error
+}
+
 // Question is one aggregate: grouping, filter, order and top N (0: all).
 type Question struct {
 	By     By
@@ -127,7 +133,9 @@ func read(src Reader, from, to time.Time, last int, opt storage.SpanOptions, che
 	var err error
 	var damaged []storage.Damage
 	opt.Damaged = func(d storage.Damage) { damaged = append(damaged, d) }
-	if last > 0 {
+	if lw, ok := src.(lastWither); ok && last > 0 {
+		err = lw.LastWith(last, opt, feed)
+	} else if last > 0 {
 		err = src.Last(last, feed)
 	} else {
 		res, err = src.SpanWith(from, to, opt, feed)

@@ -566,7 +566,7 @@ func pruneTier(tx *bolt.Tx, r Resolution, before time.Time, c caps) (int, error)
 // daily rollup of the newest day holds only its sealed hours. Sealed
 // reports up to where rollups are complete.
 func (db *DB) Rollups(r Resolution, from, to time.Time, fn func(*Window) error) error {
-	return db.scanBucket(tierBucket(r), clampKey(from), clampKey(to), -1, fn)
+	return db.scanBucket(tierBucket(r), clampKey(from), clampKey(to), -1, fn, nil)
 }
 
 // tiers is what a read transaction knows about which tier holds what.

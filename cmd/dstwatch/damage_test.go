@@ -102,6 +102,10 @@ func TestDamagedValueSkipped(t *testing.T) {
 		}
 	}
 
+	if code, out, stderr := runCmd(t, "query", "--db", db, "--last", "1000"); code != 0 || !strings.Contains(out, "note: "+note) {
+		t.Errorf("query --last: exit %d, no note naming the damaged window:\n%s%s", code, out, stderr)
+	}
+
 	code, out, stderr := runCmd(t, "report", "--db", db, "--from", "2026-11-22T13:00:00Z", "--to", "2026-11-22T15:00:00Z")
 	if code != 0 || !strings.Contains(out, "damaged and left out") || !strings.Contains(out, "window 2026-11-22T13:20:00Z") {
 		t.Errorf("report: exit %d, no note naming the damaged window:\n%s%s", code, out, stderr)
@@ -142,6 +146,10 @@ func TestDamagedValueLiveStatus(t *testing.T) {
 	code, out, stderr := runCmd(t, "query", "--db", db, "--from", "2026-11-22T13:19:00Z", "--to", "2026-11-22T13:25:00Z")
 	if code != 0 || !strings.Contains(out, "note: damaged in the database and left out") || !strings.Contains(out, "window 2026-11-22T13:20:00Z") {
 		t.Errorf("query through the daemon: exit %d, no note naming the damaged window:\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = runCmd(t, "query", "--db", db, "--last", "100")
+	if code != 0 || !strings.Contains(out, "window 2026-11-22T13:20:00Z") {
+		t.Errorf("query --last through the daemon: exit %d, no note naming the damaged window:\n%s%s", code, out, stderr)
 	}
 	code, out, stderr = runCmd(t, "status", "--db", db)
 	if code != 0 || !strings.Contains(out, "damaged") || !strings.Contains(out, "window 2026-11-22T13:20:00Z") || !strings.Contains(out, "dstwatch compact") {
