@@ -24,7 +24,7 @@ import (
 
 // ErrSymlink and ErrForeign are what the checks refuse; test with errors.Is.
 var (
-	ErrSymlink = errors.New("is a symbolic link; refusing to write through it as root")
+	ErrSymlink = errors.New("is a symbolic link; refusing to write through it: give the path of the file itself")
 	ErrForeign = errors.New("may belong to another user; refusing to write it as root")
 )
 
