@@ -42,6 +42,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -127,7 +128,16 @@ func Open(o Options) (*Engine, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	db, err := bolt.Open(o.Path, o.Mode, &bolt.Options{Timeout: time.Second, ReadOnly: o.ReadOnly})
+	if !o.ReadOnly {
+		if err := checkFile(o.Path); err != nil {
+			return nil, err
+		}
+	}
+	bo := &bolt.Options{Timeout: time.Second, ReadOnly: o.ReadOnly}
+	if !o.ReadOnly {
+		bo.OpenFile = safefile.OpenFile // what checkFile saw may have been swapped since
+	}
+	db, err := bolt.Open(o.Path, o.Mode, bo)
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("alerts %s: locked by another process (a running daemon?)", o.Path)
@@ -158,6 +168,42 @@ func Open(o Options) (*Engine, error) {
 	}
 	e.rules.Store(&RuleSet{})
 	return e, nil
+}
+
+// checkFile refuses, before bbolt may write to it, a path that is not an
+// incidents file: anything storage.CheckBolt refuses (not a regular file,
+// not bbolt, damaged, a link, another user's file), a window database, and
+// a bbolt file with buckets but no incidents bucket.
+func checkFile(path string) error {
+	const hint = "point the alerts file at another path"
+	fresh, err := storage.CheckBolt(path, hint)
+	if err != nil {
+		return fmt.Errorf("alerts: %w", err)
+	}
+	if fresh {
+		return nil
+	}
+	b, err := bolt.Open(path, 0, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return fmt.Errorf("alerts %s: locked by another process (a running daemon?)", path)
+		}
+		return fmt.Errorf("alerts %s: %w", path, err)
+	}
+	defer b.Close()
+	return b.View(func(tx *bolt.Tx) error {
+		if storage.IsWindowDB(tx) {
+			return fmt.Errorf("alerts %s: it is a window database, not an alerts file; refusing to touch it: %s", path, hint)
+		}
+		if tx.Bucket(bucketIncidents) != nil {
+			return nil
+		}
+		// Buckets, but not ours: somebody else's bbolt file. (A file
+		// without any bucket is an empty one, ours to initialise.)
+		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			return fmt.Errorf("alerts %s: a bbolt file with a bucket %q and no incidents; refusing to touch it: %s", path, name, hint)
+		})
+	})
 }
 
 // Path is the incidents file.

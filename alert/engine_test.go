@@ -781,3 +781,42 @@ rules:
 		t.Fatalf("a 100 s period: %+v", l)
 	}
 }
+
+// The incidents file is checked before bbolt may write to it: a window
+// database, a device, a file that is not bbolt and someone else's bbolt
+// file are refused and left as they were.
+func TestOpenRefusesOtherFiles(t *testing.T) {
+	dir := t.TempDir()
+	win := filepath.Join(dir, "w.db")
+	wdb, err := storage.Open(win, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wdb.Close()
+	other := filepath.Join(dir, "other.db")
+	b, err := bolt.Open(other, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("theirs")); return err })
+	b.Close()
+	text := filepath.Join(dir, "notes.txt")
+	os.WriteFile(text, []byte("precious\n"), 0o644)
+	for _, tc := range []struct{ path, want string }{
+		{win, "is a window database"},
+		{other, `bucket "theirs"`},
+		{text, "not a dstwatch database"},
+		{"/dev/null", "not a regular file"},
+	} {
+		before, _ := os.ReadFile(tc.path)
+		if e, err := Open(Options{Path: tc.path}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if e != nil {
+				e.Close()
+			}
+			t.Errorf("Open %s: %v, want %q", tc.path, err, tc.want)
+		}
+		if after, _ := os.ReadFile(tc.path); string(after) != string(before) {
+			t.Errorf("Open %s changed it", tc.path)
+		}
+	}
+}

@@ -83,3 +83,36 @@ func removeStale(path string) error {
 	}
 	return nil
 }
+
+// CheckListen reports the reasons Listen(path, group) would fail that can
+// be known without creating or removing anything: no such group, a path
+// too long, a file there that is not a socket, or a process listening on
+// it. The daemon asks before it creates its files, so that a start bound
+// to fail leaves nothing behind.
+func CheckListen(path, group string) error {
+	if group != "" {
+		if _, err := user.LookupGroup(group); err != nil {
+			if _, err = user.LookupGroupId(group); err != nil {
+				return fmt.Errorf("socket group %q: no such group", group)
+			}
+		}
+	}
+	if len(path) > 107 {
+		return fmt.Errorf("api socket %s: path longer than 107 bytes; choose a shorter --socket", path)
+	}
+	st, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("api socket: %w", err)
+	}
+	if st.Mode()&fs.ModeSocket == 0 {
+		return fmt.Errorf("api socket %s: the path exists and is not a socket; it was left alone: move it away or choose another --socket", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("api socket %s: another process is listening there (is dstwatch already running?); stop it, or choose another --socket (or --socket none)", path)
+	}
+	return nil
+}

@@ -57,6 +57,9 @@ type DBStats struct {
 	First     string `json:"first,omitempty"` // oldest window start
 	Last      string `json:"last,omitempty"`  // newest window start
 	Tiers     *Tiers `json:"tiers,omitempty"` // what each tier of history holds
+	// Damaged names the stored windows and rollups met since start whose
+	// values do not decode ("window 2026-...Z"); they are skipped.
+	Damaged []string `json:"damaged,omitempty"`
 }
 
 // Tiers are the database's tiers of history: raw windows, hourly and daily

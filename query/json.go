@@ -247,6 +247,16 @@ type SummaryJSON struct {
 	Capped        uint64    `json:"capped"`
 	Resolution    string    `json:"resolution"`         // window, hour or day
 	RawFrom       string    `json:"raw_from,omitempty"` // with resolution hour or day: the oldest raw window kept
+
+	// Stored values skipped because they do not decode.
+	Damaged []DamageJSON `json:"damaged,omitempty"`
+}
+
+// DamageJSON is one damaged window or rollup (storage.Damage).
+type DamageJSON struct {
+	Resolution string `json:"resolution"` // window, hour or day
+	Start      string `json:"start"`
+	Error      string `json:"error"`
 }
 
 func fmtOptTime(t time.Time) string {
@@ -276,7 +286,39 @@ func ToSummaryJSON(s Summary) SummaryJSON {
 		Stats:     StatsJSON{st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Oversize, st.Spoofed, st.Drops, st.Late, st.Folded, ""},
 		DropUnits: s.DropUnits, FoldUnits: s.FoldUnits, Capped: s.Capped,
 		Resolution: s.Resolution.String(), RawFrom: fmtOptTime(s.RawFrom),
+		Damaged: damageJSON(s.Damaged),
 	}
+}
+
+func damageJSON(ds []storage.Damage) []DamageJSON {
+	var out []DamageJSON
+	for _, d := range ds {
+		out = append(out, DamageJSON{Resolution: d.Tier.String(), Start: fmtOptTime(d.Start), Error: d.Err})
+	}
+	return out
+}
+
+func damageFromJSON(js []DamageJSON) ([]storage.Damage, error) {
+	var out []storage.Damage
+	for _, j := range js {
+		d := storage.Damage{Err: j.Error}
+		switch j.Resolution {
+		case storage.Raw.String():
+			d.Tier = storage.Raw
+		case storage.Hourly.String():
+			d.Tier = storage.Hourly
+		case storage.Daily.String():
+			d.Tier = storage.Daily
+		default:
+			return nil, fmt.Errorf("summary damaged resolution %q: want window, hour or day", j.Resolution)
+		}
+		var err error
+		if d.Start, err = parseOptTime("damaged start", j.Start); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // FromSummaryJSON is the inverse of ToSummaryJSON.
@@ -307,6 +349,9 @@ func FromSummaryJSON(j *SummaryJSON) (Summary, error) {
 		return s, err
 	}
 	if s.RawFrom, err = parseOptTime("raw_from", j.RawFrom); err != nil {
+		return s, err
+	}
+	if s.Damaged, err = damageFromJSON(j.Damaged); err != nil {
 		return s, err
 	}
 	return s, nil

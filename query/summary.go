@@ -25,6 +25,10 @@ type Summary struct {
 	// RawFrom is the start of the oldest raw window still stored, when
 	// Resolution is not storage.Raw; zero when none is left.
 	RawFrom time.Time
+
+	// Damaged are the stored windows and rollups of the range whose values
+	// do not decode: they were skipped, so their counts are missing.
+	Damaged []storage.Damage
 }
 
 // Units is how many windows and rollups were read.
@@ -78,6 +82,12 @@ type Reader interface {
 	Bounds() (first, last time.Time, n int, err error)
 }
 
+// lastWither is a Reader that also says which damaged windows its Last
+// skipped (storage.DB.LastWith).
+type lastWither interface {
+	LastWith(n int, opt storage.SpanOptions, fn func(*storage.Window) error) error
+}
+
 // Question is one aggregate: grouping, filter, order and top N (0: all).
 type Question struct {
 	By     By
@@ -121,7 +131,11 @@ func read(src Reader, from, to time.Time, last int, opt storage.SpanOptions, che
 	}
 	res := storage.Raw
 	var err error
-	if last > 0 {
+	var damaged []storage.Damage
+	opt.Damaged = func(d storage.Damage) { damaged = append(damaged, d) }
+	if lw, ok := src.(lastWither); ok && last > 0 {
+		err = lw.LastWith(last, opt, feed)
+	} else if last > 0 {
 		err = src.Last(last, feed)
 	} else {
 		res, err = src.SpanWith(from, to, opt, feed)
@@ -131,6 +145,7 @@ func read(src Reader, from, to time.Time, last int, opt storage.SpanOptions, che
 	}
 	sum := summary()
 	sum.Resolution = res
+	sum.Damaged = damaged
 	if res != storage.Raw {
 		first, _, n, err := src.Bounds()
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
@@ -48,8 +49,11 @@ func Open(path string, mode os.FileMode) (*Log, error) {
 // binary data: a record log or a report never contains a NUL byte, while a
 // bbolt database or a capture file has them in its first bytes. A swapped
 // flag (--record-log naming the database) must not damage the file.
+//
+// It also refuses what safefile refuses: a link, or another user's file
+// while running as root.
 func CheckText(path string) error {
-	f, err := os.Open(path)
+	f, err := safefile.OpenFile(path, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -66,7 +70,7 @@ func CheckText(path string) error {
 }
 
 func (l *Log) reopen() error {
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, l.mode)
+	f, err := safefile.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, l.mode)
 	if err != nil {
 		return fmt.Errorf("record log: %w", err)
 	}

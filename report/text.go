@@ -43,6 +43,9 @@ func (r *Report) Notes(loc *time.Location) []string {
 	if s.Stats.Late > 0 {
 		out = append(out, fmt.Sprintf("%d frames arrived after their window closed and were counted in the next one", s.Stats.Late))
 	}
+	if n := len(s.Damaged); n > 0 {
+		out = append(out, fmt.Sprintf("%d stored windows or rollups are damaged and left out, their counts are missing (the first: %s); dstwatch compact drops them", n, s.Damaged[0]))
+	}
 	if s.Resolution != storage.Raw {
 		out = append(out, fmt.Sprintf("answered at %s resolution: raw windows before %s were pruned", s.Resolution, s.RawFrom.In(loc).Format(TimeFormat)))
 	}

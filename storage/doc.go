@@ -29,6 +29,10 @@
 //	    "pruned.windows", "pruned.hours", "pruned.days"
 //	               8 bytes: uint64 Unix seconds: a prune deleted every unit
 //	               of that tier starting before it; absent = 0
+//	    "lost." + an 8-byte window key
+//	               the decoder's error text: that raw window's value did not
+//	               decode when its hour was rolled up, so its counts are in
+//	               neither rollup (damage.go); deleted with the daily rollup
 //	bucket "windows"
 //	    key    8 bytes: uint64 Unix seconds of the window start (UTC),
 //	           so keys sort by time and cursor Seek gives ranges

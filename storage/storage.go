@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/rotate"
 )
 
@@ -99,6 +100,11 @@ type Options struct {
 	Timeout  time.Duration // how long to wait for the file lock; 0 means 1s
 	Mode     os.FileMode   // for a new file; 0 means 0640
 
+	// OnDamage, if set, is told once about each damaged value met (see
+	// Damage), from whatever goroutine met it, maybe inside a transaction:
+	// it must not call the DB.
+	OnDamage func(Damage)
+
 	// HourCap and DayCap bound the remotes of one hourly and one daily
 	// rollup; 0 means DefaultHourCap and DefaultDayCap, < 0 no cap. See
 	// the package documentation for what a cap folds, and why exactly.
@@ -145,6 +151,11 @@ type DB struct {
 	// older snapshot cannot put back a name Put just replaced.
 	mu   sync.Mutex
 	orgs map[uint32]string
+
+	// damage lists the damaged values met, guarded by dmu (damage.go).
+	dmu      sync.Mutex
+	damage   []Damage
+	onDamage func(Damage)
 }
 
 // Open opens the database at path, creating it when absent (unless
@@ -159,11 +170,12 @@ func Open(path string, opt Options) (*DB, error) {
 	if opt.Mode == 0 {
 		opt.Mode = 0o640
 	}
-	fresh, err := inspect(path, opt.ReadOnly)
+	fresh, err := inspect(path, opt.ReadOnly, "point --db at another file")
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{path: path, orgs: make(map[uint32]string), caps: capsOf(opt), timeout: opt.Timeout}
+	db := &DB{path: path, orgs: make(map[uint32]string), caps: capsOf(opt), timeout: opt.Timeout, onDamage: opt.OnDamage}
+	db.caps.damage = func(r Resolution, k []byte, err error) { db.noteDamage(r, k, err) }
 	if !fresh {
 		b, err := openBolt(path, true, opt)
 		if err != nil {
@@ -234,8 +246,22 @@ func Open(path string, opt Options) (*DB, error) {
 
 // inspect decides whether path is a new file (absent or empty) and, when it
 // is not, that it looks like an intact bbolt file, without bbolt.
-func inspect(path string, readOnly bool) (fresh bool, err error) {
-	f, err := os.Open(path)
+// A read-write open refuses what safefile refuses (a link, another user's
+// file while root): bbolt would turn any file it is handed into a database.
+func inspect(path string, readOnly bool, hint string) (fresh bool, err error) {
+	var f *os.File
+	if readOnly {
+		f, err = os.Open(path)
+	} else {
+		// Said first, whoever owns it: a device or a pipe is never ours.
+		if st, err := os.Lstat(path); err == nil && st.Mode()&fs.ModeSymlink == 0 && !st.Mode().IsRegular() {
+			return false, notOurs(path, "not a regular file", hint)
+		}
+		f, err = safefile.OpenFile(path, os.O_RDONLY, 0)
+	}
+	if errors.Is(err, safefile.ErrSymlink) || errors.Is(err, safefile.ErrForeign) {
+		return false, err
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		if readOnly {
 			return false, fmt.Errorf("open %s: %w: the file does not exist (the dstwatch daemon creates it when it writes the first window)", path, ErrNoData)
@@ -251,7 +277,7 @@ func inspect(path string, readOnly bool) (fresh bool, err error) {
 		return false, fmt.Errorf("open %s: %w", path, err)
 	}
 	if !st.Mode().IsRegular() {
-		return false, notOurs(path, "not a regular file")
+		return false, notOurs(path, "not a regular file", hint)
 	}
 	if st.Size() == 0 {
 		if readOnly {
@@ -264,7 +290,7 @@ func inspect(path string, readOnly bool) (fresh bool, err error) {
 	case err != nil:
 		return false, fmt.Errorf("open %s: %w", path, err)
 	case res == sniffForeign:
-		return false, notOurs(path, why)
+		return false, notOurs(path, why, hint)
 	case res == sniffDamaged:
 		return false, damaged(path, why)
 	}
@@ -272,14 +298,22 @@ func inspect(path string, readOnly bool) (fresh bool, err error) {
 }
 
 func openBolt(path string, readOnly bool, opt Options) (*bolt.DB, error) {
-	b, err := bolt.Open(path, opt.Mode, &bolt.Options{
+	bo := &bolt.Options{
 		Timeout:  opt.Timeout,
 		ReadOnly: readOnly,
 		// NoSync stays false: a window acknowledged is a window on disk.
-	})
+	}
+	if !readOnly {
+		// The file inspect looked at may have been swapped for a link
+		// since; this open checks the file it opens.
+		bo.OpenFile = safefile.OpenFile
+	}
+	b, err := bolt.Open(path, opt.Mode, bo)
 	switch {
 	case err == nil:
 		return b, nil
+	case errors.Is(err, safefile.ErrSymlink), errors.Is(err, safefile.ErrForeign):
+		return nil, err
 	case errors.Is(err, bolt.ErrTimeout):
 		return nil, fmt.Errorf("open %s: %w (is the dstwatch daemon running?): gave up after %s", path, ErrLocked, opt.Timeout)
 	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
@@ -288,8 +322,28 @@ func openBolt(path string, readOnly bool, opt Options) (*bolt.DB, error) {
 	return nil, fmt.Errorf("open %s: %w", path, err)
 }
 
-func notOurs(path, why string) error {
-	return fmt.Errorf("open %s: %w (%s); refusing to touch it: point --db at another file", path, ErrNotDstwatch, why)
+func notOurs(path, why string, hint ...string) error {
+	if len(hint) == 0 {
+		hint = []string{"point --db at another file"}
+	}
+	return fmt.Errorf("open %s: %w (%s); refusing to touch it: %s", path, ErrNotDstwatch, why, hint[0])
+}
+
+// CheckBolt is the check Open makes before bbolt may open path read-write,
+// for dstwatch's other bbolt file (the alerts' incidents): fresh means
+// absent or empty; any other file must be a regular file with intact bbolt
+// meta pages and no link, or the error says why it is refused (wrapping
+// ErrNotDstwatch, ErrDamaged or safefile's errors). hint says what to do
+// instead. What buckets the file holds is the caller's to check.
+func CheckBolt(path, hint string) (fresh bool, err error) {
+	return inspect(path, false, hint)
+}
+
+// IsWindowDB reports whether tx is of a window database (it has the meta
+// bucket with a format version), so that other files can refuse it.
+func IsWindowDB(tx *bolt.Tx) bool {
+	m := tx.Bucket(bucketMeta)
+	return m != nil && m.Get(keyFormat) != nil
 }
 
 func damaged(path, why string) error {
@@ -310,6 +364,9 @@ func rootBuckets(tx *bolt.Tx) [][]byte {
 // ours or are too new. Format 0 never appears on disk.
 func checkFormat(tx *bolt.Tx, path string) (uint32, error) {
 	meta := tx.Bucket(bucketMeta)
+	if meta == nil && tx.Bucket([]byte("incidents")) != nil {
+		return 0, notOurs(path, "it holds alert incidents: an alerts file, not a window database")
+	}
 	if meta == nil {
 		return 0, notOurs(path, "no dstwatch meta bucket")
 	}

@@ -51,7 +51,18 @@ const (
 	DefaultDayCap  = 100_000
 )
 
-type caps struct{ hour, day int }
+// caps are the rollup caps, and how the write paths that get them report
+// a damaged value they skip (nil: not reported).
+type caps struct {
+	hour, day int
+	damage    func(r Resolution, key []byte, err error)
+}
+
+func (c caps) skip(r Resolution, key []byte, err error) {
+	if c.damage != nil {
+		c.damage(r, key, err)
+	}
+}
 
 func capsOf(o Options) caps {
 	c := caps{hour: o.HourCap, day: o.DayCap}
@@ -182,7 +193,9 @@ func newAcc(start time.Time, r Resolution, cap int) *acc {
 	return &acc{w: &Window{Start: start, Length: tierLength(r)}, at: map[[16]byte]int{}, cap: cap}
 }
 
-// loadAcc starts from the stored rollup at start, when there is one.
+// loadAcc starts from the stored rollup at start, when there is one. A
+// stored rollup that does not decode is returned as errCorrupt, for the
+// caller to skip.
 func loadAcc(b *bolt.Bucket, start time.Time, r Resolution, cap int) (*acc, error) {
 	a := newAcc(start, r, cap)
 	k := windowKey(start)
@@ -280,20 +293,28 @@ func groupsOf(rs []Remote) []Group {
 type accs struct {
 	r     Resolution
 	cap   int
+	c     caps
 	b     *bolt.Bucket
 	m     map[int64]*acc
 	order []int64
 }
 
 func newAccs(tx *bolt.Tx, r Resolution, c caps) *accs {
-	return &accs{r: r, cap: c.of(r), b: tx.Bucket(tierBucket(r)), m: map[int64]*acc{}}
+	return &accs{r: r, cap: c.of(r), c: c, b: tx.Bucket(tierBucket(r)), m: map[int64]*acc{}}
 }
 
+// get returns the rollup at start, or nil when the stored one is damaged:
+// it is left as it is (and reported) rather than rewritten with part of its
+// counts, which would look right and be wrong.
 func (s *accs) get(start time.Time) (*acc, error) {
 	if a, ok := s.m[start.Unix()]; ok {
 		return a, nil
 	}
 	a, err := loadAcc(s.b, start, s.r, s.cap)
+	if isDamage(err) {
+		s.c.skip(s.r, windowKey(start), err)
+		a, err = nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -306,6 +327,9 @@ func (s *accs) store() error {
 	// Keys in ascending order: bbolt splits pages badly on random inserts.
 	slices.Sort(s.order)
 	for _, k := range s.order {
+		if s.m[k] == nil {
+			continue // damaged: left as it is
+		}
 		if err := s.m[k].store(s.b); err != nil {
 			return err
 		}
@@ -329,12 +353,16 @@ func rollUp(tx *bolt.Tx, ws []*Window, c caps) error {
 		if err != nil {
 			return err
 		}
-		h.add(w)
+		if h != nil {
+			h.add(w)
+		}
 		d, err := days.get(floorDay(w.Start))
 		if err != nil {
 			return err
 		}
-		d.add(w)
+		if d != nil {
+			d.add(w)
+		}
 	}
 	if err := hours.store(); err != nil {
 		return err
@@ -367,11 +395,19 @@ func seal(tx *bolt.Tx, to time.Time, c caps) error {
 		h := hour // nothing stored yet: the usual case
 		if hb.Get(windowKey(hour.w.Start)) != nil {
 			var err error
-			if h, err = loadAcc(hb, hour.w.Start, Hourly, c.hour); err != nil {
+			h, err = loadAcc(hb, hour.w.Start, Hourly, c.hour)
+			switch {
+			case isDamage(err):
+				// The raw windows are the truth of an hour being sealed:
+				// a damaged rollup of it is replaced by their sum.
+				c.skip(Hourly, windowKey(hour.w.Start), err)
+				h = hour
+			case err != nil:
 				return err
+			default:
+				hour.storeServices() // into hour.w, to be added
+				h.add(hour.w)
 			}
-			hour.storeServices() // into hour.w, to be added
-			h.add(hour.w)
 		}
 		return h.store(hb)
 	}
@@ -379,6 +415,16 @@ func seal(tx *bolt.Tx, to time.Time, c caps) error {
 	cur := tx.Bucket(bucketWindows).Cursor()
 	for k, v := cur.Seek(windowKey(from)); k != nil && bytes.Compare(k, end) < 0; k, v = cur.Next() {
 		w, err := UnmarshalWindow(k, v)
+		if isDamage(err) {
+			// Left out of its rollups (reported, and recorded so that
+			// queries over them say so); the rest of the hour is
+			// rolled up, and storing goes on.
+			c.skip(Raw, k, err)
+			if err := putLost(tx, k, err); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("roll up window %s: %w", keyTime(k).Format(time.RFC3339), err)
 		}
@@ -393,7 +439,9 @@ func seal(tx *bolt.Tx, to time.Time, c caps) error {
 		if err != nil {
 			return err
 		}
-		d.add(w)
+		if d != nil {
+			d.add(w)
+		}
 	}
 	if err := flush(); err != nil {
 		return err
@@ -497,6 +545,11 @@ func pruneTier(tx *bolt.Tx, r Resolution, before time.Time, c caps) (int, error)
 			return 0, err
 		}
 	}
+	if r == Daily {
+		if err := pruneLost(tx, before); err != nil {
+			return 0, err
+		}
+	}
 	meta := tx.Bucket(bucketMeta)
 	key := map[Resolution][]byte{Raw: keyPrunedWindows, Hourly: keyPrunedHours, Daily: keyPrunedDays}[r]
 	if before.After(getTime(meta, key)) {
@@ -513,7 +566,7 @@ func pruneTier(tx *bolt.Tx, r Resolution, before time.Time, c caps) (int, error)
 // daily rollup of the newest day holds only its sealed hours. Sealed
 // reports up to where rollups are complete.
 func (db *DB) Rollups(r Resolution, from, to time.Time, fn func(*Window) error) error {
-	return db.scanBucket(tierBucket(r), clampKey(from), clampKey(to), -1, fn)
+	return db.scanBucket(tierBucket(r), clampKey(from), clampKey(to), -1, fn, nil)
 }
 
 // tiers is what a read transaction knows about which tier holds what.
@@ -621,6 +674,10 @@ type SpanOptions struct {
 	// distinct remotes a country had over several rollups (Group.Remotes
 	// counts one rollup's rows).
 	Groups bool
+
+	// Damaged, if set, is told about each damaged value the span skipped
+	// (see Damage), after the last call to fn, on fn's goroutine.
+	Damaged func(Damage)
 }
 
 // Span calls fn, oldest first, with windows that together hold exactly
@@ -670,9 +727,10 @@ func (db *DB) SpanWith(from, to time.Time, opt SpanOptions, fn func(*Window) err
 	free := make(chan *Window, 2*ahead)
 	stop := make(chan struct{})
 	readErr := make(chan error, 1)
+	var skipped []Damage // written by the reader before it sends to readErr
 	go func() {
 		defer close(out)
-		readErr <- db.readSegments(segs, opt, free, out, stop)
+		readErr <- db.readSegments(segs, opt, free, out, stop, &skipped)
 	}()
 	var fnErr error
 	for w := range out {
@@ -694,12 +752,18 @@ func (db *DB) SpanWith(from, to time.Time, opt SpanOptions, fn func(*Window) err
 	if err := <-readErr; err != nil {
 		return res, fmt.Errorf("read %s: %w", db.path, err)
 	}
+	if opt.Damaged != nil {
+		for _, d := range skipped {
+			opt.Damaged(d)
+		}
+	}
 	return res, nil
 }
 
 // readSegments decodes the plan's windows in order and sends them to out,
 // in read transactions of at most scanBatch windows or spanBatch remotes.
-func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window, out chan<- *Window, stop <-chan struct{}) error {
+// A value that does not decode is skipped and added to skipped.
+func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window, out chan<- *Window, stop <-chan struct{}, skipped *[]Damage) error {
 	newWindow := func() *Window {
 		if opt.Reuse {
 			select {
@@ -735,12 +799,16 @@ func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window,
 					if v == nil {
 						continue
 					}
+					*skipped = append(*skipped, lostIn(tx, s.start, s.end)...)
 					w := newWindow()
 					mode := decodeNoGroups
 					if opt.Groups {
 						mode = decodeGroups
 					}
-					if err := unmarshalWith(w, k, v, mode); err != nil {
+					if err := unmarshalWith(w, k, v, mode); isDamage(err) {
+						*skipped = append(*skipped, db.noteDamage(s.r, k, err))
+						continue
+					} else if err != nil {
 						return fmt.Errorf("%s rollup %s: %w", s.r, s.start.Format(time.RFC3339), err)
 					}
 					db.fillOrgs(tx, w)
@@ -760,7 +828,10 @@ func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window,
 						return nil // resume this segment in the next transaction
 					}
 					w := newWindow()
-					if err := unmarshalInto(w, k, v); err != nil {
+					if err := unmarshalInto(w, k, v); isDamage(err) {
+						*skipped = append(*skipped, db.noteDamage(Raw, k, err))
+						continue
+					} else if err != nil {
 						return fmt.Errorf("window %s: %w", keyTime(k).Format(time.RFC3339), err)
 					}
 					db.fillOrgs(tx, w)

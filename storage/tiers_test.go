@@ -305,11 +305,18 @@ func snapshot(t *testing.T, db *DB) map[string]string {
 	return m
 }
 
-// TestPutFailsLeavesRollups: a Put that fails part-way, after some of its
-// windows were written and while sealing or merging into rollups, changes
-// nothing: windows, rollups and the sealed mark live in one transaction.
-func TestPutFailsLeavesRollups(t *testing.T) {
-	db := openTemp(t)
+// TestDamagedValuesSkipped: a value that does not decode (a flipped byte)
+// stops neither storing nor reading: a damaged window merged into is
+// replaced, one met while sealing is left out of its rollups and recorded
+// as missing from them, a damaged rollup is left as it is; reads skip them
+// and say which; CompactDropping drops them.
+func TestDamagedValuesSkipped(t *testing.T) {
+	var told []Damage
+	db, err := Open(filepath.Join(t.TempDir(), "d.db"), Options{OnDamage: func(d Damage) { told = append(told, d) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
 	rng := rand.New(rand.NewPCG(7, 8))
 	var ws []*Window
 	for i := range 3 * 180 {
@@ -327,44 +334,73 @@ func TestPutFailsLeavesRollups(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// 1. A stored window in the unsealed hour is corrupt: the Put fails
-	// while merging into it, after an earlier late window was written.
-	corruptKey(bucketWindows, day0.Add(2*time.Hour+20*time.Minute))
-	before := snapshot(t, db)
-	batch := []*Window{
-		randomWindow(rng, day0.Add(30*time.Minute)),               // late: sealed hour
-		randomWindow(rng, day0.Add(2*time.Hour+20*time.Minute)),   // merges with the corrupt one
-		randomWindow(rng, day0.Add(5*time.Hour)),                  // would seal hour 2
-		randomWindow(rng, day0.Add(5*time.Hour+20*time.Second)),   // new
-		randomWindow(rng, day0.Add(-10*time.Hour+20*time.Second)), // late: yesterday
-	}
-	if err := db.Put(batch); err == nil {
-		t.Fatal("Put merged into a corrupt window")
-	}
-	if after := snapshot(t, db); !reflect.DeepEqual(before, after) {
-		t.Fatal("a failed Put changed the file")
-	}
-	// 2. Sealing reads the corrupt window: a Put of the next hour fails
-	// while rolling up, after its own window was written.
-	if err := db.Put([]*Window{randomWindow(rng, day0.Add(3*time.Hour))}); err == nil {
-		t.Fatal("sealing read a corrupt window")
-	}
-	if after := snapshot(t, db); !reflect.DeepEqual(before, after) {
-		t.Fatal("a failed Put changed the file")
-	}
-	// 3. A corrupt hourly rollup: a late window for it fails the Put.
-	if err := db.bolt.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketWindows).Delete(windowKey(day0.Add(2*time.Hour + 20*time.Minute)))
-	}); err != nil {
+	// 1. Merging into a damaged window of the unsealed hour replaces it.
+	merged := day0.Add(2*time.Hour + 20*time.Minute)
+	corruptKey(bucketWindows, merged)
+	fresh := randomWindow(rng, merged)
+	if err := db.Put([]*Window{randomWindow(rng, day0.Add(30*time.Minute)), fresh, randomWindow(rng, day0.Add(5*time.Hour))}); err != nil {
 		t.Fatal(err)
 	}
-	corruptKey(bucketHours, day0.Add(time.Hour))
-	before = snapshot(t, db)
-	if err := db.Put([]*Window{randomWindow(rng, day0.Add(3*time.Hour)), randomWindow(rng, day0.Add(time.Hour+time.Minute))}); err == nil {
-		t.Fatal("Put merged into a corrupt rollup")
+	var got []*Window
+	db.Windows(merged, merged.Add(time.Second), func(w *Window) error { got = append(got, w); return nil })
+	if len(got) != 1 || !reflect.DeepEqual(got[0].Stats, fresh.Stats) || len(got[0].Remotes) != len(fresh.Remotes) {
+		t.Errorf("the damaged window was not replaced by the new one: %v", got)
 	}
-	if after := snapshot(t, db); !reflect.DeepEqual(before, after) {
-		t.Fatal("a failed Put changed the file")
+	// 2. Sealing meets a damaged window: left out, storing goes on.
+	lost := day0.Add(5*time.Hour + 20*time.Second)
+	if err := db.Put([]*Window{randomWindow(rng, lost)}); err != nil {
+		t.Fatal(err)
+	}
+	corruptKey(bucketWindows, lost)
+	if err := db.Put([]*Window{randomWindow(rng, day0.Add(6*time.Hour))}); err != nil {
+		t.Fatalf("sealing over a damaged window: %v", err)
+	}
+	// 3. A late window for a damaged hourly rollup: stored raw, the
+	// rollup left as it is.
+	corruptKey(bucketHours, day0.Add(time.Hour))
+	if err := db.Put([]*Window{randomWindow(rng, day0.Add(time.Hour+time.Minute))}); err != nil {
+		t.Fatalf("Put into a damaged rollup's hour: %v", err)
+	}
+	want := []string{"window " + merged.Format(time.RFC3339), "window " + lost.Format(time.RFC3339), "hourly rollup " + day0.Add(time.Hour).Format(time.RFC3339)}
+	var names []string
+	for _, d := range told {
+		names = append(names, d.String())
+	}
+	if !reflect.DeepEqual(names, want) {
+		t.Errorf("OnDamage told %q, want %q", names, want)
+	}
+	// Reads skip them and say which; the hour sealed without its damaged
+	// window says so too.
+	for _, tc := range []struct {
+		from, to time.Time
+		want     string
+	}{
+		{day0.Add(5 * time.Hour), day0.Add(5*time.Hour + time.Minute), "window " + lost.Format(time.RFC3339)},
+		{day0.Add(5 * time.Hour), day0.Add(6 * time.Hour), "window " + lost.Format(time.RFC3339)},
+		{day0.Add(time.Hour), day0.Add(2 * time.Hour), "hourly rollup " + day0.Add(time.Hour).Format(time.RFC3339)},
+	} {
+		var ds []string
+		_, err := db.SpanWith(tc.from, tc.to, SpanOptions{Damaged: func(d Damage) { ds = append(ds, d.String()) }}, func(*Window) error { return nil })
+		if err != nil || !reflect.DeepEqual(ds, []string{tc.want}) {
+			t.Errorf("span %v..%v: %v, damaged %q, want %q", tc.from, tc.to, err, ds, tc.want)
+		}
+	}
+	if err := db.Windows(day0, day0.Add(7*time.Hour), func(*Window) error { return nil }); err != nil {
+		t.Errorf("Windows over a damaged window: %v", err)
+	}
+	path := db.Path()
+	db.Close()
+	dst := path + ".compact"
+	dropped, err := CompactDropping(path, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names = nil
+	for _, d := range dropped {
+		names = append(names, d.String())
+	}
+	if want := []string{"window " + lost.Format(time.RFC3339), "hourly rollup " + day0.Add(time.Hour).Format(time.RFC3339)}; !reflect.DeepEqual(names, want) {
+		t.Errorf("compact dropped %q, want %q", names, want)
 	}
 }
 
@@ -608,9 +644,10 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	}
 }
 
-// TestUpgradeFailsCleanly: an upgrade that fails (here on a corrupt window)
-// leaves the file at format 1, as a crash would: one transaction.
-func TestUpgradeFailsCleanly(t *testing.T) {
+// TestUpgradeSkipsDamagedWindow: an upgrade that meets a window that does
+// not decode leaves it out of the rollups (and records so) rather than
+// leaving the file unopenable.
+func TestUpgradeSkipsDamagedWindow(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v1.db")
 	rng := rand.New(rand.NewPCG(17, 18))
 	var ws []*Window
@@ -623,17 +660,20 @@ func TestUpgradeFailsCleanly(t *testing.T) {
 		return tx.Bucket(bucketWindows).Put(windowKey(day0.Add(300*time.Minute)), []byte{valueVersion, 77})
 	})
 	b.Close()
-	if _, err := Open(path, Options{}); err == nil {
-		t.Fatal("upgrade over a corrupt window succeeded")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("upgrade over a damaged window: %v", err)
 	}
-	b, _ = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
-	defer b.Close()
-	b.View(func(tx *bolt.Tx) error {
-		if v := binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keyFormat)); v != 1 {
-			t.Errorf("format %d after a failed upgrade", v)
+	defer db.Close()
+	if d := db.Damaged(); len(d) != 1 || !d[0].Start.Equal(day0.Add(300*time.Minute)) {
+		t.Errorf("damage noted: %v", d)
+	}
+	db.bolt.View(func(tx *bolt.Tx) error {
+		if v := binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(keyFormat)); v != formatVersion {
+			t.Errorf("format %d after the upgrade", v)
 		}
-		if tx.Bucket(bucketHours) != nil || tx.Bucket(bucketMeta).Get(keySealed) != nil {
-			t.Error("a failed upgrade left rollups behind")
+		if l := lostIn(tx, day0, day0.Add(24*time.Hour)); len(l) != 1 {
+			t.Errorf("lost records %v, want the damaged window", l)
 		}
 		return nil
 	})

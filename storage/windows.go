@@ -67,11 +67,17 @@ func (db *DB) Put(ws []*Window) error {
 			k := windowKey(w.Start)
 			if old := b.Get(k); old != nil {
 				ow, err := UnmarshalWindow(k, old)
-				if err != nil {
+				switch {
+				case isDamage(err):
+					// Its counts are lost either way; the new ones
+					// replace it rather than be refused with it.
+					db.caps.skip(Raw, k, err)
+				case err != nil:
 					return fmt.Errorf("merge window %s with the stored one: %w (nothing was written)",
 						w.Start.UTC().Format(time.RFC3339), err)
+				default:
+					w = merge(ow, w)
 				}
-				w = merge(ow, w)
 			}
 			if err := b.Put(k, MarshalWindow(w)); err != nil {
 				return err
@@ -200,11 +206,17 @@ func (db *DB) Windows(from, to time.Time, fn func(*Window) error) error {
 }
 
 func (db *DB) scan(from, to []byte, limit int, fn func(*Window) error) error {
-	return db.scanBucket(bucketWindows, from, to, limit, fn)
+	return db.scanBucket(bucketWindows, from, to, limit, fn, nil)
 }
 
 // Last calls fn for the n newest windows, oldest first.
 func (db *DB) Last(n int, fn func(*Window) error) error {
+	return db.LastWith(n, SpanOptions{}, fn)
+}
+
+// LastWith is Last, and tells opt.Damaged (the only option it uses) about
+// each damaged window it skipped, after the last call to fn.
+func (db *DB) LastWith(n int, opt SpanOptions, fn func(*Window) error) error {
 	if n <= 0 {
 		return nil
 	}
@@ -225,7 +237,16 @@ func (db *DB) Last(n int, fn func(*Window) error) error {
 	if err != nil || from == nil {
 		return err
 	}
-	return db.scan(from, nil, n, fn)
+	var skipped []Damage
+	if err := db.scanBucket(bucketWindows, from, nil, n, fn, &skipped); err != nil {
+		return err
+	}
+	if opt.Damaged != nil {
+		for _, d := range skipped {
+			opt.Damaged(d)
+		}
+	}
+	return nil
 }
 
 // clampKey maps a time to a key, keeping times before 1970 at the first key.
@@ -244,7 +265,15 @@ func clampKey(t time.Time) []byte {
 // scanBucket reads windows (or rollups) with from <= key < to (to nil: no
 // end), at most limit of them (limit < 0: no limit), in batches of
 // scanBatch per transaction.
-func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*Window) error) error {
+// A value that does not decode is skipped, noted (Damaged) and, when
+// skipped is not nil, added to it.
+func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*Window) error, skipped *[]Damage) error {
+	tier := Raw
+	for _, r := range []Resolution{Hourly, Daily} {
+		if bytes.Equal(bucket, tierBucket(r)) {
+			tier = r
+		}
+	}
 	next := from
 	for next != nil && limit != 0 {
 		var batch []*Window
@@ -258,6 +287,13 @@ func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*Window) er
 					break
 				}
 				w, err := UnmarshalWindow(k, v)
+				if isDamage(err) {
+					d := db.noteDamage(tier, k, err)
+					if skipped != nil {
+						*skipped = append(*skipped, d)
+					}
+					continue
+				}
 				if err != nil {
 					return fmt.Errorf("window %s: %w", keyTime(k).Format(time.RFC3339), err)
 				}

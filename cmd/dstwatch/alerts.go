@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -146,6 +147,9 @@ func parseRulesFlags(cfg *Config, rules, alertsDB string) error {
 	cfg.Rules, cfg.AlertsDB = rules, alertsDB
 	if cfg.AlertsDB == "" {
 		cfg.AlertsDB = defaultAlertsDB(cfg.DBPath)
+	}
+	if filepath.Clean(cfg.AlertsDB) == filepath.Clean(cfg.DBPath) || sameFile(cfg.AlertsDB, cfg.DBPath) {
+		return fmt.Errorf("%w: --alerts-db %s is the window database (--db): give the incidents a file of their own", errUsage, cfg.AlertsDB)
 	}
 	if rules != "" {
 		// Validate before anything opens, so a bad file is one line and exit 2.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -94,6 +95,8 @@ type App struct {
 	gaps                    atomic.Uint64 // capture outages so far
 	down                    sync.Map      // interface name -> time it went down
 
+	created []string // paths this start created, removed if it fails (New)
+
 	api     *api.Server
 	ln      net.Listener // the API's socket; nil once the server owns it
 	started time.Time
@@ -149,12 +152,16 @@ func (a *App) notifySystemd(ctx context.Context) {
 const grace = 500 * time.Millisecond
 
 // New opens everything the daemon needs, in the order that lets it fail
-// before touching anything: GeoIP, capture, then the DB and the record log.
+// before touching anything: GeoIP, capture, the socket's path and group,
+// the TCP listeners, and only then the state directory, the DB, the record
+// log and the alerts file. What a start that fails created is removed, so
+// it leaves the directory as it was.
 func New(cfg Config) (_ *App, err error) {
 	a := &App{cfg: cfg, log: cfg.Logger}
 	defer func() {
 		if err != nil {
 			a.closeAll()
+			a.removeCreated()
 		}
 	}()
 	if err := a.openGeo(); err != nil {
@@ -166,21 +173,39 @@ func New(cfg Config) (_ *App, err error) {
 	if err := a.openSources(); err != nil {
 		return nil, err
 	}
-	a.db, err = storage.Open(cfg.DBPath, storage.Options{Timeout: time.Second, Mode: cfg.FileMode, HourCap: cfg.HourCap, DayCap: cfg.DayCap})
-	if err != nil {
-		return nil, err
-	}
-	a.rec, err = reclog.Open(cfg.LogPath, cfg.FileMode)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.openAlerts(); err != nil {
-		return nil, err
+	if cfg.Socket != "" {
+		if err := api.CheckListen(cfg.Socket, cfg.SocketGroup); err != nil {
+			return nil, err
+		}
 	}
 	if err := a.openMetrics(); err != nil {
 		return nil, err
 	}
 	if err := a.openWeb(); err != nil {
+		return nil, err
+	}
+	if err := reclog.CheckText(cfg.LogPath); err != nil {
+		return nil, fmt.Errorf("record log: %w", err)
+	}
+	if err := a.mkdirAll(filepath.Dir(cfg.DBPath)); err != nil {
+		return nil, fmt.Errorf("database directory: %w", err)
+	}
+	a.track(cfg.DBPath)
+	a.db, err = storage.Open(cfg.DBPath, storage.Options{Timeout: time.Second, Mode: cfg.FileMode, HourCap: cfg.HourCap, DayCap: cfg.DayCap,
+		OnDamage: func(d storage.Damage) {
+			a.log.Error("damaged value in the database: skipped, its counts are lost; stop the daemon and run dstwatch compact to drop it",
+				"value", d.String(), "err", d.Err)
+		}})
+	if err != nil {
+		return nil, err
+	}
+	a.track(cfg.LogPath)
+	a.rec, err = reclog.Open(cfg.LogPath, cfg.FileMode)
+	if err != nil {
+		return nil, err
+	}
+	a.track(cfg.AlertsDB)
+	if err := a.openAlerts(); err != nil {
 		return nil, err
 	}
 	// The socket comes last: its presence says the daemon owns the DB.
@@ -191,6 +216,40 @@ func New(cfg Config) (_ *App, err error) {
 		a.api = api.New(a, cfg.Logger)
 	}
 	return a, nil
+}
+
+// track notes path as created by this start if it does not exist yet.
+func (a *App) track(path string) {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		a.created = append(a.created, path)
+	}
+}
+
+// mkdirAll is os.MkdirAll that tracks the directories it creates.
+func (a *App) mkdirAll(dir string) error {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		missing = append(missing, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		a.track(missing[i])
+	}
+	return os.MkdirAll(dir, 0o750)
+}
+
+// removeCreated removes what a failed start created, newest first; a
+// directory only when empty.
+func (a *App) removeCreated() {
+	for i := len(a.created) - 1; i >= 0; i-- {
+		os.Remove(a.created[i])
+	}
+	a.created = nil
 }
 
 // openGeo opens the GeoIP files behind a Reloader. Explicit files are
@@ -537,6 +596,9 @@ func (a *App) Status() (api.Status, error) {
 	st.DB.Windows = n
 	if n > 0 {
 		st.DB.First, st.DB.Last = first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339)
+	}
+	for _, d := range a.db.Damaged() {
+		st.DB.Damaged = append(st.DB.Damaged, d.String())
 	}
 	st.DB.Tiers, err = tierStats(a.db)
 	return st, err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
+	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -29,7 +30,9 @@ database's lock. The copy is written beside the file as FILE.compact (there
 must be room for it), checked, given the file's owner and mode, and renamed
 over FILE; the file is locked until then, so a daemon started meanwhile
 fails to open it rather than write to a file about to be replaced. An older
-format is upgraded first.
+format is upgraded first. Windows and rollups whose stored value is damaged
+(it does not decode; the daemon skips them and says so) are left out of the
+copy, and each one is named.
 
 Examples:
   systemctl stop dstwatch && dstwatch compact && systemctl start dstwatch
@@ -84,16 +87,28 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "compacting %s (%s) into %s\n", *db, units.Bytes(uint64(before.Size())), tmp)
 	start := time.Now()
-	if err := storage.Compact(*db, tmp); err != nil {
+	dropped, err := storage.CompactDropping(*db, tmp)
+	if err != nil {
 		return locked(err)
 	}
-	if st, ok := before.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
-		if err := os.Chown(tmp, int(st.Uid), int(st.Gid)); err != nil {
-			os.Remove(tmp)
-			return err
-		}
+	for _, d := range dropped {
+		fmt.Fprintf(stdout, "dropped damaged %s: %s\n", d, d.Err)
 	}
-	if err := os.Chmod(tmp, before.Mode().Perm()); err != nil {
+	// Through the file itself: tmp's directory may be writable by the
+	// daemon's user, who must not get root to chown a link's target.
+	f, err := safefile.OpenFile(tmp, os.O_RDONLY, 0)
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if st, ok := before.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+		err = f.Chown(int(st.Uid), int(st.Gid))
+	}
+	if err == nil {
+		err = f.Chmod(before.Mode().Perm())
+	}
+	f.Close()
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}

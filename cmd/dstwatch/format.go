@@ -67,12 +67,34 @@ func writeAnswer(w, stderr io.Writer, rows []query.Row, sum query.Summary, o que
 		if note := resolutionNote(sum, o.location()); note != "" {
 			fmt.Fprintf(stderr, "dstwatch query: %s\n", note)
 		}
+		if note := damageNote(sum); note != "" {
+			fmt.Fprintf(stderr, "dstwatch query: %s\n", note)
+		}
 		if o.format == "json" {
 			return encodeJSON(w, query.RowsJSON(rows, o.by))
 		}
 		return writeRowsCSV(w, rows, o.by)
 	}
 	return writeRowsTable(w, sum, rows, o)
+}
+
+// damageNote names the damaged windows and rollups an answer skipped; ""
+// when there were none.
+func damageNote(sum query.Summary) string {
+	if len(sum.Damaged) == 0 {
+		return ""
+	}
+	const show = 3
+	var names []string
+	for _, d := range sum.Damaged[:min(len(sum.Damaged), show)] {
+		names = append(names, d.String())
+	}
+	more := ""
+	if n := len(sum.Damaged) - show; n > 0 {
+		more = fmt.Sprintf(" and %d more", n)
+	}
+	return fmt.Sprintf("damaged in the database and left out, its counts are missing: %s%s (dstwatch compact drops damaged values)",
+		strings.Join(names, ", "), more)
 }
 
 // resolutionNote is "" for an answer that is exactly the raw windows'.

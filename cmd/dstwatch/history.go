@@ -18,6 +18,11 @@ func (a *App) SpanWith(from, to time.Time, opt storage.SpanOptions, fn func(*sto
 
 func (a *App) Bounds() (first, last time.Time, n int, err error) { return a.db.Bounds() }
 
+// LastWith lets the API's --last answers name the damaged windows they skip.
+func (a *App) LastWith(n int, opt storage.SpanOptions, fn func(*storage.Window) error) error {
+	return a.db.LastWith(n, opt, fn)
+}
+
 var _ query.Reader = (*App)(nil)
 
 // tierStats is what each tier of db holds, for status.

@@ -437,5 +437,8 @@ func writeQualityNotes(w io.Writer, sum query.Summary, o queryOpts) error {
 	if note := resolutionNote(sum, o.location()); note != "" {
 		fmt.Fprintf(w, "note: %s\n", note)
 	}
+	if note := damageNote(sum); note != "" {
+		fmt.Fprintf(w, "note: %s\n", note)
+	}
 	return nil
 }

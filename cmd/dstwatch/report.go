@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
+	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/report"
 	"github.com/dstwatch/dstwatch/storage"
@@ -118,6 +119,12 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: the SMTP flags need --mail-to", errUsage)
 	}
 
+	if *out != "" {
+		// Before the database is read: a refused -o fails at once.
+		if err := reclog.CheckText(*out); err != nil {
+			return fmt.Errorf("-o: %w", err)
+		}
+	}
 	st, err := openStore(ctx, *db, *socket, given["db"])
 	if err != nil {
 		return err
@@ -147,10 +154,12 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	if *out != "" {
-		if err := reclog.CheckText(*out); err != nil {
+		// Private (reports list addresses), and written whole through a
+		// new file and a rename: never through a link planted at *out.
+		if err := safefile.WriteFile(*out, body.Bytes(), 0o640); err != nil {
 			return fmt.Errorf("-o: %w", err)
 		}
-		return os.WriteFile(*out, body.Bytes(), 0o644)
+		return nil
 	}
 	_, err = stdout.Write(body.Bytes())
 	return err

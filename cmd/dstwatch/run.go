@@ -15,6 +15,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/metrics"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -218,9 +219,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseRulesFlags(&cfg, *rules, *alertsDB); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o750); err != nil {
-		return fmt.Errorf("database directory: %w", err)
-	}
 	if *anonymize != "" || *anonKey != "" {
 		if cfg.Anonymize, err = anon.Parse(*anonymize, *anonKey); err != nil {
 			var pe *os.PathError
@@ -242,6 +240,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if drop, err = lookupUser(*runAs); err != nil {
 			return err
 		}
+		safefile.Trust(drop.uid) // its files are the daemon's own
 	}
 	app, err := New(cfg)
 	if err != nil {
@@ -250,6 +249,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if drop != nil {
 		if err := drop.apply(); err != nil {
 			app.closeAll()
+			app.removeCreated()
 			return err
 		}
 		logger.Info("dropped privileges", "user", *runAs, "uid", drop.uid, "gid", drop.gid)

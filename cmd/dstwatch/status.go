@@ -132,5 +132,9 @@ func writeStatus(w io.Writer, st api.Status, loc *time.Location) {
 			fmt.Fprintf(tw, "  %s\t%s\n", tier.name, describeTier(tier.s, tier.unit, loc))
 		}
 	}
+	if len(st.DB.Damaged) > 0 {
+		fmt.Fprintf(tw, "  damaged\t%d values skipped: %s (stop the daemon and run dstwatch compact to drop them)\n",
+			len(st.DB.Damaged), strings.Join(st.DB.Damaged, ", "))
+	}
 	tw.Flush()
 }
