@@ -72,6 +72,7 @@ type StatsJSON struct {
 	Drops     uint64 `json:"drops"`
 	Late      uint64 `json:"late"`
 	Folded    uint64 `json:"folded"`
+	Overflow  uint64 `json:"overflow_frames"` // frames over --max-open-remotes, summed into other
 	GeoBuild  string `json:"geoip_build,omitempty"`
 }
 
@@ -115,7 +116,7 @@ func ToWindowJSON(w *storage.Window) WindowJSON {
 		Remotes: make([]RemoteJSON, 0, len(w.Remotes)),
 		Other:   ToCounts(w.Other),
 		Stats: StatsJSON{s.Frames, s.Tallied, s.NonIP, s.Transit, s.Malformed, s.Excluded, s.Local,
-			s.Drops, s.Late, s.Folded, ""},
+			s.Drops, s.Late, s.Folded, s.Overflow, ""},
 	}
 	if !w.GeoBuild.IsZero() {
 		out.Stats.GeoBuild = w.GeoBuild.UTC().Format(time.RFC3339)
@@ -159,7 +160,7 @@ func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
 		Start: start.UTC(), Length: end.Sub(start), Other: j.Other.counts(),
 		Remotes: make([]storage.Remote, 0, len(j.Remotes)),
 		Stats: rotate.Stats{Frames: s.Frames, Tallied: s.Tallied, NonIP: s.NonIP, Transit: s.Transit,
-			Malformed: s.Malformed, Excluded: s.Excluded, Local: s.Local, Drops: s.Drops, Late: s.Late, Folded: s.Folded},
+			Malformed: s.Malformed, Excluded: s.Excluded, Local: s.Local, Drops: s.Drops, Late: s.Late, Folded: s.Folded, Overflow: s.Overflow},
 	}
 	if s.GeoBuild != "" {
 		if w.GeoBuild, err = time.Parse(time.RFC3339, s.GeoBuild); err != nil {
@@ -270,7 +271,7 @@ func ToSummaryJSON(s Summary) SummaryJSON {
 	return SummaryJSON{
 		Windows: s.Windows, HourlyRollups: s.Hours, DailyRollups: s.Days,
 		First: fmtOptTime(s.First), End: fmtOptTime(s.Last),
-		Stats:     StatsJSON{st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Drops, st.Late, st.Folded, ""},
+		Stats:     StatsJSON{st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Drops, st.Late, st.Folded, st.Overflow, ""},
 		DropUnits: s.DropUnits, FoldUnits: s.FoldUnits, Capped: s.Capped,
 		Resolution: s.Resolution.String(), RawFrom: fmtOptTime(s.RawFrom),
 	}
@@ -282,7 +283,7 @@ func FromSummaryJSON(j *SummaryJSON) (Summary, error) {
 	s := Summary{
 		Windows: j.Windows, Hours: j.HourlyRollups, Days: j.DailyRollups,
 		Stats: rotate.Stats{Frames: st.Frames, Tallied: st.Tallied, NonIP: st.NonIP, Transit: st.Transit,
-			Malformed: st.Malformed, Excluded: st.Excluded, Local: st.Local, Drops: st.Drops, Late: st.Late, Folded: st.Folded},
+			Malformed: st.Malformed, Excluded: st.Excluded, Local: st.Local, Drops: st.Drops, Late: st.Late, Folded: st.Folded, Overflow: st.Overflow},
 		DropUnits: j.DropUnits, FoldUnits: j.FoldUnits, Capped: j.Capped,
 	}
 	switch j.Resolution {

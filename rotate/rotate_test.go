@@ -328,10 +328,8 @@ func BenchmarkAddMany(b *testing.B) {
 // service's counts to the service's shared fold row: added, never
 // overwritten, so the services still add up to every packet.
 func TestServicesPastThePairCapStayExact(t *testing.T) {
-	old := maxPairs
-	maxPairs = 4
-	defer func() { maxPairs = old }()
-	tl, rec := newTally(t, false)
+	rec := &recorder{}
+	tl := New(Config{Length: L, MaxOpenRemotes: 4}, rec.emit)
 	var evs []capture.Event
 	svc := uint8(capture.ProtoTCP) | uint8(capture.SideOut)<<2
 	for i := range 10 {

@@ -28,11 +28,18 @@ const DefaultServiceTop = 20
 // scan) to a few thousand rows.
 const ServicesWithTop = 200
 
-// maxPairs bounds the (service, remote) rows of one open window. Past it,
-// a packet of a pair not yet seen is added to its service's fold row: the
-// service's totals stay exact, its remote count becomes a lower bound.
-// 1M pairs cost about 72 MB, as many as the same number of remotes.
-var maxPairs = 1 << 20 // a variable for tests
+// The (service, remote) rows of one open window are bounded like its
+// remotes (Config.MaxOpenRemotes). Past the bound, a packet of a pair not
+// yet seen is added to its service's fold row: the service's totals stay
+// exact, its remote count becomes a lower bound. Fold rows are one per
+// service, and at most maxFoldRows of them: past those (a window whose
+// packets spread over more services than ports exist on one side), a new
+// service's traffic is summed under 0/other, so that the table never
+// holds more than its bound plus maxFoldRows rows.
+const maxFoldRows = 1 << 16
+
+// lastFold is the fold row of services past maxFoldRows.
+const lastFold = foldBit | uint32(capture.ProtoOther)<<16
 
 // foldBit marks a service's fold row (address zero) in the pair table.
 const foldBit = 1 << 31
@@ -48,7 +55,7 @@ type ServiceRemote struct {
 // Service is one service's traffic in a window.
 type Service struct {
 	Key     capture.Service
-	Remotes int             // distinct remotes (a lower bound if the window had over maxPairs pairs)
+	Remotes int             // distinct remotes (a lower bound if the window was over its open bound)
 	Counts                  // all of its traffic
 	Top     []ServiceRemote // its heaviest remotes (bytes, then address), at most the service top
 	Other   Counts          // Counts minus Top
@@ -68,6 +75,7 @@ type pairTable struct {
 	shift uint
 	limit int
 	seed  [2]uint64
+	max   int // rows besides fold rows; 0: no bound
 }
 
 func (t *pairTable) reset(n int) {
@@ -79,8 +87,20 @@ func (t *pairTable) reset(n int) {
 	}
 	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
 	t.limit = size / 2
-	t.rows = make([]pair, 0, n+n/8)
+	want := n + n/8
+	if t.max > 0 {
+		want = min(want, t.bound())
+	}
+	t.rows = make([]pair, 0, want)
 	t.seed = [2]uint64{rand.Uint64() | 1, rand.Uint64()}
+}
+
+// bound is the most rows the table holds, fold rows included; 0: none.
+func (t *pairTable) bound() int {
+	if t.max == 0 {
+		return 0
+	}
+	return t.max + maxFoldRows
 }
 
 func (t *pairTable) hash(hi, lo uint64, svc uint32) uint64 {
@@ -88,8 +108,8 @@ func (t *pairTable) hash(hi, lo uint64, svc uint32) uint64 {
 	return h ^ l
 }
 
-// get returns the row of (addr, svc), adding it if it is new; past
-// maxPairs rows a new pair gets its service's fold row instead.
+// get returns the row of (addr, svc), adding it if it is new; past max
+// rows a new pair gets its service's fold row instead.
 func (t *pairTable) get(addr *[16]byte, svc uint32) *pair {
 	hi := binary.LittleEndian.Uint64(addr[:8])
 	lo := binary.LittleEndian.Uint64(addr[8:])
@@ -99,15 +119,20 @@ func (t *pairTable) get(addr *[16]byte, svc uint32) *pair {
 	for i := h >> t.shift; ; i = (i + 1) & mask {
 		e := t.index[i]
 		if e == 0 {
-			if len(t.rows) >= maxPairs && svc&foldBit == 0 {
-				return t.get(&zeroAddr, svc|foldBit)
+			if t.max > 0 && len(t.rows) >= t.max {
+				switch {
+				case svc&foldBit == 0:
+					return t.get(&zeroAddr, svc|foldBit)
+				case len(t.rows) >= t.max+maxFoldRows && svc != lastFold:
+					return t.get(&zeroAddr, lastFold)
+				}
 			}
 			if len(t.rows) >= t.limit {
 				t.grow()
 				return t.get(addr, svc)
 			}
 			if len(t.rows) == cap(t.rows) {
-				t.rows = grow2(t.rows)
+				t.rows = growTo(t.rows, t.bound())
 			}
 			t.rows = append(t.rows, pair{addr: *addr, svc: svc})
 			t.index[i] = tag | uint64(len(t.rows))

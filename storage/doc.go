@@ -59,7 +59,7 @@
 //	      uvarint  GeoIP database build time, Unix seconds; 0 = none
 //	id 2  stats: one uvarint per rotate.Stats field, in this order:
 //	      Frames, Tallied, NonIP, Transit, Malformed, Excluded, Local,
-//	      Drops, Late, Folded
+//	      Drops, Late, Folded, Overflow
 //	id 3  other: the counts of remotes folded by the cardinality cap
 //	      uvarint TxPackets, TxBytes, RxPackets, RxBytes
 //	id 4  remotes
