@@ -58,9 +58,9 @@ func (p ProcNet) ReadPortSet(extra []uint16) (*PortSet, error) {
 		}
 	}
 	ps := NewPortSet(start)
+	ps.Sockets = true
 	for _, port := range extra {
-		ps.Add(ProtoTCP, port)
-		ps.Add(ProtoUDP, port)
+		ps.AddService(port)
 	}
 	for _, t := range []struct {
 		file  string
@@ -136,7 +136,8 @@ func readSocketTable(r io.Reader, proto Proto, ps *PortSet) error {
 			}
 		case ProtoUDP:
 			if rport != 0 || !remote.IsUnspecified() {
-				continue // connected: a client
+				ps.addUDPConnected(lport) // connected: a client
+				continue
 			}
 		}
 		if local.Unmap().IsLoopback() {

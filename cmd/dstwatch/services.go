@@ -31,8 +31,7 @@ func (a *App) openServices() error {
 		}
 		ps := capture.NewPortSet(start)
 		for _, p := range a.cfg.ServicePorts {
-			ps.Add(capture.ProtoTCP, p)
-			ps.Add(capture.ProtoUDP, p)
+			ps.AddService(p)
 		}
 		a.services = capture.NewServices(ps)
 		return nil
