@@ -132,11 +132,12 @@ func readSocketTable(r io.Reader, proto Proto, ps *PortSet) error {
 		switch proto {
 		case ProtoTCP:
 			if st != tcpListen {
+				ps.addConnected(proto, lport) // a connection: of a client unless the port also listens
 				continue
 			}
 		case ProtoUDP:
 			if rport != 0 || !remote.IsUnspecified() {
-				ps.addUDPConnected(lport) // connected: a client
+				ps.addConnected(proto, lport) // connected: a client
 				continue
 			}
 		}

@@ -95,7 +95,7 @@ const DefaultEphemeralStart = 32768
 type PortSet struct {
 	listen         [2][1024]uint64 // TCP LISTEN, UDP bound and unconnected (and extra): a bit per port
 	extra          [1024]uint64    // --service-ports: services whatever the traffic looks like
-	udpConn        [1024]uint64    // local UDP ports of connected sockets: clients
+	conn           [2][1024]uint64 // TCP, UDP: local ports of connected sockets (TCP not in LISTEN)
 	EphemeralStart uint16          // the kernel picks client ports from here up
 	// Sockets says listen and udpConn were read from the kernel's tables
 	// (live). Without them (a replay) the side is guessed from port
@@ -122,8 +122,12 @@ func (ps *PortSet) AddService(port uint16) {
 	ps.Add(ProtoUDP, port)
 }
 
-// addUDPConnected marks port as a connected UDP socket's.
-func (ps *PortSet) addUDPConnected(port uint16) { ps.udpConn[port>>6] |= 1 << (port & 63) }
+// addConnected marks port as a connected socket's (TCP or UDP).
+func (ps *PortSet) addConnected(p Proto, port uint16) {
+	if p == ProtoTCP || p == ProtoUDP {
+		ps.conn[p-1][port>>6] |= 1 << (port & 63)
+	}
+}
 
 // Listening reports whether p/port is marked.
 func (ps *PortSet) Listening(p Proto, port uint16) bool {
@@ -157,11 +161,12 @@ type Services struct {
 	// appeared, and whether the first one was sent by the host (a client
 	// that did not connect its socket) rather than received (a server).
 	seen, clientFirst [1024]atomic.Uint64
-	// sent is the local UDP ports the host sent from without a socket in
-	// the last table: in the current refresh period and in the one before
-	// (gen picks the current). An answer to such a port is traffic of a
-	// short-lived client; to any other port without a socket, a probe.
-	sent [2][1024]atomic.Uint64
+	// sent is the local TCP and UDP ports the host sent from without a
+	// socket in the last table: in the current refresh period and in the
+	// one before (gen picks the current). An answer to such a port is
+	// traffic of a client newer than the table; to any other port without
+	// a socket, a probe.
+	sent [2][2][1024]atomic.Uint64 // [gen][proto-1]
 	gen  atomic.Uint32
 }
 
@@ -184,8 +189,10 @@ func (s *Services) Store(ps *PortSet) {
 		}
 	}
 	g := s.gen.Load() ^ 1
-	for w := range s.sent[g] {
-		s.sent[g][w].Store(0)
+	for p := range s.sent[g] {
+		for w := range s.sent[g][p] {
+			s.sent[g][p][w].Store(0)
+		}
 	}
 	s.gen.Store(g)
 	s.cur.Store(ps)
@@ -285,7 +292,10 @@ func (c *Classifier) side(ps *PortSet, egress bool, p Proto, local, remote uint1
 				return SideScan
 			}
 		}
-		return SideOut
+		if bit(&ps.conn[0], local) || c.svc == nil {
+			return SideOut // a connection of this host's: it is the client
+		}
+		return c.sentOrScan(p, egress, local)
 	}
 	// UDP: a bound, unconnected socket may be a server or a client that
 	// sends with sendto; the table lists both alike.
@@ -316,22 +326,27 @@ func (c *Classifier) side(ps *PortSet, egress bool, p Proto, local, remote uint1
 			return SideOut
 		}
 		return SideIn
-	case bit(&ps.udpConn, local):
-		return SideOut
-	case c.svc == nil:
+	case bit(&ps.conn[1], local), c.svc == nil:
 		return SideOut
 	}
-	// No socket in the last table: a client too short-lived for it, or a
-	// probe of a closed port. The host sending from the port says which.
+	return c.sentOrScan(p, egress, local)
+}
+
+// sentOrScan decides a packet on a local port without a socket in the last
+// table: a client newer than the table, or a probe of a closed port (or a
+// spoofed packet pretending to answer). The host sending from the port
+// says which: what it sends is a client's, and so is what comes back to
+// that port within one to two refresh periods.
+func (c *Classifier) sentOrScan(p Proto, egress bool, local uint16) Side {
 	s, w, b := c.svc, local>>6, uint64(1)<<(local&63)
 	if egress {
 		g := s.gen.Load()
-		if s.sent[g][w].Load()&b == 0 {
-			s.sent[g][w].Or(b)
+		if s.sent[g][p-1][w].Load()&b == 0 {
+			s.sent[g][p-1][w].Or(b)
 		}
 		return SideOut
 	}
-	if (s.sent[0][w].Load()|s.sent[1][w].Load())&b != 0 {
+	if (s.sent[0][p-1][w].Load()|s.sent[1][p-1][w].Load())&b != 0 {
 		return SideOut
 	}
 	return SideScan

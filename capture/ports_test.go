@@ -219,7 +219,8 @@ func TestClassifyServiceLive(t *testing.T) {
 	ps.Add(ProtoUDP, 51820) // WireGuard server, in the ephemeral range
 	ps.Add(ProtoUDP, 45123) // an unconnected client socket: the table cannot tell
 	ps.Add(ProtoUDP, 53)
-	ps.addUDPConnected(40001)
+	ps.addConnected(ProtoUDP, 40001)
+	ps.addConnected(ProtoTCP, 40003)
 	ps.AddService(40002)
 	svc := NewServices(ps)
 	c.SetServices(svc)
@@ -232,6 +233,9 @@ func TestClassifyServiceLive(t *testing.T) {
 	}{
 		{"tcp server", raw4(r, l, 6, 50000, 8080, 0), "8080/tcp", SideIn},
 		{"tcp client from a low port", raw4(l, r, 6, 2000, 9000, 0), "9000/tcp", SideOut},
+		{"its answer", raw4(r, l, 6, 9000, 2000, 0), "9000/tcp", SideOut},
+		{"an older connection of the host's", raw4(r, l, 6, 443, 40003, 0), "443/tcp", SideOut},
+		{"spoofed ack to a closed port", withFlags(raw4(r, l, 6, 41234, 2345, 0), tcpACK), "0/tcp", SideScan},
 		{"tcp syn to a closed port", withFlags(raw4(r, l, 6, 40000, 22, 0), tcpSYN), "0/tcp", SideScan},
 		{"tcp syn to a closed high port", withFlags(raw4(r, l, 6, 40000, 2222, 0), tcpSYN), "0/tcp", SideScan},
 		{"tcp refusal", withFlags(raw4(l, r, 6, 2222, 40000, 0), tcpRST|tcpACK), "0/tcp", SideScan},
