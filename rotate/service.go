@@ -36,7 +36,7 @@ const ServicesWithTop = 200
 // packets spread over more services than ports exist on one side), a new
 // service's traffic is summed under 0/other, so that the table never
 // holds more than its bound plus maxFoldRows rows.
-const maxFoldRows = 1 << 16
+const maxFoldRows = 1 << 15
 
 // lastFold is the fold row of services past maxFoldRows.
 const lastFold = foldBit | uint32(capture.ProtoOther)<<16
@@ -244,11 +244,12 @@ func (a *svcAcc) offer(p *pair, top int) {
 	}
 }
 
-// finishServices sums rows (single-service remotes) and pairs per service
-// in one pass, keeping each service's top heaviest remotes in a bounded
-// heap: no list of every (service, remote) pair is built or sorted, so a
-// scan's million remotes cost the writer no more memory than the tally
-// already holds. Only the ServicesWithTop heaviest services keep Top rows.
+// finishServices sums rows (single-service remotes) and pairs per service,
+// then, in a second pass, keeps the top heaviest remotes of the
+// ServicesWithTop heaviest services in bounded heaps: no list of every
+// (service, remote) pair is built or sorted, and a window spread over
+// thousands of services (a scan of every port) holds heaps for only 200 of
+// them, so the writer needs little memory besides what the tally holds.
 func finishServices(rows []row, pairs []pair, top int) []Service {
 	accs := map[uint32]*svcAcc{}
 	acc := func(svc uint32) *svcAcc {
@@ -259,25 +260,23 @@ func finishServices(rows []row, pairs []pair, top int) []Service {
 		}
 		return a
 	}
-	add := func(p *pair) {
+	each := func(f func(p *pair)) {
+		for i := range rows {
+			if r := &rows[i]; !r.mixed && r.TxPackets+r.RxPackets > 0 {
+				f(&pair{addr: r.addr, svc: r.svc, Counts: r.Counts})
+			}
+		}
+		for i := range pairs {
+			f(&pairs[i])
+		}
+	}
+	each(func(p *pair) {
 		a := acc(p.svc &^ foldBit)
 		a.Counts.Add(p.Counts)
-		if p.svc&foldBit != 0 {
-			return // a fold row: traffic of remotes past the pair cap
+		if p.svc&foldBit == 0 { // else a fold row: traffic of remotes past the bound
+			a.Remotes++
 		}
-		a.Remotes++
-		if top > 0 {
-			a.offer(p, top)
-		}
-	}
-	for i := range rows {
-		if r := &rows[i]; !r.mixed && r.TxPackets+r.RxPackets > 0 {
-			add(&pair{addr: r.addr, svc: r.svc, Counts: r.Counts})
-		}
-	}
-	for i := range pairs {
-		add(&pairs[i])
-	}
+	})
 	if len(accs) == 0 {
 		return nil
 	}
@@ -291,6 +290,18 @@ func finishServices(rows []row, pairs []pair, top int) []Service {
 		}
 		return cmp.Compare(a.Key, b.Key)
 	})
+	if top > 0 {
+		for n, a := range out {
+			if n >= ServicesWithTop {
+				delete(accs, uint32(a.Key)) // no rows: not offered any
+			}
+		}
+		each(func(p *pair) {
+			if a := accs[p.svc]; a != nil { // a fold row's key has foldBit: never found
+				a.offer(p, top)
+			}
+		})
+	}
 	services := make([]Service, len(out))
 	for n, a := range out {
 		s := a.Service
