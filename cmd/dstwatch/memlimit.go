@@ -1,0 +1,29 @@
+package main
+
+import (
+	"os"
+	"runtime/debug"
+)
+
+// memoryLimit is the soft limit the daemon gives Go's collector for a
+// bound on the open window (README, Memory budget): room for two windows
+// full to the bound (the open one and the one being stored, about 150
+// bytes per unit each), a spare row array, the writer's per-service sums
+// and the rest of the daemon. Without it the collector lets the heap grow
+// to twice what is live, which under a flood of spoofed sources is the
+// difference between 250 MB and 500 MB. 0: no limit (no bound).
+func memoryLimit(openBound int) int64 {
+	if openBound <= 0 {
+		return 0
+	}
+	return 128<<20 + int64(openBound)*384
+}
+
+// setMemoryLimit applies memoryLimit unless GOMEMLIMIT says otherwise.
+// It is soft: a daemon that needs more (a month-wide query on top of two
+// full windows) gets it, at the cost of more frequent collections.
+func setMemoryLimit(openBound int) {
+	if n := memoryLimit(openBound); n > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(n)
+	}
+}
