@@ -374,3 +374,49 @@ func TestImpossibleTimestampsCutNoWindow(t *testing.T) {
 		t.Fatalf("stats %+v, want 5 frames: 2 tallied, 3 malformed", w.Stats)
 	}
 }
+
+// Past the open window's bound, remotes have no rows and their traffic
+// goes to their services' fold rows; past maxFoldRows services, to 0/other.
+// The tables never grow past their bounds and every total stays exact.
+func TestOpenBoundFoldsRemotesAndServices(t *testing.T) {
+	rec := &recorder{}
+	tl := New(Config{Length: L, MaxOpenRemotes: 3}, rec.emit)
+	const n = maxFoldRows + 5000
+	var evs []capture.Event
+	for i := range n {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i), 14: byte(i >> 8), 13: byte(i >> 16)}).As16()
+		proto := capture.ProtoTCP
+		if i%2 == 1 {
+			proto = capture.ProtoUDP
+		}
+		evs = append(evs, capture.Event{TS: base.UnixNano(), Remote: a, Len: 100, Kind: capture.Ingress,
+			Port: uint16(i / 2), Svc: uint8(proto) | uint8(capture.SideOut)<<2})
+	}
+	for i := 0; i < len(evs); i += capture.BatchSize {
+		tl.add(evs[i:min(i+capture.BatchSize, len(evs))], clock{})
+	}
+	if r, p := len(tl.tab.rows), len(tl.pairs.rows); r != 3 || p > tl.pairs.bound() || cap(tl.pairs.rows) > tl.pairs.bound() {
+		t.Fatalf("open window holds %d rows and %d pairs (room for %d), want 3 and at most %d", r, p, cap(tl.pairs.rows), tl.pairs.bound())
+	}
+	tl.flush()
+	w := rec.got[0].Finish(0)
+	var sum Counts
+	for _, s := range w.Services {
+		sum.Add(s.Counts)
+	}
+	all := w.Other
+	for _, r := range w.Remotes {
+		all.Add(r.Counts)
+	}
+	want := Counts{RxPackets: n, RxBytes: 100 * n}
+	if sum != want || all != want || w.Stats.Overflow != n-3 || len(w.Remotes) != 3 {
+		t.Fatalf("services %+v, remotes+other %+v, overflow %d, %d remotes; want %+v, %d, 3", sum, all, w.Stats.Overflow, len(w.Remotes), want, n-3)
+	}
+	if max := 3 + 3 + maxFoldRows + 1; len(w.Services) > max { // the rows' own, the fold rows, 0/other
+		t.Fatalf("%d services, want at most %d", len(w.Services), max)
+	}
+	last := w.Services[0]
+	if last.Key != 0 || last.RxPackets != n-3-3-maxFoldRows { // past 3 rows, 3 fold rows under the bound and maxFoldRows past it
+		t.Fatalf("heaviest service %v with %d packets, want 0/other with the services past the fold rows", last.Key, last.RxPackets)
+	}
+}

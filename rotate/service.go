@@ -100,7 +100,7 @@ func (t *pairTable) bound() int {
 	if t.max == 0 {
 		return 0
 	}
-	return t.max + maxFoldRows
+	return t.max + maxFoldRows + 1 // + lastFold's row
 }
 
 func (t *pairTable) hash(hi, lo uint64, svc uint32) uint64 {
