@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"testing"
@@ -221,7 +222,8 @@ func TestLiveServicesOrdinaryClients(t *testing.T) {
 	}
 	t.Cleanup(func() { stun.Close() })
 
-	d := startDaemon(t, p.A, "-i", p.IfA, "--db", db, "--window", "1h")
+	target := fmt.Sprintf("127.0.0.1:%d", freePort(t, p.A))
+	d := startDaemon(t, p.A, "-i", p.IfA, "--db", db, "--window", "2s", "--metrics", target)
 
 	// The resolver: 20 queries, from ports below and in the ephemeral range.
 	const queries = 20
@@ -280,7 +282,39 @@ func TestLiveServicesOrdinaryClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// The metric series: every window with traffic is stored 2.5 s after
+	// it began at the latest.
+	time.Sleep(3 * time.Second)
+	var page []byte
+	if err := netnstest.Do(p.A, func() error {
+		// By hand: net/http dials on another thread, outside the namespace.
+		c, err := net.Dial("tcp", target)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /metrics HTTP/1.0\r\n\r\n"); err != nil {
+			return err
+		}
+		page, err = io.ReadAll(c)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	series := map[string]bool{}
+	for _, m := range regexp.MustCompile(`dstwatch_service_traffic_packets_total\{direction="[a-z]+",service="([^"]+)",side="([a-z]+)"\}`).FindAllStringSubmatch(string(page), -1) {
+		series[m[1]+" "+m[2]] = true
+	}
+	for s := range series {
+		switch s {
+		case "53/udp out", "443/udp out", "3478/udp out", "51820/udp in", "5353/udp in", "8080/tcp in", "0/tcp scan", "0/udp scan", "0/icmp none":
+		default:
+			t.Errorf("metric series for service %s", s)
+		}
+	}
+	if !series["53/udp out"] || !series["0/tcp scan"] {
+		t.Errorf("metric series %v lack 53/udp out or 0/tcp scan", series)
+	}
 	d.stop(t)
 
 	got := map[string]rotate.Counts{}

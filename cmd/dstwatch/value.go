@@ -55,7 +55,7 @@ func (f *svcFlags) filter(base query.Filter) (query.ServiceFilter, error) {
 	for _, s := range f.sides {
 		sd, err := query.ParseSide(s)
 		if err != nil {
-			return sf, fmt.Errorf("%w: --side %q: want in, out or none", errUsage, s)
+			return sf, fmt.Errorf("%w: --side %q: want in, out, scan or none", errUsage, s)
 		}
 		sf.Sides = append(sf.Sides, sd)
 	}
