@@ -91,8 +91,10 @@
 //	      1 byte     side: 0 none (no port: ICMP, other protocols,
 //	                 non-first fragments, cut-off headers), 1 in (a
 //	                 local service: the local port), 2 out (a service
-//	                 this host uses: the remote port)
-//	      uvarint    port (0 when the side is none)
+//	                 this host uses: the remote port), 3 scan (probes of
+//	                 closed ports, port 0; written since format 3's
+//	                 services first were, an older reader calls it corrupt)
+//	      uvarint    port (0 when the side is none or scan)
 //	      uvarint    distinct remotes that used it (see Tiers)
 //	      uvarint    TxPackets, TxBytes, RxPackets, RxBytes: all of its
 //	                 traffic
