@@ -352,7 +352,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopMetrics()
 	defer a.serveWeb()()
 	openBound := a.cfg.MaxOpenRemotes
-	setMemoryLimit(openBound)
+	defer setMemoryLimit(openBound)()
 	if openBound == 0 {
 		openBound = -1 // rotate: none
 	}

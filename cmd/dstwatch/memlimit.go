@@ -19,11 +19,15 @@ func memoryLimit(openBound int) int64 {
 	return 128<<20 + int64(openBound)*384
 }
 
-// setMemoryLimit applies memoryLimit unless GOMEMLIMIT says otherwise.
-// It is soft: a daemon that needs more (a month-wide query on top of two
-// full windows) gets it, at the cost of more frequent collections.
-func setMemoryLimit(openBound int) {
+// setMemoryLimit applies memoryLimit unless GOMEMLIMIT says otherwise,
+// and returns what puts the previous limit back (tests run the daemon in
+// their own process). It is soft: a daemon that needs more (a month-wide
+// query on top of two full windows) gets it, at the cost of more frequent
+// collections.
+func setMemoryLimit(openBound int) (restore func()) {
 	if n := memoryLimit(openBound); n > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(n)
+		prev := debug.SetMemoryLimit(n)
+		return func() { debug.SetMemoryLimit(prev) }
 	}
+	return func() {}
 }
