@@ -58,9 +58,9 @@ func (p ProcNet) ReadPortSet(extra []uint16) (*PortSet, error) {
 		}
 	}
 	ps := NewPortSet(start)
+	ps.Sockets = true
 	for _, port := range extra {
-		ps.Add(ProtoTCP, port)
-		ps.Add(ProtoUDP, port)
+		ps.AddService(port)
 	}
 	for _, t := range []struct {
 		file  string
@@ -132,11 +132,13 @@ func readSocketTable(r io.Reader, proto Proto, ps *PortSet) error {
 		switch proto {
 		case ProtoTCP:
 			if st != tcpListen {
+				ps.addConnected(proto, lport) // a connection: of a client unless the port also listens
 				continue
 			}
 		case ProtoUDP:
 			if rport != 0 || !remote.IsUnspecified() {
-				continue // connected: a client
+				ps.addConnected(proto, lport) // connected: a client
+				continue
 			}
 		}
 		if local.Unmap().IsLoopback() {

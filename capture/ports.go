@@ -45,10 +45,15 @@ const (
 	SideNone Side = iota // no port known: ICMP, other protocols, non-first fragments, truncated headers
 	SideIn               // a service of this host: the local port
 	SideOut              // a service this host uses: the remote port
+	// SideScan is traffic to local ports nothing listens on, from remotes
+	// the host did not talk to first: probes of closed ports and the
+	// kernel's refusals. One bucket per protocol, port 0, so that a scan
+	// of every port makes one row, not 65536 services.
+	SideScan
 	NumSides
 )
 
-var sideNames = [NumSides]string{"", "in", "out"}
+var sideNames = [NumSides]string{"", "in", "out", "scan"}
 
 func (s Side) String() string {
 	if s < NumSides {
@@ -88,8 +93,14 @@ const DefaultEphemeralStart = 32768
 // local ports the host listens on, and where the ephemeral range starts.
 // It is immutable once handed to Services.Store.
 type PortSet struct {
-	listen         [2][1024]uint64 // TCP, UDP: a bit per port
-	EphemeralStart uint16          // local ports below it are services
+	listen         [2][1024]uint64 // TCP LISTEN, UDP bound and unconnected (and extra): a bit per port
+	extra          [1024]uint64    // --service-ports: services whatever the traffic looks like
+	conn           [2][1024]uint64 // TCP, UDP: local ports of connected sockets (TCP not in LISTEN)
+	EphemeralStart uint16          // the kernel picks client ports from here up
+	// Sockets says listen and udpConn were read from the kernel's tables
+	// (live). Without them (a replay) the side is guessed from port
+	// numbers alone.
+	Sockets bool
 }
 
 // NewPortSet returns a set with no listening port and the given start of
@@ -100,6 +111,21 @@ func NewPortSet(ephemeralStart uint16) *PortSet { return &PortSet{EphemeralStart
 func (ps *PortSet) Add(p Proto, port uint16) {
 	if p == ProtoTCP || p == ProtoUDP {
 		ps.listen[p-1][port>>6] |= 1 << (port & 63)
+	}
+}
+
+// AddService marks port as a service for TCP and UDP whatever its traffic
+// looks like (--service-ports).
+func (ps *PortSet) AddService(port uint16) {
+	ps.extra[port>>6] |= 1 << (port & 63)
+	ps.Add(ProtoTCP, port)
+	ps.Add(ProtoUDP, port)
+}
+
+// addConnected marks port as a connected socket's (TCP or UDP).
+func (ps *PortSet) addConnected(p Proto, port uint16) {
+	if p == ProtoTCP || p == ProtoUDP {
+		ps.conn[p-1][port>>6] |= 1 << (port & 63)
 	}
 }
 
@@ -123,8 +149,26 @@ func (ps *PortSet) Ports(p Proto) []uint16 {
 }
 
 // Services holds the current PortSet; a refresher swaps in a new one while
-// classifiers read it, one atomic load per packet.
-type Services struct{ cur atomic.Pointer[PortSet] }
+// classifiers read it, one atomic load per packet. It also keeps what the
+// traffic itself said about UDP ports, where the socket tables cannot tell
+// a server from a client (see service). Classifiers of several interfaces
+// share it: its bits are set with atomic ORs, and a lost race costs at
+// most one packet counted under the other side.
+type Services struct {
+	cur atomic.Pointer[PortSet]
+	// seen and clientFirst are per bound, unconnected UDP port in the
+	// ephemeral range: whether a packet was seen on it since its socket
+	// appeared, and whether the first one was sent by the host (a client
+	// that did not connect its socket) rather than received (a server).
+	seen, clientFirst [1024]atomic.Uint64
+	// sent is the local TCP and UDP ports the host sent from without a
+	// socket in the last table: in the current refresh period and in the
+	// one before (gen picks the current). An answer to such a port is
+	// traffic of a client newer than the table; to any other port without
+	// a socket, a probe.
+	sent [2][2][1024]atomic.Uint64 // [gen][proto-1]
+	gen  atomic.Uint32
+}
 
 // NewServices returns Services holding ps.
 func NewServices(ps *PortSet) *Services {
@@ -133,8 +177,26 @@ func NewServices(ps *PortSet) *Services {
 	return s
 }
 
-// Store replaces the set.
-func (s *Services) Store(ps *PortSet) { s.cur.Store(ps) }
+// Store replaces the set: a refresh. A UDP port whose server socket is gone
+// loses what its traffic said (a new socket there is judged afresh), and
+// sends older than the previous refresh are forgotten.
+func (s *Services) Store(ps *PortSet) {
+	for w := range s.seen {
+		keep := ps.listen[ProtoUDP-1][w]
+		if s.seen[w].Load()&^keep != 0 {
+			s.seen[w].And(keep)
+			s.clientFirst[w].And(keep)
+		}
+	}
+	g := s.gen.Load() ^ 1
+	for p := range s.sent[g] {
+		for w := range s.sent[g][p] {
+			s.sent[g][p][w].Store(0)
+		}
+	}
+	s.gen.Store(g)
+	s.cur.Store(ps)
+}
 
 // Load returns the current set.
 func (s *Services) Load() *PortSet { return s.cur.Load() }
@@ -151,8 +213,9 @@ func (c *Classifier) Services() *Services { return c.svc }
 // service sets ev.Port and ev.Svc for a tallied packet. proto is the IP
 // protocol (after IPv6 extension headers); l4 the transport header onwards,
 // nil when it is not there (a non-first fragment, or cut off by the snap
-// length). The service is the local port when the host listens on it or it
-// is below the ephemeral range, else the remote port.
+// length). Which port is the service is decided in the README's "Which port
+// is the service" order; each step is a bit test in a bitset, so a packet
+// costs a few loads and no allocation.
 func (c *Classifier) service(ev *Event, proto uint8, l4 []byte) {
 	var p Proto
 	switch proto {
@@ -175,11 +238,118 @@ func (c *Classifier) service(ev *Event, proto uint8, l4 []byte) {
 	if c.svc != nil {
 		ps = c.svc.cur.Load()
 	}
-	if local < ps.EphemeralStart || ps.listen[p-1][local>>6]>>(local&63)&1 != 0 {
-		ev.Port, ev.Svc = local, uint8(p)|uint8(SideIn)<<2
-		return
+	side := c.side(ps, ev.Kind == Egress, p, local, remote, l4)
+	switch side {
+	case SideIn:
+		ev.Port = local
+	case SideOut:
+		ev.Port = remote
+	default:
+		ev.Port = 0
 	}
-	ev.Port, ev.Svc = remote, uint8(p)|uint8(SideOut)<<2
+	ev.Svc = uint8(p) | uint8(side)<<2
+}
+
+// TCP flags (byte 13 of the header).
+const (
+	tcpRST = 0x04
+	tcpSYN = 0x02
+	tcpACK = 0x10
+)
+
+func bit(set *[1024]uint64, port uint16) bool { return set[port>>6]>>(port&63)&1 != 0 }
+
+// side decides which end of a TCP or UDP packet is the service.
+func (c *Classifier) side(ps *PortSet, egress bool, p Proto, local, remote uint16, l4 []byte) Side {
+	if bit(&ps.extra, local) {
+		return SideIn
+	}
+	if !ps.Sockets {
+		// A replay: nothing says which ports were listened on. Well-known
+		// remote ports are services (a resolver's random port to :53);
+		// else a local port below the ephemeral range is one.
+		switch {
+		case bit(&ps.listen[p-1], local):
+			return SideIn
+		case remote < 1024 && local >= 1024:
+			return SideOut
+		case local < ps.EphemeralStart:
+			return SideIn
+		}
+		return SideOut
+	}
+	if p == ProtoTCP {
+		// TCP's table is exact: a local service is a port in LISTEN.
+		if bit(&ps.listen[0], local) {
+			return SideIn
+		}
+		if len(l4) >= 14 {
+			// A SYN to a port nothing listens on is a probe (or a
+			// connection about to be refused); a RST the host sends from
+			// such a port is mostly the kernel refusing one.
+			f := l4[13]
+			if (!egress && f&(tcpSYN|tcpACK) == tcpSYN) || (egress && f&tcpRST != 0) {
+				return SideScan
+			}
+		}
+		if bit(&ps.conn[0], local) || c.svc == nil {
+			return SideOut // a connection of this host's: it is the client
+		}
+		return c.sentOrScan(p, egress, local)
+	}
+	// UDP: a bound, unconnected socket may be a server or a client that
+	// sends with sendto; the table lists both alike.
+	server := bit(&ps.listen[1], local)
+	switch {
+	case server && local < 1024:
+		return SideIn
+	case remote < 1024:
+		return SideOut // DNS, QUIC, NTP... from whatever port the client picked
+	case server && (local == remote || local < ps.EphemeralStart):
+		// The kernel gives a socket that did not bind a port one from the
+		// ephemeral range: one outside it was chosen, as servers do.
+		return SideIn
+	case server:
+		if c.svc == nil {
+			return SideIn
+		}
+		// In the ephemeral range either may be: the first packet decides
+		// (a server is sent to first, a client sends first).
+		s, w, b := c.svc, local>>6, uint64(1)<<(local&63)
+		if s.seen[w].Load()&b == 0 {
+			if egress {
+				s.clientFirst[w].Or(b)
+			}
+			s.seen[w].Or(b)
+		}
+		if s.clientFirst[w].Load()&b != 0 {
+			return SideOut
+		}
+		return SideIn
+	case bit(&ps.conn[1], local), c.svc == nil:
+		return SideOut
+	}
+	return c.sentOrScan(p, egress, local)
+}
+
+// sentOrScan decides a packet on a local port without a socket in the last
+// table: a client newer than the table, or a probe of a closed port (or a
+// spoofed packet pretending to answer). The host sending from the port
+// says which: what it sends is a client's, and so is what comes back to
+// that port within one to two refresh periods.
+func (c *Classifier) sentOrScan(p Proto, egress bool, local uint16) Side {
+	s, w, b := c.svc, local>>6, uint64(1)<<(local&63)
+	if egress {
+		g := s.gen.Load()
+		if s.sent[g][p-1][w].Load()&b == 0 {
+			s.sent[g][p-1][w].Or(b)
+		}
+		return SideOut
+	}
+	if (s.sent[0][p-1][w].Load()|s.sent[1][p-1][w].Load())&b != 0 {
+		return SideOut
+	}
+	return SideScan
 }
 
 // IPv6 extension headers that service walks past to find the transport.

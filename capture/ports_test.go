@@ -80,7 +80,8 @@ func TestClassifyService(t *testing.T) {
 		{"icmp", raw4(l4, r4, 1, 8, 0, 0), "0/icmp", SideNone},
 		{"gre", raw4(l4, r4, 47, 1, 2, 0), "0/other", SideNone},
 		{"ipv6 plain", raw6(r6, l6, 6, nil, 443, 50000), "443/tcp", SideOut},
-		{"ipv6 hop-by-hop, dest opts, routing", raw6(r6, l6, 17, []byte{0, 60, 43}, 53, 2000), "2000/udp", SideIn},
+		{"ipv6 hop-by-hop, dest opts, routing", raw6(r6, l6, 17, []byte{0, 60, 43}, 53, 2000), "53/udp", SideOut},
+		{"replay: below ephemeral, high remote", raw6(r6, l6, 17, []byte{0, 60, 43}, 5353, 2000), "2000/udp", SideIn},
 		{"ipv6 icmpv6", raw6(r6, l6, 58, []byte{0}, 0, 0), "0/icmp", SideNone},
 		{"ipv6 esp", raw6(r6, l6, 50, nil, 1, 2), "0/other", SideNone},
 		{"ipv6 cut in the chain", raw6(r6, l6, 6, []byte{0, 60}, 443, 50000)[:49], "0/other", SideNone},
@@ -200,5 +201,95 @@ func TestParseProcAddr(t *testing.T) {
 		if err != nil || netip.AddrPortFrom(a, p).String() != want {
 			t.Errorf("%s: %v:%d %v, want %s", in, a, p, err, want)
 		}
+	}
+}
+
+// withFlags sets the TCP flags of a raw4 frame.
+func withFlags(b []byte, flags byte) []byte { b[20+13] = flags; return b }
+
+// TestClassifyServiceLive checks the rules that use the socket tables and
+// what the traffic said, in order: each case may depend on the ones before
+// it (the first packet on a port decides its side).
+func TestClassifyServiceLive(t *testing.T) {
+	c := NewClassifier([]netip.Addr{netip.MustParseAddr("198.51.100.1")}, nil)
+	ps := NewPortSet(32768)
+	ps.Sockets = true
+	ps.Add(ProtoTCP, 8080)
+	ps.Add(ProtoUDP, 5353)  // mDNS server
+	ps.Add(ProtoUDP, 51820) // WireGuard server, in the ephemeral range
+	ps.Add(ProtoUDP, 45123) // an unconnected client socket: the table cannot tell
+	ps.Add(ProtoUDP, 53)
+	ps.addConnected(ProtoUDP, 40001)
+	ps.addConnected(ProtoTCP, 40003)
+	ps.AddService(40002)
+	svc := NewServices(ps)
+	c.SetServices(svc)
+	const l, r = "198.51.100.1", "203.0.113.9"
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		want  string
+		side  Side
+	}{
+		{"tcp server", raw4(r, l, 6, 50000, 8080, 0), "8080/tcp", SideIn},
+		{"tcp client from a low port", raw4(l, r, 6, 2000, 9000, 0), "9000/tcp", SideOut},
+		{"its answer", raw4(r, l, 6, 9000, 2000, 0), "9000/tcp", SideOut},
+		{"an older connection of the host's", raw4(r, l, 6, 443, 40003, 0), "443/tcp", SideOut},
+		{"spoofed ack to a closed port", withFlags(raw4(r, l, 6, 41234, 2345, 0), tcpACK), "0/tcp", SideScan},
+		{"tcp syn to a closed port", withFlags(raw4(r, l, 6, 40000, 22, 0), tcpSYN), "0/tcp", SideScan},
+		{"tcp syn to a closed high port", withFlags(raw4(r, l, 6, 40000, 2222, 0), tcpSYN), "0/tcp", SideScan},
+		{"tcp refusal", withFlags(raw4(l, r, 6, 2222, 40000, 0), tcpRST|tcpACK), "0/tcp", SideScan},
+		{"tcp syn-ack to the host's connect", withFlags(raw4(r, l, 6, 9000, 2000, 0), tcpSYN|tcpACK), "9000/tcp", SideOut},
+		{"dns query from a random low port", raw4(l, r, 17, 1500, 53, 0), "53/udp", SideOut},
+		{"dns answer to it", raw4(r, l, 17, 53, 1500, 0), "53/udp", SideOut},
+		{"quic client", raw4(l, r, 17, 50123, 443, 0), "443/udp", SideOut},
+		{"local dns server", raw4(r, l, 17, 40000, 53, 0), "53/udp", SideIn},
+		{"mdns", raw4(l, "224.0.0.251", 17, 5353, 5353, 0), "5353/udp", SideIn},
+		{"mdns from a peer's random port", raw4(r, l, 17, 41000, 5353, 0), "5353/udp", SideIn},
+		{"wireguard: a peer writes first", raw4(r, l, 17, 41000, 51820, 0), "51820/udp", SideIn},
+		{"wireguard: the answer", raw4(l, r, 17, 51820, 41000, 0), "51820/udp", SideIn},
+		{"unconnected client sends first", raw4(l, r, 17, 45123, 3478, 0), "3478/udp", SideOut},
+		{"its answer", raw4(r, l, 17, 3478, 45123, 0), "3478/udp", SideOut},
+		{"connected client", raw4(r, l, 17, 3478, 40001, 0), "3478/udp", SideOut},
+		{"--service-ports", raw4(l, r, 17, 40002, 53, 0), "40002/udp", SideIn},
+		{"udp probe of a closed port", raw4(r, l, 17, 40000, 1234, 0), "0/udp", SideScan},
+		{"short-lived client sends", raw4(l, r, 17, 47000, 3478, 0), "3478/udp", SideOut},
+		{"its answer, no socket left", raw4(r, l, 17, 3478, 47000, 0), "3478/udp", SideOut},
+	} {
+		var ev Event
+		c.Classify(LinkRaw, tc.frame, 1<<17, DirUnknown, &ev)
+		if s := ev.Service(); s.String() != tc.want || s.Side() != tc.side {
+			t.Errorf("%s: %v %v, want %s %v", tc.name, s, s.Side(), tc.want, tc.side)
+		}
+	}
+	// Two refreshes later the short-lived client's send is forgotten: an
+	// answer to that port now looks like a probe. A refresh without the
+	// unconnected client's socket forgets what its first packet said.
+	ps2 := *ps
+	ps2.listen[ProtoUDP-1][45123>>6] &^= 1 << (45123 & 63)
+	svc.Store(&ps2)
+	svc.Store(&ps2)
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		want  string
+		side  Side
+	}{
+		{"late answer", raw4(r, l, 17, 3478, 47000, 0), "0/udp", SideScan},
+		{"wireguard still in", raw4(l, r, 17, 51820, 41000, 0), "51820/udp", SideIn},
+	} {
+		var ev Event
+		c.Classify(LinkRaw, tc.frame, 1<<17, DirUnknown, &ev)
+		if s := ev.Service(); s.String() != tc.want || s.Side() != tc.side {
+			t.Errorf("%s: %v %v, want %s %v", tc.name, s, s.Side(), tc.want, tc.side)
+		}
+	}
+	if bit := uint64(1) << (45123 & 63); svc.seen[45123>>6].Load()&bit != 0 {
+		t.Error("the gone socket's port still remembers its first packet")
+	}
+	f := raw4(r, l, 17, 40000, 51820, 0)
+	var ev Event
+	if n := testing.AllocsPerRun(1000, func() { c.Classify(LinkRaw, f, 1<<17, DirUnknown, &ev) }); n != 0 {
+		t.Errorf("Classify allocates %v times", n)
 	}
 }

@@ -106,6 +106,7 @@ type Metrics struct {
 	windows, frames, tallied prometheus.Counter
 	skipped                  *prometheus.CounterVec // reason
 	drops, late, folded      prometheus.Counter
+	overflow                 prometheus.Counter
 	lastWindow               prometheus.Gauge
 	lastEnd                  int64 // Unix seconds of lastWindow
 }
@@ -148,6 +149,7 @@ func New(cfg Config) *Metrics {
 	m.drops = counter("dstwatch_kernel_drops_total", "Frames the kernel dropped before dstwatch saw them, in the stored windows.")
 	m.late = counter("dstwatch_late_frames_total", "Frames stamped for an already closed window, counted in a later one.")
 	m.folded = counter("dstwatch_remotes_folded_total", "Remotes folded into the 'other' row by --max-remotes, summed over the stored windows.")
+	m.overflow = counter("dstwatch_overflow_frames_total", "Frames of remotes that came when the open window was full (--max-open-remotes), summed exactly into 'other'.")
 	m.lastWindow = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dstwatch_last_stored_window_end_timestamp_seconds",
 		Help: "End of the newest stored window, in Unix seconds."})
 	for _, r := range skipReasons {
@@ -159,7 +161,7 @@ func New(cfg Config) *Metrics {
 	build.Set(1)
 
 	m.reg.MustRegister(m.bytes, m.packets, m.asnBytes, m.asnPackets, m.asnInfo, m.services.bytes, m.services.pkts,
-		m.windows, m.frames, m.tallied, m.skipped, m.drops, m.late, m.folded, m.lastWindow, build,
+		m.windows, m.frames, m.tallied, m.skipped, m.drops, m.late, m.folded, m.overflow, m.lastWindow, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.Health != nil {
 		m.reg.MustRegister(&healthCollector{fn: cfg.Health})
@@ -269,6 +271,7 @@ func (m *Metrics) Observe(w *storage.Window) {
 	m.drops.Add(float64(s.Drops))
 	m.late.Add(float64(s.Late))
 	m.folded.Add(float64(s.Folded))
+	m.overflow.Add(float64(s.Overflow))
 	if end := w.End().Unix(); end > m.lastEnd {
 		m.lastEnd = end
 		m.lastWindow.Set(float64(end))

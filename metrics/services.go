@@ -33,7 +33,7 @@ func newServiceMetrics(max int) *serviceMetrics {
 		max: max,
 		in:  map[svcLabel]bool{},
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dstwatch_service_traffic_bytes_total",
-			Help: "IP bytes by direction (tx: sent by this host), service (PORT/PROTO; 0/icmp and 0/other have no port) and side (in: a service of this host, out: a service it uses, none: no port), for the first --metrics-service-top services to rank in a window's top; the rest in service=\"other\"."},
+			Help: "IP bytes by direction (tx: sent by this host), service (PORT/PROTO; 0/icmp and 0/other have no port) and side (in: a service of this host, out: a service it uses, scan: probes of closed ports, none: no port), for the first --metrics-service-top services to rank in a window's top; the rest in service=\"other\"."},
 			[]string{"direction", "service", "side"}),
 		pkts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dstwatch_service_traffic_packets_total",
 			Help: "IP packets by direction, service and side, as dstwatch_service_traffic_bytes_total."},

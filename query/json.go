@@ -74,6 +74,7 @@ type StatsJSON struct {
 	Drops     uint64 `json:"drops"`
 	Late      uint64 `json:"late"`
 	Folded    uint64 `json:"folded"`
+	Overflow  uint64 `json:"overflow_frames"` // frames over --max-open-remotes, summed into other
 	GeoBuild  string `json:"geoip_build,omitempty"`
 }
 
@@ -117,7 +118,7 @@ func ToWindowJSON(w *storage.Window) WindowJSON {
 		Remotes: make([]RemoteJSON, 0, len(w.Remotes)),
 		Other:   ToCounts(w.Other),
 		Stats: StatsJSON{s.Frames, s.Tallied, s.NonIP, s.Transit, s.Malformed, s.Excluded, s.Local,
-			s.Oversize, s.Spoofed, s.Drops, s.Late, s.Folded, ""},
+			s.Oversize, s.Spoofed, s.Drops, s.Late, s.Folded, s.Overflow, ""},
 	}
 	if !w.GeoBuild.IsZero() {
 		out.Stats.GeoBuild = w.GeoBuild.UTC().Format(time.RFC3339)
@@ -162,7 +163,7 @@ func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
 		Remotes: make([]storage.Remote, 0, len(j.Remotes)),
 		Stats: rotate.Stats{Frames: s.Frames, Tallied: s.Tallied, NonIP: s.NonIP, Transit: s.Transit,
 			Malformed: s.Malformed, Excluded: s.Excluded, Local: s.Local, Drops: s.Drops, Late: s.Late, Folded: s.Folded,
-			Oversize: s.Oversize, Spoofed: s.Spoofed},
+			Oversize: s.Oversize, Spoofed: s.Spoofed, Overflow: s.Overflow},
 	}
 	if s.GeoBuild != "" {
 		if w.GeoBuild, err = time.Parse(time.RFC3339, s.GeoBuild); err != nil {
@@ -283,7 +284,7 @@ func ToSummaryJSON(s Summary) SummaryJSON {
 	return SummaryJSON{
 		Windows: s.Windows, HourlyRollups: s.Hours, DailyRollups: s.Days,
 		First: fmtOptTime(s.First), End: fmtOptTime(s.Last),
-		Stats:     StatsJSON{st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Oversize, st.Spoofed, st.Drops, st.Late, st.Folded, ""},
+		Stats:     StatsJSON{st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Oversize, st.Spoofed, st.Drops, st.Late, st.Folded, st.Overflow, ""},
 		DropUnits: s.DropUnits, FoldUnits: s.FoldUnits, Capped: s.Capped,
 		Resolution: s.Resolution.String(), RawFrom: fmtOptTime(s.RawFrom),
 		Damaged: damageJSON(s.Damaged),
@@ -328,7 +329,7 @@ func FromSummaryJSON(j *SummaryJSON) (Summary, error) {
 		Windows: j.Windows, Hours: j.HourlyRollups, Days: j.DailyRollups,
 		Stats: rotate.Stats{Frames: st.Frames, Tallied: st.Tallied, NonIP: st.NonIP, Transit: st.Transit,
 			Malformed: st.Malformed, Excluded: st.Excluded, Local: st.Local, Drops: st.Drops, Late: st.Late, Folded: st.Folded,
-			Oversize: st.Oversize, Spoofed: st.Spoofed},
+			Oversize: st.Oversize, Spoofed: st.Spoofed, Overflow: st.Overflow},
 		DropUnits: j.DropUnits, FoldUnits: j.FoldUnits, Capped: j.Capped,
 	}
 	switch j.Resolution {

@@ -87,10 +87,12 @@ func ParseSide(s string) (capture.Side, error) {
 		return capture.SideIn, nil
 	case "out":
 		return capture.SideOut, nil
+	case "scan":
+		return capture.SideScan, nil
 	case "", "none":
 		return capture.SideNone, nil
 	}
-	return 0, fmt.Errorf("side %q: want in, out or none", s)
+	return 0, fmt.Errorf("side %q: want in, out, scan or none", s)
 }
 
 // ServiceAggregator adds windows up per service.

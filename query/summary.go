@@ -59,7 +59,7 @@ func (s *Summary) add(w *storage.Window) {
 	if w.Stats.Drops > 0 {
 		s.DropUnits++
 	}
-	if w.Stats.Folded > 0 {
+	if w.Stats.Folded > 0 || w.Stats.Overflow > 0 {
 		s.FoldUnits++
 	}
 	s.Capped += w.Capped

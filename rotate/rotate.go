@@ -23,6 +23,29 @@ type Config struct {
 	// ServiceTop is how many remotes each service keeps with rows of
 	// their own per window (service.go); 0: DefaultServiceTop, < 0: none.
 	ServiceTop int
+	// MaxOpenRemotes bounds the distinct remotes the open window holds, and
+	// its (service, remote) pairs the same; 0: DefaultMaxOpenRemotes, < 0:
+	// no bound. Past it, a new remote's packets are added to the window's
+	// Other and to its service's fold row, and counted in Stats.Overflow:
+	// totals stay exact, memory stays bounded.
+	MaxOpenRemotes int
+}
+
+// DefaultMaxOpenRemotes keeps every remote of a busy host's window (a few
+// thousand to a few hundred thousand) and of most scans, while a flood of
+// spoofed sources cannot take the open window past about 150 MB (README,
+// Limits).
+const DefaultMaxOpenRemotes = 1_000_000
+
+// openBound is the bound in effect, 0 for none.
+func (c Config) openBound() int {
+	switch {
+	case c.MaxOpenRemotes == 0:
+		return DefaultMaxOpenRemotes
+	case c.MaxOpenRemotes < 0:
+		return 0
+	}
+	return c.MaxOpenRemotes
 }
 
 // Validate reports a configuration that cannot cut windows.
@@ -63,6 +86,7 @@ type Closed struct {
 
 	pairs      []pair // (service, remote) tallies, service.go
 	serviceTop int
+	overflow   Counts // remotes past the open window's bound, already summed
 }
 
 // Remotes is the number of distinct remotes tallied.
@@ -74,7 +98,7 @@ func (c *Closed) Remotes() int { return len(c.rows) }
 // maxRemotes <= 0 keeps every remote.
 func (c *Closed) Finish(maxRemotes int) *Window {
 	rows := c.rows
-	w := &Window{Start: c.Start, Length: c.Length, Stats: c.Stats}
+	w := &Window{Start: c.Start, Length: c.Length, Stats: c.Stats, Other: c.overflow}
 	keep := len(rows)
 	if maxRemotes > 0 && keep > maxRemotes {
 		keep = maxRemotes
@@ -194,6 +218,7 @@ type Tally struct {
 	suspect   [suspectMax]capture.Event
 	nSuspect  int
 	releasing bool
+	overflow  Counts // the open window's remotes past the table's bound
 }
 
 // suspectMax is how many frames in a row must agree on a jump ahead before a
@@ -205,7 +230,10 @@ const suspectMax = 8
 
 // New returns a Tally that hands every closed window to emit.
 func New(cfg Config, emit func(*Closed)) *Tally {
-	return &Tally{cfg: cfg, length: int64(cfg.Length), closedEnd: minInt64, emit: emit, free: make(chan []row, 2)}
+	t := &Tally{cfg: cfg, length: int64(cfg.Length), closedEnd: minInt64, emit: emit, free: make(chan []row, 2)}
+	t.tab.max = cfg.openBound()
+	t.pairs.max = cfg.openBound()
+	return t
 }
 
 const minInt64 = -1 << 63
@@ -269,7 +297,9 @@ func (t *Tally) close() {
 		free:       t.free,
 		pairs:      t.pairs.take(),
 		serviceTop: t.cfg.ServiceTop,
+		overflow:   t.overflow,
 	})
+	t.overflow = Counts{}
 }
 
 // add tallies one batch. c is only used to set a live window's deadline.
@@ -321,6 +351,13 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 		case capture.Egress, capture.Ingress:
 			w.stats.Tallied++
 			r := t.tab.get(&ev.Remote)
+			if r == nil {
+				// The window holds as many remotes as it may: this one is
+				// summed, exactly, where folded remotes are.
+				w.stats.Overflow++
+				t.addOverflow(ev)
+				continue
+			}
 			svc := uint32(ev.Service())
 			switch {
 			case r.mixed:
@@ -402,6 +439,24 @@ func (t *Tally) release(c clock) {
 	t.releasing = true
 	t.add(held[:n], c)
 	t.releasing = false
+}
+
+// addOverflow tallies a packet of a remote the open window has no room
+// for: into the window's Other and into its service's fold row, so that
+// the window's and the services' totals stay exact.
+func (t *Tally) addOverflow(ev *capture.Event) {
+	p := t.pairs.get(&zeroAddr, uint32(ev.Service())|foldBit)
+	if ev.Kind == capture.Egress {
+		t.overflow.TxPackets++
+		t.overflow.TxBytes += uint64(ev.Len)
+		p.TxPackets++
+		p.TxBytes += uint64(ev.Len)
+	} else {
+		t.overflow.RxPackets++
+		t.overflow.RxBytes += uint64(ev.Len)
+		p.RxPackets++
+		p.RxBytes += uint64(ev.Len)
+	}
 }
 
 // tick closes the open live window once its deadline has passed and opens the

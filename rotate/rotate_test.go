@@ -328,10 +328,8 @@ func BenchmarkAddMany(b *testing.B) {
 // service's counts to the service's shared fold row: added, never
 // overwritten, so the services still add up to every packet.
 func TestServicesPastThePairCapStayExact(t *testing.T) {
-	old := maxPairs
-	maxPairs = 4
-	defer func() { maxPairs = old }()
-	tl, rec := newTally(t, false)
+	rec := &recorder{}
+	tl := New(Config{Length: L, MaxOpenRemotes: 4}, rec.emit)
 	var evs []capture.Event
 	svc := uint8(capture.ProtoTCP) | uint8(capture.SideOut)<<2
 	for i := range 10 {
@@ -451,5 +449,51 @@ func TestLiveDoesNotHoldStamps(t *testing.T) {
 	tl.add([]capture.Event{ev(time.Second, capture.Egress, "203.0.113.5", 1), ev(time.Hour, capture.Egress, "203.0.113.5", 2)}, c)
 	if len(rec.got) != 1 || tl.nSuspect != 0 {
 		t.Fatalf("%d windows closed, %d held; want the first closed by the jump, none held", len(rec.got), tl.nSuspect)
+	}
+}
+
+// Past the open window's bound, remotes have no rows and their traffic
+// goes to their services' fold rows; past maxFoldRows services, to 0/other.
+// The tables never grow past their bounds and every total stays exact.
+func TestOpenBoundFoldsRemotesAndServices(t *testing.T) {
+	rec := &recorder{}
+	tl := New(Config{Length: L, MaxOpenRemotes: 3}, rec.emit)
+	const n = maxFoldRows + 5000
+	var evs []capture.Event
+	for i := range n {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i), 14: byte(i >> 8), 13: byte(i >> 16)}).As16()
+		proto := capture.ProtoTCP
+		if i%2 == 1 {
+			proto = capture.ProtoUDP
+		}
+		evs = append(evs, capture.Event{TS: base.UnixNano(), Remote: a, Len: 100, Kind: capture.Ingress,
+			Port: uint16(i / 2), Svc: uint8(proto) | uint8(capture.SideOut)<<2})
+	}
+	for i := 0; i < len(evs); i += capture.BatchSize {
+		tl.add(evs[i:min(i+capture.BatchSize, len(evs))], clock{})
+	}
+	if r, p := len(tl.tab.rows), len(tl.pairs.rows); r != 3 || p > tl.pairs.bound() || cap(tl.pairs.rows) > tl.pairs.bound() {
+		t.Fatalf("open window holds %d rows and %d pairs (room for %d), want 3 and at most %d", r, p, cap(tl.pairs.rows), tl.pairs.bound())
+	}
+	tl.flush()
+	w := rec.got[0].Finish(0)
+	var sum Counts
+	for _, s := range w.Services {
+		sum.Add(s.Counts)
+	}
+	all := w.Other
+	for _, r := range w.Remotes {
+		all.Add(r.Counts)
+	}
+	want := Counts{RxPackets: n, RxBytes: 100 * n}
+	if sum != want || all != want || w.Stats.Overflow != n-3 || len(w.Remotes) != 3 {
+		t.Fatalf("services %+v, remotes+other %+v, overflow %d, %d remotes; want %+v, %d, 3", sum, all, w.Stats.Overflow, len(w.Remotes), want, n-3)
+	}
+	if max := 3 + 3 + maxFoldRows + 1; len(w.Services) > max { // the rows' own, the fold rows, 0/other
+		t.Fatalf("%d services, want at most %d", len(w.Services), max)
+	}
+	last := w.Services[0]
+	if last.Key != 0 || last.RxPackets != n-3-3-maxFoldRows { // past 3 rows, 3 fold rows under the bound and maxFoldRows past it
+		t.Fatalf("heaviest service %v with %d packets, want 0/other with the services past the fold rows", last.Key, last.RxPackets)
 	}
 }

@@ -28,11 +28,18 @@ const DefaultServiceTop = 20
 // scan) to a few thousand rows.
 const ServicesWithTop = 200
 
-// maxPairs bounds the (service, remote) rows of one open window. Past it,
-// a packet of a pair not yet seen is added to its service's fold row: the
-// service's totals stay exact, its remote count becomes a lower bound.
-// 1M pairs cost about 72 MB, as many as the same number of remotes.
-var maxPairs = 1 << 20 // a variable for tests
+// The (service, remote) rows of one open window are bounded like its
+// remotes (Config.MaxOpenRemotes). Past the bound, a packet of a pair not
+// yet seen is added to its service's fold row: the service's totals stay
+// exact, its remote count becomes a lower bound. Fold rows are one per
+// service, and at most maxFoldRows of them: past those (a window whose
+// packets spread over more services than ports exist on one side), a new
+// service's traffic is summed under 0/other, so that the table never
+// holds more than its bound plus maxFoldRows rows.
+const maxFoldRows = 1 << 15
+
+// lastFold is the fold row of services past maxFoldRows.
+const lastFold = foldBit | uint32(capture.ProtoOther)<<16
 
 // foldBit marks a service's fold row (address zero) in the pair table.
 const foldBit = 1 << 31
@@ -48,7 +55,7 @@ type ServiceRemote struct {
 // Service is one service's traffic in a window.
 type Service struct {
 	Key     capture.Service
-	Remotes int             // distinct remotes (a lower bound if the window had over maxPairs pairs)
+	Remotes int             // distinct remotes (a lower bound if the window was over its open bound)
 	Counts                  // all of its traffic
 	Top     []ServiceRemote // its heaviest remotes (bytes, then address), at most the service top
 	Other   Counts          // Counts minus Top
@@ -68,6 +75,7 @@ type pairTable struct {
 	shift uint
 	limit int
 	seed  [2]uint64
+	max   int // rows besides fold rows; 0: no bound
 }
 
 func (t *pairTable) reset(n int) {
@@ -79,8 +87,20 @@ func (t *pairTable) reset(n int) {
 	}
 	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
 	t.limit = size / 2
-	t.rows = make([]pair, 0, n+n/8)
+	want := n + n/8
+	if t.max > 0 {
+		want = min(want, t.bound())
+	}
+	t.rows = make([]pair, 0, want)
 	t.seed = [2]uint64{rand.Uint64() | 1, rand.Uint64()}
+}
+
+// bound is the most rows the table holds, fold rows included; 0: none.
+func (t *pairTable) bound() int {
+	if t.max == 0 {
+		return 0
+	}
+	return t.max + maxFoldRows + 1 // + lastFold's row
 }
 
 func (t *pairTable) hash(hi, lo uint64, svc uint32) uint64 {
@@ -88,8 +108,8 @@ func (t *pairTable) hash(hi, lo uint64, svc uint32) uint64 {
 	return h ^ l
 }
 
-// get returns the row of (addr, svc), adding it if it is new; past
-// maxPairs rows a new pair gets its service's fold row instead.
+// get returns the row of (addr, svc), adding it if it is new; past max
+// rows a new pair gets its service's fold row instead.
 func (t *pairTable) get(addr *[16]byte, svc uint32) *pair {
 	hi := binary.LittleEndian.Uint64(addr[:8])
 	lo := binary.LittleEndian.Uint64(addr[8:])
@@ -99,15 +119,20 @@ func (t *pairTable) get(addr *[16]byte, svc uint32) *pair {
 	for i := h >> t.shift; ; i = (i + 1) & mask {
 		e := t.index[i]
 		if e == 0 {
-			if len(t.rows) >= maxPairs && svc&foldBit == 0 {
-				return t.get(&zeroAddr, svc|foldBit)
+			if t.max > 0 && len(t.rows) >= t.max {
+				switch {
+				case svc&foldBit == 0:
+					return t.get(&zeroAddr, svc|foldBit)
+				case len(t.rows) >= t.max+maxFoldRows && svc != lastFold:
+					return t.get(&zeroAddr, lastFold)
+				}
 			}
 			if len(t.rows) >= t.limit {
 				t.grow()
 				return t.get(addr, svc)
 			}
 			if len(t.rows) == cap(t.rows) {
-				t.rows = grow2(t.rows)
+				t.rows = growTo(t.rows, t.bound())
 			}
 			t.rows = append(t.rows, pair{addr: *addr, svc: svc})
 			t.index[i] = tag | uint64(len(t.rows))
@@ -219,11 +244,12 @@ func (a *svcAcc) offer(p *pair, top int) {
 	}
 }
 
-// finishServices sums rows (single-service remotes) and pairs per service
-// in one pass, keeping each service's top heaviest remotes in a bounded
-// heap: no list of every (service, remote) pair is built or sorted, so a
-// scan's million remotes cost the writer no more memory than the tally
-// already holds. Only the ServicesWithTop heaviest services keep Top rows.
+// finishServices sums rows (single-service remotes) and pairs per service,
+// then, in a second pass, keeps the top heaviest remotes of the
+// ServicesWithTop heaviest services in bounded heaps: no list of every
+// (service, remote) pair is built or sorted, and a window spread over
+// thousands of services (a scan of every port) holds heaps for only 200 of
+// them, so the writer needs little memory besides what the tally holds.
 func finishServices(rows []row, pairs []pair, top int) []Service {
 	accs := map[uint32]*svcAcc{}
 	acc := func(svc uint32) *svcAcc {
@@ -234,25 +260,23 @@ func finishServices(rows []row, pairs []pair, top int) []Service {
 		}
 		return a
 	}
-	add := func(p *pair) {
+	each := func(f func(p *pair)) {
+		for i := range rows {
+			if r := &rows[i]; !r.mixed && r.TxPackets+r.RxPackets > 0 {
+				f(&pair{addr: r.addr, svc: r.svc, Counts: r.Counts})
+			}
+		}
+		for i := range pairs {
+			f(&pairs[i])
+		}
+	}
+	each(func(p *pair) {
 		a := acc(p.svc &^ foldBit)
 		a.Counts.Add(p.Counts)
-		if p.svc&foldBit != 0 {
-			return // a fold row: traffic of remotes past the pair cap
+		if p.svc&foldBit == 0 { // else a fold row: traffic of remotes past the bound
+			a.Remotes++
 		}
-		a.Remotes++
-		if top > 0 {
-			a.offer(p, top)
-		}
-	}
-	for i := range rows {
-		if r := &rows[i]; !r.mixed && r.TxPackets+r.RxPackets > 0 {
-			add(&pair{addr: r.addr, svc: r.svc, Counts: r.Counts})
-		}
-	}
-	for i := range pairs {
-		add(&pairs[i])
-	}
+	})
 	if len(accs) == 0 {
 		return nil
 	}
@@ -266,6 +290,18 @@ func finishServices(rows []row, pairs []pair, top int) []Service {
 		}
 		return cmp.Compare(a.Key, b.Key)
 	})
+	if top > 0 {
+		for n, a := range out {
+			if n >= ServicesWithTop {
+				delete(accs, uint32(a.Key)) // no rows: not offered any
+			}
+		}
+		each(func(p *pair) {
+			if a := accs[p.svc]; a != nil { // a fold row's key has foldBit: never found
+				a.offer(p, top)
+			}
+		})
+	}
 	services := make([]Service, len(out))
 	for n, a := range out {
 		s := a.Service

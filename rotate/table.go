@@ -29,6 +29,10 @@ type table struct {
 	shift uint // 64 - log2(len(index)): the hash's top bits pick the entry
 	limit int  // grow the index when this many rows exist: half its entries
 	seed  [2]uint64
+	// max is the most rows the table takes (0: no bound); get returns nil
+	// for a new remote past it. It bounds the open window's memory however
+	// many addresses a flood of spoofed sources brings.
+	max int
 }
 
 // minIndex keeps the index of a quiet window small: a month of 20 s windows
@@ -60,6 +64,9 @@ func (t *table) reset(n int, buf []row) {
 	// An eighth of headroom: a window a little busier than the last one
 	// should not copy all its rows to grow.
 	want := n + n/8
+	if t.max > 0 {
+		want = min(want, t.max)
+	}
 	if cap(buf) >= want && cap(buf) <= 2*want+minIndex {
 		t.rows = buf[:0]
 	} else {
@@ -74,8 +81,8 @@ func (t *table) hash(hi, lo uint64) uint64 {
 	return h ^ l
 }
 
-// get returns the row of addr, adding it if it is new. The pointer is valid
-// until the next get.
+// get returns the row of addr, adding it if it is new; nil when it is new
+// and the table holds max rows. The pointer is valid until the next get.
 func (t *table) get(addr *[16]byte) *row {
 	hi := binary.LittleEndian.Uint64(addr[:8])
 	lo := binary.LittleEndian.Uint64(addr[8:])
@@ -85,12 +92,15 @@ func (t *table) get(addr *[16]byte) *row {
 	for i := h >> t.shift; ; i = (i + 1) & mask {
 		e := t.index[i]
 		if e == 0 {
+			if t.max > 0 && len(t.rows) >= t.max {
+				return nil
+			}
 			if len(t.rows) >= t.limit {
 				t.grow()
 				return t.get(addr)
 			}
 			if len(t.rows) == cap(t.rows) {
-				t.rows = grow2(t.rows)
+				t.rows = growTo(t.rows, t.max)
 			}
 			t.rows = append(t.rows, row{addr: *addr})
 			t.index[i] = tag | uint64(len(t.rows))
@@ -137,8 +147,16 @@ func (t *table) take() []row {
 // grow2 doubles a full slice's capacity. append grows large slices by about
 // a quarter, so a scan's window growing to a million rows was copied again
 // and again, in long copies the garbage collector has to wait for.
-func grow2[T any](s []T) []T {
-	n := make([]T, len(s), max(2*cap(s), 1024))
+func grow2[T any](s []T) []T { return growTo(s, 0) }
+
+// growTo is grow2 whose new capacity stops at limit (0: none), so that a
+// bounded table never holds an array twice the size of its bound.
+func growTo[T any](s []T, limit int) []T {
+	c := max(2*cap(s), 1024)
+	if limit > 0 && c > limit {
+		c = max(limit, cap(s)+1)
+	}
+	n := make([]T, len(s), c)
 	copy(n, s)
 	return n
 }

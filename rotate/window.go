@@ -31,7 +31,7 @@ func (c Counts) Packets() uint64 { return c.TxPackets + c.RxPackets }
 func (c Counts) IsZero() bool { return c == Counts{} }
 
 // Stats describe how a window's numbers came about. Frames = Tallied + the
-// skip counters; Drops, Late and Folded are separate.
+// skip counters; Drops, Late, Folded and Overflow are separate.
 type Stats struct {
 	Frames    uint64 // frames seen by dstwatch in this window
 	Tallied   uint64 // frames counted for a remote (egress or ingress)
@@ -45,6 +45,11 @@ type Stats struct {
 	Folded    uint64 // remotes folded into Other by the cardinality cap
 	Oversize  uint64 // skipped: IP length larger than the wire carried (a forged header)
 	Spoofed   uint64 // skipped: received from the wire with a local source address
+	// Overflow is frames of remotes that came when the open window already
+	// held Config.MaxOpenRemotes: tallied into Other (and their services'
+	// totals), not into rows of their own. How many remotes they were is
+	// not known: remembering them is what the bound saves.
+	Overflow uint64
 }
 
 // Add adds o to s.
@@ -61,6 +66,7 @@ func (s *Stats) Add(o Stats) {
 	s.Folded += o.Folded
 	s.Oversize += o.Oversize
 	s.Spoofed += o.Spoofed
+	s.Overflow += o.Overflow
 }
 
 // Skipped is the number of frames seen but not tallied.

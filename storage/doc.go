@@ -63,9 +63,9 @@
 //	      uvarint  GeoIP database build time, Unix seconds; 0 = none
 //	id 2  stats: one uvarint per rotate.Stats field, in this order:
 //	      Frames, Tallied, NonIP, Transit, Malformed, Excluded, Local,
-//	      Drops, Late, Folded, Oversize, Spoofed (the last two were
-//	      appended later; a shorter section from an older version reads
-//	      them as 0, and no format bump is needed)
+//	      Drops, Late, Folded, Oversize, Spoofed, Overflow (the last three
+//	      were appended later; a shorter section from an older version
+//	      reads them as 0, and no format bump is needed)
 //	id 3  other: the counts of remotes folded by the cardinality cap
 //	      uvarint TxPackets, TxBytes, RxPackets, RxBytes
 //	id 4  remotes
@@ -97,8 +97,10 @@
 //	      1 byte     side: 0 none (no port: ICMP, other protocols,
 //	                 non-first fragments, cut-off headers), 1 in (a
 //	                 local service: the local port), 2 out (a service
-//	                 this host uses: the remote port)
-//	      uvarint    port (0 when the side is none)
+//	                 this host uses: the remote port), 3 scan (probes of
+//	                 closed ports, port 0; written since format 3's
+//	                 services first were, an older reader calls it corrupt)
+//	      uvarint    port (0 when the side is none or scan)
 //	      uvarint    distinct remotes that used it (see Tiers)
 //	      uvarint    TxPackets, TxBytes, RxPackets, RxBytes: all of its
 //	                 traffic

@@ -70,7 +70,7 @@ func MarshalWindow(w *Window) []byte {
 	s := w.Stats
 	p = scratch[:0]
 	for _, v := range [...]uint64{s.Frames, s.Tallied, s.NonIP, s.Transit, s.Malformed,
-		s.Excluded, s.Local, s.Drops, s.Late, s.Folded, s.Oversize, s.Spoofed} {
+		s.Excluded, s.Local, s.Drops, s.Late, s.Folded, s.Oversize, s.Spoofed, s.Overflow} {
 		p = binary.AppendUvarint(p, v)
 	}
 	buf = appendSection(buf, secStats, p)
@@ -380,7 +380,7 @@ func decodeHeader(w *Window, p []byte) error {
 
 func decodeStats(s *rotate.Stats, p []byte) error {
 	fields := [...]*uint64{&s.Frames, &s.Tallied, &s.NonIP, &s.Transit, &s.Malformed,
-		&s.Excluded, &s.Local, &s.Drops, &s.Late, &s.Folded, &s.Oversize, &s.Spoofed}
+		&s.Excluded, &s.Local, &s.Drops, &s.Late, &s.Folded, &s.Oversize, &s.Spoofed, &s.Overflow}
 	for i, f := range fields {
 		if len(p) == 0 {
 			// A shorter section is from a version with fewer counters.

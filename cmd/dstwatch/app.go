@@ -50,6 +50,10 @@ type Config struct {
 	Location   *time.Location // for the record log
 	Logger     *slog.Logger
 
+	// MaxOpenRemotes bounds the open window's remotes (rotate.Config);
+	// 0: no bound.
+	MaxOpenRemotes int
+
 	Socket      string // the API's unix socket; "" serves no API
 	SocketGroup string // group that may use the socket (mode 0660); "" keeps it 0600
 
@@ -406,7 +410,12 @@ func (a *App) Run(ctx context.Context) error {
 	stopMetrics := a.serveMetrics()
 	defer stopMetrics()
 	defer a.serveWeb()()
-	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace, ServiceTop: a.cfg.ServiceTop},
+	openBound := a.cfg.MaxOpenRemotes
+	defer setMemoryLimit(openBound)()
+	if openBound == 0 {
+		openBound = -1 // rotate: none
+	}
+	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace, ServiceTop: a.cfg.ServiceTop, MaxOpenRemotes: openBound},
 		func(c *rotate.Closed) {
 			a.lastClosed.Store(time.Now().UnixNano())
 			closed <- c

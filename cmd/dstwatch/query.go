@@ -425,6 +425,9 @@ func writeQualityNotes(w io.Writer, sum query.Summary, o queryOpts) error {
 	case s.Folded > 0:
 		fmt.Fprintf(w, "note: %d remotes in %s were over --max-remotes and are summed in 'other'\n", s.Folded, in)
 	}
+	if s.Overflow > 0 {
+		fmt.Fprintf(w, "note: %d frames in %s came from new remotes when the open window was full (--max-open-remotes); they are summed in 'other', and the remote counts are lower bounds\n", s.Overflow, in)
+	}
 	switch {
 	case sum.Capped > 0 && f.SelectsRemotes():
 		fmt.Fprintf(w, "note: %d remote entries were over the rollups' caps (--hour-cap, --day-cap) and summed in 'other'; the filter cannot see them, so they are left out\n", sum.Capped)

@@ -747,3 +747,64 @@ func TestReplayStampOutlierAndRealGap(t *testing.T) {
 		compare(t, replay(t, pkts), pcapgen.Truth(pkts, testLocal, nil, 20*time.Second), 1)
 	})
 }
+
+// TestReplayOpenBoundFoldsExactly replays windows of 300 remotes with the
+// open window bounded to 50: each window keeps the first 50 remotes it saw
+// with their exact counts, the later ones' frames are summed into other and
+// counted as overflow, and the remotes, other and the services all still
+// add up to every tallied frame.
+func TestReplayOpenBoundFoldsExactly(t *testing.T) {
+	dir := t.TempDir()
+	pkts := pcapgen.Mixed(9, 4000, 300, testLocal, testStart, 40*time.Second, pcapgen.LinkEthernet)
+	file := filepath.Join(dir, "in.pcap")
+	if err := pcapgen.Write(file, pcapgen.PcapMicro, pcapgen.LinkEthernet, pkts); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "w.db")
+	if code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1,2001:db8::1", "--db", db, "--max-open-remotes", "50"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	truth := pcapgen.Truth(pkts, testLocal, nil, 20*time.Second)
+	got := readAll(t, db)
+	if len(got) != len(truth) {
+		t.Fatalf("%d windows, want %d", len(got), len(truth))
+	}
+	folded := 0
+	for i, w := range got {
+		var want, kept, services rotate.Counts
+		for _, c := range truth[i].Remotes {
+			want.Add(rotate.Counts(c))
+		}
+		for _, r := range w.Remotes {
+			if c := rotate.Counts(truth[i].Remotes[r.Addr]); r.Counts != c {
+				t.Errorf("window %v remote %v: %+v, want %+v", w.Start, r.Addr, r.Counts, c)
+			}
+			kept.Add(r.Counts)
+		}
+		for _, s := range w.Services {
+			services.Add(s.Counts)
+		}
+		all := kept
+		all.Add(w.Other)
+		if all != want || services != want {
+			t.Errorf("window %v: kept + other = %+v, services %+v, want %+v", w.Start, all, services, want)
+		}
+		if w.Stats.Tallied != truth[i].Tallied || w.Stats.Overflow != w.Stats.Tallied-kept.Packets() {
+			t.Errorf("window %v: tallied %d overflow %d, want %d and %d", w.Start, w.Stats.Tallied, w.Stats.Overflow, truth[i].Tallied, truth[i].Tallied-kept.Packets())
+		}
+		if len(truth[i].Remotes) > 50 {
+			folded++
+			if len(w.Remotes) != 50 || w.Stats.Overflow == 0 {
+				t.Errorf("window %v: %d remotes, overflow %d; want 50 and some", w.Start, len(w.Remotes), w.Stats.Overflow)
+			}
+		}
+	}
+	if folded == 0 {
+		t.Fatal("no window had more than 50 remotes: the test tests nothing")
+	}
+	// query says so.
+	code, out, _ := runCmd(t, "query", "--db", db, "--from", testStart.Add(-time.Hour).Format(time.RFC3339), "--to", testStart.Add(time.Hour).Format(time.RFC3339))
+	if code != 0 || !strings.Contains(out, "--max-open-remotes") {
+		t.Errorf("query (exit %d) does not mention the overflow:\n%s", code, out)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/metrics"
+	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
 )
 
@@ -90,6 +91,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	excludeFile := fs.String("exclude-file", "", "read exclusions from `file`, one address or prefix per line, # comments")
 	window := fs.String("window", "20s", "window `length`, whole seconds")
 	maxRemotes := fs.Int("max-remotes", 10000, "store at most `N` remotes per window, the heaviest by bytes; the rest are summed into an 'other' row (0: no cap)")
+	maxOpen := fs.Int("max-open-remotes", rotate.DefaultMaxOpenRemotes, "count at most `N` distinct remotes (and service-remote pairs) in the open window; later new remotes are summed exactly into 'other' and counted as overflow frames (0: no bound, memory grows with the remotes)")
 	retention := fs.String("retention", "2d", "keep raw windows this `duration`, counted back from the newest; older ones live on in the hourly and daily rollups (0: keep all)")
 	retentionHours := fs.String("retention-hours", "90d", "keep hourly rollups this `duration` (0: keep all)")
 	retentionDays := fs.String("retention-days", "730d", "keep daily rollups this `duration` (0: keep all)")
@@ -123,7 +125,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg := Config{
 		Read: *read, DBPath: *db, LogPath: *recLog, LogTop: *logTop, MaxRemotes: *maxRemotes,
-		GeoIP: geoip, GeoAuto: true, Logger: logger, Location: time.Local,
+		MaxOpenRemotes: *maxOpen,
+		GeoIP:          geoip, GeoAuto: true, Logger: logger, Location: time.Local,
 	}
 	if *utc {
 		cfg.Location = time.UTC
@@ -155,8 +158,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			*c = -1
 		}
 	}
-	if *maxRemotes < 0 || *logTop < 0 {
-		return fmt.Errorf("%w: --max-remotes and --log-top must not be negative", errUsage)
+	if *maxRemotes < 0 || *logTop < 0 || *maxOpen < 0 {
+		return fmt.Errorf("%w: --max-remotes, --max-open-remotes and --log-top must not be negative", errUsage)
 	}
 	if cfg.Local, err = parseAddrs("--local", local); err != nil {
 		return err

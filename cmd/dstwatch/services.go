@@ -31,8 +31,7 @@ func (a *App) openServices() error {
 		}
 		ps := capture.NewPortSet(start)
 		for _, p := range a.cfg.ServicePorts {
-			ps.Add(capture.ProtoTCP, p)
-			ps.Add(capture.ProtoUDP, p)
+			ps.AddService(p)
 		}
 		a.services = capture.NewServices(ps)
 		return nil
@@ -115,7 +114,7 @@ type runServiceFlags struct {
 func serviceFlags(fs *flag.FlagSet) *runServiceFlags {
 	f := &runServiceFlags{}
 	fs.Var(&f.ports, "service-ports", "local `ports` that count as services (tcp and udp) besides those the host listens on; comma-separated or repeated. With --read the only ones known")
-	f.ephemeral = fs.Uint("ephemeral-start", 0, "local ports from `N` up are ephemeral (clients) unless listened on (default: the kernel's ip_local_port_range; 32768 with --read)")
+	f.ephemeral = fs.Uint("ephemeral-start", 0, "the kernel's client ports start at `N`: with --read, local ports below it are services; live, a bound UDP port below it is a server's (default: the kernel's ip_local_port_range; 32768 with --read)")
 	f.top = fs.Int("service-top", rotate.DefaultServiceTop, "remotes kept per service and window with rows of their own; the rest are summed in the service's 'other'")
 	f.metricsTop = fs.Int("metrics-service-top", metrics.DefaultServiceTop, "services with metric series of their own: the first `N` to rank in a window's top N; the rest are service=\"other\"")
 	return f

@@ -30,7 +30,7 @@ func addServiceFilterFlags(fs *flag.FlagSet) *svcFlags {
 	f := &svcFlags{}
 	fs.Var(&f.ports, "port", "only the service on this `port` (0: ICMP, other protocols, fragments); repeatable")
 	fs.Var(&f.protos, "proto", "only services of this `protocol`: tcp, udp, icmp or other; repeatable")
-	fs.Var(&f.sides, "side", "only services on this `side`: in (this host's), out (used by this host) or none; repeatable")
+	fs.Var(&f.sides, "side", "only services on this `side`: in (this host's), out (used by this host), scan (probes of closed ports) or none; repeatable")
 	return f
 }
 
@@ -55,7 +55,7 @@ func (f *svcFlags) filter(base query.Filter) (query.ServiceFilter, error) {
 	for _, s := range f.sides {
 		sd, err := query.ParseSide(s)
 		if err != nil {
-			return sf, fmt.Errorf("%w: --side %q: want in, out or none", errUsage, s)
+			return sf, fmt.Errorf("%w: --side %q: want in, out, scan or none", errUsage, s)
 		}
 		sf.Sides = append(sf.Sides, sd)
 	}
@@ -390,6 +390,9 @@ func cmdDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 		for _, r := range rows {
+			if r.Key.Side() == capture.SideScan && !given["side"] {
+				continue // probes of closed ports: one bucket, not a service to monitor
+			}
 			data = append(data, map[string]string{"{#SERVICE}": r.Name(), "{#PROTO}": r.Key.Proto().String(),
 				"{#PORT}": strconv.Itoa(int(r.Key.Port())), "{#SIDE}": r.Key.Side().String()})
 		}

@@ -19,8 +19,10 @@ type ServiceCounts struct {
 	Remotes map[netip.Addr]Counts
 }
 
-// ServiceRule says which local ports are services: those in Listen, and
-// those below EphemeralStart.
+// ServiceRule says which local ports are services as a replay decides
+// (without socket tables): those in Listen; else the remote port when it
+// is below 1024 and the local one is not; else local ports below
+// EphemeralStart.
 type ServiceRule struct {
 	Listen         map[uint16]bool
 	EphemeralStart uint16
@@ -77,7 +79,7 @@ func ServiceTruth(pkts []Packet, link uint16, local []netip.Addr, exclude []neti
 			if !sl {
 				lp, rp = rp, lp
 			}
-			if rule.Listen[lp] || lp < rule.EphemeralStart {
+			if rule.Listen[lp] || (lp < rule.EphemeralStart && !(rp < 1024 && lp >= 1024)) {
 				k.Port, k.Side = lp, "in"
 			} else {
 				k.Port, k.Side = rp, "out"

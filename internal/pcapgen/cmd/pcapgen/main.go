@@ -26,6 +26,7 @@ func run(args []string) error {
 	out := fs.String("o", "", "output `file` (required)")
 	n := fs.Int("n", 100000, "number of frames")
 	remotes := fs.Int("remotes", 1000, "distinct remote addresses")
+	hostile := fs.Int("hostile", 0, "if `N` > 0: four frames in five are spoofed probes of random ports from N distinct sources (pcapgen.HostileFunc); the rest is the ordinary mix")
 	local := fs.String("local", "198.51.100.1,2001:db8::1", "comma-separated local `addresses`")
 	seed := fs.Int64("seed", 1, "random seed")
 	format := fs.String("format", "pcap", "pcap (µs), pcapns or pcapng")
@@ -68,5 +69,8 @@ func run(args []string) error {
 		return fmt.Errorf("-start: %w", err)
 	}
 	next := pcapgen.MixedFunc(*seed, *n, *remotes, locals, t0, *span, l)
+	if *hostile > 0 {
+		next = pcapgen.HostileFunc(*seed, *n, *remotes, *hostile, locals, t0, *span, l)
+	}
 	return pcapgen.WriteFunc(*out, f, l, *n, next)
 }
