@@ -368,7 +368,18 @@ func TestListenPermissions(t *testing.T) {
 		if err != nil {
 			t.Skipf("no group 1: %v", err)
 		}
-		p := filepath.Join(dir, "g.sock")
+		// Above the socket's directory, the group must be let through
+		// (t.TempDir's are 0700); the directory itself, 0700 root:root
+		// like one the daemon made, is the daemon's to open to the group.
+		top := filepath.Dir(dir)
+		if _, err := Listen(filepath.Join(dir, "g.sock"), g.Name); err == nil || !strings.Contains(err.Error(), "cannot pass "+top) {
+			t.Errorf("socket below a directory the group cannot pass: %v", err)
+		}
+		os.Chmod(top, 0o755)
+		sub := filepath.Join(dir, "state")
+		os.Mkdir(sub, 0o700)
+		os.Chmod(dir, 0o755)
+		p := filepath.Join(sub, "g.sock")
 		l, err := Listen(p, g.Name)
 		if err != nil {
 			t.Fatal(err)
@@ -377,6 +388,16 @@ func TestListenPermissions(t *testing.T) {
 		m, gid := mode(t, p)
 		if m.Perm() != 0o660 || strconv.Itoa(int(gid)) != g.Gid {
 			t.Errorf("mode %v gid %d, want 0660 and %s", m, gid, g.Gid)
+		}
+		if m, gid := mode(t, sub); m.Perm() != 0o710 || strconv.Itoa(int(gid)) != g.Gid {
+			t.Errorf("socket directory mode %v gid %d, want 0710 and %s", m, gid, g.Gid)
+		}
+		// A directory with a group of its own is not the daemon's to change.
+		other := filepath.Join(dir, "other")
+		os.Mkdir(other, 0o750)
+		os.Chown(other, 0, 2)
+		if _, err := Listen(filepath.Join(other, "o.sock"), g.Name); err == nil || !strings.Contains(err.Error(), "chgrp "+g.Name+" "+other) {
+			t.Errorf("socket in a directory of another group: %v", err)
 		}
 		if _, err := Listen(filepath.Join(dir, "x.sock"), "no-such-group-here"); err == nil || !strings.Contains(err.Error(), "no such group") {
 			t.Errorf("unknown group: %v", err)

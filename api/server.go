@@ -13,6 +13,9 @@
 //	/v1/stream     newline-delimited query.WindowJSON, one per window as it is stored
 //	/v1/incidents  alert incidents, and POST /v1/incidents/{id}/expire (incidents.go)
 //
+// Everyone who may connect may read; POST needs root or the daemon's own
+// user (peer.go).
+//
 // Range parameters: from and to (RFC 3339; from inclusive, to exclusive, by
 // window start) or last (the N newest windows). Filter parameters: remote
 // (address or CIDR, repeatable), country (repeatable), asn (repeatable),
@@ -109,6 +112,7 @@ func New(src Source, log *slog.Logger) *Server {
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       peerContext, // peer.go: who may act
 	}
 	return s
 }
