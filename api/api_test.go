@@ -477,3 +477,64 @@ func TestListenPermissions(t *testing.T) {
 		}
 	})
 }
+
+// Clients that ask for much and never read: beyond maxInFlight of them
+// the daemon answers 503 with Retry-After at once, and each is cut off
+// after writeTimeout without progress, after which others are served.
+func TestStalledClientsAreBoundedAndCutOff(t *testing.T) {
+	var ws []*storage.Window
+	for i := range 3000 {
+		w := &storage.Window{Start: t0.Add(time.Duration(i) * time.Minute), Length: time.Minute}
+		for j := range 40 {
+			w.Remotes = append(w.Remotes, storage.Remote{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(j)}), Country: "NL",
+				Counts: rotate.Counts{TxPackets: uint64(i), TxBytes: uint64(i * j)}})
+		}
+		ws = append(ws, w)
+	}
+	_, c := serve(t, &fakeSource{ws: ws})
+	var conns []net.Conn
+	for range maxInFlight {
+		conn, err := net.Dial("unix", c.Socket())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Write([]byte("GET /v1/windows?last=100000 HTTP/1.1\r\nHost: dstwatch\r\n\r\n"))
+		conns = append(conns, conn)
+	}
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	_, err := c.Status(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "busy") || time.Since(start) > time.Second {
+		t.Fatalf("status with %d stalled requests: %v after %v, want a quick busy", maxInFlight, err, time.Since(start))
+	}
+	raw, err := net.Dial("unix", c.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Write([]byte("GET /v1/status HTTP/1.1\r\nHost: dstwatch\r\n\r\n"))
+	raw.SetReadDeadline(time.Now().Add(time.Second))
+	head, _ := io.ReadAll(io.LimitReader(raw, 200))
+	raw.Close()
+	if !strings.HasPrefix(string(head), "HTTP/1.1 503") || !strings.Contains(string(head), "Retry-After: 1") {
+		t.Errorf("over the limit: %q, want 503 with Retry-After", head)
+	}
+	if !waitUntil(writeTimeout+3*time.Second, func() bool { _, err := c.Status(context.Background()); return err == nil }) {
+		t.Fatalf("status still refused %v after the stalled clients stopped reading", writeTimeout+3*time.Second)
+	}
+	// The stalled answers were cut short, not held open.
+	conns[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(conns[0])
+	if err != nil || len(b) == 0 || strings.Contains(string(b), "\n]\n") {
+		t.Errorf("a stalled client read %d bytes (%v), want a truncated answer ending in EOF", len(b), err)
+	}
+}
+
+func waitUntil(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
