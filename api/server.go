@@ -145,7 +145,11 @@ func busy(w http.ResponseWriter) {
 // acquire takes a reader slot, waiting at most readerWait; release gives
 // it back (once; later calls do nothing).
 func (s *Server) acquire(ctx context.Context) (release func(), err error) {
-	t := time.NewTimer(readerWait)
+	return s.acquireWithin(ctx, readerWait)
+}
+
+func (s *Server) acquireWithin(ctx context.Context, wait time.Duration) (release func(), err error) {
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case s.readers <- struct{}{}:
@@ -460,8 +464,13 @@ func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
 		if err := send(); err != nil {
 			return err
 		}
-		release, err = s.acquire(ctx)
-		return err
+		// Half an answer is out: wait longer rather than cut it.
+		again, err := s.acquireWithin(ctx, time.Minute)
+		if err != nil {
+			return err
+		}
+		release = again
+		return nil
 	})
 	switch {
 	case err != nil && !started:
