@@ -93,9 +93,11 @@ func TestAPIStalledClients(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%v: no answer within 10s while clients stall", args)
 		}
-		if took := time.Since(start); took > time.Second {
+		took := time.Since(start)
+		if took > time.Second {
 			t.Errorf("%v took %v while clients stall, want under a second", args, took)
 		}
+		t.Logf("%s %s: %v", args[0], args[len(args)-1], took.Round(time.Millisecond))
 		if code != 0 || out == "" {
 			t.Errorf("%v: exit %d\n%s%s", args, code, out, errs)
 		}
