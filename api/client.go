@@ -43,6 +43,9 @@ func NewClient(path string) *Client {
 	return &Client{socket: path, hc: &http.Client{Transport: tr}}
 }
 
+// Close closes the client's idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
 // Socket is the socket's path.
 func (c *Client) Socket() string { return c.socket }
 

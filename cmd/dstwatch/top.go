@@ -399,7 +399,6 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	// The file is opened, read and closed at once, never held while top
 	// runs: a daemon started later must be able to lock it.
-	sock := socketFor(*socket, *db)
 	st, err := openStore(ctx, *db, *socket, false)
 	if err != nil {
 		return err
@@ -413,7 +412,9 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	for _, w := range ws {
 		v.add(w)
 	}
-	c := api.NewClient(sock)
+	// The socket is looked for afresh on each try: a daemon started
+	// later may listen elsewhere than none did (systemd's /run/dstwatch).
+	client := func() *api.Client { return api.NewClient(socketFor(*socket, *db)) }
 	f, isFile := stdout.(*os.File)
 	tty := isFile && isatty.IsTerminal(f.Fd())
 	if *once || (!tty && fromFile) {
@@ -423,7 +424,7 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err := v.plain(stdout); err != nil {
 			return err
 		}
-		return followWindows(ctx, c, v.windowsEnd(), func(w *storage.Window) error {
+		return followWindows(ctx, client, v.windowsEnd(), func(w *storage.Window) error {
 			v.add(w)
 			fmt.Fprintln(stdout)
 			return v.plain(stdout)
@@ -436,7 +437,7 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	p := tea.NewProgram(v, tea.WithContext(ctx), tea.WithAltScreen(), tea.WithOutput(stdout))
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go followWindows(sctx, c, v.windowsEnd(), func(w *storage.Window) error {
+	go followWindows(sctx, client, v.windowsEnd(), func(w *storage.Window) error {
 		p.Send(topWindowMsg{w})
 		return nil
 	}, func(live bool, why string) {
@@ -470,7 +471,7 @@ func (v *topView) windowsEnd() time.Time {
 // started yet) it polls the socket every second, then fetches what it
 // missed and resubscribes. state (if not nil) hears when the stream is
 // live and when it is not, and why.
-func followWindows(ctx context.Context, c *api.Client, newest time.Time, fn func(*storage.Window) error, state func(live bool, why string)) error {
+func followWindows(ctx context.Context, client func() *api.Client, newest time.Time, fn func(*storage.Window) error, state func(live bool, why string)) error {
 	live := false
 	say := func(l bool, why string) {
 		if state != nil {
@@ -480,6 +481,7 @@ func followWindows(ctx context.Context, c *api.Client, newest time.Time, fn func
 	}
 	lastWhy := ""
 	for {
+		c := client()
 		fill := func() error {
 			if !live {
 				say(true, "")
@@ -502,6 +504,7 @@ func followWindows(ctx context.Context, c *api.Client, newest time.Time, fn func
 			newest = w.Start
 			return fn(w)
 		})
+		c.Close()
 		if ctx.Err() != nil {
 			return nil
 		}
