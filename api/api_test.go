@@ -539,3 +539,29 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 	}
 	return cond()
 }
+
+// The connection limits bound each write, not a stream's life: a stream
+// idle for longer than writeTimeout and readTimeout still gets the next
+// window.
+func TestStreamOutlivesTheTimeouts(t *testing.T) {
+	s, c := serve(t, &fakeSource{})
+	got := make(chan time.Time, 1)
+	subscribed := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Stream(ctx, func() error { close(subscribed); return nil }, func(w *storage.Window) error {
+		got <- w.Start
+		return nil
+	})
+	<-subscribed
+	time.Sleep(max(writeTimeout, readTimeout) + time.Second)
+	s.Publish(sampleWindows()[0])
+	select {
+	case st := <-got:
+		if !st.Equal(t0) {
+			t.Errorf("window %v, want %v", st, t0)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("a stream idle past the timeouts got no window")
+	}
+}
