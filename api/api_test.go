@@ -368,7 +368,18 @@ func TestListenPermissions(t *testing.T) {
 		if err != nil {
 			t.Skipf("no group 1: %v", err)
 		}
-		p := filepath.Join(dir, "g.sock")
+		// Above the socket's directory, the group must be let through
+		// (t.TempDir's are 0700); the directory itself, 0700 root:root
+		// like one the daemon made, is the daemon's to open to the group.
+		top := filepath.Dir(dir)
+		if _, err := Listen(filepath.Join(dir, "g.sock"), g.Name); err == nil || !strings.Contains(err.Error(), "cannot pass "+top) {
+			t.Errorf("socket below a directory the group cannot pass: %v", err)
+		}
+		os.Chmod(top, 0o755)
+		sub := filepath.Join(dir, "state")
+		os.Mkdir(sub, 0o700)
+		os.Chmod(dir, 0o755)
+		p := filepath.Join(sub, "g.sock")
 		l, err := Listen(p, g.Name)
 		if err != nil {
 			t.Fatal(err)
@@ -377,6 +388,16 @@ func TestListenPermissions(t *testing.T) {
 		m, gid := mode(t, p)
 		if m.Perm() != 0o660 || strconv.Itoa(int(gid)) != g.Gid {
 			t.Errorf("mode %v gid %d, want 0660 and %s", m, gid, g.Gid)
+		}
+		if m, gid := mode(t, sub); m.Perm() != 0o710 || strconv.Itoa(int(gid)) != g.Gid {
+			t.Errorf("socket directory mode %v gid %d, want 0710 and %s", m, gid, g.Gid)
+		}
+		// A directory with a group of its own is not the daemon's to change.
+		other := filepath.Join(dir, "other")
+		os.Mkdir(other, 0o750)
+		os.Chown(other, 0, 2)
+		if _, err := Listen(filepath.Join(other, "o.sock"), g.Name); err == nil || !strings.Contains(err.Error(), "chgrp "+g.Name+" "+other) {
+			t.Errorf("socket in a directory of another group: %v", err)
 		}
 		if _, err := Listen(filepath.Join(dir, "x.sock"), "no-such-group-here"); err == nil || !strings.Contains(err.Error(), "no such group") {
 			t.Errorf("unknown group: %v", err)
@@ -455,4 +476,92 @@ func TestListenPermissions(t *testing.T) {
 			t.Errorf("got %v", err)
 		}
 	})
+}
+
+// Clients that ask for much and never read: beyond maxInFlight of them
+// the daemon answers 503 with Retry-After at once, and each is cut off
+// after writeTimeout without progress, after which others are served.
+func TestStalledClientsAreBoundedAndCutOff(t *testing.T) {
+	var ws []*storage.Window
+	for i := range 3000 {
+		w := &storage.Window{Start: t0.Add(time.Duration(i) * time.Minute), Length: time.Minute}
+		for j := range 40 {
+			w.Remotes = append(w.Remotes, storage.Remote{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(j)}), Country: "NL",
+				Counts: rotate.Counts{TxPackets: uint64(i), TxBytes: uint64(i * j)}})
+		}
+		ws = append(ws, w)
+	}
+	_, c := serve(t, &fakeSource{ws: ws})
+	var conns []net.Conn
+	for range maxInFlight {
+		conn, err := net.Dial("unix", c.Socket())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Write([]byte("GET /v1/windows?last=100000 HTTP/1.1\r\nHost: dstwatch\r\n\r\n"))
+		conns = append(conns, conn)
+	}
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	_, err := c.Status(context.Background())
+	// The client asks once more after Retry-After's second, then gives up.
+	if err == nil || !strings.Contains(err.Error(), "busy") || time.Since(start) > 2*time.Second {
+		t.Fatalf("status with %d stalled requests: %v after %v, want busy within 2 s", maxInFlight, err, time.Since(start))
+	}
+	raw, err := net.Dial("unix", c.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Write([]byte("GET /v1/status HTTP/1.1\r\nHost: dstwatch\r\n\r\n"))
+	raw.SetReadDeadline(time.Now().Add(time.Second))
+	head, _ := io.ReadAll(io.LimitReader(raw, 200))
+	raw.Close()
+	if !strings.HasPrefix(string(head), "HTTP/1.1 503") || !strings.Contains(string(head), "Retry-After: 1") {
+		t.Errorf("over the limit: %q, want 503 with Retry-After", head)
+	}
+	if !waitUntil(writeTimeout+3*time.Second, func() bool { _, err := c.Status(context.Background()); return err == nil }) {
+		t.Fatalf("status still refused %v after the stalled clients stopped reading", writeTimeout+3*time.Second)
+	}
+	// The stalled answers were cut short, not held open.
+	conns[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(conns[0])
+	if err != nil || len(b) == 0 || strings.Contains(string(b), "\n]\n") {
+		t.Errorf("a stalled client read %d bytes (%v), want a truncated answer ending in EOF", len(b), err)
+	}
+}
+
+func waitUntil(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+// The connection limits bound each write, not a stream's life: a stream
+// idle for longer than writeTimeout and readTimeout still gets the next
+// window.
+func TestStreamOutlivesTheTimeouts(t *testing.T) {
+	s, c := serve(t, &fakeSource{})
+	got := make(chan time.Time, 1)
+	subscribed := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Stream(ctx, func() error { close(subscribed); return nil }, func(w *storage.Window) error {
+		got <- w.Start
+		return nil
+	})
+	<-subscribed
+	time.Sleep(max(writeTimeout, readTimeout) + time.Second)
+	s.Publish(sampleWindows()[0])
+	select {
+	case st := <-got:
+		if !st.Equal(t0) {
+			t.Errorf("window %v, want %v", st, t0)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("a stream idle past the timeouts got no window")
+	}
 }

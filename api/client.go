@@ -43,6 +43,9 @@ func NewClient(path string) *Client {
 	return &Client{socket: path, hc: &http.Client{Transport: tr}}
 }
 
+// Close closes the client's idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
 // Socket is the socket's path.
 func (c *Client) Socket() string { return c.socket }
 
@@ -85,6 +88,16 @@ func (c *Client) get(ctx context.Context, path string, v url.Values) (*http.Resp
 		return nil, err
 	}
 	resp, err := c.hc.Do(req)
+	// A busy daemon (503, Retry-After) is asked once more after a second.
+	if err == nil && resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" {
+		resp.Body.Close()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		resp, err = c.hc.Do(req)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):

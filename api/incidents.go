@@ -43,7 +43,7 @@ const expireWait = 60 * time.Second
 func (s *Server) registerIncidents(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/incidents", s.incidents)
 	mux.HandleFunc("GET /v1/incidents/{id}", s.incident)
-	mux.HandleFunc("POST /v1/incidents/{id}/expire", s.expireIncident)
+	mux.HandleFunc("POST /v1/incidents/{id}/expire", s.actor(s.expireIncident)) // peer.go: root or the daemon's user
 }
 
 func (s *Server) incidentSource(w http.ResponseWriter) IncidentSource {

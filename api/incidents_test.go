@@ -105,9 +105,23 @@ func TestIncidentsStrictParams(t *testing.T) {
 		{"POST", "/v1/incidents/1/expire?now=1", 400, `unknown parameter`},
 	} {
 		rec := httptest.NewRecorder()
-		s.Handler().ServeHTTP(rec, httptest.NewRequest(c.method, c.url, nil))
+		req := httptest.NewRequest(c.method, c.url, nil)
+		req = req.WithContext(context.WithValue(req.Context(), peerKey{}, peer{uid: 0})) // root
+		s.Handler().ServeHTTP(rec, req)
 		if rec.Code != c.code || !strings.Contains(rec.Body.String(), c.msg) {
 			t.Errorf("%s %s: %d %s", c.method, c.url, rec.Code, rec.Body.String())
+		}
+	}
+	// A peer that is not root nor the daemon's user may not act.
+	for _, p := range []any{nil, peer{uid: 4242, gid: 4242}} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/v1/incidents/1/expire", nil)
+		if p != nil {
+			req = req.WithContext(context.WithValue(req.Context(), peerKey{}, p))
+		}
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "may only read") {
+			t.Errorf("expire by %v: %d %s", p, rec.Code, rec.Body.String())
 		}
 	}
 	// A source without incidents says alerts are off.

@@ -7,13 +7,20 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 )
 
 // Listen creates the API's unix socket at path: mode 0600, or 0660 with
-// its group set to group when group is not "". An existing file at path is
+// its group set to group when group is not "". With a group, the socket's
+// directory must let the group through: a directory the daemon made
+// (group root or the daemon's own, not searchable by the group) gets the
+// group and g+x, so that members can reach the socket without being able
+// to list or read anything else there; a directory the group cannot pass
+// and that is not the daemon's to change is an error saying what to do.
+// An existing file at path is
 // replaced only when it is a socket nobody answers on (left by a daemon that
 // died); anything else there is refused and left untouched. Closing the
 // listener removes the socket file.
@@ -34,6 +41,11 @@ func Listen(path, group string) (net.Listener, error) {
 	// sun_path holds 108 bytes with the terminating NUL.
 	if len(path) > 107 {
 		return nil, fmt.Errorf("api socket %s: path longer than 107 bytes; choose a shorter --socket", path)
+	}
+	if gid >= 0 {
+		if err := groupCanReach(filepath.Dir(path), group, gid); err != nil {
+			return nil, err
+		}
 	}
 	if err := removeStale(path); err != nil {
 		return nil, err
@@ -115,4 +127,53 @@ func CheckListen(path, group string) error {
 		return fmt.Errorf("api socket %s: another process is listening there (is dstwatch already running?); stop it, or choose another --socket (or --socket none)", path)
 	}
 	return nil
+}
+
+// groupCanReach makes dir searchable by gid where that is the daemon's to
+// do (see Listen), and checks that every directory above it is.
+func groupCanReach(dir, group string, gid int) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("api socket: %w", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("api socket: %w", err)
+	}
+	if !searchable(st, gid) {
+		sys := st.Sys().(*syscall.Stat_t)
+		mine := sys.Uid == 0 || int(sys.Uid) == os.Geteuid()
+		plainGroup := sys.Gid == 0 || int(sys.Gid) == os.Getegid()
+		if !mine || !plainGroup {
+			return fmt.Errorf("api socket: group %s cannot reach %s (mode %v, uid %d, gid %d): chgrp %s %s && chmod g+x %s, or choose a --socket in a directory the group may pass", group, dir, st.Mode().Perm(), sys.Uid, sys.Gid, group, dir, dir)
+		}
+		if err := os.Chown(dir, -1, gid); err != nil {
+			return fmt.Errorf("api socket: let group %s reach %s: %w", group, dir, err)
+		}
+		if err := os.Chmod(dir, st.Mode().Perm()|0o010); err != nil {
+			return fmt.Errorf("api socket: let group %s reach %s: %w", group, dir, err)
+		}
+	}
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("api socket: %w", err)
+		}
+		if !searchable(st, gid) {
+			return fmt.Errorf("api socket: group %s cannot pass %s (mode %v), above the socket's directory: choose a --socket elsewhere (under systemd: /run/dstwatch, the unit's RuntimeDirectory)", group, d, st.Mode().Perm())
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
+// searchable reports whether members of gid who are not its owner may
+// pass through the directory st.
+func searchable(st fs.FileInfo, gid int) bool {
+	sys := st.Sys().(*syscall.Stat_t)
+	if st.Mode().Perm()&0o001 != 0 {
+		return true
+	}
+	return int(sys.Gid) == gid && st.Mode().Perm()&0o010 != 0
 }

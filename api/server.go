@@ -13,6 +13,9 @@
 //	/v1/stream     newline-delimited query.WindowJSON, one per window as it is stored
 //	/v1/incidents  alert incidents, and POST /v1/incidents/{id}/expire (incidents.go)
 //
+// Everyone who may connect may read; POST needs root or the daemon's own
+// user (peer.go).
+//
 // Range parameters: from and to (RFC 3339; from inclusive, to exclusive, by
 // window start) or last (the N newest windows). Filter parameters: remote
 // (address or CIDR, repeatable), country (repeatable), asn (repeatable),
@@ -24,7 +27,7 @@
 package api
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +38,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dstwatch/dstwatch/query"
@@ -57,10 +61,25 @@ const (
 	MaxLast        = 1 << 20                   // largest last=N
 	MaxTop         = 1 << 20
 	maxFilterItems = 256 // remote, country and asn values together
-	maxReaders     = 4   // concurrent window and aggregate requests
+	maxReaders     = 4   // concurrent window and aggregate reads of the database
+	maxInFlight    = 64  // concurrent requests other than streams
 	maxSubscribers = 64  // concurrent streams
 	streamBuffer   = 64  // windows a stream subscriber may lag behind
 )
+
+// Time limits on a connection. A client that stops reading is cut off
+// after writeTimeout without progress: the deadline is renewed for each
+// chunk of a long answer and each window of a stream, never for a whole
+// answer that may rightly take longer.
+const (
+	readTimeout  = 10 * time.Second // the request, headers and body
+	writeTimeout = 10 * time.Second // one write to the client
+	readerWait   = 2 * time.Second  // for a reader slot before answering 503
+	chunkSize    = 64 << 10         // bytes of a windows answer written at a time
+)
+
+// errBusy is a request over a limit; it is answered 503 with Retry-After.
+var errBusy = errors.New("the daemon is busy with other API requests; retry in a second")
 
 // Server serves the API. Publish and Shutdown are safe from any goroutine.
 type Server struct {
@@ -68,12 +87,13 @@ type Server struct {
 	log     *slog.Logger
 	hub     *hub
 	srv     *http.Server
-	readers chan struct{} // a slot per concurrent windows/aggregate request
+	readers chan struct{} // a slot per concurrent read of the database, never held while writing to a client
+	flight  chan struct{} // a slot per request in flight (streams have the hub's limit)
 }
 
 // New returns a server reading src; log gets one line per failed request.
 func New(src Source, log *slog.Logger) *Server {
-	s := &Server{src: src, log: log, hub: newHub(maxSubscribers, streamBuffer), readers: make(chan struct{}, maxReaders)}
+	s := &Server{src: src, log: log, hub: newHub(maxSubscribers, streamBuffer), readers: make(chan struct{}, maxReaders), flight: make(chan struct{}, maxInFlight)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/windows", s.windows)
 	mux.HandleFunc("GET /v1/aggregate", s.aggregate)
@@ -85,13 +105,66 @@ func New(src Source, log *slog.Logger) *Server {
 		writeError(w, http.StatusNotFound, "no such endpoint %s %s: see /v1/windows, /v1/aggregate, /v1/services, /v1/status, /v1/stream, /v1/incidents", r.Method, r.URL.Path)
 	})
 	s.srv = &http.Server{
-		Handler:           mux,
+		Handler:           s.limit(mux),
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout, // handlers that answer at length renew it
 		IdleTimeout:       time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       peerContext, // peer.go: who may act
 	}
 	return s
+}
+
+// limit answers 503 at once when maxInFlight requests are running, so
+// that a crowd of clients costs the daemon a bounded number of goroutines
+// and buffers and a quick "busy" rather than a queue nobody sees.
+func (s *Server) limit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/stream" {
+			next.ServeHTTP(w, r) // bounded by maxSubscribers
+			return
+		}
+		select {
+		case s.flight <- struct{}{}:
+			defer func() { <-s.flight }()
+		default:
+			busy(w)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func busy(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, "%v", errBusy)
+}
+
+// acquire takes a reader slot, waiting at most readerWait; release gives
+// it back (once; later calls do nothing).
+func (s *Server) acquire(ctx context.Context) (release func(), err error) {
+	return s.acquireWithin(ctx, readerWait)
+}
+
+func (s *Server) acquireWithin(ctx context.Context, wait time.Duration) (release func(), err error) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case s.readers <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, errBusy
+	}
+	held := true
+	return func() {
+		if held {
+			held = false
+			<-s.readers
+		}
+	}, nil
 }
 
 // Handler is the API's HTTP handler, for tests.
@@ -142,7 +215,10 @@ func writeError(w http.ResponseWriter, code int, format string, args ...any) {
 	json.NewEncoder(w).Encode(errorJSON{fmt.Sprintf(format, args...)})
 }
 
+// writeJSON sends v with a write deadline of its own: an answer that took
+// long to compute still has writeTimeout to go out.
 func writeJSON(w http.ResponseWriter, v any) {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -285,14 +361,18 @@ func (p *params) filter() (query.Filter, error) {
 	return f, nil
 }
 
-// read runs fn for each window of sp, holding a reader slot.
+// read runs fn for each window of sp, holding a reader slot, which fn
+// must not block on a client (see windows).
 func (s *Server) read(ctx context.Context, sp span, fn func(*storage.Window) error) error {
-	select {
-	case s.readers <- struct{}{}:
-		defer func() { <-s.readers }()
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := s.acquire(ctx)
+	if err != nil {
+		return err
 	}
+	defer release()
+	return s.scan(ctx, sp, fn)
+}
+
+func (s *Server) scan(ctx context.Context, sp span, fn func(*storage.Window) error) error {
 	check := func(w *storage.Window) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -310,6 +390,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &br):
 		writeError(w, http.StatusBadRequest, "%s", br.msg)
+	case errors.Is(err, errBusy):
+		busy(w)
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads an answer.
 	default:
@@ -319,8 +401,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // windows streams a JSON array, one window at a time, so that a long range
-// costs the daemon one window of memory. A read error after the first
-// window aborts the response; the client sees a truncated array.
+// costs the daemon one batch of windows and one chunk of memory. The reader
+// slot is given back while a chunk goes out, and each chunk has its own
+// write deadline: a client that stops reading holds no slot and is cut
+// off after writeTimeout. A read error after the first chunk aborts the
+// response; the client sees a truncated array.
 func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
 	p, err := newParams(r, "from", "to", "last", "remote", "country", "asn", "direction")
 	if err != nil {
@@ -337,37 +422,82 @@ func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	var bw *bufio.Writer
-	err = s.read(r.Context(), sp, func(win *storage.Window) error {
+	ctx := r.Context()
+	release, err := s.acquire(ctx)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer func() { release() }()
+	rc := http.NewResponseController(w)
+	var buf bytes.Buffer
+	started := false // the header and part of the array are out
+	send := func() error {
+		if !started {
+			w.Header().Set("Content-Type", "application/json")
+			started = true
+		}
+		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return err
+		}
+		buf.Reset()
+		return rc.Flush()
+	}
+	n := 0
+	err = s.scan(ctx, sp, func(win *storage.Window) error {
 		b, err := json.Marshal(query.ToWindowJSON(f.Apply(win)))
 		if err != nil {
 			return err
 		}
-		if bw == nil {
-			w.Header().Set("Content-Type", "application/json")
-			bw = bufio.NewWriterSize(w, 64<<10)
-			bw.WriteString("[\n")
+		if n == 0 {
+			buf.WriteString("[\n")
 		} else {
-			bw.WriteString(",\n")
+			buf.WriteString(",\n")
 		}
-		_, err = bw.Write(b)
-		return err
+		n++
+		buf.Write(b)
+		if buf.Len() < chunkSize {
+			return nil
+		}
+		release()
+		if err := send(); err != nil {
+			return err
+		}
+		// Half an answer is out: wait longer rather than cut it.
+		again, err := s.acquireWithin(ctx, time.Minute)
+		if err != nil {
+			return err
+		}
+		release = again
+		return nil
 	})
 	switch {
-	case err != nil && bw == nil:
+	case err != nil && !started:
 		s.fail(w, r, err)
 	case err != nil:
-		if r.Context().Err() == nil {
+		if ctx.Err() == nil && !isNetErr(err) {
 			s.log.Error("api request", "path", r.URL.Path, "err", err)
 		}
 		panic(http.ErrAbortHandler)
-	case bw == nil:
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte("[]\n"))
 	default:
-		bw.WriteString("\n]\n")
-		bw.Flush()
+		release()
+		if n == 0 {
+			buf.WriteString("[]\n")
+		} else {
+			buf.WriteString("\n]\n")
+		}
+		if send() != nil {
+			panic(http.ErrAbortHandler)
+		}
 	}
+}
+
+// isNetErr reports whether err came from writing to the client (it went
+// away or stopped reading), which is not the daemon's error to log.
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, http.ErrHandlerTimeout)
 }
 
 func (s *Server) aggregate(w http.ResponseWriter, r *http.Request) {
@@ -459,12 +589,11 @@ type AggregateJSON struct {
 // read window by window.
 func (s *Server) answer(ctx context.Context, sp span, q query.Question) ([]query.Row, query.Summary, error) {
 	if rd, ok := s.src.(query.Reader); ok {
-		select {
-		case s.readers <- struct{}{}:
-			defer func() { <-s.readers }()
-		case <-ctx.Done():
-			return nil, query.Summary{}, ctx.Err()
+		release, err := s.acquire(ctx)
+		if err != nil {
+			return nil, query.Summary{}, err
 		}
+		defer release()
 		return query.Answer(rd, sp.from, sp.to, sp.last, q, ctx.Err)
 	}
 	agg, err := query.NewAggregator(q.By)

@@ -113,12 +113,11 @@ func (p *params) serviceQuestion() (query.ServiceQuestion, span, error) {
 // answerServices is answer (server.go) for services.
 func (s *Server) answerServices(ctx context.Context, sp span, q query.ServiceQuestion) ([]query.ServiceRow, query.Summary, error) {
 	if rd, ok := s.src.(query.Reader); ok {
-		select {
-		case s.readers <- struct{}{}:
-			defer func() { <-s.readers }()
-		case <-ctx.Done():
-			return nil, query.Summary{}, ctx.Err()
+		release, err := s.acquire(ctx)
+		if err != nil {
+			return nil, query.Summary{}, err
 		}
+		defer release()
 		return query.AnswerServices(rd, sp.from, sp.to, sp.last, q, ctx.Err)
 	}
 	a := query.NewServiceAggregator(q.Filter)

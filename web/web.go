@@ -6,14 +6,18 @@ package web
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -51,6 +55,9 @@ type Server struct {
 	closed bool
 }
 
+// writeTimeout bounds one write to a page.
+const writeTimeout = 10 * time.Second
+
 // ErrNeedsAuth refuses a listener beyond loopback without auth.
 var ErrNeedsAuth = errors.New("--web on an address beyond loopback needs --web-token-file or --web-user with --web-password-file")
 
@@ -65,6 +72,36 @@ func Loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackHost reports whether a request's Host header names this machine
+// by a loopback name: localhost, 127.0.0.0/8 or ::1, with any port. A web
+// page elsewhere can point its own host name at 127.0.0.1 (DNS rebinding)
+// and read an open dashboard; its requests still carry its host name.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// cookieName holds the session cookie: an HMAC of the token, never the
+// token itself, so that a cookie store or a leaked header does not hand
+// out the token that scripts use as Bearer.
+const cookieName = "dstwatch_session"
+
+// session is the cookie value for token.
+func session(token string) string {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("dstwatch dashboard session v1"))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // Listen checks cfg and binds its address.
@@ -99,7 +136,7 @@ func Listen(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /api/status", s.status)
 	mux.HandleFunc("GET /api/current", s.current)
 	mux.HandleFunc("GET /api/events", s.events)
-	s.srv = &http.Server{Handler: s.auth(mux), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+	s.srv = &http.Server{Handler: s.auth(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute, IdleTimeout: time.Minute}
 	return s, nil
 }
 
@@ -133,9 +170,20 @@ func (s *Server) Close() {
 
 func (s *Server) auth(next http.Handler) http.Handler {
 	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+	open := s.cfg.User == "" && s.cfg.Token == ""
+	var sess string
+	if s.cfg.Token != "" {
+		sess = session(s.cfg.Token)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:")
+		if open && !loopbackHost(r.Host) {
+			// Without auth only loopback is served (Listen), and only to
+			// pages that call it by a loopback name.
+			http.Error(w, "this dashboard answers only to localhost, 127.0.0.1 or [::1] (it has no --web-token-file)", http.StatusMisdirectedRequest)
+			return
+		}
 		if s.cfg.User != "" {
 			u, p, ok := r.BasicAuth()
 			if !ok || !eq(u, s.cfg.User) || !eq(p, s.cfg.Password) {
@@ -145,17 +193,17 @@ func (s *Server) auth(next http.Handler) http.Handler {
 			}
 		}
 		if s.cfg.Token != "" {
-			tok := ""
+			ok := false
 			if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
-				tok = strings.TrimPrefix(h, "Bearer ")
-			} else if c, err := r.Cookie("dstwatch_token"); err == nil {
-				tok = c.Value
+				ok = eq(strings.TrimPrefix(h, "Bearer "), s.cfg.Token)
+			} else if c, err := r.Cookie(cookieName); err == nil {
+				ok = eq(c.Value, sess)
 			}
 			if q := r.URL.Query().Get("token"); q != "" && eq(q, s.cfg.Token) {
-				http.SetCookie(w, &http.Cookie{Name: "dstwatch_token", Value: q, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-				tok = q
+				http.SetCookie(w, &http.Cookie{Name: cookieName, Value: sess, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+				ok = true
 			}
-			if !eq(tok, s.cfg.Token) {
+			if !ok {
 				http.Error(w, "token required: open the dashboard once as /?token=TOKEN", http.StatusUnauthorized)
 				return
 			}
@@ -386,19 +434,26 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	fl.Flush()
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
+	// A page that stops reading is dropped after writeTimeout per event,
+	// not kept for good.
+	rc := http.NewResponseController(w)
 	for {
+		var err error
 		select {
 		case <-r.Context().Done():
 			return
 		case <-ping.C:
-			w.Write([]byte(": ping\n\n"))
-			fl.Flush()
+			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			_, err = w.Write([]byte(": ping\n\n"))
 		case b, ok := <-ch:
 			if !ok {
 				return
 			}
-			fmt.Fprintf(w, "event: window\ndata: %s\n\n", b)
-			fl.Flush()
+			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			_, err = fmt.Fprintf(w, "event: window\ndata: %s\n\n", b)
+		}
+		if err != nil || rc.Flush() != nil {
+			return
 		}
 	}
 }

@@ -223,7 +223,20 @@ func socketFor(socket, db string) string {
 	if socket != "" {
 		return socket
 	}
-	return defaultSocket(db)
+	// The default database and no socket beside it: the systemd unit's
+	// daemon listens in /run/dstwatch, a root daemon beside
+	// /var/lib/dstwatch/dstwatch.db; a --socket-group member (whose own
+	// default database is in its home) finds either without flags. A
+	// database named by --db is read from its own directory only.
+	s := defaultSocket(db)
+	if _, err := os.Lstat(s); err != nil && db == defaultDB() {
+		for _, alt := range []string{runSocket, defaultSocket("/var/lib/dstwatch/dstwatch.db")} {
+			if _, err := os.Lstat(alt); err == nil {
+				return alt
+			}
+		}
+	}
+	return s
 }
 
 // dialDaemon returns a client and the daemon's status when one answers on

@@ -65,6 +65,20 @@ const socketName = "dstwatch.sock"
 
 func defaultSocket(db string) string { return filepath.Join(filepath.Dir(db), socketName) }
 
+// runSocket is where the systemd unit's daemon listens: its
+// RuntimeDirectory, which the --socket-group can pass (the unit's state
+// directory, under /var/lib/private, it cannot).
+const runSocket = "/run/dstwatch/" + socketName
+
+// daemonSocket is run's default socket: in systemd's RuntimeDirectory=
+// when the unit sets one, else beside the database.
+func daemonSocket(db string) string {
+	if d := os.Getenv("RUNTIME_DIRECTORY"); d != "" {
+		return filepath.Join(strings.Split(d, ":")[0], socketName)
+	}
+	return defaultSocket(db)
+}
+
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -199,7 +213,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return fmt.Errorf("%w: --socket-group needs a socket (not --socket none)", errUsage)
 		}
 	case "":
-		cfg.Socket = defaultSocket(cfg.DBPath)
+		cfg.Socket = daemonSocket(cfg.DBPath)
 	default:
 		cfg.Socket = *socket
 	}

@@ -330,10 +330,10 @@ func (v *topView) View() string {
 	b.WriteString(topTitle.Render(v.header(sum)) + "\n")
 	state := "live"
 	if !v.live {
-		state = "not following: no daemon stream"
-	}
-	if v.err != "" {
-		state = v.err
+		state = "not live"
+		if v.err != "" {
+			state = v.err
+		}
 	}
 	b.WriteString(topDim.Render(fmt.Sprintf("[%s]  keys: r remotes  c countries  v services  g next  s sort  d direction  q quit", state)) + "\n")
 	sparkW := min(v.n, max(len(v.windows), 1))
@@ -397,53 +397,66 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *n < 1 || *n > 10000 || *rows < 1 {
 		return fmt.Errorf("%w: --windows wants 1 to 10000, --top at least 1", errUsage)
 	}
+	// The file is opened, read and closed at once, never held while top
+	// runs: a daemon started later must be able to lock it.
 	st, err := openStore(ctx, *db, *socket, false)
 	if err != nil {
 		return err
 	}
-	defer st.close()
 	ws, err := st.windows(ctx, api.Range{Last: *n})
+	fromFile := st.client == nil
+	st.close()
 	if err != nil {
 		return err
 	}
 	for _, w := range ws {
 		v.add(w)
 	}
+	// The socket is looked for afresh on each try: a daemon started
+	// later may listen elsewhere than none did (systemd's /run/dstwatch).
+	client := func() *api.Client { return api.NewClient(socketFor(*socket, *db)) }
 	f, isFile := stdout.(*os.File)
 	tty := isFile && isatty.IsTerminal(f.Fd())
-	if *once || (!tty && st.client == nil) {
+	if *once || (!tty && fromFile) {
 		return v.plain(stdout)
 	}
 	if !tty {
 		if err := v.plain(stdout); err != nil {
 			return err
 		}
-		return followWindows(ctx, st.client, v.windowsEnd(), func(w *storage.Window) error {
+		return followWindows(ctx, client, v.windowsEnd(), func(w *storage.Window) error {
 			v.add(w)
 			fmt.Fprintln(stdout)
 			return v.plain(stdout)
-		})
+		}, nil)
 	}
-	v.live = st.client != nil
+	v.live = !fromFile
+	if fromFile {
+		v.err = notLive("no daemon runs: these are the file's windows", time.Now(), v.loc)
+	}
 	p := tea.NewProgram(v, tea.WithContext(ctx), tea.WithAltScreen(), tea.WithOutput(stdout))
-	if st.client != nil {
-		sctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			err := followWindows(sctx, st.client, v.windowsEnd(), func(w *storage.Window) error {
-				p.Send(topWindowMsg{w})
-				return nil
-			})
-			if err != nil && sctx.Err() == nil {
-				p.Send(topStateMsg{false, "stream ended: " + err.Error()})
-			}
-		}()
-	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go followWindows(sctx, client, v.windowsEnd(), func(w *storage.Window) error {
+		p.Send(topWindowMsg{w})
+		return nil
+	}, func(live bool, why string) {
+		if live {
+			p.Send(topStateMsg{live: true})
+		} else {
+			p.Send(topStateMsg{false, notLive(why, time.Now(), v.loc)})
+		}
+	})
 	_, err = p.Run()
 	if errors.Is(err, tea.ErrProgramKilled) && ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// notLive is the state line when no daemon stream feeds the view.
+func notLive(why string, since time.Time, loc *time.Location) string {
+	return fmt.Sprintf("not live since %s: %s; waiting for the daemon", since.In(loc).Format("15:04:05"), why)
 }
 
 func (v *topView) windowsEnd() time.Time {
@@ -454,11 +467,25 @@ func (v *topView) windowsEnd() time.Time {
 }
 
 // followWindows calls fn with each window stored after newest, following
-// the daemon's stream; after a break it fetches what it missed and
-// resubscribes.
-func followWindows(ctx context.Context, c *api.Client, newest time.Time, fn func(*storage.Window) error) error {
+// the daemon's stream; after a break (the daemon stopped, or has not
+// started yet) it polls the socket every second, then fetches what it
+// missed and resubscribes. state (if not nil) hears when the stream is
+// live and when it is not, and why.
+func followWindows(ctx context.Context, client func() *api.Client, newest time.Time, fn func(*storage.Window) error, state func(live bool, why string)) error {
+	live := false
+	say := func(l bool, why string) {
+		if state != nil {
+			state(l, why)
+		}
+		live = l
+	}
+	lastWhy := ""
 	for {
+		c := client()
 		fill := func() error {
+			if !live {
+				say(true, "")
+			}
 			if newest.IsZero() {
 				return nil
 			}
@@ -477,12 +504,27 @@ func followWindows(ctx context.Context, c *api.Client, newest time.Time, fn func
 			newest = w.Start
 			return fn(w)
 		})
+		c.Close()
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil && !errors.Is(err, api.ErrNotRunning) {
+		why := "the daemon ended the stream"
+		switch {
+		case errors.Is(err, api.ErrNotRunning) && !live:
+			why = "no daemon runs"
+		case errors.Is(err, api.ErrNotRunning):
+			why = "the daemon stopped"
+		case err != nil && state == nil:
 			return err
+		case err != nil:
+			why = err.Error()
 		}
+		// Say it when the stream breaks, and when the reason it cannot be
+		// had changes to something other than "no daemon (yet)".
+		if live || (!errors.Is(err, api.ErrNotRunning) && why != lastWhy) {
+			say(false, why)
+		}
+		lastWhy = why
 		select {
 		case <-ctx.Done():
 			return nil

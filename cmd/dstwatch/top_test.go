@@ -412,3 +412,53 @@ func renderPane(text string) image.Image {
 	}
 	return img
 }
+
+// top never stands in the daemon's way: started with no daemon, it reads
+// the file and lets go of it, so a daemon started on the same file starts
+// (it cannot while anyone holds bbolt's lock); top then goes live on its
+// stream, and says so no longer once the daemon stops.
+func TestTopBeforeTheDaemon(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		netnstest.Unable(t, "needs tmux (apt-get install tmux; scripts/test installs it as root)")
+	}
+	p := netnstest.New(t)
+	db := serviceDB(t)
+	sock := "dstwatch-test-late-" + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() { exec.Command("tmux", "-L", sock, "kill-server").Run() })
+	tmux(t, sock, "new-session", "-d", "-s", "top", "-x", "180", "-y", "40",
+		"TZ=UTC "+binary(t)+" top --db "+db+" --utc; echo top-exited-$?; sleep 30")
+	waitPane := func(what string, cond func(string) bool) string {
+		t.Helper()
+		var last string
+		if !waitFor(10*time.Second, func() bool { last = tmux(t, sock, "capture-pane", "-p", "-t", "top"); return cond(last) }) {
+			t.Fatalf("%s; the pane shows:\n%s", what, last)
+		}
+		return last
+	}
+	pane := waitPane("top did not draw from the file", func(s string) bool {
+		return strings.Contains(s, "dstwatch top: 30 windows") && !strings.Contains(s, "[live]")
+	})
+
+	d := startDaemon(t, p.A, "-i", p.IfA, "--db", db, "--window", "1s", "--retention", "0")
+	if !strings.Contains(pane, "[not live since") || !strings.Contains(pane, "no daemon runs") {
+		t.Errorf("top does not say it is not live, and why:\n%s", pane)
+	}
+	waitPane("top did not go live on the daemon that started after it", func(s string) bool { return strings.Contains(s, "[live]") })
+	// It follows the stream: the daemon's windows (of today) arrive.
+	sink(t, p.A, netnstest.A4)
+	send(t, p.B, netnstest.B4, netnstest.A4, 20, 72)
+	today := time.Now().UTC().Format("2006-01-02")
+	waitPane("no window from the daemon's stream reached top", func(s string) bool { return strings.Contains(s, "to "+today) })
+
+	d.stop(t)
+	pane = waitPane("top still claims to be live after the daemon stopped", func(s string) bool {
+		return !strings.Contains(s, "[live]") && strings.Contains(s, "[not live since")
+	})
+	if !strings.Contains(pane, "the daemon") {
+		t.Errorf("top does not say why it is not live:\n%s", pane)
+	}
+	// And once more: a daemon restarted later is followed again.
+	d = startDaemon(t, p.A, "-i", p.IfA, "--db", db, "--window", "1s", "--retention", "0")
+	waitPane("top did not go live again on a restarted daemon", func(s string) bool { return strings.Contains(s, "[live]") })
+	d.stop(t)
+}

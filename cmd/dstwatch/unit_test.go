@@ -21,6 +21,7 @@ func TestSystemdUnit(t *testing.T) {
 	for _, want := range []string{
 		"Type=notify", "WatchdogSec=", "AmbientCapabilities=CAP_NET_RAW", "CapabilityBoundingSet=CAP_NET_RAW",
 		"NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=dstwatch", "DynamicUser=yes",
+		"RuntimeDirectory=dstwatch", "RuntimeDirectoryMode=0750",
 	} {
 		if !strings.Contains(string(unit), "\n"+want) {
 			t.Errorf("unit lacks %s", want)

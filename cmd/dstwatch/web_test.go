@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -224,5 +225,72 @@ func TestLiveDashboard(t *testing.T) {
 	}
 	if v.Total != query.ToCounts(want) || v.Total.RxBytes != 4000 {
 		t.Errorf("dashboard total %+v, query %+v", v.Total, want)
+	}
+}
+
+// Without auth the dashboard answers only requests that call it by a
+// loopback name: a page elsewhere whose host name resolves to 127.0.0.1
+// (DNS rebinding) gets 421, not the data. With a token, the cookie it
+// sets is not the token, and the token itself is no cookie.
+func TestDashboardHostCheckAndCookie(t *testing.T) {
+	db, err := storage.Open(filepath.Join(t.TempDir(), "a.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	do := func(url, host string, cookie *http.Cookie) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if host != "" {
+			req.Host = host
+		}
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		res, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	s := serveWeb(t, db, web.Config{})
+	_, port, _ := net.SplitHostPort(s.Addr().String())
+	base := "http://" + s.Addr().String()
+	for host, want := range map[string]int{
+		"": 200, "localhost:" + port: 200, "localhost": 200, "LOCALHOST.:" + port: 200, "127.0.0.1:" + port: 200, "127.0.0.2": 200, "[::1]:" + port: 200,
+		"rebind.example:" + port: 421, "rebind.example": 421, "localhost.rebind.example": 421, "198.51.100.7:" + port: 421,
+	} {
+		for _, path := range []string{"/api/status", "/", "/api/events"} {
+			if path == "/api/events" && want == 200 {
+				continue // a stream: it answers and stays open
+			}
+			if c := do(base+path, host, nil).StatusCode; c != want {
+				t.Errorf("Host %q %s: %d, want %d", host, path, c, want)
+			}
+		}
+	}
+
+	const token = "0123456789abcdef"
+	s = serveWeb(t, db, web.Config{Token: token})
+	base = "http://" + s.Addr().String()
+	res := do(base+"/?token="+token, "", nil)
+	if res.StatusCode != 200 || len(res.Cookies()) != 1 {
+		t.Fatalf("?token: %d cookies %v", res.StatusCode, res.Cookies())
+	}
+	c := res.Cookies()[0]
+	if strings.Contains(c.Value, token) || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode {
+		t.Errorf("cookie %+v holds the token or is not HttpOnly and SameSite=Strict", c)
+	}
+	if code := do(base+"/api/status", "", c).StatusCode; code != 200 {
+		t.Errorf("with the session cookie: %d", code)
+	}
+	if code := do(base+"/api/status", "", &http.Cookie{Name: c.Name, Value: token}).StatusCode; code != 401 {
+		t.Errorf("the raw token as the cookie: %d, want 401", code)
+	}
+	forged := []byte(c.Value)
+	forged[0] ^= 1
+	if code := do(base+"/api/status", "", &http.Cookie{Name: c.Name, Value: string(forged)}).StatusCode; code != 401 {
+		t.Errorf("a forged cookie: %d, want 401", code)
 	}
 }
