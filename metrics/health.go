@@ -16,13 +16,17 @@ var (
 		"Live capture outages: an interface went down or away.", nil, nil)
 	descDown = prometheus.NewDesc("dstwatch_capture_interfaces_down",
 		"Capture interfaces not capturing now.", nil, nil)
+	descExportWindows = prometheus.NewDesc("dstwatch_export_lag_windows",
+		"Stored windows not yet exported to ClickHouse.", nil, nil)
+	descExportSeconds = prometheus.NewDesc("dstwatch_export_lag_seconds",
+		"Seconds of traffic from the oldest window not yet exported to the newest stored window's end.", nil, nil)
 	descGeoBuild = prometheus.NewDesc("dstwatch_geoip_build_timestamp_seconds",
 		"Build time of each GeoIP database in use, in Unix seconds; its age is time() minus this.",
 		[]string{"type", "path"}, nil)
 )
 
 func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBacklog, descStoreErrors, descDropped, descGaps, descDown, descGeoBuild} {
+	for _, d := range []*prometheus.Desc{descBacklog, descStoreErrors, descDropped, descGaps, descDown, descGeoBuild, descExportWindows, descExportSeconds} {
 		ch <- d
 	}
 }
@@ -34,6 +38,10 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(h.WindowsDropped))
 	ch <- prometheus.MustNewConstMetric(descGaps, prometheus.CounterValue, float64(h.CaptureGaps))
 	ch <- prometheus.MustNewConstMetric(descDown, prometheus.GaugeValue, float64(h.InterfacesDown))
+	if e := h.Export; e != nil {
+		ch <- prometheus.MustNewConstMetric(descExportWindows, prometheus.GaugeValue, float64(e.Windows))
+		ch <- prometheus.MustNewConstMetric(descExportSeconds, prometheus.GaugeValue, float64(e.Seconds))
+	}
 	seen := map[[2]string]bool{}
 	for _, f := range h.GeoIP {
 		k := [2]string{f.Type, f.Path}

@@ -72,7 +72,11 @@ type Health struct {
 	CaptureGaps    uint64 // live capture outages (interface down or gone)
 	InterfacesDown int    // interfaces not capturing now
 	GeoIP          []GeoFile
+	Export         *ExportLag // nil without an export to ClickHouse
 }
+
+// ExportLag is how far the export to ClickHouse is behind the database.
+type ExportLag struct{ Windows, Seconds int64 }
 
 // GeoFile is one opened .mmdb file.
 type GeoFile struct {

@@ -113,6 +113,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	metricsASNTop := fs.Int("metrics-asn-top", metrics.DefaultASNTop, "AS numbers with metric series of their own: the first `N` to rank in a window's top N; the rest are asn=\"other\"")
 	svc := serviceFlags(fs)
 	wf := addWebFlags(fs) // web.go
+	ff := addFleetFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -211,6 +212,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if err := wf.apply(&cfg); err != nil {
+		return err
+	}
+	if err := ff.apply(&cfg); err != nil {
 		return err
 	}
 	if err := parseRulesFlags(&cfg, *rules, *alertsDB); err != nil {

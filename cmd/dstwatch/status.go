@@ -106,6 +106,7 @@ func writeStatus(w io.Writer, st api.Status, loc *time.Location) {
 	if st.Writer.Failing != "" {
 		fmt.Fprintf(tw, "failing\t%s\n", st.Writer.Failing)
 	}
+	writeExportStatus(tw, st.Export) // fleet.go
 	if len(st.GeoIP) == 0 {
 		fmt.Fprintf(tw, "geoip\tnone: countries are off\n")
 	}
