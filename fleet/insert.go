@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/dstwatch/dstwatch/storage"
 )
 
 // The column lists are explicit: 18.16 sends no columns for a batch
@@ -88,3 +89,35 @@ func insert(ctx context.Context, c clickhouse.Conn, db, host string, ws []versio
 	}
 	return nil
 }
+
+// Sender inserts windows as the exporter does, without an outbox: for
+// load tools that play many hosts.
+type Sender struct {
+	conn clickhouse.Conn
+	db   string
+}
+
+// NewSender connects and creates the tables when missing.
+func NewSender(ctx context.Context, t Target, cluster string) (*Sender, error) {
+	c, err := t.open()
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureSchema(ctx, c, t.Database, cluster); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Sender{conn: c, db: t.Database}, nil
+}
+
+// Send inserts ws as host's, all with the one version.
+func (s *Sender) Send(ctx context.Context, host string, ws []*storage.Window, version uint64) error {
+	vs := make([]versioned, len(ws))
+	for i, w := range ws {
+		vs[i] = versioned{w, version}
+	}
+	return insert(ctx, s.conn, s.db, host, vs)
+}
+
+// Close closes the connection.
+func (s *Sender) Close() error { return s.conn.Close() }
