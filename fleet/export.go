@@ -173,6 +173,9 @@ func (e *Exporter) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return
+		}
 		ctx, cancel := context.Background(), context.CancelFunc(func() {})
 		if !deadline.IsZero() {
 			ctx, cancel = context.WithDeadline(ctx, deadline)
@@ -196,10 +199,17 @@ func (e *Exporter) run() {
 			backoff = 0
 			e.failing.Store(nil)
 		}
-		if !deadline.IsZero() && (!more && err == nil || time.Now().After(deadline)) {
-			return
+		if !deadline.IsZero() && !more && err == nil {
+			return // drained
 		}
 		if more && err == nil {
+			// Catching up: look for Stop between batches, so that a
+			// long backlog cannot hold a stop past its grace.
+			select {
+			case d := <-e.stop:
+				deadline = d
+			default:
+			}
 			continue
 		}
 		wait := backoff

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/internal/chtest"
+	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"github.com/dstwatch/dstwatch/internal/pcapgen"
 	"github.com/dstwatch/dstwatch/query"
 )
@@ -253,4 +256,94 @@ func TestFleetTwoShards(t *testing.T) {
 	sameAnswers(t, dbs[1], append(fleetArgs, "--host", "b"), rng...)
 	// Reading with the password file works too.
 	dstwatch(t, append(append([]string{"query", "--by", "country", "--clickhouse-password-file", pass}, rng...), fleetArgs...)...)
+}
+
+// Live capture in a namespace, exporting to a ClickHouse in the same
+// namespace: status and /metrics show the export and its lag; after
+// SIGTERM (which drains the export) ClickHouse answers per remote and per
+// window exactly as the local database does.
+func TestFleetLiveCapture(t *testing.T) {
+	p := netnstest.New(t)
+	srv := chtest.StartIn(t, p.A)
+	country, asn := geoFiles(t)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "live.db")
+	target := fmt.Sprintf("127.0.0.1:%d", freePort(t, p.A))
+	from := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	d := startDaemon(t, p.A, "-i", p.IfA, "--db", db, "--geoip", country, "--geoip", asn, "--window", "1s",
+		"--metrics", target, "--clickhouse", srv.DSN("fleet"), "--host-name", "live1")
+	sink(t, p.A, netnstest.A4)
+	sink(t, p.A, netnstest.A6)
+	sink(t, p.B, netnstest.B4)
+	sink(t, p.B, netnstest.B6)
+	send(t, p.B, netnstest.B4, netnstest.A4, 60, 1000)
+	send(t, p.A, netnstest.A4, netnstest.B4, 40, 300)
+	send(t, p.A, netnstest.A6, netnstest.B6, 20, 1000)
+	time.Sleep(3 * time.Second)
+
+	var status string
+	if !waitFor(10*time.Second, func() bool {
+		status = dstwatch(t, "status", "--db", db)
+		return strings.Contains(status, "export     clickhouse 127.0.0.1:") && strings.Contains(status, "as host live1") &&
+			strings.Contains(status, " 0 behind (0s), 0 errors")
+	}) {
+		t.Fatalf("status has no caught-up export line:\n%s", status)
+	}
+	resp, err := nsClient(p.A).Get("http://" + target + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"dstwatch_export_lag_windows 0", "dstwatch_export_lag_seconds 0"} {
+		if !strings.Contains(string(body), m+"\n") {
+			t.Fatalf("/metrics lacks %q", m)
+		}
+	}
+	send(t, p.B, netnstest.B6, netnstest.A6, 30, 800) // in the window SIGTERM closes
+	d.stop(t)
+	to := time.Now().Add(time.Minute).UTC().Truncate(time.Second)
+	rng := []string{"--from", rfc(from), "--to", rfc(to)}
+	for _, by := range []string{"remote", "window", "country"} {
+		args := append([]string{"query", "--by", by, "--format", "json"}, rng...)
+		local := dstwatch(t, append(args, "--db", db)...)
+		if by == "window" {
+			local = withoutServices(t, local)
+		}
+		var out bytes.Buffer
+		cmd := netnstest.Command(p.A, binary(t), append(args, "--clickhouse", srv.DSN("fleet"))...)
+		cmd.Stdout, cmd.Stderr = &out, os.Stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != local || len(local) < 100 {
+			t.Fatalf("--by %s: fleet and local differ\nlocal:\n%s\nfleet:\n%s", by, local, out.String())
+		}
+	}
+}
+
+// A replay that stores hundreds of windows at once exits only after the
+// export sent them all: the drain at the end of --read, not a race.
+func TestFleetReplayDrains(t *testing.T) {
+	srv := chtest.Start(t)
+	country, asn := geoFiles(t)
+	pkts := pcapgen.Mixed(41, 20000, 300, testLocal, testStart, 3*time.Hour, pcapgen.LinkEthernet)
+	file := filepath.Join(t.TempDir(), "in.pcap")
+	if err := pcapgen.Write(file, pcapgen.PcapMicro, pcapgen.LinkEthernet, pkts); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(t.TempDir(), "w.db")
+	dstwatch(t, replayArgs(file, db, country, asn, "--clickhouse", srv.DSN("fleet"), "--host-name", "h", "--retention", "0")...)
+	c, err := srv.Open("fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var n uint64
+	if err := c.QueryRow(t.Context(), "SELECT count() FROM fleet.windows FINAL").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if local := len(readAll(t, db)); n != uint64(local) || local < 500 {
+		t.Fatalf("clickhouse has %d windows after the replay exited, the local database %d", n, local)
+	}
 }

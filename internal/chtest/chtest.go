@@ -34,26 +34,32 @@ type Server struct {
 	Port int // native protocol, on 127.0.0.1
 	http int
 	ipc  int
+	ns   string // network namespace it runs in; "" the test's own
 	cmd  *exec.Cmd
 	done chan struct{}
+	exit error // once done is closed
 	t    testing.TB
 }
 
 // Start runs one server and stops it when the test ends.
-func Start(t testing.TB) *Server { return Cluster(t, 1)[0] }
+func Start(t testing.TB) *Server { return cluster(t, 1, "")[0] }
+
+// StartIn runs one server on the loopback of network namespace ns; only
+// processes in ns reach it (Open and Exec enter ns themselves).
+func StartIn(t testing.TB, ns string) *Server { return cluster(t, 1, ns)[0] }
 
 // Cluster runs n servers that each know all n as the shards of cluster
 // "fleet", and stops them when the test ends.
-func Cluster(t testing.TB, n int) []*Server {
+func Cluster(t testing.TB, n int) []*Server { return cluster(t, n, "") }
+
+func cluster(t testing.TB, n int, ns string) []*Server {
 	t.Helper()
-	bin, err := exec.LookPath("clickhouse-server")
-	if err != nil {
+	if _, err := exec.LookPath("clickhouse-server"); err != nil {
 		netnstest.Unable(t, "needs ClickHouse: apt-get install clickhouse-server (scripts/test installs it when run as root)")
 	}
-	_ = bin
 	servers := make([]*Server, n)
 	for i := range servers {
-		s := &Server{Dir: t.TempDir(), t: t}
+		s := &Server{Dir: t.TempDir(), t: t, ns: ns}
 		s.Port, s.http, s.ipc = freePort(t), freePort(t), freePort(t)
 		servers[i] = s
 	}
@@ -130,18 +136,22 @@ func (s *Server) Restart() {
 		s.t.Fatal("chtest: server already running")
 	}
 	cmd := exec.Command("clickhouse-server", "--config-file="+filepath.Join(s.Dir, "config.xml"))
+	if s.ns != "" {
+		cmd = netnstest.Command(s.ns, "clickhouse-server", "--config-file="+filepath.Join(s.Dir, "config.xml"))
+	}
 	out, err := os.Create(filepath.Join(s.Dir, "stdout.log"))
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the starting OS thread exits, and the
+	// namespace helpers end locked threads. Cleanup stops the server.
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
 	out.Close()
 	s.cmd, s.done = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(s.done) }()
+	go func() { s.exit = cmd.Wait(); close(s.done) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		err := s.ping()
@@ -151,8 +161,9 @@ func (s *Server) Restart() {
 		select {
 		case <-s.done:
 			log, _ := os.ReadFile(filepath.Join(s.Dir, "server.err.log"))
+			out, _ := os.ReadFile(filepath.Join(s.Dir, "stdout.log"))
 			s.cmd = nil
-			s.t.Fatalf("clickhouse-server exited at start: %s", tail(log))
+			s.t.Fatalf("clickhouse-server exited at start (%v): %s%s", s.exit, tail(out), tail(log))
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -170,6 +181,13 @@ func tail(b []byte) string {
 }
 
 func (s *Server) ping() error {
+	if s.ns != "" {
+		return netnstest.Do(s.ns, s.ping1)
+	}
+	return s.ping1()
+}
+
+func (s *Server) ping1() error {
 	c, err := s.Open("default")
 	if err != nil {
 		return err
@@ -180,7 +198,9 @@ func (s *Server) ping() error {
 	return c.Ping(ctx)
 }
 
-// Open connects to database db on the server as the default user.
+// Open connects to database db on the server as the default user (from
+// the test's own namespace: for a server in another, call it inside
+// netnstest.Do).
 func (s *Server) Open(db string) (clickhouse.Conn, error) {
 	return clickhouse.Open(&clickhouse.Options{
 		Addr:        []string{s.Addr()},
@@ -193,15 +213,27 @@ func (s *Server) Open(db string) (clickhouse.Conn, error) {
 // Exec runs statements on the server, failing the test on an error.
 func (s *Server) Exec(sql ...string) {
 	s.t.Helper()
-	c, err := s.Open("default")
+	run := func() error {
+		c, err := s.Open("default")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for _, q := range sql {
+			if err := c.Exec(context.Background(), q); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		return nil
+	}
+	var err error
+	if s.ns != "" {
+		err = netnstest.Do(s.ns, run)
+	} else {
+		err = run()
+	}
 	if err != nil {
 		s.t.Fatal(err)
-	}
-	defer c.Close()
-	for _, q := range sql {
-		if err := c.Exec(context.Background(), q); err != nil {
-			s.t.Fatalf("%s: %v", q, err)
-		}
 	}
 }
 
