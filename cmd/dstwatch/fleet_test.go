@@ -347,3 +347,32 @@ func TestFleetReplayDrains(t *testing.T) {
 		t.Fatalf("clickhouse has %d windows after the replay exited, the local database %d", n, local)
 	}
 }
+
+// Bad fleet flags give one line and exit 2 (usage) or 1, never a trace,
+// and nothing is started.
+func TestFleetBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "x.db")
+	for _, tc := range []struct {
+		code int
+		want string
+		args []string
+	}{
+		{2, "want clickhouse://HOST:9000/DATABASE", []string{"run", "--read", "x.pcap", "--local", "198.51.100.1", "--db", db, "--clickhouse", "http://127.0.0.1:8123/db"}},
+		{2, "do not belong in the url", []string{"run", "--read", "x.pcap", "--local", "198.51.100.1", "--db", db, "--clickhouse", "clickhouse://u:p@127.0.0.1/db"}},
+		{2, "--host-name needs --clickhouse", []string{"run", "--read", "x.pcap", "--local", "198.51.100.1", "--db", db, "--host-name", "a"}},
+		{1, "--clickhouse-password-file: open", []string{"run", "--read", "x.pcap", "--local", "198.51.100.1", "--db", db, "--clickhouse", "clickhouse://127.0.0.1/db", "--clickhouse-password-file", filepath.Join(dir, "missing")}},
+		{2, "need --clickhouse", []string{"query", "--db", db, "--host", "a"}},
+		{2, "--by \"host\"", []string{"query", "--db", db, "--by", "host"}},
+		{2, "--by service is not answered from ClickHouse", []string{"query", "--clickhouse", "clickhouse://127.0.0.1:1/db", "--by", "service"}},
+		{1, "clickhouse 127.0.0.1:1", []string{"query", "--clickhouse", "clickhouse://127.0.0.1:1/db"}},
+	} {
+		code, _, stderr := runCmd(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and one line with %q", tc.args, code, stderr, tc.code, tc.want)
+		}
+	}
+	if _, err := os.Stat(db); err == nil {
+		t.Error("a refused run created the database")
+	}
+}

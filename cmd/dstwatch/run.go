@@ -39,6 +39,7 @@ Examples:
   dstwatch run                                  # default-route interface, default DB and log
   dstwatch run -i eth0 -i eth1 --window 1m --exclude 203.0.113.7,198.51.100.0/24
   dstwatch run --read traffic.pcap --local 198.51.100.1 --db replay.db
+  dstwatch run --clickhouse clickhouse://ch1:9000/dstwatch --clickhouse-password-file /etc/dstwatch/ch.pass
 `
 
 func defaultDB() string {
