@@ -111,6 +111,7 @@ const (
 	tableRemotes  = "remotes"
 	tableWindows  = "windows"
 	tableServices = "services"
+	tableSvcTop   = "service_remotes"
 	tableSchema   = "dstwatch_schema"
 )
 
@@ -135,6 +136,13 @@ var ddl = []struct{ name, body string }{
 	tx_packets UInt64, tx_bytes UInt64, rx_packets UInt64, rx_bytes UInt64,
 	version UInt64
 ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(window_start) ORDER BY (host, window_start, proto, side, port)`},
+	{tableSvcTop, `(
+	host String, window_start DateTime, window_seconds UInt32,
+	proto String, side String, port UInt16,
+	addr FixedString(16), country String, asn UInt32, as_org String,
+	tx_packets UInt64, tx_bytes UInt64, rx_packets UInt64, rx_bytes UInt64,
+	version UInt64
+) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(window_start) ORDER BY (host, window_start, proto, side, port, addr)`},
 }
 
 // ensureSchema creates the database and the tables that are missing,
@@ -172,7 +180,7 @@ func ensureSchema(ctx context.Context, c clickhouse.Conn, db, cluster string) er
 		if !identRE.MatchString(cluster) {
 			return fmt.Errorf("cluster %q: want letters, digits and _", cluster)
 		}
-		for _, t := range []string{tableRemotes, tableWindows, tableServices} {
+		for _, t := range []string{tableRemotes, tableWindows, tableServices, tableSvcTop} {
 			q := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %[1]s.%[2]s_all AS %[1]s.%[2]s ENGINE = Distributed(%[3]s, %[1]s, %[2]s)", db, t, cluster)
 			if err := c.Exec(ctx, q); err != nil {
 				return fmt.Errorf("create table %s.%s_all: %w", db, t, err)

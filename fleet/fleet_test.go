@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,8 +65,19 @@ func randomWindows(rng *rand.Rand, start time.Time, n int) []*storage.Window {
 		}
 		w.Stats.Frames = w.Stats.Tallied + 4
 		w.Stats.NonIP, w.Stats.Drops = 4, uint64(rng.IntN(2))
-		w.Services = []storage.Service{{Key: capture.MakeService(capture.ProtoTCP, capture.SideIn, 443), Remotes: 2,
-			Counts: rotate.Counts{TxPackets: 3, TxBytes: 300, RxPackets: 4, RxBytes: 400}}}
+		for k, key := range []capture.Service{capture.MakeService(capture.ProtoTCP, capture.SideIn, 443), capture.MakeService(capture.ProtoUDP, capture.SideOut, 53)} {
+			svc := storage.Service{Key: key, Remotes: 5 + k + rng.IntN(3), Counts: rotate.Counts{TxPackets: 100, TxBytes: uint64(1e6 + rng.IntN(1e5)), RxPackets: 100, RxBytes: 5000}}
+			for j := range min(len(w.Remotes), 2+k) {
+				r := w.Remotes[j]
+				r.Counts = rotate.Counts{TxPackets: uint64(j + 1), TxBytes: uint64(100*(5-j) + k), RxPackets: uint64(k), RxBytes: uint64(10 * k)}
+				svc.Top = append(svc.Top, r)
+			}
+			slices.SortFunc(svc.Top, heavierRemote)
+			w.Services = append(w.Services, svc)
+		}
+		slices.SortFunc(w.Services, func(x, y storage.Service) int {
+			return cmp.Or(cmp.Compare(y.Bytes(), x.Bytes()), cmp.Compare(x.Key, y.Key))
+		})
 		ws = append(ws, w)
 	}
 	return ws
@@ -142,13 +155,29 @@ func compare(t *testing.T, r *Reader, db *storage.DB, hosts []string, from, to t
 			}
 		}
 	}
+	for fi, f := range []query.ServiceFilter{{}, {Filter: query.Filter{Direction: query.Rx}}, {Filter: filters[3]},
+		{Ports: []uint16{443, 53}, Protos: []capture.Proto{capture.ProtoTCP}}} {
+		for _, top := range []int{0, 1} {
+			q := query.ServiceQuestion{Filter: f, Sort: query.SortBytes, Top: top}
+			want, _, err := query.AnswerServices(db, from, to, 0, q, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := r.Services(ctx, Question{Question: query.Question{Sort: q.Sort, Top: top}, Hosts: hosts, From: from, To: to}, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) || len(want) == 0 {
+				t.Fatalf("services, filter %d top %d:\nfleet %+v\nlocal %+v", fi, top, got, want)
+			}
+		}
+	}
 	got, err := r.Windows(ctx, Question{Hosts: hosts, From: from, To: to})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var want []*storage.Window
 	db.Windows(from, to, func(w *storage.Window) error {
-		w.Services = nil // the fleet keeps per-service totals in a table of their own
 		want = append(want, w)
 		return nil
 	})

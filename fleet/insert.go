@@ -17,6 +17,7 @@ const (
 	colsWindows = "host, window_start, window_seconds, geo_build, remotes, frames, tallied, non_ip, transit, malformed, excluded, local, drops, late, folded, " +
 		"other_tx_packets, other_tx_bytes, other_rx_packets, other_rx_bytes, version"
 	colsServices = "host, window_start, window_seconds, proto, side, port, remotes, tx_packets, tx_bytes, rx_packets, rx_bytes, version"
+	colsSvcTop   = "host, window_start, window_seconds, proto, side, port, addr, country, asn, as_org, tx_packets, tx_bytes, rx_packets, rx_bytes, version"
 )
 
 // addr16 is an address as ClickHouse's IPv6StringToNum makes it: 16 bytes,
@@ -41,7 +42,13 @@ func insert(ctx context.Context, c clickhouse.Conn, db, host string, ws []versio
 		rb.Abort()
 		return fmt.Errorf("insert services: %w", err)
 	}
-	nsvc := 0
+	tb, err := c.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (%s)", db, tableSvcTop, colsSvcTop))
+	if err != nil {
+		rb.Abort()
+		sb.Abort()
+		return fmt.Errorf("insert service remotes: %w", err)
+	}
+	nsvc, ntop := 0, 0
 	for _, v := range ws {
 		w, start, secs := v.w, v.w.Start.UTC(), uint32(v.w.Length/time.Second)
 		for _, r := range w.Remotes {
@@ -56,6 +63,13 @@ func insert(ctx context.Context, c clickhouse.Conn, db, host string, ws []versio
 				s.TxPackets, s.TxBytes, s.RxPackets, s.RxBytes, v.version); err != nil {
 				return fmt.Errorf("insert services: %w", err)
 			}
+			for _, r := range s.Top {
+				ntop++
+				if err := tb.Append(host, start, secs, s.Key.Proto().String(), s.Key.Side().String(), s.Key.Port(),
+					addr16(r.Addr), r.Country, r.ASN, r.ASOrg, r.TxPackets, r.TxBytes, r.RxPackets, r.RxBytes, v.version); err != nil {
+					return fmt.Errorf("insert service remotes: %w", err)
+				}
+			}
 		}
 	}
 	if err := rb.Send(); err != nil {
@@ -67,6 +81,13 @@ func insert(ctx context.Context, c clickhouse.Conn, db, host string, ws []versio
 		}
 	} else {
 		sb.Abort()
+	}
+	if ntop > 0 {
+		if err := tb.Send(); err != nil {
+			return fmt.Errorf("insert service remotes: %w", err)
+		}
+	} else {
+		tb.Abort()
 	}
 	wb, err := c.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (%s)", db, tableWindows, colsWindows))
 	if err != nil {

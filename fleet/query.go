@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
@@ -388,16 +390,217 @@ func (r *Reader) Windows(ctx context.Context, q Question) ([]*storage.Window, er
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
 	for _, w := range ws {
-		// Heaviest first, then by address: the order of a stored window.
-		slices.SortFunc(w.Remotes, func(a, b storage.Remote) int {
-			if x, y := a.Bytes(), b.Bytes(); x != y {
-				if x > y {
-					return -1
-				}
-				return 1
-			}
-			return a.Addr.Compare(b.Addr)
-		})
+		slices.SortFunc(w.Remotes, heavierRemote)
+	}
+	rows.Close()
+	if err := r.windowServices(ctx, where, index); err != nil {
+		return nil, err
 	}
 	return ws, nil
+}
+
+// current keeps the service rows of each window's newest copy. A window
+// merged after its export is sent again whole, but a merge can push a
+// remote out of a service's rows, and FINAL cannot drop a row that the
+// newer copy simply lacks; the windows table knows each copy's version.
+func (r *Reader) current(where string) string {
+	return fmt.Sprintf("(host, window_start, version) GLOBAL IN (SELECT host, window_start, version FROM %s WHERE %s)", r.table(tableWindows), where)
+}
+
+// serviceKey reads a service's columns back.
+func serviceKey(proto, side string, port uint16) capture.Service {
+	p, err := capture.ParseProto(proto)
+	if err != nil {
+		p = capture.ProtoOther
+	}
+	s := capture.SideNone
+	switch side {
+	case "in":
+		s = capture.SideIn
+	case "out":
+		s = capture.SideOut
+	}
+	return capture.MakeService(p, s, port)
+}
+
+// serviceWhere selects services by port, protocol and side.
+func serviceWhere(f query.ServiceFilter) string {
+	var cond []string
+	if len(f.Ports) > 0 {
+		var ps []string
+		for _, p := range f.Ports {
+			ps = append(ps, strconv.Itoa(int(p)))
+		}
+		cond = append(cond, "port IN ("+strings.Join(ps, ", ")+")")
+	}
+	if len(f.Protos) > 0 {
+		var ps []string
+		for _, p := range f.Protos {
+			ps = append(ps, quote(p.String()))
+		}
+		cond = append(cond, "proto IN ("+strings.Join(ps, ", ")+")")
+	}
+	if len(f.Sides) > 0 {
+		var ss []string
+		for _, s := range f.Sides {
+			ss = append(ss, quote(s.String()))
+		}
+		cond = append(cond, "side IN ("+strings.Join(ss, ", ")+")")
+	}
+	return orTrue(cond)
+}
+
+// Services answers query --by service as query.AnswerServices does: per
+// service its traffic and distinct remotes (the larger of a window's count
+// and the distinct addresses of its rows), or with a remote filter the
+// rows that match.
+func (r *Reader) Services(ctx context.Context, q Question, f query.ServiceFilter) ([]query.ServiceRow, query.Summary, error) {
+	where, err := r.where(ctx, q)
+	if err != nil {
+		return nil, query.Summary{}, err
+	}
+	sum, err := r.summary(ctx, where)
+	if err != nil {
+		return nil, sum, err
+	}
+	sw := where + " AND " + serviceWhere(f)
+	var sql string
+	if f.SelectsRemotes() {
+		sql = fmt.Sprintf("SELECT proto, side, port, toUInt64(uniqExact(addr)), %s FROM %s WHERE %s AND %s AND %s GROUP BY proto, side, port",
+			counts(f.Direction, ""), r.table(tableSvcTop), sw, remoteWhere(f.Filter), r.current(where))
+	} else {
+		dir := remoteWhere(query.Filter{Direction: f.Direction}) // the same test on a service's counts
+		// The services of windows where they count in the direction
+		// asked, and the distinct addresses of those windows' rows.
+		// GLOBAL: over Distributed tables the subqueries run once, on
+		// the server asked, not once per shard.
+		sql = fmt.Sprintf(`SELECT proto, side, port, toUInt64(greatest(max(remotes), any(n))), %[1]s FROM %[2]s
+	GLOBAL ANY LEFT JOIN (SELECT proto, side, port, toUInt64(uniqExact(addr)) AS n FROM %[3]s
+		WHERE %[4]s AND %[6]s AND (host, window_start, proto, side, port) GLOBAL IN (SELECT host, window_start, proto, side, port FROM %[2]s WHERE %[4]s AND %[5]s)
+		GROUP BY proto, side, port) USING (proto, side, port)
+	WHERE %[4]s AND %[5]s GROUP BY proto, side, port`,
+			counts(f.Direction, ""), r.table(tableServices), r.table(tableSvcTop), sw, dir, r.current(where))
+	}
+	rows, err := r.conn.Query(ctx, sql)
+	if err != nil {
+		return nil, sum, fmt.Errorf("clickhouse: %w", err)
+	}
+	defer rows.Close()
+	var out []query.ServiceRow
+	for rows.Next() {
+		var proto, side string
+		var port uint16
+		var n uint64
+		var row query.ServiceRow
+		c := &row.Counts
+		if err := rows.Scan(&proto, &side, &port, &n, &c.TxPackets, &c.TxBytes, &c.RxPackets, &c.RxBytes); err != nil {
+			return nil, sum, fmt.Errorf("clickhouse: %w", err)
+		}
+		if c.IsZero() {
+			continue
+		}
+		row.Key, row.Remotes = serviceKey(proto, side, port), int(n)
+		out = append(out, row)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, sum, fmt.Errorf("clickhouse: %w", err)
+	}
+	weight := func(c rotate.Counts) uint64 {
+		if q.Sort == query.SortPackets {
+			return c.Packets()
+		}
+		return c.Bytes()
+	}
+	slices.SortFunc(out, func(x, y query.ServiceRow) int {
+		return cmp.Or(cmp.Compare(weight(y.Counts), weight(x.Counts)), cmp.Compare(x.Key, y.Key))
+	})
+	return query.TopServices(out, q.Top), sum, nil
+}
+
+// windowServices adds each window's services, summed over the hosts, with
+// their remote rows, in the order a stored window has them.
+func (r *Reader) windowServices(ctx context.Context, where string, index map[uint32]*storage.Window) error {
+	type skey struct {
+		start uint32
+		svc   capture.Service
+	}
+	at := map[skey]*storage.Service{}
+	rows, err := r.conn.Query(ctx, fmt.Sprintf(`SELECT toUInt32(window_start) AS s, proto, side, port, toUInt64(sum(remotes)), %s
+	FROM %s WHERE %s GROUP BY s, proto, side, port`, counts(query.Both, ""), r.table(tableServices), where))
+	if err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	var svcs []skey
+	var all []storage.Service
+	for rows.Next() {
+		var start uint32
+		var proto, side string
+		var port uint16
+		var n uint64
+		var s storage.Service
+		c := &s.Counts
+		if err := rows.Scan(&start, &proto, &side, &port, &n, &c.TxPackets, &c.TxBytes, &c.RxPackets, &c.RxBytes); err != nil {
+			rows.Close()
+			return fmt.Errorf("clickhouse: %w", err)
+		}
+		s.Key, s.Remotes = serviceKey(proto, side, port), int(n)
+		svcs = append(svcs, skey{start, s.Key})
+		all = append(all, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	for i := range all {
+		at[svcs[i]] = &all[i]
+	}
+	rows, err = r.conn.Query(ctx, fmt.Sprintf(`SELECT toUInt32(window_start) AS s, proto, side, port, addr, argMax(country, host), argMax(asn, host), argMax(as_org, host), %s
+	FROM %s WHERE %s AND %s GROUP BY s, proto, side, port, addr`, counts(query.Both, ""), r.table(tableSvcTop), where, r.current(where)))
+	if err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var start uint32
+		var proto, side, a string
+		var port uint16
+		var rm storage.Remote
+		c := &rm.Counts
+		if err := rows.Scan(&start, &proto, &side, &port, &a, &rm.Country, &rm.ASN, &rm.ASOrg, &c.TxPackets, &c.TxBytes, &c.RxPackets, &c.RxBytes); err != nil {
+			return fmt.Errorf("clickhouse: %w", err)
+		}
+		rm.Addr = fromAddr16(a)
+		if s := at[skey{start, serviceKey(proto, side, port)}]; s != nil {
+			s.Top = append(s.Top, rm)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	for i, k := range svcs {
+		s := &all[i]
+		slices.SortFunc(s.Top, heavierRemote)
+		s.Other = s.Counts
+		for _, t := range s.Top {
+			s.Other.TxPackets -= t.TxPackets
+			s.Other.TxBytes -= t.TxBytes
+			s.Other.RxPackets -= t.RxPackets
+			s.Other.RxBytes -= t.RxBytes
+		}
+		if w := index[k.start]; w != nil {
+			w.Services = append(w.Services, *s)
+		}
+	}
+	for _, w := range index {
+		slices.SortFunc(w.Services, func(x, y storage.Service) int {
+			return cmp.Or(cmp.Compare(y.Bytes(), x.Bytes()), cmp.Compare(x.Key, y.Key))
+		})
+	}
+	return nil
+}
+
+// heavierRemote orders remotes as a stored window does: bytes both ways
+// descending, then address.
+func heavierRemote(a, b storage.Remote) int {
+	return cmp.Or(cmp.Compare(b.Bytes(), a.Bytes()), a.Addr.Compare(b.Addr))
 }

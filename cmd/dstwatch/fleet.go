@@ -36,7 +36,7 @@ func addFleetFlags(fs *flag.FlagSet) *fleetFlags {
 		url:      fs.String("clickhouse", "", "export every stored window to ClickHouse at this `url`, clickhouse://HOST:9000/DATABASE (native protocol; README: Fleet)"),
 		passFile: fs.String("clickhouse-password-file", "", "read the ClickHouse user (first line) and password (second line; a file of one line is the password of user default) from this `file`"),
 		hostName: fs.String("host-name", "", "the host `name` every exported row carries (default: the machine's host name)"),
-		cluster:  fs.String("clickhouse-cluster", "", "also create Distributed tables remotes_all, windows_all and services_all over this ClickHouse `cluster`"),
+		cluster:  fs.String("clickhouse-cluster", "", "also create Distributed tables remotes_all, windows_all, services_all and service_remotes_all over this ClickHouse `cluster`"),
 	}
 }
 
@@ -198,10 +198,7 @@ func (q *queryFleetFlags) check() error {
 
 // queryFleet answers query from ClickHouse and prints it as query prints
 // a local answer.
-func queryFleet(ctx context.Context, stdout, stderr io.Writer, q *queryFleetFlags, o queryOpts) error {
-	if o.by == query.ByService {
-		return fmt.Errorf("%w: --by service is not answered from ClickHouse yet (its per-service totals are in table services)", errUsage)
-	}
+func queryFleet(ctx context.Context, stdout, stderr io.Writer, q *queryFleetFlags, o queryOpts, sf *svcFlags) error {
 	t, err := q.ff.target()
 	if err != nil {
 		return err
@@ -213,6 +210,17 @@ func queryFleet(ctx context.Context, stdout, stderr io.Writer, q *queryFleetFlag
 	defer r.Close()
 	fq := fleet.Question{Question: query.Question{By: o.by, Filter: o.filter, Sort: o.sort, Top: o.top},
 		Hosts: q.hosts, From: o.rng.From, To: o.rng.To, Last: o.rng.Last}
+	if o.by == query.ByService {
+		f, err := sf.filter(o.filter)
+		if err != nil {
+			return err
+		}
+		rows, sum, err := r.Services(ctx, fq, f)
+		if err != nil {
+			return err
+		}
+		return writeServices(stdout, rows, sum, o, f, func() error { return noFleetWindow(stdout, o) })
+	}
 	if o.by == query.ByWindow {
 		ws, err := r.Windows(ctx, fq)
 		if err != nil {

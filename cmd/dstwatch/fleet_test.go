@@ -52,15 +52,12 @@ func replayArgs(file, db, country, asn string, more ...string) []string {
 // byte for byte, in every grouping and format.
 func sameAnswers(t *testing.T, db string, fleetArgs []string, rng ...string) {
 	t.Helper()
-	for _, by := range []string{"remote", "country", "asn", "window"} {
+	for _, by := range []string{"remote", "country", "asn", "window", "service"} {
 		for _, format := range []string{"json", "csv", "table"} {
 			for _, extra := range [][]string{nil, {"--top", "7", "--sort", "packets"}, {"--direction", "rx"}, {"--remote", "203.0.113.0/24", "--remote", "2001:db8::/32"}, {"--country", "JP"}} {
 				args := append(append([]string{"query", "--by", by, "--format", format, "--utc"}, rng...), extra...)
 				local := dstwatch(t, append(args, "--db", db)...)
 				fleet := dstwatch(t, append(args, fleetArgs...)...)
-				if by == "window" && format == "json" {
-					local = withoutServices(t, local)
-				}
 				if local != fleet {
 					t.Fatalf("%v: local and fleet answers differ\nlocal:\n%s\nfleet:\n%s", args, local, fleet)
 				}
@@ -70,24 +67,6 @@ func sameAnswers(t *testing.T, db string, fleetArgs []string, rng ...string) {
 			}
 		}
 	}
-}
-
-// withoutServices drops the per-service lists from --by window JSON: the
-// fleet keeps per-service totals in a table of their own, not per window.
-func withoutServices(t *testing.T, js string) string {
-	t.Helper()
-	var ws []query.WindowJSON
-	if err := json.Unmarshal([]byte(js), &ws); err != nil {
-		t.Fatal(err)
-	}
-	for i := range ws {
-		ws[i].Services = nil
-	}
-	var b bytes.Buffer
-	if err := encodeJSON(&b, ws); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 // A replay through the real binary with --clickhouse exports every window
@@ -304,12 +283,9 @@ func TestFleetLiveCapture(t *testing.T) {
 	d.stop(t)
 	to := time.Now().Add(time.Minute).UTC().Truncate(time.Second)
 	rng := []string{"--from", rfc(from), "--to", rfc(to)}
-	for _, by := range []string{"remote", "window", "country"} {
+	for _, by := range []string{"remote", "window", "country", "service"} {
 		args := append([]string{"query", "--by", by, "--format", "json"}, rng...)
 		local := dstwatch(t, append(args, "--db", db)...)
-		if by == "window" {
-			local = withoutServices(t, local)
-		}
 		var out bytes.Buffer
 		cmd := netnstest.Command(p.A, binary(t), append(args, "--clickhouse", srv.DSN("fleet"))...)
 		cmd.Stdout, cmd.Stderr = &out, os.Stderr
@@ -364,7 +340,7 @@ func TestFleetBadFlags(t *testing.T) {
 		{1, "--clickhouse-password-file: open", []string{"run", "--read", "x.pcap", "--local", "198.51.100.1", "--db", db, "--clickhouse", "clickhouse://127.0.0.1/db", "--clickhouse-password-file", filepath.Join(dir, "missing")}},
 		{2, "need --clickhouse", []string{"query", "--db", db, "--host", "a"}},
 		{2, "--by \"host\"", []string{"query", "--db", db, "--by", "host"}},
-		{2, "--by service is not answered from ClickHouse", []string{"query", "--clickhouse", "clickhouse://127.0.0.1:1/db", "--by", "service"}},
+		{2, "need --by service", []string{"query", "--clickhouse", "clickhouse://127.0.0.1:1/db", "--port", "443"}},
 		{1, "clickhouse 127.0.0.1:1", []string{"query", "--clickhouse", "clickhouse://127.0.0.1:1/db"}},
 	} {
 		code, _, stderr := runCmd(t, tc.args...)

@@ -150,7 +150,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	if fq.given() {
-		return queryFleet(ctx, stdout, stderr, fq, o) // fleet.go
+		return queryFleet(ctx, stdout, stderr, fq, o, svc) // fleet.go
 	}
 	st, err := openStore(ctx, *db, *socket, given["db"])
 	if err != nil {
