@@ -238,9 +238,10 @@ func TestFleetTwoShards(t *testing.T) {
 }
 
 // Live capture in a namespace, exporting to a ClickHouse in the same
-// namespace: status and /metrics show the export and its lag; after
-// SIGTERM (which drains the export) ClickHouse answers per remote and per
-// window exactly as the local database does.
+// namespace: status and /metrics show the export and its lag, also while
+// ClickHouse is down for a while; after SIGTERM (which drains the export)
+// ClickHouse answers per remote, window, country and service exactly as
+// the local database does.
 func TestFleetLiveCapture(t *testing.T) {
 	p := netnstest.New(t)
 	srv := chtest.StartIn(t, p.A)
@@ -278,6 +279,23 @@ func TestFleetLiveCapture(t *testing.T) {
 		if !strings.Contains(string(body), m+"\n") {
 			t.Fatalf("/metrics lacks %q", m)
 		}
+	}
+	// ClickHouse goes away while traffic goes on: status says the export
+	// fails and falls behind; once it is back, the backlog goes out.
+	srv.Stop()
+	send(t, p.B, netnstest.B4, netnstest.A4, 10, 500)
+	if !waitFor(15*time.Second, func() bool {
+		status = dstwatch(t, "status", "--db", db)
+		return strings.Contains(status, "export failing") && !strings.Contains(status, " 0 behind")
+	}) {
+		t.Fatalf("status does not show the failing export:\n%s", status)
+	}
+	srv.Restart()
+	if !waitFor(30*time.Second, func() bool {
+		status = dstwatch(t, "status", "--db", db)
+		return strings.Contains(status, " 0 behind (0s)") && !strings.Contains(status, "export failing")
+	}) {
+		t.Fatalf("the export did not catch up:\n%s", status)
 	}
 	send(t, p.B, netnstest.B6, netnstest.A6, 30, 800) // in the window SIGTERM closes
 	d.stop(t)
