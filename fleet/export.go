@@ -250,7 +250,7 @@ func (e *Exporter) step(ctx context.Context) (more bool, err error) {
 	}
 	e.oldest.Store(es[0].Start.Unix())
 	if e.conn == nil {
-		if e.conn, err = e.cfg.Target.open(); err != nil {
+		if e.conn, err = e.cfg.Target.open("default"); err != nil {
 			return false, fmt.Errorf("connect: %w", err)
 		}
 	}

@@ -96,10 +96,13 @@ func ReadPasswordFile(t *Target, data []byte) error {
 	return nil
 }
 
-func (t Target) open() (clickhouse.Conn, error) {
+// open connects to database db: "default" for the exporter, which may have
+// to create the database; the fleet's own for readers, so that a user
+// allowed only that database can query.
+func (t Target) open(db string) (clickhouse.Conn, error) {
 	return clickhouse.Open(&clickhouse.Options{
 		Addr:        t.Addrs,
-		Auth:        clickhouse.Auth{Database: "default", Username: t.User, Password: t.Password},
+		Auth:        clickhouse.Auth{Database: db, Username: t.User, Password: t.Password},
 		DialTimeout: 5 * time.Second,
 		ReadTimeout: 60 * time.Second,
 	})

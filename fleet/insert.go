@@ -120,7 +120,7 @@ type Sender struct {
 
 // NewSender connects and creates the tables when missing.
 func NewSender(ctx context.Context, t Target, cluster string) (*Sender, error) {
-	c, err := t.open()
+	c, err := t.open("default")
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ type Reader struct {
 // Open connects a reader; distributed reads the <table>_all Distributed
 // tables instead of the tables of the server connected to.
 func Open(ctx context.Context, t Target, distributed bool) (*Reader, error) {
-	c, err := t.open()
+	c, err := t.open(t.Database)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
