@@ -74,7 +74,8 @@ type Health struct {
 	CaptureGaps    uint64 // live capture outages (interface down or gone)
 	InterfacesDown int    // interfaces not capturing now
 	GeoIP          []GeoFile
-	Alerts         *Alerts // nil while alerts are off
+	Export         *ExportLag // nil without an export to ClickHouse
+	Alerts         *Alerts    // nil while alerts are off
 }
 
 // Alerts is the alert engine's state under its limits.
@@ -82,6 +83,9 @@ type Alerts struct {
 	Active, Running, Queued int
 	Suppressed              map[string]uint64 // by reason: per_window, active, queue
 }
+
+// ExportLag is how far the export to ClickHouse is behind the database.
+type ExportLag struct{ Windows, Seconds int64 }
 
 // GeoFile is one opened .mmdb file.
 type GeoFile struct {

@@ -46,6 +46,9 @@
 //	bucket "asn"
 //	    key    4 bytes: uint32 AS number
 //	    value  the organisation's name, UTF-8, as last reported by geo
+//	bucket "outbox" (only once an export was enabled; see outbox.go)
+//	    key    8 bytes: uint64 sequence, in the order windows were stored
+//	    value  8 bytes: uint64 Unix seconds of the stored window's start
 //
 // A window value is one encoding version byte (1) followed by sections
 // until the end of the value:

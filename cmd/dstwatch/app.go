@@ -20,6 +20,7 @@ import (
 	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/fleet"
 	"github.com/dstwatch/dstwatch/geo"
 	"github.com/dstwatch/dstwatch/internal/sdnotify"
 	"github.com/dstwatch/dstwatch/metrics"
@@ -73,6 +74,12 @@ type Config struct {
 	MetricsServiceTop int
 
 	Web web.Config // --web: the dashboard (web.go); Addr "" serves none
+
+	// --clickhouse (fleet.go): where to export windows, the cluster for
+	// Distributed tables, and the host name the rows carry.
+	Export        *fleet.Target
+	ExportCluster string
+	HostName      string
 }
 
 // source is one running packet source: a live interface or a file.
@@ -109,6 +116,8 @@ type App struct {
 	metrics    *metrics.Metrics // nil without --metrics (see metrics.go)
 	metricsSrv *metrics.Server
 	web        *web.Server // nil without --web (web.go)
+
+	export *fleet.Exporter // nil without --clickhouse (fleet.go)
 
 	alerts   *alert.Engine // nil without --rules and alerts.db (see alerts.go)
 	alertsMu sync.RWMutex  // API requests read alerts; closeAlerts clears it
@@ -206,6 +215,9 @@ func New(cfg Config) (_ *App, err error) {
 	a.track(cfg.LogPath)
 	a.rec, err = reclog.Open(cfg.LogPath, cfg.FileMode)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.openExport(); err != nil { // fleet.go
 		return nil, err
 	}
 	a.track(cfg.AlertsDB)
@@ -443,6 +455,7 @@ func (a *App) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	defer a.startExport()() // fleet.go: drains after the writer stored the last window
 	var writerErr error
 	writerDone := make(chan struct{})
 	go func() {
@@ -535,6 +548,7 @@ func (a *App) prune(newest time.Time) {
 	if err != nil {
 		a.log.Error("prune old history", "err", err)
 	} else if p != (storage.Pruned{}) {
+		a.exportPruned(p) // fleet.go
 		a.log.Info("pruned old history", "windows", p.Windows, "hourly_rollups", p.Hours, "daily_rollups", p.Days,
 			"retention", a.cfg.Retention.Windows, "retention_hours", a.cfg.Retention.Hours, "retention_days", a.cfg.Retention.Days)
 	}
@@ -568,6 +582,7 @@ func (a *App) Status() (api.Status, error) {
 	if f := a.failing.Load(); f != nil {
 		st.Writer.Failing = *f
 	}
+	st.Export = a.exportStatus() // fleet.go
 	if t := a.lastStored.Load(); t > 0 {
 		st.Writer.LastStored = time.Unix(t, 0).UTC().Format(time.RFC3339)
 	}

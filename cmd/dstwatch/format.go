@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dstwatch/dstwatch/fleet"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/rotate"
@@ -69,6 +70,9 @@ func writeAnswer(w, stderr io.Writer, rows []query.Row, sum query.Summary, o que
 		}
 		if note := damageNote(sum); note != "" {
 			fmt.Fprintf(stderr, "dstwatch query: %s\n", note)
+		}
+		if o.format == "json" && o.by == fleet.ByHost {
+			return encodeJSON(w, hostRowsJSON(rows)) // fleet.go
 		}
 		if o.format == "json" {
 			return encodeJSON(w, query.RowsJSON(rows, o.by))
@@ -150,6 +154,11 @@ func writeRowsCSV(w io.Writer, rows []query.Row, by query.By) error {
 				c = query.OtherKey
 			}
 			cw.Write(append([]string{c, strconv.Itoa(r.Remotes)}, countsRecord(r.Counts)...))
+		}
+	case fleet.ByHost:
+		cw.Write(append([]string{"host", "remotes"}, countsHeader...))
+		for _, r := range rows {
+			cw.Write(append([]string{r.Key, strconv.Itoa(r.Remotes)}, countsRecord(r.Counts)...))
 		}
 	case query.ByASN:
 		cw.Write(append([]string{"asn", "as_org", "remotes"}, countsHeader...))
@@ -287,6 +296,12 @@ func writeRowsTable(w io.Writer, sum query.Summary, rows []query.Row, o queryOpt
 			line(fmt.Sprintf("%s\t%s\t%d\t", name, r.ASOrg, r.Remotes), r)
 		}
 		fmt.Fprintln(tw, totalsLine("total\t\t\t", total)+"\t")
+	case fleet.ByHost:
+		fmt.Fprintln(tw, "HOST\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
+		for _, r := range rows {
+			line(fmt.Sprintf("%s\t%d\t", r.Key, r.Remotes), r)
+		}
+		fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t")
 	default:
 		fmt.Fprintln(tw, "REMOTE\tCC\tASN\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
 		for _, r := range rows {

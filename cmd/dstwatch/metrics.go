@@ -56,6 +56,7 @@ func (a *App) health() metrics.Health {
 		WindowsDropped: a.dropped.Load(),
 		CaptureGaps:    a.gaps.Load(),
 		InterfacesDown: len(a.downList()),
+		Export:         a.exportHealth(), // fleet.go
 	}
 	for _, f := range a.geo.Current().Files() {
 		h.GeoIP = append(h.GeoIP, metrics.GeoFile{Path: f.Path, Type: f.Type, Build: f.Build})

@@ -49,6 +49,7 @@ Examples:
   dstwatch query --remote 203.0.113.0/24 --direction tx --sort packets
   dstwatch query --by asn --top 10 --from yesterday --to today --format csv
   dstwatch query --by service --port 443 --proto tcp   # per service (README: Per service)
+  dstwatch query --clickhouse clickhouse://ch1:9000/dstwatch --by host   # the fleet (README: Fleet)
 `
 
 type queryOpts struct {
@@ -69,7 +70,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	from := fs.String("from", "-1h", "start of the range, inclusive: a `time` (see above)")
 	to := fs.String("to", "now", "end of the range, exclusive: a `time`")
 	last := fs.Int("last", 0, "the `N` newest windows instead of --from/--to")
-	by := fs.String("by", "remote", "group by: window, remote, country, asn or service")
+	by := fs.String("by", "remote", "group by: window, remote, country, asn or service (or host with --clickhouse)")
 	sortBy := fs.String("sort", "bytes", "order rows by: bytes or packets (both ways added)")
 	var o queryOpts
 	fs.IntVar(&o.top, "top", -1, "show the `N` heaviest rows and sum the rest as 'other' (remotes within each window for --by window); 0: all (default: 25 in tables, all in json and csv)")
@@ -81,14 +82,18 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&asns, "asn", "only remotes in this `AS number` (0 for unknown); repeatable")
 	direction := fs.String("direction", "both", "count tx (sent), rx (received) or both")
 	svc := addServiceFilterFlags(fs) // value.go
+	fq := addQueryFleetFlags(fs)     // fleet.go
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := fq.check(); err != nil {
 		return err
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
-	if o.by, err = query.ParseBy(*by); err != nil {
-		return fmt.Errorf("%w: --by %q: want window, remote, country, asn or service", errUsage, *by)
+	if o.by, err = fq.parseBy(*by); err != nil {
+		return fmt.Errorf("%w: --by %q: want window, remote, country, asn or service (or host with --clickhouse)", errUsage, *by)
 	}
 	if o.sort, err = query.ParseSort(*sortBy); err != nil {
 		return fmt.Errorf("%w: --sort %q: want bytes or packets", errUsage, *sortBy)
@@ -145,6 +150,9 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
+	if fq.given() {
+		return queryFleet(ctx, stdout, stderr, fq, o, svc) // fleet.go
+	}
 	st, err := openStore(ctx, *db, *socket, given["db"])
 	if err != nil {
 		return err

@@ -41,6 +41,7 @@ Examples:
   dstwatch run                                  # default-route interface, default DB and log
   dstwatch run -i eth0 -i eth1 --window 1m --exclude 203.0.113.7,198.51.100.0/24
   dstwatch run --read traffic.pcap --local 198.51.100.1 --db replay.db
+  dstwatch run --clickhouse clickhouse://ch1:9000/dstwatch --clickhouse-password-file /etc/dstwatch/ch.pass
 `
 
 func defaultDB() string {
@@ -130,6 +131,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	metricsASNTop := fs.Int("metrics-asn-top", metrics.DefaultASNTop, "AS numbers with metric series of their own: the first `N` to rank in a window's top N; the rest are asn=\"other\"")
 	svc := serviceFlags(fs)
 	wf := addWebFlags(fs) // web.go
+	ff := addFleetFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -231,6 +233,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if err := wf.apply(&cfg); err != nil {
+		return err
+	}
+	if err := ff.apply(&cfg); err != nil {
 		return err
 	}
 	if err := parseRulesFlags(&cfg, *rules, *alertsDB); err != nil {

@@ -109,6 +109,7 @@ func writeStatus(w io.Writer, st api.Status, loc *time.Location) {
 	if al := st.Alerts; al != nil {
 		fmt.Fprintf(tw, "alerts\t%s\n", describeAlerts(*al))
 	}
+	writeExportStatus(tw, st.Export) // fleet.go
 	if len(st.GeoIP) == 0 {
 		fmt.Fprintf(tw, "geoip\tnone: countries are off\n")
 	}

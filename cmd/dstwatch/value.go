@@ -80,6 +80,12 @@ func queryServices(ctx context.Context, stdout, stderr io.Writer, st *store, o q
 	if err != nil {
 		return err
 	}
+	return writeServices(stdout, rows, sum, o, f, func() error { return noWindow(ctx, stdout, st, o) })
+}
+
+// writeServices prints a --by service answer; none says that the range
+// held no window. The fleet's answers (fleet.go) print here too.
+func writeServices(stdout io.Writer, rows []query.ServiceRow, sum query.Summary, o queryOpts, f query.ServiceFilter, none func() error) error {
 	switch o.format {
 	case "json":
 		out := make([]query.ServiceJSON, 0, len(rows))
@@ -111,7 +117,7 @@ func queryServices(ctx context.Context, stdout, stderr io.Writer, st *store, o q
 		return nil
 	}
 	if sum.Units() == 0 {
-		return noWindow(ctx, stdout, st, o)
+		return none()
 	}
 	var total rotate.Counts
 	for _, r := range rows {

@@ -124,6 +124,7 @@ func (wr *writer) flush() bool {
 			a.observeAlerts(w) // alerts.go
 			wr.remotes -= len(w.Remotes)
 		}
+		a.exportStored(batch) // fleet.go
 		a.stored.Add(uint64(len(batch)))
 		a.lastStored.Store(batch[len(batch)-1].Start.Unix())
 		clear(batch)
