@@ -310,9 +310,10 @@ func (r *Reader) summary(ctx context.Context, where string) (query.Summary, erro
 	err := r.conn.QueryRow(ctx, fmt.Sprintf(`SELECT toUInt64(count()), toUInt32(min(window_start)), toUInt32(max(toUInt32(window_start) + window_seconds)),
 	toUInt64(sum(frames)), toUInt64(sum(tallied)), toUInt64(sum(non_ip)), toUInt64(sum(transit)), toUInt64(sum(malformed)),
 	toUInt64(sum(excluded)), toUInt64(sum(local)), toUInt64(sum(drops)), toUInt64(sum(late)), toUInt64(sum(folded)),
+	toUInt64(sum(oversize)), toUInt64(sum(spoofed)), toUInt64(sum(overflow)),
 	toUInt64(countIf(drops > 0)), toUInt64(countIf(folded > 0)) FROM %s WHERE %s`, r.table(tableWindows), where)).Scan(
 		&n, &first, &last, &st.Frames, &st.Tallied, &st.NonIP, &st.Transit, &st.Malformed,
-		&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &drops, &folds)
+		&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &drops, &folds)
 	if err != nil {
 		return s, fmt.Errorf("clickhouse: %w", err)
 	}
@@ -340,7 +341,8 @@ func (r *Reader) Windows(ctx context.Context, q Question) ([]*storage.Window, er
 	}
 	rows, err := r.conn.Query(ctx, fmt.Sprintf(`SELECT toUInt32(window_start) AS s, toUInt32(max(window_seconds)), toUInt32(max(geo_build)),
 	toUInt64(sum(frames)), toUInt64(sum(tallied)), toUInt64(sum(non_ip)), toUInt64(sum(transit)), toUInt64(sum(malformed)),
-	toUInt64(sum(excluded)), toUInt64(sum(local)), toUInt64(sum(drops)), toUInt64(sum(late)), toUInt64(sum(folded)), %s
+	toUInt64(sum(excluded)), toUInt64(sum(local)), toUInt64(sum(drops)), toUInt64(sum(late)), toUInt64(sum(folded)),
+	toUInt64(sum(oversize)), toUInt64(sum(spoofed)), toUInt64(sum(overflow)), %s
 	FROM %s WHERE %s GROUP BY s ORDER BY s`, counts(query.Both, "other_"), r.table(tableWindows), where))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
@@ -352,7 +354,7 @@ func (r *Reader) Windows(ctx context.Context, q Question) ([]*storage.Window, er
 		w := &storage.Window{}
 		st, o := &w.Stats, &w.Other
 		if err := rows.Scan(&start, &secs, &geo, &st.Frames, &st.Tallied, &st.NonIP, &st.Transit, &st.Malformed,
-			&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &o.TxPackets, &o.TxBytes, &o.RxPackets, &o.RxBytes); err != nil {
+			&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &o.TxPackets, &o.TxBytes, &o.RxPackets, &o.RxBytes); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("clickhouse: %w", err)
 		}
@@ -419,6 +421,8 @@ func serviceKey(proto, side string, port uint16) capture.Service {
 		s = capture.SideIn
 	case "out":
 		s = capture.SideOut
+	case "scan":
+		s = capture.SideScan
 	}
 	return capture.MakeService(p, s, port)
 }
