@@ -32,6 +32,7 @@ import (
 // Config is everything the daemon needs to run; flags fill it in.
 type Config struct {
 	Interfaces []string       // live capture; empty with Read set
+	RingBlocks int            // --ring-mb: 1 MiB blocks per interface's ring; 0: capture's default
 	Read       string         // capture file to replay instead
 	Local      []netip.Addr   // nil: the capture interfaces' addresses
 	Exclude    []netip.Prefix // remotes never tallied
@@ -332,7 +333,7 @@ func (a *App) openSources() error {
 		}
 	}
 	for _, name := range a.cfg.Interfaces {
-		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: local})
+		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: local, NumBlocks: a.cfg.RingBlocks})
 		if err != nil {
 			return err
 		}
