@@ -1,0 +1,145 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// gendocs runs the real binary's hidden gendocs into a new directory.
+func gendocs(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command(binary(t), "gendocs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("gendocs: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// helpFlags lists the flags a command's --help shows, as written there.
+func helpFlags(t *testing.T, args ...string) []string {
+	t.Helper()
+	out, err := exec.Command(binary(t), append(args, "--help")...).Output()
+	if err != nil {
+		t.Fatalf("%v --help: %v", args, err)
+	}
+	_, flags, ok := strings.Cut(string(out), "\nFlags:\n")
+	if !ok {
+		t.Fatalf("%v --help has no Flags section:\n%s", args, out)
+	}
+	var names []string
+	for _, m := range regexp.MustCompile(`(?m)^  (--?[a-z0-9-]+)`).FindAllStringSubmatch(flags, -1) {
+		names = append(names, m[1])
+	}
+	if len(names) == 0 {
+		t.Fatalf("%v --help lists no flags", args)
+	}
+	return names
+}
+
+// Every command in the usage has a man page that groff reads without a
+// warning and that documents every flag its --help lists: the pages are
+// made from the flag sets themselves, so a new flag shows up in them.
+func TestGendocsManPages(t *testing.T) {
+	dir := gendocs(t)
+	var cmds []string
+	for _, line := range strings.Split(usage, "\n") {
+		if m := usageLine.FindStringSubmatch(line); m != nil {
+			cmds = append(cmds, m[1])
+		}
+	}
+	pages, _ := filepath.Glob(filepath.Join(dir, "man1", "*.1"))
+	if len(pages) != len(cmds)+1 {
+		t.Errorf("%d man pages for %d commands (+ dstwatch.1): %v", len(pages), len(cmds), pages)
+	}
+	groff, _ := exec.LookPath("groff")
+	for _, c := range append([]string{""}, cmds...) {
+		page := "dstwatch.1"
+		if c != "" {
+			page = "dstwatch-" + c + ".1"
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "man1", page))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if groff != "" {
+			out, err := exec.Command(groff, "-man", "-Tutf8", "-ww", "-z", filepath.Join(dir, "man1", page)).CombinedOutput()
+			if err != nil || len(out) > 0 {
+				t.Errorf("groff on %s: %v\n%s", page, err, out)
+			}
+		}
+		if c == "" || c == "version" {
+			continue
+		}
+		sets := [][]string{{c}}
+		if c == "incidents" {
+			sets = append(sets, []string{"incidents", "expire"})
+		}
+		for _, s := range sets {
+			for _, f := range helpFlags(t, s...) {
+				if !strings.Contains(string(b), `\fB`+roff(f)+`\fR`) {
+					t.Errorf("%s lacks %s, which '%s --help' lists", page, f, strings.Join(s, " "))
+				}
+			}
+		}
+	}
+	if groff == "" {
+		t.Log("groff not installed: pages not parsed")
+	}
+}
+
+// The bash completion completes commands, every flag of a command, the
+// first word of value, and file names after a file flag.
+func TestGendocsBashCompletion(t *testing.T) {
+	dir := gendocs(t)
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	complete := func(words ...string) []string {
+		t.Helper()
+		script := `source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _dstwatch; printf '%s\n' "${COMPREPLY[@]}"`
+		cmd := exec.Command(bash, append([]string{"-c", script, "bash", filepath.Join(dir, "bash", "dstwatch")}, words...)...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("completion of %q: %v\n%s", words, err, out)
+		}
+		return strings.Fields(string(out))
+	}
+	if got := complete("dstwatch", "inc"); strings.Join(got, " ") != "incidents" {
+		t.Errorf("dstwatch inc<TAB>: %q", got)
+	}
+	for _, f := range helpFlags(t, "run") {
+		if got := complete("dstwatch", "run", f); !contains(got, f) {
+			t.Errorf("dstwatch run %s<TAB>: %q, want it among them", f, got)
+		}
+	}
+	if got := complete("dstwatch", "value", "tx_"); strings.Join(got, " ") != "tx_bytes tx_packets" {
+		t.Errorf("dstwatch value tx_<TAB>: %q", got)
+	}
+	if got := complete("dstwatch", "run", "--db", "ma"); strings.Join(got, " ") != "man1" {
+		t.Errorf("dstwatch run --db ma<TAB> in the output dir: %q, want man1", got)
+	}
+	if got := complete("dstwatch", "run", "--window", ""); len(got) != 0 {
+		t.Errorf("dstwatch run --window <TAB>: %q, want nothing (a value, not a flag)", got)
+	}
+	if zsh, err := exec.LookPath("zsh"); err == nil {
+		if out, err := exec.Command(zsh, "-n", filepath.Join(dir, "zsh", "_dstwatch")).CombinedOutput(); err != nil {
+			t.Errorf("zsh -n _dstwatch: %v\n%s", err, out)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
