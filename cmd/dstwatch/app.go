@@ -275,6 +275,7 @@ func (a *App) openGeo() error {
 		}
 		for _, f := range db.Files() {
 			a.log.Info("geoip database reloaded", "path", f.Path, "type", f.Type, "build", f.Build.Format(time.DateOnly))
+			a.warnStale(f)
 		}
 	}
 	a.geo = r
@@ -386,6 +387,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	for _, f := range a.geo.Current().Files() {
 		a.log.Info("geoip database", "path", f.Path, "type", f.Type, "build", f.Build.Format(time.DateOnly))
+		a.warnStale(f)
 	}
 	a.log.Info("capturing", "from", a.names, "local", a.cls.Load().Local(), "window", a.cfg.Window, "db", a.cfg.DBPath)
 	if err := a.startAlerts(); err != nil {
