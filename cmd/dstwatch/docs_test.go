@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dstwatch/dstwatch/internal/netnstest"
 )
 
 // gendocs runs the real binary's hidden gendocs into a new directory.
@@ -174,5 +180,60 @@ func TestReadmeRunFlagsExist(t *testing.T) {
 	}
 	if n < 20 {
 		t.Errorf("only %d flags found in the README's run table", n)
+	}
+}
+
+// zshCapture types a command line into an interactive zsh on a pty and
+// prints every candidate its completion system adds (compadd wrapped).
+// The echo after the line (^U clears the line first; ^C would flush the
+// typed keys) waits for the widget: zsh reads it only once the completion
+// has run. Quotes keep the typed echo from matching.
+const zshCapture = `zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "PS1=''; fpath=($1 \$fpath); autoload -U compinit; compinit -u -D"
+zpty -w z '_capture() { compadd() { builtin compadd -O __c "$@"; print -rl -- $__c >> '"$3"'; }; _main_complete; unfunction compadd }'
+zpty -w z 'zle -C capture complete-word _capture; bindkey "^T" capture'
+zpty -w z 'echo RE""ADY'
+zpty -r z line '*READY*'
+zpty -w -n z "$2"$'\x14'
+zpty -w z $'\x15echo DO""NE'
+zpty -r z line '*DONE*'
+zpty -d z
+`
+
+// The zsh completion, loaded by compinit from its fpath directory as zsh
+// would load the packaged file, completes commands, flags and words.
+func TestGendocsZshCompletion(t *testing.T) {
+	zsh, err := exec.LookPath("zsh")
+	if err != nil {
+		netnstest.Unable(t, "the zsh completion test needs zsh (apt-get install zsh)")
+	}
+	dir := gendocs(t)
+	script := filepath.Join(t.TempDir(), "capture.zsh")
+	if err := os.WriteFile(script, []byte(zshCapture), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ line, want string }{
+		{"dstwatch inc", "incidents"},
+		{"dstwatch run --ring", "--ring-mb"},
+		{"dstwatch query --for", "--format"},
+		{"dstwatch value tx_", "tx_bytes tx_packets"},
+		{"dstwatch incidents exp", "expire"},
+	} {
+		out := filepath.Join(t.TempDir(), "cands")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a pattern never seen waits forever
+		defer cancel()
+		cmd := exec.CommandContext(ctx, zsh, script, filepath.Join(dir, "zsh"), tc.line, out)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%q: %v\n%s", tc.line, err, b)
+		}
+		b, _ := os.ReadFile(out)
+		got := strings.Fields(string(b))
+		sort.Strings(got)
+		got = slices.Compact(got)
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("zsh: %s<TAB>: %q, want %q", tc.line, got, tc.want)
+		}
 	}
 }
