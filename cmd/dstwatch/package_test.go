@@ -131,6 +131,11 @@ func TestDebianPackage(t *testing.T) {
 	if !strings.Contains(string(unit), "\nExecStart=/usr/bin/dstwatch run ") || strings.Contains(string(unit), "/usr/local/") {
 		t.Errorf("the packaged unit does not start /usr/bin/dstwatch:\n%s", unit)
 	}
+	if _, err := exec.LookPath("systemd-analyze"); err == nil {
+		if out, err := exec.Command("systemd-analyze", "verify", "/usr/lib/systemd/system/dstwatch.service").CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("systemd-analyze verify of the installed unit: %v\n%s", err, out)
+		}
+	}
 
 	// A man page per command, readable by man, each naming its flags.
 	var cmds []string
