@@ -1,6 +1,6 @@
 module github.com/dstwatch/dstwatch
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/ClickHouse/ch-go v0.75.0 // indirect

@@ -15,13 +15,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Ring defaults. The ring is 64 blocks of 1 MiB (64 MiB of kernel memory per
-// interface). With the default 128-byte snap a frame takes about 208 bytes of
-// ring (tpacket3 header + sockaddr_ll + data, aligned), so the ring holds
-// ~300k frames: a third of a second at 1 M frames/s, enough to ride out a GC
-// pause or a slow batch send. Blocks of 1 MiB rather than larger ones keep
-// the unit the kernel hands over small, so a retired block is processed
-// quickly and the kernel always has free blocks to fill.
+// Ring defaults. The ring is DefaultNumBlocks blocks of 1 MiB (16 MiB of
+// kernel memory per interface, all of it in the daemon's RSS: the kernel
+// maps every page of the ring into the process at mmap). With the default
+// 128-byte snap a frame takes about 208 bytes of ring (tpacket3 header +
+// sockaddr_ll + data, aligned), so the ring holds ~80k frames: 80 ms at
+// 1 M frames/s, 0.2 s at the 0.4 M frames/s scripts/loadtest reaches here,
+// enough to ride out a GC pause or a slow batch send. 'run --ring-mb' sets
+// the number of blocks for busier hosts. The default was 64 blocks until
+// the idle RSS (~94 MB, two thirds of it the ring) showed it was sized for
+// rates few hosts see; measured with the real binary idle in a namespace
+// with 40 remotes (TestLiveRingSize): 64 MiB ring 80 MB RSS, 16 MiB 31 MB,
+// 4 MiB 18 MB.
+// Blocks of 1 MiB rather than larger ones keep the unit the kernel hands
+// over small, so a retired block is processed quickly and the kernel always
+// has free blocks to fill.
 //
 // The block timeout is how long the kernel keeps a partly filled block before
 // handing it to us: it bounds the delay for low-rate traffic. 50 ms keeps the
@@ -32,14 +40,21 @@ import (
 //
 // Measured with scripts/loadtest (trafgen sending 3M 60-byte frames into a
 // veth on the 2-core development machine, ~0.4 M frames/s, all trafgen
-// could offer): these defaults dropped nothing, as tcpdump -B 65536 did not,
-// while pmacctd dropped 2%.
+// could offer): a 64-block ring dropped nothing, as tcpdump -B 65536 did
+// not, while pmacctd dropped 2%.
 const (
 	DefaultSnap         = 128
 	DefaultBlockSize    = 1 << 20
-	DefaultNumBlocks    = 64
+	DefaultNumBlocks    = 16
 	DefaultBlockTimeout = 50 * time.Millisecond
 	DefaultPollTimeout  = 100 * time.Millisecond
+
+	// MinNumBlocks and MaxNumBlocks are the ring sizes worth asking for
+	// (run --ring-mb takes no others): with one block the kernel has
+	// nowhere to write while the reader holds it (tests use that to force
+	// drops), and past 1 GiB per interface a typo is likelier than a need.
+	MinNumBlocks = 2
+	MaxNumBlocks = 1024
 )
 
 // LiveConfig configures a live capture on one interface.

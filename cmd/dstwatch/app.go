@@ -33,6 +33,7 @@ import (
 // Config is everything the daemon needs to run; flags fill it in.
 type Config struct {
 	Interfaces []string       // live capture; empty with Read set
+	RingBlocks int            // --ring-mb: 1 MiB blocks per interface's ring; 0: capture's default
 	Read       string         // capture file to replay instead
 	Local      []netip.Addr   // nil: the capture interfaces' addresses
 	Exclude    []netip.Prefix // remotes never tallied
@@ -290,6 +291,7 @@ func (a *App) openGeo() error {
 		}
 		for _, f := range db.Files() {
 			a.log.Info("geoip database reloaded", "path", f.Path, "type", f.Type, "build", f.Build.Format(time.DateOnly))
+			a.warnStale(f)
 		}
 	}
 	a.geo = r
@@ -348,7 +350,7 @@ func (a *App) openSources() error {
 		}
 	}
 	for _, name := range a.cfg.Interfaces {
-		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: local})
+		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: local, NumBlocks: a.cfg.RingBlocks})
 		if err != nil {
 			return err
 		}
@@ -401,6 +403,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	for _, f := range a.geo.Current().Files() {
 		a.log.Info("geoip database", "path", f.Path, "type", f.Type, "build", f.Build.Format(time.DateOnly))
+		a.warnStale(f)
 	}
 	a.log.Info("capturing", "from", a.names, "local", a.cls.Load().Local(), "window", a.cfg.Window, "db", a.cfg.DBPath)
 	if err := a.startAlerts(); err != nil {

@@ -100,6 +100,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var ifaces, local, exclude, geoip listFlag
 	fs.Var(&ifaces, "interface", "capture on this `interface`; repeatable (default: the default route's interface)")
 	fs.Var(&ifaces, "i", "short for --`interface`")
+	ringMB := fs.Int("ring-mb", capture.DefaultNumBlocks, "kernel capture ring per interface, in `MiB` (2 to 1024; all of it resident): each MiB holds ~5000 frames, 5 ms at 1 M frames/s, before the kernel drops")
 	read := fs.String("read", "", "replay this pcap or pcapng `file` instead of capturing live, then exit")
 	fs.Var(&local, "local", "the host's own `addresses`, comma-separated or repeated (default: the capture interfaces' addresses)")
 	fs.Var(&exclude, "exclude", "never tally these remote `addresses or CIDR prefixes`; repeatable")
@@ -190,6 +191,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		cfg.Exclude = append(cfg.Exclude, more...)
 	}
+	if *ringMB < capture.MinNumBlocks || *ringMB > capture.MaxNumBlocks {
+		return fmt.Errorf("%w: --ring-mb %d: want whole MiB from %d to %d", errUsage, *ringMB, capture.MinNumBlocks, capture.MaxNumBlocks)
+	}
+	cfg.RingBlocks = *ringMB // blocks are 1 MiB
 	if *read != "" && len(cfg.Local) == 0 {
 		return fmt.Errorf("%w: --read needs --local: a capture file does not say which addresses were the host's", errUsage)
 	}

@@ -75,7 +75,7 @@ func (a *App) reopen(ctx context.Context, name string) (*capture.Live, error) {
 		if err != nil || ifi.Flags&net.FlagUp == 0 {
 			continue
 		}
-		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: a.cls.Load().Local()})
+		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: a.cls.Load().Local(), NumBlocks: a.cfg.RingBlocks})
 		if err != nil {
 			// Without CAP_NET_RAW (dropped by --user) no retry can succeed;
 			// say so once, where it is seen, instead of at debug each second.
