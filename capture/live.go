@@ -182,10 +182,13 @@ func (l *Live) SetLocal(local []netip.Addr, c *Classifier) error {
 	if l.state == liveClosed {
 		return fmt.Errorf("capture on %s: closed", l.iface)
 	}
+	// The classifier first: it judges frames the old filter let through as
+	// well as the new one, whereas the old classifier would take frames to a
+	// new address, which the new filter passes, for transit.
+	l.cls.Store(c)
 	if err := l.setFilter(l.h, local); err != nil {
 		return fmt.Errorf("capture on %s: %w", l.iface, err)
 	}
-	l.cls.Store(c)
 	return nil
 }
 
@@ -321,6 +324,9 @@ func (l *Live) Run(ctx context.Context, c *Classifier, p *Pipe) error {
 		if useDir {
 			dir = ringDir(data, ci.InterfaceIndex)
 		}
+		// Loaded per frame (a plain load on amd64 and arm64), so that no frame
+		// after SetLocal returns is judged by the old local addresses.
+		c = l.cls.Load()
 		c.Classify(link, data, ci.Length, dir, ev)
 		if len(batch) == BatchSize {
 			p.Full <- batch
