@@ -73,6 +73,9 @@ type Config struct {
 	MetricsServiceTop int
 
 	Web web.Config // --web: the dashboard (web.go); Addr "" serves none
+	// WebConfig (--web-config): the exporter-toolkit web configuration
+	// file both --metrics and --web serve by; "" plain HTTP.
+	WebConfig string
 }
 
 // source is one running packet source: a live interface or a file.
