@@ -337,3 +337,52 @@ func TestDashboardInBrowserTLS(t *testing.T) {
 		t.Errorf("a browser without the CA: loaded %q, shows %q; want Chromium's certificate error", got, txt)
 	}
 }
+
+// The toolkit reads the web config and its keys on every connection, as
+// the --user the daemon dropped to: a key only root may read is refused at
+// start, not left to fail every handshake.
+func TestWebConfigReadableAfterUser(t *testing.T) {
+	p := netnstest.New(t)
+	dir := stateDir(t)
+	tlsDir := filepath.Join(filepath.Dir(dir), "tls")
+	if err := os.Mkdir(tlsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pki, err := tlstest.New(tlsDir) // files 0600 root
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(tlsDir, "web.yml")
+	webConfigFile(t, conf, pki, "")
+	os.Chmod(conf, 0o644)
+	db := filepath.Join(dir, "d.db")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, p.A))
+	args := []string{"run", "-i", p.IfA, "--db", db, "--window", "1s", "--metrics", addr, "--web-config", conf, "--user", "nobody"}
+	cmd := netnstest.Command(p.A, binary(t), args...)
+	// A daemon that does not refuse would run on: give it ten seconds.
+	timer := time.AfterFunc(10*time.Second, func() { cmd.Process.Kill() })
+	out, err := cmd.CombinedOutput()
+	timer.Stop()
+	want := "dstwatch run: --web-config as --user nobody: failed to read cert_file (" + pki.ServerCert + "): open " + pki.ServerCert + ": permission denied\n"
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.HasSuffix(string(out), want) {
+		t.Fatalf("exit %d (%v), output:\n%s\nwant exit 1 ending in %q", code, err, out, want)
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("the database is left after the refused start: %v", err)
+	}
+	for _, f := range []string{pki.ServerCert, pki.ServerKey} {
+		if err := os.Chown(f, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDaemon(t, p.A, args[1:]...)
+	defer d.stop(t)
+	ct, _ := pki.Client(false)
+	hc := nsClient(p.A)
+	hc.Transport.(*http.Transport).TLSClientConfig = ct
+	res, err := hc.Get("https://" + addr + "/metrics")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("metrics over TLS as nobody: %v %v", err, res)
+	}
+	res.Body.Close()
+}
