@@ -173,7 +173,7 @@ func (s *Server) Serve() error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := webconfig.Serve(s.ln, s.srv, s.cfg.WebConfig, log); !errors.Is(err, http.ErrServerClosed) {
+	if err := webconfig.Serve(s.ln, s.srv, s.cfg.WebConfig, log.With("listener", "web")); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -386,3 +386,57 @@ func TestWebConfigReadableAfterUser(t *testing.T) {
 	}
 	res.Body.Close()
 }
+
+// A dashboard token beside a web config's users: the toolkit takes the
+// Authorization header for basic auth, so the token comes as ?token= once
+// and then as the cookie; Bearer alone is refused.
+func TestDashboardTokenWithWebConfigUsers(t *testing.T) {
+	db, err := storage.Open(filepath.Join(t.TempDir(), "a.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pki := newPKI(t)
+	conf := filepath.Join(t.TempDir(), "web.yml")
+	webConfigFile(t, conf, pki, usersYAML(t, "ops", "correct horse"))
+	const token = "0123456789abcdef"
+	srv := serveWeb(t, db, web.Config{WebConfig: conf, Token: token})
+	ct, _ := pki.Client(false)
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: ct}}
+	base := "https://" + srv.Addr().String()
+	do := func(path string, basic bool, h map[string]string, c *http.Cookie) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		if basic {
+			req.SetBasicAuth("ops", "correct horse")
+		}
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		if c != nil {
+			req.AddCookie(c)
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	if c := do("/api/status", false, map[string]string{"Authorization": "Bearer " + token}, nil).StatusCode; c != 401 {
+		t.Errorf("Bearer without basic auth: %d, want 401", c)
+	}
+	if c := do("/api/status", true, nil, nil).StatusCode; c != 401 {
+		t.Errorf("basic auth without the token: %d, want 401", c)
+	}
+	res := do("/?token="+token, true, nil, nil)
+	if res.StatusCode != 200 || len(res.Cookies()) != 1 {
+		t.Fatalf("basic auth and ?token: %d, cookies %v", res.StatusCode, res.Cookies())
+	}
+	if c := do("/api/status", true, nil, res.Cookies()[0]).StatusCode; c != 200 {
+		t.Errorf("basic auth and the cookie: %d, want 200", c)
+	}
+	if c := do("/api/status", false, nil, res.Cookies()[0]).StatusCode; c != 401 {
+		t.Errorf("the cookie without basic auth: %d, want 401", c)
+	}
+}
