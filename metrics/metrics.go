@@ -1,5 +1,6 @@
 // Package metrics exposes dstwatch to Prometheus: daemon health and traffic
-// counters with bounded labels, on an opt-in HTTP listener (/metrics).
+// counters with bounded labels, on an opt-in HTTP listener (/metrics), or
+// HTTPS with auth as a web configuration file says (internal/webconfig).
 //
 // Traffic and per-window health counters are fed by Observe, which the
 // writer calls after each window was stored, so that they agree exactly

@@ -22,7 +22,7 @@ type webFlags struct {
 
 func addWebFlags(fs *flag.FlagSet) *webFlags {
 	return &webFlags{
-		addr:      fs.String("web", "", "serve the read-only dashboard on http://`host:port`/, e.g. 127.0.0.1:9751 (default: off); beyond loopback it needs a token or a user"),
+		addr:      fs.String("web", "", "serve the read-only dashboard on http://`host:port`/, e.g. 127.0.0.1:9751 (default: off); beyond loopback it needs a token, a user, or a --web-config with auth"),
 		tokenFile: fs.String("web-token-file", "", "require the token in this `file` (open /?token=TOKEN once, or send Authorization: Bearer)"),
 		user:      fs.String("web-user", "", "require HTTP basic auth as this `user` (with --web-password-file)"),
 		passFile:  fs.String("web-password-file", "", "the basic-auth password, read from this `file`"),
