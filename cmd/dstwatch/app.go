@@ -81,6 +81,9 @@ type Config struct {
 	Export        *fleet.Target
 	ExportCluster string
 	HostName      string
+	// WebConfig (--web-config): the exporter-toolkit web configuration
+	// file both --metrics and --web serve by; "" plain HTTP.
+	WebConfig string
 }
 
 // source is one running packet source: a live interface or a file.

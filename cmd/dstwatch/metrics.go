@@ -15,7 +15,8 @@ func (a *App) openMetrics() error {
 	if a.cfg.Metrics == "" {
 		return nil
 	}
-	a.metrics = metrics.New(metrics.Config{ASNTop: a.cfg.MetricsASNTop, ServiceTop: a.cfg.MetricsServiceTop, Version: buildVersion(), Health: a.health})
+	a.metrics = metrics.New(metrics.Config{ASNTop: a.cfg.MetricsASNTop, ServiceTop: a.cfg.MetricsServiceTop, Version: buildVersion(), Health: a.health,
+		WebConfig: a.cfg.WebConfig, Log: a.log.With("listener", "metrics")})
 	srv, err := a.metrics.Listen(a.cfg.Metrics)
 	if err != nil {
 		return err

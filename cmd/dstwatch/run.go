@@ -279,6 +279,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			app.removeCreated()
 			return err
 		}
+		// The toolkit reads the web config and its keys on every
+		// connection, from now on as this user.
+		if err := recheckWebConfig(cfg.WebConfig, *runAs); err != nil {
+			app.closeAll()
+			app.removeCreated()
+			return err
+		}
 		logger.Info("dropped privileges", "user", *runAs, "uid", drop.uid, "gid", drop.gid)
 	}
 	return app.Run(ctx)
