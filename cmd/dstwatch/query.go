@@ -29,9 +29,11 @@ while the daemon has it open); otherwise it reads the database itself. The
 answer is the same either way.
 
 Times (--from, --to) are RFC 3339 (2026-11-22T14:00:00+01:00), a date
-(2026-11-22, local midnight), a local date and time (2026-11-22 14:00),
-relative to now (-1h, -30m, -2d, +1h), or now, today, yesterday. A window
-belongs to the range when its start does. --by remote, country and asn read
+(2026-11-22, local midnight), a local date and time (2026-11-22 14:00), a
+time of day (07:15, today), relative to now (-1h, now-1h, -30m, -2d, +1h),
+Unix seconds (@1790000000), or now, today, yesterday; local means UTC with
+--utc. A window belongs to the range when its start does. A range wider
+than the stored history is answered over what is stored. --by remote, country and asn read
 a range from the hourly and daily rollups where they are exact, raw windows
 at its edges; where raw windows were pruned (--retention of run) an edge is
 rounded to the hour or day, and the answer says so.
@@ -131,17 +133,14 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case given["last"]:
 		o.rng.Last = *last
 	default:
-		if o.rng.From, err = parseTime("--from", *from, now, time.Local); err != nil {
+		if o.rng.From, err = parseTime("--from", *from, now, o.loc); err != nil {
 			return err
 		}
-		if o.rng.To, err = parseTime("--to", *to, now, time.Local); err != nil {
+		if o.rng.To, err = parseTime("--to", *to, now, o.loc); err != nil {
 			return err
 		}
 		if !o.rng.To.After(o.rng.From) {
 			return fmt.Errorf("%w: --to must be after --from", errUsage)
-		}
-		if o.rng.To.Sub(o.rng.From) > api.MaxRange {
-			return fmt.Errorf("%w: range longer than %d days", errUsage, api.MaxRange/(24*time.Hour))
 		}
 	}
 
@@ -150,6 +149,10 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.close()
+	asked, err := st.fitRange(ctx, &o.rng) // times.go
+	if err != nil {
+		return err
+	}
 	if o.by == query.ByService {
 		return queryServices(ctx, stdout, stderr, st, o, svc)
 	}
@@ -170,6 +173,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if empty && o.format == "table" {
+		o.rng = asked
 		return noWindow(ctx, stdout, st, o)
 	}
 	if o.by == query.ByWindow {
@@ -353,7 +357,9 @@ func fmtTime(t time.Time, loc *time.Location) string {
 }
 
 // parseTime reads the time forms --from and --to accept; now and loc are
-// parameters so that tests pin them (including across a DST change).
+// parameters so that tests pin them (including across a DST change). loc
+// is the zone the user's times are in: local, or UTC with --utc, so that
+// "today" and "07:15" mean what the tables show.
 func parseTime(flagName, s string, now time.Time, loc *time.Location) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	day := func(t time.Time) time.Time {
@@ -370,6 +376,10 @@ func parseTime(flagName, s string, now time.Time, loc *time.Location) (time.Time
 		y, m, d := t.Date()
 		return time.Date(y, m, d-1, 0, 0, 0, 0, loc), nil
 	}
+	// now-1h is -1h: both are elapsed time back from now.
+	if rest, ok := strings.CutPrefix(s, "now"); ok && rest != "" && (rest[0] == '-' || rest[0] == '+') {
+		s = rest
+	}
 	if s != "" && (s[0] == '-' || s[0] == '+') {
 		d, err := parseSpan(flagName, s[1:])
 		if err != nil {
@@ -380,12 +390,29 @@ func parseTime(flagName, s string, now time.Time, loc *time.Location) (time.Time
 		}
 		return now.Add(d), nil
 	}
+	if n, ok := strings.CutPrefix(s, "@"); ok {
+		// Unix seconds, as date +%s prints them; bounded to years 1970 to
+		// 9999 so that no later arithmetic overflows.
+		u, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || u < 0 || u > 253402300799 {
+			return time.Time{}, fmt.Errorf("%w: %s %q: want @ and Unix seconds, such as @1790000000", errUsage, flagName, s)
+		}
+		return time.Unix(u, 0).In(loc), nil
+	}
+	// A time of day alone is today's (a time skipped by a DST change is
+	// moved forward by the change, as time.Date does).
+	for _, layout := range []string{"15:04", "15:04:05"} {
+		if c, err := time.ParseInLocation(layout, s, loc); err == nil {
+			y, m, d := now.In(loc).Date()
+			return time.Date(y, m, d, c.Hour(), c.Minute(), c.Second(), 0, loc), nil
+		}
+	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
 		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%w: %s %q: not a time (examples: 2026-11-22T14:00:00Z, 2026-11-22, \"2026-11-22 14:00\", -1h, today)", errUsage, flagName, s)
+	return time.Time{}, fmt.Errorf("%w: %s %q: not a time (examples: 2026-11-22T14:00:00Z, 2026-11-22, \"2026-11-22 14:00\", 07:15, -1h, now-30m, today, @1790000000)", errUsage, flagName, s)
 }
 
 func cc(c string) string {

@@ -92,12 +92,12 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if *from == "" {
 			return fmt.Errorf("%w: --to needs --from", errUsage)
 		}
-		if rfrom, err = parseTime("--from", *from, now, time.Local); err != nil {
+		if rfrom, err = parseTime("--from", *from, now, loc); err != nil {
 			return err
 		}
 		rto = now
 		if *to != "" {
-			if rto, err = parseTime("--to", *to, now, time.Local); err != nil {
+			if rto, err = parseTime("--to", *to, now, loc); err != nil {
 				return err
 			}
 		}
@@ -106,9 +106,6 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if !rto.After(rfrom) {
 		return fmt.Errorf("%w: --to must be after --from", errUsage)
-	}
-	if rto.Sub(rfrom) > api.MaxRange {
-		return fmt.Errorf("%w: range longer than %d days", errUsage, api.MaxRange/(24*time.Hour))
 	}
 	var mail *report.Mail
 	if *mailTo != "" {
@@ -130,6 +127,11 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer st.close()
+	rng := api.Range{From: rfrom, To: rto}
+	if _, err := st.fitRange(ctx, &rng); err != nil { // times.go
+		return err
+	}
+	rfrom, rto = rng.From, rng.To
 	r, err := report.Collect(ctx, storeSource{st}, rfrom, rto, now, report.Options{Top: *top})
 	if err != nil {
 		return err
