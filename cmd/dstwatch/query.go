@@ -38,6 +38,13 @@ a range from the hourly and daily rollups where they are exact, raw windows
 at its edges; where raw windows were pruned (--retention of run) an edge is
 rounded to the hour or day, and the answer says so.
 
+--by hour, day, week and month are totals per period of local time (UTC
+with --utc), oldest first, weeks from Monday: the range is widened to whole
+periods, and each period is read from the rollups on its own, so its
+numbers are exact. REMOTES is its distinct remotes, ">=N" where remotes
+folded by a cap have no address to count. --by prefix adds remotes up per
+network: /24 for IPv4 and /48 for IPv6 unless --prefix4 and --prefix6 say.
+
 Filters: --remote, --country and --asn keep the remotes that match (any
 value of one flag, all flags given); remotes the daemon folded into 'other'
 (--max-remotes) match none of them. --direction tx keeps only what was sent
@@ -50,6 +57,9 @@ Examples:
   dstwatch query --last 3 --by window --format json
   dstwatch query --remote 203.0.113.0/24 --direction tx --sort packets
   dstwatch query --by asn --top 10 --from yesterday --to today --format csv
+  dstwatch query --by day --from -7d                 # a week, day by day
+  dstwatch query --by month --from 2020-01-01        # every month stored
+  dstwatch query --by prefix --prefix4 16 --from today
   dstwatch query --by service --port 443 --proto tcp   # per service (README: Per service)
 `
 
@@ -62,6 +72,8 @@ type queryOpts struct {
 	loc    *time.Location // for tables: time.Local, or UTC with --utc
 	filter query.Filter
 	rng    api.Range
+
+	prefix4, prefix6 int // --by prefix: the networks' lengths
 }
 
 func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -71,12 +83,14 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	from := fs.String("from", "-1h", "start of the range, inclusive: a `time` (see above)")
 	to := fs.String("to", "now", "end of the range, exclusive: a `time`")
 	last := fs.Int("last", 0, "the `N` newest windows instead of --from/--to")
-	by := fs.String("by", "remote", "group by: window, remote, country, asn or service")
+	by := fs.String("by", "remote", "group by: window, remote, country, asn, prefix, service, or totals per hour, day, week or month")
 	sortBy := fs.String("sort", "bytes", "order rows by: bytes or packets (both ways added)")
 	var o queryOpts
 	fs.IntVar(&o.top, "top", -1, "show the `N` heaviest rows and sum the rest as 'other' (remotes within each window for --by window); 0: all (default: 25 in tables, all in json and csv)")
 	fs.StringVar(&o.format, "format", "table", "output: table, json or csv (and pipe with --by service)")
-	fs.BoolVar(&o.utc, "utc", false, "show times in UTC instead of local time (tables)")
+	fs.BoolVar(&o.utc, "utc", false, "show times in UTC instead of local time (tables), and take periods and times of day in UTC")
+	fs.IntVar(&o.prefix4, "prefix4", query.DefaultPrefix4, "--by prefix: the IPv4 networks' prefix `length`")
+	fs.IntVar(&o.prefix6, "prefix6", query.DefaultPrefix6, "--by prefix: the IPv6 networks' prefix `length`")
 	var remotes, countries, asns listFlag
 	fs.Var(&remotes, "remote", "only remotes within this `address or CIDR prefix`; repeatable")
 	fs.Var(&countries, "country", "only remotes in this `country` (ISO code, -- for unknown); repeatable")
@@ -90,7 +104,10 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
 	if o.by, err = query.ParseBy(*by); err != nil {
-		return fmt.Errorf("%w: --by %q: want window, remote, country, asn or service", errUsage, *by)
+		return fmt.Errorf("%w: --by %q: want window, remote, country, asn, prefix, service, hour, day, week or month", errUsage, *by)
+	}
+	if err := checkGrouping(o, given); err != nil { // group.go
+		return err
 	}
 	if o.sort, err = query.ParseSort(*sortBy); err != nil {
 		return fmt.Errorf("%w: --sort %q: want bytes or packets", errUsage, *sortBy)
@@ -113,7 +130,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if o.top == -1 {
 		o.top = 0
-		if o.format == "table" {
+		if o.format == "table" && !o.by.IsPeriod() {
 			o.top = 25
 		}
 	}
@@ -303,9 +320,15 @@ func (s *store) windows(ctx context.Context, r api.Range) ([]*storage.Window, er
 // the file. Either way a range is read from the rollup tiers where they are
 // exact, so a month is a few hundred units, not 130,000 windows.
 func (s *store) aggregate(ctx context.Context, o queryOpts) ([]query.Row, query.Summary, error) {
-	q := query.Question{By: o.by, Filter: o.filter, Sort: o.sort, Top: o.top}
+	q := query.Question{By: o.by, Filter: o.filter, Sort: o.sort, Top: o.top, Loc: o.location(), Prefix4: o.prefix4, Prefix6: o.prefix6}
 	if s.client == nil {
 		return query.Answer(s.db, o.rng.From, o.rng.To, o.rng.Last, q, ctx.Err)
+	}
+	if o.by.IsPeriod() && q.Loc == time.Local {
+		var err error
+		if q.Loc, err = daemonZone(); err != nil { // group.go
+			return nil, query.Summary{}, err
+		}
 	}
 	rows, sum, err := s.client.Aggregate(ctx, o.rng, q)
 	if !errors.Is(err, api.ErrNoSummary) {
@@ -316,7 +339,7 @@ func (s *store) aggregate(ctx context.Context, o queryOpts) ([]query.Row, query.
 	if err != nil {
 		return nil, query.Summary{}, err
 	}
-	a, err := query.NewAggregator(o.by)
+	a, err := query.NewAggregatorFor(q)
 	if err != nil {
 		return nil, query.Summary{}, err
 	}
