@@ -91,6 +91,15 @@ type Report struct {
 	RawFrom      time.Time
 	Gaps         []Gap
 	Window       time.Duration // the raw windows' length (the most common)
+	// Stored is what the database holds, set by the caller when nothing
+	// of the range is: the notes then say where the data is.
+	Stored *Stored
+}
+
+// Stored is the database's raw windows: how many, the first and last start.
+type Stored struct {
+	Windows     int
+	First, Last time.Time
 }
 
 // Options shape Collect.
@@ -216,11 +225,12 @@ func (r *Report) addBusy(b Busy, n int) {
 	}
 }
 
-// GapTime is the time the gaps cover together.
+// GapTime is the time the gaps cover together: the sum of each gap as
+// Duration shows it (to the second), so that the total is their sum.
 func (r *Report) GapTime() time.Duration {
 	var d time.Duration
 	for _, g := range r.Gaps {
-		d += g.To.Sub(g.From)
+		d += g.To.Sub(g.From).Round(time.Second)
 	}
 	return d
 }

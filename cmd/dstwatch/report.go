@@ -128,13 +128,25 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer st.close()
 	rng := api.Range{From: rfrom, To: rto}
-	if _, err := st.fitRange(ctx, &rng); err != nil { // times.go
-		return err
-	}
-	rfrom, rto = rng.From, rng.To
-	r, err := report.Collect(ctx, storeSource{st}, rfrom, rto, now, report.Options{Top: *top})
+	asked, err := st.fitRange(ctx, &rng) // times.go
 	if err != nil {
 		return err
+	}
+	r, err := report.Collect(ctx, storeSource{st}, rng.From, rng.To, now, report.Options{Top: *top})
+	if err != nil {
+		return err
+	}
+	if r.Windows == 0 && r.Summary.Units() == 0 {
+		first, last, n, err := st.bounds(ctx)
+		if err != nil {
+			return err
+		}
+		r.Stored = &report.Stored{Windows: n, First: first, Last: last}
+		if rng != asked {
+			// Narrowed to nothing: the range asked for is the report's,
+			// and the notes say where the data is instead of a gap.
+			r.From, r.To, r.Gaps = asked.From, asked.To, nil
+		}
 	}
 	var body bytes.Buffer
 	ctype := "text/plain"
