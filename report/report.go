@@ -192,9 +192,15 @@ func Collect(ctx context.Context, src Source, from, to, now time.Time, o Options
 	}
 	// The edges: before the first window when it is not where raw windows
 	// begin for pruning, and after the last one beyond the open window.
+	// Rollups that start before the raw windows do show the daemon ran
+	// then: the gap ends where the first unit read begins.
 	if r.Windows > 0 && r.Summary.Resolution == storage.Raw && r.RawFrom.After(from) {
-		if r.RawFrom.Sub(from) >= r.Window {
-			r.Gaps = append([]Gap{{from, r.RawFrom}}, r.Gaps...)
+		first := r.RawFrom
+		if f := r.Summary.First; !f.IsZero() && f.Before(first) {
+			first = f
+		}
+		if first.Sub(from) >= r.Window {
+			r.Gaps = append([]Gap{{from, first}}, r.Gaps...)
 		}
 	}
 	if r.Windows > 0 && end.Sub(prevEnd) > 2*r.Window+10*time.Second {

@@ -49,7 +49,7 @@ func (r *Report) Notes(loc *time.Location) []string {
 	if s.Resolution != storage.Raw {
 		out = append(out, fmt.Sprintf("answered at %s resolution: raw windows before %s were pruned", s.Resolution, s.RawFrom.In(loc).Format(TimeFormat)))
 	}
-	if r.Windows > 0 && r.RawFrom.After(r.From) && s.Resolution == storage.Raw && len(r.Gaps) > 0 && r.Gaps[0].From.Equal(r.From) {
+	if r.Windows > 0 && r.RawFrom.After(r.From) && s.Resolution == storage.Raw && len(r.Gaps) > 0 && r.Gaps[0].From.Equal(r.From) && r.Gaps[0].To.Equal(r.RawFrom) {
 		// said by the gap itself
 	} else if r.Windows > 0 && r.RawFrom.After(r.From.Add(r.Window)) {
 		out = append(out, fmt.Sprintf("raw windows begin %s: the chart and the busiest windows cover only the time from then", r.RawFrom.In(loc).Format(TimeFormat)))

@@ -98,3 +98,37 @@ func TestReportNoData(t *testing.T) {
 		t.Errorf("fresh database: exit %d:\n%s", code, out)
 	}
 }
+
+// Where raw windows were pruned, the rollups still show the daemon ran: a
+// gap at the start of the range ends where the first rollup begins, not
+// where the raw windows do.
+func TestReportGapBeforeRollups(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "pruned.db")
+	d, err := storage.Open(path, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws []*storage.Window
+	for s := t0; s.Before(t0.Add(72 * time.Hour)); s = s.Add(5 * time.Minute) {
+		ws = append(ws, &storage.Window{Start: s, Length: 5 * time.Minute, Remotes: []storage.Remote{
+			{Addr: netip.MustParseAddr("198.51.100.7"), Counts: counts(1, 100, 1, 100)}}})
+	}
+	if err := d.Put(ws); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.PruneTiers(ws[len(ws)-1].Start, storage.Retention{Windows: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	code, out, stderr := runCmd(t, "report", "--db", path, "--utc", "--from", rfc(t0.Add(-2*time.Hour)), "--to", rfc(t0.Add(72*time.Hour)))
+	for _, want := range []string{
+		"- 1 gaps without windows (the daemon was not running), 2h0m in all\n",
+		"  gap 2026-02-28 22:00:00 to 2026-03-01 00:00:00 UTC (2h0m)\n",
+		"- raw windows begin 2026-03-02 23:00 UTC: the chart and the busiest windows cover only the time from then\n",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("exit %d %s: report lacks %q:\n%s", code, stderr, want, out)
+		}
+	}
+}
