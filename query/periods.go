@@ -143,12 +143,24 @@ func (a *Aggregator) addPeriod(w *storage.Window) {
 // its edges.
 func readPeriods(src Reader, b By, loc *time.Location, from, to time.Time, opt storage.SpanOptions, feed func(*storage.Window) error) (storage.Resolution, error) {
 	res := storage.Raw
-	for _, p := range Periods(b, from, to, loc) {
-		r, err := src.SpanWith(p[0], p[1], opt, feed)
+	for i, p := range Periods(b, from, to, loc) {
+		n := 0
+		r, err := src.SpanWith(p[0], p[1], opt, func(w *storage.Window) error {
+			n++
+			return feed(w)
+		})
 		if err != nil {
 			return res, err
 		}
-		res = max(res, r)
+		// A period with nothing stored had nothing rounded: what a
+		// coarser unit holds went to the period it starts in, which says
+		// so itself. Only the first period's left-out unit belongs to
+		// none, so its resolution always counts. Without this, every
+		// empty hour of a year-wide --by hour would report the tiers'
+		// pruning marks.
+		if n > 0 || i == 0 {
+			res = max(res, r)
+		}
 	}
 	return res, nil
 }

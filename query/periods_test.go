@@ -176,3 +176,36 @@ func TestPeriodBounds(t *testing.T) {
 		}
 	}
 }
+
+// Periods with nothing stored do not report the tiers' pruning marks as a
+// rounded answer; a period whose data was rounded does.
+func TestAnswerPeriodsResolution(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Skipf("no time zone data: %v", err)
+	}
+	ws := monthWindows()
+	db, err := storage.Open(filepath.Join(t.TempDir(), "month.db"), storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Put(ws); err != nil {
+		t.Fatal(err)
+	}
+	// Daily rollups are kept from September 20th on, eleven days before
+	// there are any: tiers that could hold data, and hold none.
+	if _, err := db.PruneTiers(ws[len(ws)-1].Start, storage.Retention{Windows: 48 * time.Hour, Hours: 10 * 24 * time.Hour, Days: 41 * 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	q := Question{By: ByDay, Loc: berlin}
+	rows, sum, err := Answer(db, time.Date(2026, 9, 1, 0, 0, 0, 0, berlin), time.Date(2026, 10, 1, 0, 0, 0, 0, berlin), 0, q, nil)
+	if err != nil || len(rows) != 0 || sum.Resolution != storage.Raw {
+		t.Errorf("empty September: %d rows, resolution %v, %v", len(rows), sum.Resolution, err)
+	}
+	// Early October: hourly rollups pruned, so a Berlin day is its UTC day.
+	rows, sum, err = Answer(db, time.Date(2026, 10, 2, 0, 0, 0, 0, berlin), time.Date(2026, 10, 5, 0, 0, 0, 0, berlin), 0, q, nil)
+	if err != nil || len(rows) != 3 || sum.Resolution != storage.Daily {
+		t.Errorf("pruned October: %d rows, resolution %v, %v", len(rows), sum.Resolution, err)
+	}
+}
