@@ -141,16 +141,13 @@ func writeWindowsCSV(w io.Writer, ws []*storage.Window) error {
 
 func writeRowsCSV(w io.Writer, rows []query.Row, by query.By) error {
 	cw := csv.NewWriter(w)
-	if by.IsPeriod() {
+	switch by {
+	case query.ByHour, query.ByDay, query.ByWeek, query.ByMonth:
 		cw.Write(append([]string{"start", "end", "remotes", "remotes_exact"}, countsHeader...))
 		for _, r := range rows {
 			cw.Write(append([]string{r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339),
 				strconv.Itoa(r.Remotes), strconv.FormatBool(!r.Inexact)}, countsRecord(r.Counts)...))
 		}
-		by = "" // done
-	}
-	switch by {
-	case "":
 	case query.ByPrefix:
 		cw.Write(append([]string{"prefix", "remotes"}, countsHeader...))
 		for _, r := range rows {
