@@ -209,3 +209,26 @@ func TestAnswerPeriodsResolution(t *testing.T) {
 		t.Errorf("pruned October: %d rows, resolution %v, %v", len(rows), sum.Resolution, err)
 	}
 }
+
+// The local zone is named for the daemon from TZ (as Go reads it), or
+// refused when it has no name a daemon could load.
+func TestNamedLocal(t *testing.T) {
+	if _, err := time.LoadLocation("Europe/Berlin"); err != nil {
+		t.Skipf("no time zone data: %v", err)
+	}
+	for _, tc := range []struct{ tz, want string }{
+		{"Europe/Berlin", "Europe/Berlin"}, {":Europe/Berlin", "Europe/Berlin"}, {"", "UTC"}, {"UTC", "UTC"},
+	} {
+		t.Setenv("TZ", tc.tz)
+		loc, err := NamedLocal()
+		if err != nil || loc.String() != tc.want {
+			t.Errorf("TZ=%q: %v %v, want %s", tc.tz, loc, err, tc.want)
+		}
+	}
+	for _, tz := range []string{"/usr/share/zoneinfo/Europe/Berlin", "Nowhere/Special", "Local"} {
+		t.Setenv("TZ", tz)
+		if loc, err := NamedLocal(); err == nil {
+			t.Errorf("TZ=%q: %v, want an error", tz, loc)
+		}
+	}
+}
