@@ -1,9 +1,15 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/storage"
 )
 
 // inBerlin makes Europe/Berlin the local zone of this process (and of a
@@ -86,6 +92,84 @@ func TestQueryGroupingFlags(t *testing.T) {
 		code, out, stderr := runCmd(t, append([]string{"query", "--db", db}, tc.args...)...)
 		if code != 2 || out != "" || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") > 3 {
 			t.Errorf("%v: exit %d, %q %q; want exit 2 and %q", tc.args, code, out, stderr, tc.want)
+		}
+	}
+}
+
+// Three days of windows: per-day rows equal the raw windows' sums of each
+// local day, and every period grouping prints the same from the file and
+// through the API, also once raw windows were pruned and an edge is rounded.
+func TestQueryPeriodsAPIEqualsFile(t *testing.T) {
+	inBerlin(t)
+	db := historyDB(t)
+	from, to := historyStart, historyStart.Add(72*time.Hour)
+	rng := []string{"--db", db, "--from", rfc(from), "--to", rfc(to)}
+	code, out, stderr := runCmd(t, append([]string{"query", "--by", "day", "--format", "json"}, rng...)...)
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	var rows []query.PeriodJSON
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 4 { // 01:00 CET on the first day to 01:00 on the fourth
+		t.Fatalf("%d days:\n%s", len(rows), out)
+	}
+	for _, r := range rows {
+		start, _ := time.Parse(time.RFC3339, r.Start)
+		end, _ := time.Parse(time.RFC3339, r.End)
+		var want rotate.Counts
+		for _, w := range historyWindows() {
+			if !w.Start.Before(start) && w.Start.Before(end) {
+				for _, rm := range w.Remotes {
+					want.Add(rm.Counts)
+				}
+				want.Add(w.Other)
+			}
+		}
+		if r.CountsJSON.Counts() != want {
+			t.Errorf("day %s: %+v, raw windows sum to %+v", r.Start, r.CountsJSON, want)
+		}
+	}
+
+	d, err := storage.Open(db, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.PruneTiers(historyStart.Add(3*24*time.Hour), storage.Retention{Windows: 36 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	for _, zone := range []string{"Europe/Berlin", "Asia/Kolkata"} {
+		t.Setenv("TZ", zone)
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Skip(err)
+		}
+		time.Local = loc
+		cases := [][]string{{"--by", "hour", "--format", "csv"}, {"--by", "day"}, {"--by", "week", "--format", "json"}, {"--by", "month", "--utc"}}
+		ask := func() []string {
+			var rs []string
+			for _, c := range cases {
+				code, out, stderr := runCmd(t, append(append([]string{"query"}, c...), rng...)...)
+				rs = append(rs, fmt.Sprint(code, "\n", out, stderr))
+			}
+			return rs
+		}
+		viaFile := ask()
+		stop := serveDB(t, db)
+		viaAPI := ask()
+		stop()
+		for i, c := range cases {
+			if viaFile[i] != viaAPI[i] {
+				t.Errorf("%s %v differs:\n--- file\n%s\n--- api\n%s", zone, c, viaFile[i], viaAPI[i])
+			}
+			if !strings.HasPrefix(viaFile[i], "0\n") {
+				t.Errorf("%s %v: %s", zone, c, viaFile[i])
+			}
+		}
+		if zone == "Asia/Kolkata" && !strings.Contains(viaFile[1], "answered at hour resolution") {
+			t.Errorf("Kolkata days over pruned raw windows: want the hour-resolution note:\n%s", viaFile[1])
 		}
 	}
 }
