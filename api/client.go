@@ -218,6 +218,17 @@ func (c *Client) Aggregate(ctx context.Context, r Range, q query.Question) ([]qu
 	if q.Top > 0 {
 		v.Set("top", strconv.Itoa(q.Top))
 	}
+	if q.By.IsPeriod() && q.Loc != nil {
+		v.Set("tz", q.Loc.String()) // an IANA name: query.NamedLocal
+	}
+	if q.By == query.ByPrefix {
+		if q.Prefix4 > 0 {
+			v.Set("prefix4", strconv.Itoa(q.Prefix4))
+		}
+		if q.Prefix6 > 0 {
+			v.Set("prefix6", strconv.Itoa(q.Prefix6))
+		}
+	}
 	v.Set("summary", "1")
 	resp, err := c.get(ctx, "/v1/aggregate", v)
 	if err != nil {

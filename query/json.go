@@ -60,6 +60,25 @@ type ASNJSON struct {
 	CountsJSON
 }
 
+// PrefixJSON is a --by prefix row: a network (198.51.100.0/24,
+// 2001:db8:1::/48), or "other" for the folded rest.
+type PrefixJSON struct {
+	Prefix  string `json:"prefix"`
+	Remotes int    `json:"remotes"`
+	CountsJSON
+}
+
+// PeriodJSON is a --by hour, day, week or month row: the period [start,
+// end) in UTC RFC 3339; remotes_exact is false when remotes is only a
+// lower bound (remotes folded by a cap have no address to count).
+type PeriodJSON struct {
+	Start        string `json:"start"`
+	End          string `json:"end"`
+	Remotes      int    `json:"remotes"`
+	RemotesExact bool   `json:"remotes_exact"`
+	CountsJSON
+}
+
 // StatsJSON is how a window's numbers came about (see rotate.Stats).
 type StatsJSON struct {
 	Frames    uint64 `json:"frames"`
@@ -207,9 +226,22 @@ func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
 }
 
 // RowsJSON converts aggregate rows to the JSON shape of their grouping:
-// []RemoteJSON, []CountryJSON or []ASNJSON.
+// []RemoteJSON, []CountryJSON, []ASNJSON, []PrefixJSON or []PeriodJSON.
 func RowsJSON(rows []Row, by By) any {
+	if by.IsPeriod() {
+		out := make([]PeriodJSON, 0, len(rows))
+		for _, r := range rows {
+			out = append(out, PeriodJSON{r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339), r.Remotes, !r.Inexact, ToCounts(r.Counts)})
+		}
+		return out
+	}
 	switch by {
+	case ByPrefix:
+		out := make([]PrefixJSON, 0, len(rows))
+		for _, r := range rows {
+			out = append(out, PrefixJSON{r.Key, r.Remotes, ToCounts(r.Counts)})
+		}
+		return out
 	case ByCountry:
 		out := make([]CountryJSON, 0, len(rows))
 		for _, r := range rows {
@@ -363,7 +395,38 @@ func FromSummaryJSON(j *SummaryJSON) (Summary, error) {
 // of folded remotes) no output shows.
 func RowsFromJSON(data []byte, by By) ([]Row, error) {
 	var rows []Row
+	if by.IsPeriod() {
+		var js []PeriodJSON
+		if err := json.Unmarshal(data, &js); err != nil {
+			return nil, err
+		}
+		for _, j := range js {
+			start, err1 := time.Parse(time.RFC3339, j.Start)
+			end, err2 := time.Parse(time.RFC3339, j.End)
+			if err := errors.Join(err1, err2); err != nil {
+				return nil, fmt.Errorf("period row: %w", err)
+			}
+			rows = append(rows, Row{Key: j.Start, Start: start, End: end, Remotes: j.Remotes, Inexact: !j.RemotesExact, Counts: j.CountsJSON.counts()})
+		}
+		return rows, nil
+	}
 	switch by {
+	case ByPrefix:
+		var js []PrefixJSON
+		if err := json.Unmarshal(data, &js); err != nil {
+			return nil, err
+		}
+		for _, j := range js {
+			r := Row{Key: j.Prefix, Remotes: j.Remotes, Counts: j.CountsJSON.counts()}
+			if j.Prefix != OtherKey {
+				p, err := netip.ParsePrefix(j.Prefix)
+				if err != nil {
+					return nil, fmt.Errorf("row %q: %w", j.Prefix, err)
+				}
+				r.Prefix = p
+			}
+			rows = append(rows, r)
+		}
 	case ByCountry:
 		var js []CountryJSON
 		if err := json.Unmarshal(data, &js); err != nil {

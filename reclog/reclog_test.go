@@ -28,10 +28,10 @@ func window(start time.Time) *storage.Window {
 func TestFormat(t *testing.T) {
 	var b strings.Builder
 	Format(&b, window(time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)), 2, time.UTC)
-	want := `2026-11-22T13:20:00Z === window 20s remotes 7  tx 1.10 MiB 825 pkts  rx 20.3 KiB 302 pkts  frames 1130 skipped 3 drops 0 late 0 folded 4 ===
-2026-11-22T13:20:00Z  tx   1.10 MiB     812 pkts  rx   20.2 KiB     301 pkts  JP 203.0.113.5
+	want := `2026-11-22T13:20:00Z === window 20s remotes 7  tx 1.10 MiB 825 pkts  rx 20.4 KiB 302 pkts  frames 1130 skipped 3 drops 0 late 0 folded 4 ===
+2026-11-22T13:20:00Z  tx   1.10 MiB     812 pkts  rx   20.3 KiB     301 pkts  JP 203.0.113.5
 2026-11-22T13:20:00Z  tx      300 B       3 pkts  rx        0 B       0 pkts  -- 2001:db8::7
-2026-11-22T13:20:00Z  tx     1000 B      10 pkts  rx       60 B       1 pkts  -- others (5 remotes)
+2026-11-22T13:20:00Z  tx   0.98 KiB      10 pkts  rx       60 B       1 pkts  -- others (5 remotes)
 `
 	if got := b.String(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)

@@ -47,7 +47,7 @@ func writeQuery(w io.Writer, ws []*storage.Window, o queryOpts) error {
 		}
 		return writeWindowsTable(w, shown, o)
 	}
-	a, err := query.NewAggregator(o.by)
+	a, err := query.NewAggregatorFor(query.Question{By: o.by, Loc: o.location(), Prefix4: o.prefix4, Prefix6: o.prefix6})
 	if err != nil {
 		return err
 	}
@@ -146,6 +146,17 @@ func writeWindowsCSV(w io.Writer, ws []*storage.Window) error {
 func writeRowsCSV(w io.Writer, rows []query.Row, by query.By) error {
 	cw := csv.NewWriter(w)
 	switch by {
+	case query.ByHour, query.ByDay, query.ByWeek, query.ByMonth:
+		cw.Write(append([]string{"start", "end", "remotes", "remotes_exact"}, countsHeader...))
+		for _, r := range rows {
+			cw.Write(append([]string{r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339),
+				strconv.Itoa(r.Remotes), strconv.FormatBool(!r.Inexact)}, countsRecord(r.Counts)...))
+		}
+	case query.ByPrefix:
+		cw.Write(append([]string{"prefix", "remotes"}, countsHeader...))
+		for _, r := range rows {
+			cw.Write(append([]string{r.Key, strconv.Itoa(r.Remotes)}, countsRecord(r.Counts)...))
+		}
 	case query.ByCountry:
 		cw.Write(append([]string{"country", "remotes"}, countsHeader...))
 		for _, r := range rows {
@@ -273,6 +284,18 @@ func writeRowsTable(w io.Writer, sum query.Summary, rows []query.Row, o queryOpt
 			units.Bytes(r.RxBytes), units.Count(r.RxPackets), pct(o.weight(r.Counts), o.weight(total)))
 	}
 	switch o.by {
+	case query.ByHour, query.ByDay, query.ByWeek, query.ByMonth:
+		fmt.Fprintf(tw, "%s\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t\n", strings.ToUpper(string(o.by)))
+		for _, r := range rows {
+			line(fmt.Sprintf("%s\t%s\t", periodName(o.by, r.Start, o.location()), remotesCell(r)), r)
+		}
+		fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t")
+	case query.ByPrefix:
+		fmt.Fprintln(tw, "PREFIX\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
+		for _, r := range rows {
+			line(fmt.Sprintf("%s\t%d\t", r.Key, r.Remotes), r)
+		}
+		fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t")
 	case query.ByCountry:
 		fmt.Fprintln(tw, "COUNTRY\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
 		for _, r := range rows {

@@ -92,12 +92,12 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if *from == "" {
 			return fmt.Errorf("%w: --to needs --from", errUsage)
 		}
-		if rfrom, err = parseTime("--from", *from, now, time.Local); err != nil {
+		if rfrom, err = parseTime("--from", *from, now, loc); err != nil {
 			return err
 		}
 		rto = now
 		if *to != "" {
-			if rto, err = parseTime("--to", *to, now, time.Local); err != nil {
+			if rto, err = parseTime("--to", *to, now, loc); err != nil {
 				return err
 			}
 		}
@@ -106,9 +106,6 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if !rto.After(rfrom) {
 		return fmt.Errorf("%w: --to must be after --from", errUsage)
-	}
-	if rto.Sub(rfrom) > api.MaxRange {
-		return fmt.Errorf("%w: range longer than %d days", errUsage, api.MaxRange/(24*time.Hour))
 	}
 	var mail *report.Mail
 	if *mailTo != "" {
@@ -130,9 +127,26 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer st.close()
-	r, err := report.Collect(ctx, storeSource{st}, rfrom, rto, now, report.Options{Top: *top})
+	rng := api.Range{From: rfrom, To: rto}
+	asked, err := st.fitRange(ctx, &rng) // times.go
 	if err != nil {
 		return err
+	}
+	r, err := report.Collect(ctx, storeSource{st}, rng.From, rng.To, now, report.Options{Top: *top})
+	if err != nil {
+		return err
+	}
+	if r.Windows == 0 && r.Summary.Units() == 0 {
+		first, last, n, err := st.bounds(ctx)
+		if err != nil {
+			return err
+		}
+		r.Stored = &report.Stored{Windows: n, First: first, Last: last}
+		if rng != asked {
+			// Narrowed to nothing: the range asked for is the report's,
+			// and the notes say where the data is instead of a gap.
+			r.From, r.To, r.Gaps = asked.From, asked.To, nil
+		}
 	}
 	var body bytes.Buffer
 	ctype := "text/plain"

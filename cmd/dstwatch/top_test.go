@@ -346,12 +346,12 @@ func TestTopInTmux(t *testing.T) {
 	}
 	srv.Publish(w)
 	pane = waitPane("the streamed window's service did not show", func(s string) bool { return strings.Contains(s, "8080/tcp in") })
-	if l := lineOf(pane, "8080/tcp in"); !strings.Contains(l, "99.0 MiB") || !strings.Contains(l, "112 KiB/s") {
+	if l := lineOf(pane, "8080/tcp in"); !strings.Contains(l, "99.0 MiB") || !strings.Contains(l, "113 KiB/s") {
 		t.Errorf("streamed service: %q", l)
 	}
 	tmux(t, sock, "send-keys", "-t", "top", "r")
 	pane = waitPane("the streamed window did not show", func(s string) bool { return strings.Contains(s, "192.0.2.99") })
-	if l := lineOf(pane, "192.0.2.99"); !strings.Contains(l, "99.0 MiB") || !strings.Contains(l, "112 KiB/s") {
+	if l := lineOf(pane, "192.0.2.99"); !strings.Contains(l, "99.0 MiB") || !strings.Contains(l, "113 KiB/s") {
 		t.Errorf("streamed remote: %q", l)
 	}
 

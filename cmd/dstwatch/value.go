@@ -212,9 +212,8 @@ func (f *rangeFlags) parse(given map[string]bool) (api.Range, error) {
 	if !r.To.After(r.From) {
 		return r, fmt.Errorf("%w: --to must be after --from", errUsage)
 	}
-	if r.To.Sub(r.From) > api.MaxRange {
-		return r, fmt.Errorf("%w: range longer than %d days", errUsage, api.MaxRange/(24*time.Hour))
-	}
+	// A range wider than api.MaxRange is narrowed to what is stored once
+	// the store is open (store.fitRange).
 	return r, nil
 }
 
@@ -289,6 +288,9 @@ func cmdValue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.close()
+	if _, err := st.fitRange(ctx, &rng); err != nil {
+		return err
+	}
 
 	var c rotate.Counts
 	var sum query.Summary
@@ -389,6 +391,9 @@ func cmdDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer st.close()
+	if _, err := st.fitRange(ctx, &rng); err != nil {
+		return err
+	}
 	data := []map[string]string{}
 	if what == "services" {
 		rows, _, err := st.services(ctx, rng, query.ServiceQuestion{Filter: f})
