@@ -159,8 +159,7 @@ func bad(format string, args ...any) error { return badRequest{fmt.Sprintf(forma
 // params reads a query string strictly: unknown names and repeated
 // single-valued names are errors, so that a typo is not silently ignored.
 type params struct {
-	v    url.Values
-	used map[string]bool
+	v url.Values
 }
 
 func newParams(r *http.Request, allowed ...string) (*params, error) {

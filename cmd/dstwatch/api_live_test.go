@@ -141,7 +141,7 @@ func TestLiveQueryWhileRunning(t *testing.T) {
 		t.Errorf("socket left behind after stop: %v", err)
 	}
 	// The same questions, now answered from the file.
-	code, out, stderr = runCmd(t, "status", "--db", db)
+	code, _, stderr = runCmd(t, "status", "--db", db)
 	if code != 3 || !strings.Contains(stderr, "not running") {
 		t.Errorf("status without daemon: exit %d, %q", code, stderr)
 	}
