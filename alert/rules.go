@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/dstwatch/dstwatch/query"
 )
@@ -173,7 +173,7 @@ func ParseRules(b []byte) (*RuleSet, error) {
 		if errors.As(err, &te) {
 			return nil, fmt.Errorf(" %v", err)
 		}
-		// yaml.v3 says "yaml: line N: ..."
+		// yaml/v3 says "yaml: line N: ..."
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
 		if l, rest, ok := strings.Cut(strings.TrimPrefix(msg, "line "), ": "); ok && strings.HasPrefix(msg, "line ") {
 			return nil, fmt.Errorf("%s: not valid YAML: %s", l, rest)
