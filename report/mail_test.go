@@ -34,7 +34,9 @@ type session struct {
 	conn *smtp.Conn
 }
 
-func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) { return &session{be: b, conn: c}, nil }
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &session{be: b, conn: c}, nil
+}
 
 func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
 func (s *session) Auth(string) (sasl.Server, error) {
