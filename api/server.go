@@ -132,14 +132,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 type errorJSON struct {
-	Error string `json:"error"`
+	Error  string `json:"error"`
+	Reason string `json:"reason,omitempty"` // for clients to tell errors by
 }
 
 func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeReason(w, code, "", fmt.Sprintf(format, args...))
+}
+
+func writeReason(w http.ResponseWriter, code int, reason, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(errorJSON{fmt.Sprintf(format, args...)})
+	json.NewEncoder(w).Encode(errorJSON{Error: msg, Reason: reason})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
