@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
 )
 
@@ -306,31 +307,13 @@ func intField(n *yaml.Node, field string, lo, hi int) (int, error) {
 	return v, nil
 }
 
-// ParseDuration takes Go durations plus d (days) and w (weeks).
-func ParseDuration(s string) (time.Duration, error) {
-	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			v, err := strconv.ParseFloat(n, 64)
-			if err != nil || v < 0 {
-				return 0, fmt.Errorf("not a duration")
-			}
-			return time.Duration(v * float64(unit)), nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("not a duration")
-	}
-	return d, nil
-}
-
 func durField(n *yaml.Node, field string, lo, hi time.Duration) (time.Duration, error) {
 	s, err := scalar(n, field)
 	if err != nil {
 		return 0, err
 	}
-	d, err := ParseDuration(s)
-	if err != nil || d < lo || d > hi {
+	d, err := units.ParseDuration(s, hi)
+	if err != nil || d < lo {
 		return 0, errAt(n, field, "%q: want a duration from %v to %v (e.g. 30s, 10m, 1h, 2d)", s, lo, hi)
 	}
 	return d, nil
