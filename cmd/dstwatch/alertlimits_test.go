@@ -15,8 +15,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 	"syscall"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -114,6 +114,7 @@ func spoofUDP(t *testing.T, ns string, dst netip.Addr, srcs []netip.Addr) {
 // suppressed, in the record log, 'incidents', 'status' and /metrics, and
 // every packet is still stored.
 func TestLiveStormOfSpoofedSourcesIsBounded(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	act := filepath.Join(dir, "act.sh")
@@ -247,6 +248,7 @@ func allDone(l []*alert.Incident) bool {
 // in the daemon's log, the record log, alerts.db, the API's answer or the
 // error of a webhook that fails.
 func TestLiveWebhookSecretsRedacted(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	var mu sync.Mutex

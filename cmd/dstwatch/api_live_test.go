@@ -51,6 +51,7 @@ func waitFor(d time.Duration, cond func() bool) bool {
 // socket, quickly and exactly; after it stops, query reads the file and
 // prints the very same thing.
 func TestLiveQueryWhileRunning(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "live.db")

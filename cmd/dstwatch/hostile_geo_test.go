@@ -23,6 +23,7 @@ import (
 // --metrics keeps running and its scrapes answer 200, the record log has no
 // forged line, and query output carries no escape byte.
 func TestLiveHostileGeoStrings(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	country, asn := filepath.Join(dir, "country.mmdb"), filepath.Join(dir, "asn.mmdb")
