@@ -271,9 +271,17 @@ func ParseRules(b []byte) (*RuleSet, error) {
 		}
 	}
 	items := child(tree.Content[0], "rules")
+	if items != nil && items.Kind == yaml.SequenceNode {
+		// The decoder makes nothing of an empty item ("-" alone, "~").
+		for _, it := range items.Content {
+			if it = deref(it); it.Kind != yaml.MappingNode {
+				return nil, errAt(it, "", "rule must be a mapping (key: value)")
+			}
+		}
+	}
 	seen := map[string]int{}
 	for i := range doc.Rules {
-		r, err := doc.Rules[i].validate(items.Content[i])
+		r, err := doc.Rules[i].validate(item(items, i, tree.Content[0]))
 		if err != nil {
 			return nil, err
 		}
@@ -287,17 +295,34 @@ func ParseRules(b []byte) (*RuleSet, error) {
 }
 
 // child is the value of key in mapping n (nil when n is not a mapping or
-// lacks it).
+// lacks it, as when the key comes from a merge).
 func child(n *yaml.Node, key string) *yaml.Node {
+	n = deref(n)
 	if n == nil || n.Kind != yaml.MappingNode {
 		return nil
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == key {
-			return n.Content[i+1]
+			return deref(n.Content[i+1])
 		}
 	}
 	return nil
+}
+
+// item is the i-th item of sequence n, or near when the tree does not
+// have it where the decoder found it (an alias, a merge).
+func item(n *yaml.Node, i int, near *yaml.Node) *yaml.Node {
+	if n = deref(n); n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
+		return deref(n.Content[i])
+	}
+	return near
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
 }
 
 var (
@@ -583,14 +608,14 @@ func (d *ruleDoc) validate(n *yaml.Node) (*Rule, error) {
 		r.OnRefire = v
 	}
 	acts := child(n, "actions")
-	if acts == nil {
-		return nil, errAt(n, at("actions"), "missing: a rule needs at least one action (exec, webhook or log)")
-	}
 	if len(d.Actions) == 0 {
+		if acts == nil {
+			return nil, errAt(n, at("actions"), "missing: a rule needs at least one action (exec, webhook or log)")
+		}
 		return nil, errAt(acts, at("actions"), "want a list of at least one action")
 	}
 	for i := range d.Actions {
-		spec, err := d.Actions[i].validate(acts.Content[i], fmt.Sprintf("rule %q: actions[%d]", r.Name, i))
+		spec, err := d.Actions[i].validate(item(acts, i, n), fmt.Sprintf("rule %q: actions[%d]", r.Name, i))
 		if err != nil {
 			return nil, err
 		}

@@ -99,6 +99,8 @@ func TestRuleErrorsNameLineAndField(t *testing.T) {
 		{strings.Replace(base, "[{log: true}]", "[{}]", 1), `6: rule "r": actions[0]: an action is exactly one of exec, webhook or log (got 0)`},
 		{"rules: x\n", `1: rules: want a list of rules`},
 		{"x\n", `1: the document must be a mapping`},
+		{"rules:\n  -\n", `2: rule must be a mapping`},
+		{"rules:\n  - &r {name: r, metric: pps, threshold: 1, expire: 1s, actions: [{log: true}]}\n  - *r\n", `2: name: rule "r" is already defined at line 2`},
 	} {
 		_, err := ParseRules([]byte(c.doc))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -148,4 +150,23 @@ func TestFormatValueSmall(t *testing.T) {
 	if got, _ := (Fields{Threshold: 50e6}).get("threshold"); got != "50000000" {
 		t.Errorf("{threshold} = %q", got)
 	}
+}
+
+// Whatever the file holds, ParseRules answers a rule set or a RuleError;
+// it never panics.
+func FuzzParseRules(f *testing.F) {
+	f.Add([]byte(fullExample))
+	f.Add([]byte("rules:\n  - &r {name: r, metric: pps, threshold: 1, expire: 1s, actions: [{log: true}]}\n  - *r\n"))
+	f.Add([]byte("x: &m {metric: rx_bps, actions: [{log: true}]}\nrules:\n  - name: r\n    <<: *m\n"))
+	f.Add([]byte("limits: {running: 2}\nrules: [~]\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rs, err := ParseRules(b)
+		var re *RuleError
+		if err != nil && !errors.As(err, &re) {
+			t.Fatalf("%T %v", err, err)
+		}
+		if err == nil && rs == nil {
+			t.Fatal("no rule set and no error")
+		}
+	})
 }
