@@ -206,14 +206,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 type errorJSON struct {
-	Error string `json:"error"`
+	Error  string `json:"error"`
+	Reason string `json:"reason,omitempty"` // for clients to tell errors by
 }
 
 func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeReason(w, code, "", fmt.Sprintf(format, args...))
+}
+
+func writeReason(w http.ResponseWriter, code int, reason, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(errorJSON{fmt.Sprintf(format, args...)})
+	json.NewEncoder(w).Encode(errorJSON{Error: msg, Reason: reason})
 }
 
 // writeJSON sends v with a write deadline of its own: an answer that took
@@ -236,8 +241,7 @@ func bad(format string, args ...any) error { return badRequest{fmt.Sprintf(forma
 // params reads a query string strictly: unknown names and repeated
 // single-valued names are errors, so that a typo is not silently ignored.
 type params struct {
-	v    url.Values
-	used map[string]bool
+	v url.Values
 }
 
 func newParams(r *http.Request, allowed ...string) (*params, error) {

@@ -83,7 +83,7 @@ type Live struct {
 	loopback    bool
 	snap        uint32
 	pollTimeout time.Duration
-	cls         atomic.Pointer[Classifier] // set by SetLocal; Run picks it up at a flush
+	cls         atomic.Pointer[Classifier] // set by SetLocal; Run loads it for every frame
 
 	// mu guards state and h's lifetime before Run: once Run has started,
 	// only the Run goroutine touches h and it closes h itself, because
@@ -276,7 +276,6 @@ func (l *Live) Run(ctx context.Context, c *Classifier, p *Pipe) error {
 	// flush publishes counters, reports new kernel drops and sends the
 	// batch if it holds anything.
 	flush := func() {
-		c = l.cls.Load()
 		l.received.Store(received)
 		if _, st, err := h.SocketStats(); err == nil {
 			if d := uint64(st.Drops()); d > lastDrops {
@@ -324,10 +323,10 @@ func (l *Live) Run(ctx context.Context, c *Classifier, p *Pipe) error {
 		if useDir {
 			dir = ringDir(data, ci.InterfaceIndex)
 		}
-		// Loaded per frame (a plain load on amd64 and arm64), so that no frame
-		// after SetLocal returns is judged by the old local addresses.
-		c = l.cls.Load()
-		c.Classify(link, data, ci.Length, dir, ev)
+		// Loaded per frame (one plain load): a frame read after SetLocal
+		// returns is counted by the new addresses, not the ones of the
+		// last flush, which may be a whole poll timeout old.
+		l.cls.Load().Classify(link, data, ci.Length, dir, ev)
 		if len(batch) == BatchSize {
 			p.Full <- batch
 			batch = getBatch(p)

@@ -250,7 +250,7 @@ func unmarshalWith(w *Window, key, val []byte, mode int) error {
 			err = decodeStats(&w.Stats, payload)
 		case secOther:
 			var ok bool
-			w.Other, payload, ok = decodeCounts(payload)
+			w.Other, _, ok = decodeCounts(payload)
 			if !ok {
 				err = corrupt("other: bad count")
 			}

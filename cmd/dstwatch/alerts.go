@@ -23,14 +23,17 @@ func defaultAlertsDB(db string) string { return filepath.Join(filepath.Dir(db), 
 // file is still opened when it exists: incidents fired by an earlier run
 // must expire and run their undo even if the rules are gone.
 func (a *App) openAlerts() error {
-	var rs *alert.RuleSet
-	if a.cfg.Rules != "" {
+	rs := a.cfg.RuleSet
+	if rs == nil && a.cfg.Rules != "" {
 		var err error
 		if rs, err = alert.LoadRules(a.cfg.Rules); err != nil {
 			return err
 		}
-	} else if _, err := os.Stat(a.cfg.AlertsDB); errors.Is(err, fs.ErrNotExist) {
-		return nil
+	}
+	if rs == nil {
+		if _, err := os.Stat(a.cfg.AlertsDB); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 	}
 	loc := a.cfg.Location
 	if loc == nil {
@@ -153,7 +156,8 @@ func parseRulesFlags(cfg *Config, rules, alertsDB string) error {
 	}
 	if rules != "" {
 		// Validate before anything opens, so a bad file is one line and exit 2.
-		if _, err := alert.LoadRules(rules); err != nil {
+		var err error
+		if cfg.RuleSet, err = alert.LoadRules(rules); err != nil {
 			return err
 		}
 	}

@@ -64,6 +64,9 @@ type Config struct {
 
 	Rules    string // --rules: the alert rules file; "" for none (alerts.go)
 	AlertsDB string // the incidents file (alerts.db beside the DB)
+	// RuleSet is Rules as the flags validated it, read only once: the
+	// file may be a pipe (--rules <(make-rules)).
+	RuleSet *alert.RuleSet
 
 	// Services (services.go): ports that count as local services besides
 	// the listening ones, where the ephemeral range starts (0: the
@@ -333,9 +336,6 @@ func (a *App) openSources() error {
 		f, err := capture.OpenFile(a.cfg.Read)
 		if err != nil {
 			return err
-		}
-		if len(local) == 0 {
-			return errors.New("--read needs --local: a capture file does not say which addresses were the host's")
 		}
 		a.file = f
 		a.sources = append(a.sources, f)

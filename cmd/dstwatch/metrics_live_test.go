@@ -212,6 +212,7 @@ func equal(a, b map[string]uint64) bool {
 // A real Prometheus scrapes the daemon while it captures; what it holds
 // equals what 'dstwatch query' answers for the same windows, exactly.
 func TestLiveMetricsPrometheus(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
 		netnstest.Unable(t, "needs Prometheus: apt-get install prometheus (scripts/test installs it when run as root)")

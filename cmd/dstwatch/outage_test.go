@@ -26,6 +26,7 @@ func rxFrom(t *testing.T, db, remote string) uint64 {
 // The interface goes down and comes back, or is deleted and created again:
 // the daemon keeps running, counts the outage, and captures again.
 func TestInterfaceOutages(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	for _, tc := range []struct {
 		name   string
 		break_ func(t *testing.T, p *netnstest.Pair)
@@ -72,6 +73,7 @@ func TestInterfaceOutages(t *testing.T) {
 // A new address on the interface (DHCP, SLAAC) becomes local without a
 // restart: traffic to it is ingress, not transit.
 func TestAddressChangeFollowed(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "addr.db")

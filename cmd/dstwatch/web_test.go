@@ -174,6 +174,7 @@ func TestDashboardAuth(t *testing.T) {
 // The daemon serves the dashboard with --web: its view equals query's,
 // and its event stream carries the windows it stores.
 func TestLiveDashboard(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "live.db")

@@ -1,4 +1,5 @@
-// Package units formats byte and packet counts for people: binary prefixes
+// Package units formats byte and packet counts for people, and reads the
+// durations they write (with days and weeks). Counts get binary prefixes
 // for bytes (KiB, MiB, ...), decimal ones for packets (K, M, ...), three
 // significant digits and at most three integer digits, so columns of them
 // stay narrow and comparable.
