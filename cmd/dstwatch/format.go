@@ -318,7 +318,7 @@ func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
 	sum := query.Summarize(ws)
 	writeHeader(w, sum, o)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "WINDOW\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\tTOP REMOTE\tDROPS\t")
+	fmt.Fprintln(tw, "WINDOW\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\tTOP REMOTE\tDROPS\tPARTIAL\t")
 	for i, win := range ws {
 		sum := sums[i]
 		topName := ""
@@ -330,11 +330,11 @@ func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
 		if !o.filter.SelectsRemotes() {
 			remotes += int(win.Stats.Folded)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", win.Start.In(loc).Format("2006-01-02 15:04:05 MST"),
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", win.Start.In(loc).Format("2006-01-02 15:04:05 MST"),
 			remotes, units.Bytes(sum.TxBytes), units.Count(sum.TxPackets),
-			units.Bytes(sum.RxBytes), units.Count(sum.RxPackets), pct(o.weight(sum), o.weight(total)), topName, win.Stats.Drops)
+			units.Bytes(sum.RxBytes), units.Count(sum.RxPackets), pct(o.weight(sum), o.weight(total)), topName, win.Stats.Drops, win.Stats.Partial)
 	}
-	fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t\t\t")
+	fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t\t\t\t")
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -428,6 +428,9 @@ func writeQualityNotes(w io.Writer, sum query.Summary, o queryOpts) error {
 	if s.Drops > 0 {
 		fmt.Fprintf(w, "note: the kernel dropped %d frames in %d of %s; the counts above miss them\n", s.Drops, sum.DropUnits, these)
 	}
+	if sum.PartialUnits > 0 {
+		fmt.Fprintf(w, "note: %d of %s were watched for only part of their time (the daemon started or stopped inside them, or a capture was down); their counts are not quiet traffic\n", sum.PartialUnits, these)
+	}
 	in := fmt.Sprintf("%d windows", sum.FoldUnits)
 	if sum.Rollups() {
 		in = fmt.Sprintf("%d of %s", sum.FoldUnits, these)
