@@ -516,8 +516,7 @@ func TestTopAt80Columns(t *testing.T) {
 		return ""
 	}
 	// sparkOf is the sparkline the header's LAST K column promises.
-	sparkOf := func(pane string, s []uint64) string {
-		t.Helper()
+	sparkOf := func(pane string, s []uint64) (string, error) {
 		head := lineOf(pane, "REMOTE")
 		if head == "" {
 			head = lineOf(pane, "AS")
@@ -525,85 +524,114 @@ func TestTopAt80Columns(t *testing.T) {
 		_, k, ok := strings.Cut(head, "LAST ")
 		n, err := strconv.Atoi(strings.TrimSpace(k))
 		if !ok || err != nil || n < 16 || n > 30 {
-			t.Fatalf("the sparkline's column does not say how many windows it shows (16 to 30 fit): %q", head)
+			return "", fmt.Errorf("the sparkline's column does not say how many windows it shows (16 to 30 fit): %q", head)
 		}
-		return strings.TrimRight(report.Sparkline(s[len(s)-n:]), " ")
+		return strings.TrimRight(report.Sparkline(s[len(s)-n:]), " "), nil
 	}
-	check := func(pane string, packets bool) {
+	// The pane is read until it shows what it should: tmux may be caught
+	// between a redraw's lines.
+	waitRight := func(what string, cond func(string) bool, check func(string) []string) string {
 		t.Helper()
-		for _, l := range strings.Split(pane, "\n") {
-			if n := len([]rune(l)); n > 80 {
-				t.Errorf("line wider than 80 columns (%d): %q", n, l)
+		var pane string
+		var bad []string
+		if !waitFor(10*time.Second, func() bool {
+			pane = tmux(t, sock, "capture-pane", "-p", "-t", "top")
+			bad = nil
+			if !cond(pane) {
+				bad = []string{what}
+			} else {
+				bad = check(pane)
 			}
-		}
-		if !strings.Contains(pane, "rates in bit/s") {
-			t.Errorf("top does not say its rates' unit:\n%s", pane)
-		}
-		for _, r := range rows {
-			if r.IsOther() {
-				continue
+			return len(bad) == 0
+		}) {
+			for _, b := range bad {
+				t.Error(b)
 			}
-			l := lineOf(pane, r.Key)
-			var c rotate.Counts
-			for _, nr := range newest.Remotes {
-				if nr.Addr.String() == r.Key {
-					c.Add(nr.Counts)
+			t.Fatalf("the pane shows:\n%s", pane)
+		}
+		return pane
+	}
+	remotes := func(packets bool) func(string) []string {
+		return func(pane string) []string {
+			var bad []string
+			for _, l := range strings.Split(pane, "\n") {
+				if n := len([]rune(l)); n > 80 {
+					bad = append(bad, fmt.Sprintf("line wider than 80 columns (%d): %q", n, l))
 				}
 			}
-			want := []string{" " + units.Bytes(r.TxBytes) + " ", " " + units.Bytes(r.RxBytes) + " "}
-			if packets {
-				want = append(want, " "+units.Count(r.Packets())+" ")
+			if !strings.Contains(pane, "rates in bit/s") {
+				bad = append(bad, "top does not say its rates' unit")
 			}
-			for _, w := range want {
-				if !strings.Contains(l, w) {
-					t.Errorf("row %s: want %q, the pane: %q", r.Key, w, l)
+			if strings.Contains(lineOf(pane, "REMOTE"), " PKTS ") != packets {
+				bad = append(bad, fmt.Sprintf("sorted by packets %v, and the PKTS column: %q", packets, lineOf(pane, "REMOTE")))
+			}
+			for _, r := range rows {
+				if r.IsOther() {
+					continue
+				}
+				l := lineOf(pane, r.Key)
+				var c rotate.Counts
+				for _, nr := range newest.Remotes {
+					if nr.Addr.String() == r.Key {
+						c.Add(nr.Counts)
+					}
+				}
+				want := []string{" " + units.Bytes(r.TxBytes) + " ", " " + units.Bytes(r.RxBytes) + " "}
+				if packets {
+					want = append(want, " "+units.Count(r.Packets())+" ")
+				}
+				for _, w := range want {
+					if !strings.Contains(l, w) {
+						bad = append(bad, fmt.Sprintf("row %s: want %q, the pane: %q", r.Key, w, l))
+					}
+				}
+				// Rates in their fixed columns, then the sparkline to the end.
+				rt := fmt.Sprintf(" %8s %8s  ", topBits(float64(c.TxBytes)*8/newest.Length.Seconds()), topBits(float64(c.RxBytes)*8/newest.Length.Seconds()))
+				spark, err := sparkOf(pane, topSeries(held, r.Key, func(x *storage.Remote) string { return x.Addr.String() }, packets))
+				if err != nil {
+					return append(bad, err.Error())
+				}
+				if !strings.HasSuffix(strings.TrimRight(l, " "), strings.TrimRight(rt+spark, " ")) {
+					bad = append(bad, fmt.Sprintf("row %s: want rates and sparkline %q at its end, the pane: %q", r.Key, rt+spark, l))
 				}
 			}
-			// Rates: pad to the fixed columns, then the sparkline to the end.
-			rt := fmt.Sprintf(" %8s %8s  ", topBits(float64(c.TxBytes)*8/newest.Length.Seconds()), topBits(float64(c.RxBytes)*8/newest.Length.Seconds()))
-			spark := sparkOf(pane, topSeries(held, r.Key, func(x *storage.Remote) string { return x.Addr.String() }, packets))
-			if !strings.HasSuffix(strings.TrimRight(l, " "), strings.TrimRight(rt+spark, " ")) {
-				t.Errorf("row %s: want rates and sparkline %q at its end, the pane: %q", r.Key, rt+spark, l)
-			}
+			return bad
 		}
 	}
-	pane := waitPane("top did not draw", func(s string) bool { return strings.Contains(s, "dstwatch top: 30 windows") })
-	check(pane, false)
-	if strings.Contains(pane, "PKTS") {
-		t.Errorf("a PKTS column when sorted by bytes:\n%s", pane)
-	}
-	shot := pane
+	shot := waitRight("top did not draw", func(s string) bool { return strings.Contains(s, "dstwatch top: 30 windows") }, remotes(false))
 
 	tmux(t, sock, "send-keys", "-t", "top", "s")
-	pane = waitPane("s did not sort by packets", func(s string) bool { return strings.Contains(s, "sort packets") })
-	if !strings.Contains(lineOf(pane, "REMOTE"), " PKTS ") {
-		t.Errorf("no PKTS column when sorted by packets:\n%s", pane)
-	}
-	check(pane, true)
+	waitRight("s did not sort by packets", func(s string) bool { return strings.Contains(s, "sort packets") }, remotes(true))
 	tmux(t, sock, "send-keys", "-t", "top", "s")
 
 	tmux(t, sock, "send-keys", "-t", "top", "a")
-	pane = waitPane("a did not group by AS", func(s string) bool { return strings.Contains(s, "by asn, sort bytes") })
-	for _, r := range arows {
-		name := report.RowName(r, query.ByASN)
-		if r.ASOrg != "" && !r.IsOther() {
-			name += " " + r.ASOrg
-		}
-		l := lineOf(pane, name)
-		want := []string{" " + units.Bytes(r.TxBytes) + " ", " " + units.Bytes(r.RxBytes) + " "}
-		if !r.IsOther() {
-			want = append(want, " "+strconv.Itoa(r.Remotes)+" ")
-			spark := sparkOf(pane, topSeries(held, r.Key, func(x *storage.Remote) string { return strconv.FormatUint(uint64(x.ASN), 10) }, false))
-			if !strings.HasSuffix(strings.TrimRight(l, " "), strings.TrimRight(spark, " ")) {
-				t.Errorf("AS %s: want the sparkline %q at its end, the pane: %q", name, spark, l)
+	waitRight("a did not group by AS", func(s string) bool { return strings.Contains(s, "by asn, sort bytes") }, func(pane string) []string {
+		var bad []string
+		for _, r := range arows {
+			name := report.RowName(r, query.ByASN)
+			if r.ASOrg != "" && !r.IsOther() {
+				name += " " + r.ASOrg
+			}
+			l := lineOf(pane, name)
+			want := []string{" " + units.Bytes(r.TxBytes) + " ", " " + units.Bytes(r.RxBytes) + " "}
+			if !r.IsOther() {
+				want = append(want, " "+strconv.Itoa(r.Remotes)+" ")
+				spark, err := sparkOf(pane, topSeries(held, r.Key, func(x *storage.Remote) string { return strconv.FormatUint(uint64(x.ASN), 10) }, false))
+				if err != nil {
+					return append(bad, err.Error())
+				}
+				if !strings.HasSuffix(strings.TrimRight(l, " "), strings.TrimRight(spark, " ")) {
+					bad = append(bad, fmt.Sprintf("AS %s: want the sparkline %q at its end, the pane: %q", name, spark, l))
+				}
+			}
+			for _, w := range want {
+				if !strings.Contains(l, w) {
+					bad = append(bad, fmt.Sprintf("AS %s: want %q, the pane: %q", name, w, l))
+				}
 			}
 		}
-		for _, w := range want {
-			if !strings.Contains(l, w) {
-				t.Errorf("AS %s: want %q, the pane: %q", name, w, l)
-			}
-		}
-	}
+		return bad
+	})
 	tmux(t, sock, "send-keys", "-t", "top", "q")
 	waitPane("q did not quit", func(s string) bool { return strings.Contains(s, "top-exited-0") })
 
