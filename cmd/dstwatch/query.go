@@ -14,6 +14,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/rdns"
 	"github.com/dstwatch/dstwatch/storage"
 )
 
@@ -60,6 +61,7 @@ type queryOpts struct {
 	loc    *time.Location // for tables: time.Local, or UTC with --utc
 	filter query.Filter
 	rng    api.Range
+	names  *rdns.Resolver // --names: reverse-DNS names in the remote table; nil: none
 }
 
 func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -81,8 +83,13 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&asns, "asn", "only remotes in this `AS number` (0 for unknown); repeatable")
 	direction := fs.String("direction", "both", "count tx (sent), rx (received) or both")
 	svc := addServiceFilterFlags(fs) // value.go
+	names := fs.Bool("names", false, "show each remote's reverse-DNS name (table, --by remote; looked up now, never stored)")
+	dnsServer := fs.String("dns-server", "", "ask this DNS server (`host:port`) for --names (default: the system's resolver)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *names {
+		o.names = rdns.New(rdns.Config{Server: *dnsServer})
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

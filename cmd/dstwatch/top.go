@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/rdns"
 	"github.com/dstwatch/dstwatch/report"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
@@ -67,6 +69,11 @@ type topView struct {
 	height  int
 	live    bool
 	err     string
+	// names (--names) gives remotes their reverse-DNS names: the terminal
+	// view asks without waiting and redraws (named) when an answer is in;
+	// plain lines wait for theirs. nil: no names.
+	names *rdns.Resolver
+	named func()
 }
 
 func (v *topView) add(w *storage.Window) {
@@ -88,6 +95,7 @@ type topLine struct {
 	txBps, rxBps float64
 	rated        bool
 	series       []uint64 // bytes (packets when sorted so) per window held
+	host         string   // reverse-DNS name (--names); "" none or not yet
 }
 
 // topBys are the groupings g cycles through.
@@ -175,6 +183,9 @@ func (v *topView) lines() ([]topLine, query.Summary) {
 		if !r.IsOther() {
 			l.cc = report.CC(r.Country)
 			l.series = series[r.Key]
+		}
+		if v.names != nil && v.by == query.ByRemote && !r.IsOther() && v.named != nil {
+			l.host, _ = v.names.Name(r.Addr, v.named)
 		}
 		if newest != nil && !r.IsOther() {
 			var tx, rx uint64
@@ -319,11 +330,33 @@ func (v *topView) plain(w io.Writer) error {
 	fmt.Fprintln(w, v.header(sum))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	name, second := v.columns()
+	named := v.names != nil && v.by == query.ByRemote
+	if named {
+		var addrs []netip.Addr
+		for i := range lines {
+			if !lines[i].IsOther() {
+				addrs = append(addrs, lines[i].Addr)
+			}
+		}
+		hosts := v.names.Names(context.Background(), addrs)
+		for i := range lines {
+			lines[i].host = hosts[lines[i].Addr]
+		}
+		name += "\tNAME"
+	}
 	fmt.Fprintf(tw, "%s\t%s\tTX BYTES\tRX BYTES\tTX PKTS\tRX PKTS\tTX BIT/S\tRX BIT/S\n", name, second)
 	for i := range lines {
 		l := &lines[i]
 		tx, rx := l.rates()
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", l.name, v.second(l), l.TxBytes, l.RxBytes, l.TxPackets, l.RxPackets, tx, rx)
+		n := l.name
+		if named {
+			host := l.host
+			if host == "" && !l.IsOther() {
+				host = "-"
+			}
+			n += "\t" + host
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", n, v.second(l), l.TxBytes, l.RxBytes, l.TxPackets, l.RxPackets, tx, rx)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -347,6 +380,9 @@ var (
 func (v *topView) Init() tea.Cmd { return nil }
 
 type topWindowMsg struct{ w *storage.Window }
+
+// topNamedMsg says a reverse-DNS answer came in: draw again.
+type topNamedMsg struct{}
 type topStateMsg struct {
 	live bool
 	err  string
@@ -419,6 +455,9 @@ func (v *topView) View() string {
 	secW := len(second)
 	nameW := len(name)
 	for i := range lines {
+		if lines[i].host != "" {
+			lines[i].name += " " + lines[i].host
+		}
 		secW = max(secW, len(v.second(&lines[i])))
 		nameW = max(nameW, len([]rune(lines[i].name)))
 	}
@@ -493,11 +532,16 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	by := fs.String("by", "remote", "group by remote, country, asn or service (keys switch)")
 	rows := fs.Int("top", 20, "show the `N` heaviest rows and sum the rest as 'other'")
 	utc := fs.Bool("utc", false, "show times in UTC")
+	names := fs.Bool("names", false, "show each remote's reverse-DNS name (looked up in the background, never stored)")
+	dnsServer := fs.String("dns-server", "", "ask this DNS server (`host:port`) for --names (default: the system's resolver)")
 	once := fs.Bool("once", false, "print the view once as plain lines and exit")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	v := &topView{sort: query.SortBytes, n: *n, rows: *rows, loc: time.Local}
+	if *names {
+		v.names = rdns.New(rdns.Config{Server: *dnsServer})
+	}
 	if *utc {
 		v.loc = time.UTC
 	}
@@ -548,6 +592,7 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		v.err = notLive("no daemon runs: these are the file's windows", time.Now(), v.loc)
 	}
 	p := tea.NewProgram(v, tea.WithContext(ctx), tea.WithAltScreen(), tea.WithOutput(stdout))
+	v.named = func() { go p.Send(topNamedMsg{}) } // not from inside Update's call of lines
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go followWindows(sctx, client, v.windowsEnd(), func(w *storage.Window) error {
