@@ -111,6 +111,11 @@ func TestPartialWindowsLive(t *testing.T) {
 		t.Errorf("no note on partial windows under the table:\n%s", table)
 	}
 
+	_, rep, stderr := runCmd(t, "report", "--db", db, "--utc", "--from", ws[0].Start.Format(time.RFC3339), "--to", ws[len(ws)-1].End().Format(time.RFC3339))
+	if !strings.Contains(rep, "3 windows or rollups were watched for only part of their time") {
+		t.Errorf("the report does not note the partial windows (%s):\n%s", stderr, rep)
+	}
+
 	// The record log: one header block per window, partial ones say so,
 	// the restart's part of the merged window follows as a continuation.
 	b, err := os.ReadFile(recLog)
