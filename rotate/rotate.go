@@ -303,7 +303,7 @@ func (t *Tally) open(start int64, c clock) {
 }
 
 // CaptureDown tells the tally that a capture source stopped (true) or
-// capturing again (false): windows open meanwhile are marked
+// captures again (false): the windows open meanwhile are marked
 // PartialOutage. Safe for use from any goroutine.
 func (t *Tally) CaptureDown(down bool) {
 	if down {

@@ -602,7 +602,9 @@ func TestTopAt80Columns(t *testing.T) {
 
 	tmux(t, sock, "send-keys", "-t", "top", "s")
 	waitRight("s did not sort by packets", func(s string) bool { return strings.Contains(s, "sort packets") }, remotes(true))
+	// One key at a time: keys read together arrive as one (bubbletea).
 	tmux(t, sock, "send-keys", "-t", "top", "s")
+	waitRight("s did not sort by bytes again", func(s string) bool { return strings.Contains(s, "sort bytes") }, remotes(false))
 
 	tmux(t, sock, "send-keys", "-t", "top", "a")
 	waitRight("a did not group by AS", func(s string) bool { return strings.Contains(s, "by asn, sort bytes") }, func(pane string) []string {
