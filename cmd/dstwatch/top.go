@@ -40,7 +40,9 @@ groupings: its number of remotes). A service is PORT/PROTO and its side, as
 in "443/tcp out". New windows arrive from the daemon's stream as they are
 stored. The view fits the terminal: 80 columns show every number whole, and
 the sparkline shows as many of the newest windows as fit (its column says
-how many).
+how many). With --names each remote's reverse-DNS name shows beside its
+address, looked up in the background (bounded, timed out, cached, never
+stored).
 
 Keys: r remotes, c countries, a ASes, v services (g cycles through them),
 s sort by bytes or packets, d direction both, tx or rx, q quits.
@@ -54,6 +56,7 @@ Examples:
   dstwatch top --by country --windows 90
   dstwatch top --by service
   dstwatch top --by asn
+  dstwatch top --names
   dstwatch top --once > now.txt
 `
 
