@@ -105,6 +105,9 @@ type WindowJSON struct {
 	Remotes []RemoteJSON `json:"remotes"`
 	Other   CountsJSON   `json:"other"`
 	Stats   StatsJSON    `json:"stats"`
+	// Partial says why the window was watched for only part of its time
+	// (start, stop, outage); absent when it was watched whole.
+	Partial []string `json:"partial,omitempty"`
 	// Services is absent for a window without any (stored before format 3).
 	Services []WindowServiceJSON `json:"services,omitempty"`
 }
@@ -142,6 +145,7 @@ func ToWindowJSON(w *storage.Window) WindowJSON {
 	if !w.GeoBuild.IsZero() {
 		out.Stats.GeoBuild = w.GeoBuild.UTC().Format(time.RFC3339)
 	}
+	out.Partial = w.Stats.Partial.Names()
 	for i := range w.Remotes {
 		out.Remotes = append(out.Remotes, toRemoteJSON(&w.Remotes[i]))
 	}
@@ -183,6 +187,9 @@ func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
 		Stats: rotate.Stats{Frames: s.Frames, Tallied: s.Tallied, NonIP: s.NonIP, Transit: s.Transit,
 			Malformed: s.Malformed, Excluded: s.Excluded, Local: s.Local, Drops: s.Drops, Late: s.Late, Folded: s.Folded,
 			Oversize: s.Oversize, Spoofed: s.Spoofed, Overflow: s.Overflow},
+	}
+	if w.Stats.Partial, err = rotate.ParsePartial(j.Partial); err != nil {
+		return nil, fmt.Errorf("window %s: %w", j.Start, err)
 	}
 	if s.GeoBuild != "" {
 		if w.GeoBuild, err = time.Parse(time.RFC3339, s.GeoBuild); err != nil {
@@ -277,6 +284,7 @@ type SummaryJSON struct {
 	Stats         StatsJSON `json:"stats"`
 	DropUnits     int       `json:"units_with_drops"`
 	FoldUnits     int       `json:"units_with_folds"`
+	PartialUnits  int       `json:"units_partial,omitempty"` // watched for only part of their time
 	Capped        uint64    `json:"capped"`
 	Resolution    string    `json:"resolution"`         // window, hour or day
 	RawFrom       string    `json:"raw_from,omitempty"` // with resolution hour or day: the oldest raw window kept
@@ -317,7 +325,7 @@ func ToSummaryJSON(s Summary) SummaryJSON {
 		Windows: s.Windows, HourlyRollups: s.Hours, DailyRollups: s.Days,
 		First: fmtOptTime(s.First), End: fmtOptTime(s.Last),
 		Stats:     StatsJSON{st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Oversize, st.Spoofed, st.Drops, st.Late, st.Folded, st.Overflow, ""},
-		DropUnits: s.DropUnits, FoldUnits: s.FoldUnits, Capped: s.Capped,
+		DropUnits: s.DropUnits, FoldUnits: s.FoldUnits, PartialUnits: s.PartialUnits, Capped: s.Capped,
 		Resolution: s.Resolution.String(), RawFrom: fmtOptTime(s.RawFrom),
 		Damaged: damageJSON(s.Damaged),
 	}
@@ -362,7 +370,7 @@ func FromSummaryJSON(j *SummaryJSON) (Summary, error) {
 		Stats: rotate.Stats{Frames: st.Frames, Tallied: st.Tallied, NonIP: st.NonIP, Transit: st.Transit,
 			Malformed: st.Malformed, Excluded: st.Excluded, Local: st.Local, Drops: st.Drops, Late: st.Late, Folded: st.Folded,
 			Oversize: st.Oversize, Spoofed: st.Spoofed, Overflow: st.Overflow},
-		DropUnits: j.DropUnits, FoldUnits: j.FoldUnits, Capped: j.Capped,
+		DropUnits: j.DropUnits, FoldUnits: j.FoldUnits, PartialUnits: j.PartialUnits, Capped: j.Capped,
 	}
 	switch j.Resolution {
 	case "", storage.Raw.String():

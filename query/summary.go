@@ -16,6 +16,7 @@ type Summary struct {
 	First, Last          time.Time // the first unit's start, the last one's end; zero when none
 	Stats                rotate.Stats
 	DropUnits, FoldUnits int    // units with kernel drops, with remotes folded by --max-remotes
+	PartialUnits         int    // units watched for only part of their time (rotate.Partial)
 	Capped               uint64 // remote entries a rollup's cap folded into other
 
 	// Resolution is the coarsest unit an edge of the range was rounded to
@@ -61,6 +62,9 @@ func (s *Summary) add(w *storage.Window) {
 	}
 	if w.Stats.Folded > 0 || w.Stats.Overflow > 0 {
 		s.FoldUnits++
+	}
+	if w.Stats.Partial != 0 {
+		s.PartialUnits++
 	}
 	s.Capped += w.Capped
 }

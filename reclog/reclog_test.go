@@ -84,3 +84,42 @@ func TestReopensAfterRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A partial window says so at the end of its header; the rest of a window
+// after a restart is a continuation line, not a second header.
+func TestPartialAndContinued(t *testing.T) {
+	start := time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)
+	r := storage.Remote{Addr: netip.MustParseAddr("198.51.100.2"), Country: "NL", Counts: rotate.Counts{TxPackets: 9, TxBytes: 12400, RxPackets: 8, RxBytes: 2070}}
+	w := &storage.Window{Start: start, Length: 20 * time.Second, Remotes: []storage.Remote{r},
+		Stats: rotate.Stats{Frames: 17, Tallied: 17, Partial: rotate.PartialStop | rotate.PartialOutage}}
+	path := filepath.Join(t.TempDir(), "records.log")
+	l, err := Open(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(w, 0, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	again := *w
+	again.Stats.Partial = rotate.PartialStart
+	if err := l.WriteContinued(&again, 0, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	whole := *w
+	whole.Start, whole.Stats.Partial = start.Add(20*time.Second), 0
+	if err := l.Write(&whole, 0, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	b, _ := os.ReadFile(path)
+	want := `2026-11-22T13:20:00Z === window 20s remotes 1  tx 12.1 KiB 9 pkts  rx 2.02 KiB 8 pkts  frames 17 skipped 0 drops 0 late 0 folded 0 partial stop,outage ===
+2026-11-22T13:20:00Z  tx   12.1 KiB       9 pkts  rx   2.02 KiB       8 pkts  NL 198.51.100.2
+2026-11-22T13:20:00Z +++ window 20s continued after a restart: remotes 1  tx 12.1 KiB 9 pkts  rx 2.02 KiB 8 pkts  frames 17 skipped 0 drops 0 late 0 folded 0 partial start +++
+2026-11-22T13:20:00Z  tx   12.1 KiB       9 pkts  rx   2.02 KiB       8 pkts  NL 198.51.100.2
+2026-11-22T13:20:20Z === window 20s remotes 1  tx 12.1 KiB 9 pkts  rx 2.02 KiB 8 pkts  frames 17 skipped 0 drops 0 late 0 folded 0 ===
+2026-11-22T13:20:20Z  tx   12.1 KiB       9 pkts  rx   2.02 KiB       8 pkts  NL 198.51.100.2
+`
+	if string(b) != want {
+		t.Errorf("record log:\n%s\nwant:\n%s", b, want)
+	}
+}

@@ -31,6 +31,9 @@ func (r *Report) Notes(loc *time.Location) []string {
 	} else {
 		out = append(out, "no frames dropped by the kernel")
 	}
+	if s.PartialUnits > 0 {
+		out = append(out, fmt.Sprintf("%d windows or rollups were watched for only part of their time (the daemon started or stopped inside them, or a capture was down); their counts are not quiet traffic", s.PartialUnits))
+	}
 	if s.Stats.Folded > 0 {
 		out = append(out, fmt.Sprintf("overflow: %d remotes in %d windows were over --max-remotes and are summed in 'other'", s.Stats.Folded, s.FoldUnits))
 	}

@@ -368,8 +368,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 // WindowEvent is a window as the page shows it: totals and its heaviest
 // remotes.
 type WindowEvent struct {
-	Start   string `json:"start"`
-	End     string `json:"end"`
+	Start string `json:"start"`
+	End   string `json:"end"`
+	// Shown is Start as the rest of the page shows times (24-hour, in the
+	// daemon's zone), not as the browser's locale would (2:03:20 PM).
+	Shown   string `json:"shown"`
 	Seconds int64  `json:"seconds"`
 	Remotes int    `json:"remotes"`
 	query.CountsJSON
@@ -378,13 +381,14 @@ type WindowEvent struct {
 	Top   []RowJSON `json:"top"`
 }
 
-func windowEvent(w *storage.Window) WindowEvent {
+func windowEvent(w *storage.Window, loc *time.Location) WindowEvent {
 	var c = w.Other
 	for i := range w.Remotes {
 		c.Add(w.Remotes[i].Counts)
 	}
 	e := WindowEvent{
 		Start: w.Start.UTC().Format(time.RFC3339), End: w.End().UTC().Format(time.RFC3339),
+		Shown:   w.Start.In(loc).Format("2006-01-02 15:04:05 MST"),
 		Seconds: int64(w.Length / time.Second), Remotes: len(w.Remotes), CountsJSON: query.ToCounts(c),
 		Human: [2]string{units.Bytes(c.TxBytes), units.Bytes(c.RxBytes)},
 		Rate:  [2]string{report.Rate(c.TxBytes, w.Length), report.Rate(c.RxBytes, w.Length)},
@@ -402,7 +406,7 @@ func windowEvent(w *storage.Window) WindowEvent {
 func (s *Server) current(w http.ResponseWriter, r *http.Request) {
 	var ev *WindowEvent
 	err := s.cfg.Reader.Last(1, func(win *storage.Window) error {
-		e := windowEvent(win)
+		e := windowEvent(win, s.cfg.Location)
 		ev = &e
 		return nil
 	})
@@ -421,7 +425,7 @@ func (s *Server) Publish(win *storage.Window) {
 	if len(s.subs) == 0 {
 		return
 	}
-	b, err := json.Marshal(windowEvent(win))
+	b, err := json.Marshal(windowEvent(win, s.cfg.Location))
 	if err != nil {
 		return
 	}

@@ -137,6 +137,7 @@ type App struct {
 	failing    atomic.Pointer[string] // the last store error while stores fail
 	lastStored atomic.Int64           // Unix seconds of the newest stored window start; 0: none
 	lastClosed atomic.Int64           // Unix ns when the tally last closed a window
+	tally      *rotate.Tally          // set by Run before the sources start; marks capture outages
 }
 
 // notifySystemd says READY=1 once capture runs, then pets the watchdog as
@@ -438,6 +439,7 @@ func (a *App) Run(ctx context.Context) error {
 			a.lastClosed.Store(time.Now().UnixNano())
 			closed <- c
 		})
+	a.tally = tally
 	bgCtx, stopBg := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
 	defer func() { stopBg(); bg.Wait() }()

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -325,6 +327,11 @@ func writeRowsTable(w io.Writer, sum query.Summary, rows []query.Row, o queryOpt
 			line(fmt.Sprintf("%s\t%d\t", r.Key, r.Remotes), r)
 		}
 		fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t")
+	case query.ByRemote:
+		if o.names != nil {
+			return writeNamedRemotes(w, tw, sum, rows, total, o, line)
+		}
+		fallthrough
 	default:
 		fmt.Fprintln(tw, "REMOTE\tCC\tASN\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
 		for _, r := range rows {
@@ -356,7 +363,7 @@ func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
 	sum := query.Summarize(ws)
 	writeHeader(w, sum, o)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "WINDOW\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\tTOP REMOTE\tDROPS\t")
+	fmt.Fprintln(tw, "WINDOW\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\tTOP REMOTE\tDROPS\tPARTIAL\t")
 	for i, win := range ws {
 		sum := sums[i]
 		topName := ""
@@ -368,11 +375,46 @@ func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
 		if !o.filter.SelectsRemotes() {
 			remotes += int(win.Stats.Folded)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", win.Start.In(loc).Format("2006-01-02 15:04:05 MST"),
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", win.Start.In(loc).Format("2006-01-02 15:04:05 MST"),
 			remotes, units.Bytes(sum.TxBytes), units.Count(sum.TxPackets),
-			units.Bytes(sum.RxBytes), units.Count(sum.RxPackets), pct(o.weight(sum), o.weight(total)), topName, win.Stats.Drops)
+			units.Bytes(sum.RxBytes), units.Count(sum.RxPackets), pct(o.weight(sum), o.weight(total)), topName, win.Stats.Drops, win.Stats.Partial)
 	}
-	fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t\t\t")
+	fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t\t\t\t")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeQualityNotes(w, sum, o)
+}
+
+// writeNamedRemotes is the remote table with a NAME column (--names): each
+// remote's reverse-DNS name, looked up now (rdns bounds and times the
+// lookups), shown, never stored.
+func writeNamedRemotes(w io.Writer, tw *tabwriter.Writer, sum query.Summary, rows []query.Row, total rotate.Counts, o queryOpts, line func(string, query.Row)) error {
+	addr := func(r *query.Row) netip.Addr {
+		if r.Addr.IsValid() {
+			return r.Addr
+		}
+		a, _ := netip.ParseAddr(r.Key) // rows read from the daemon carry the key only
+		return a
+	}
+	var addrs []netip.Addr
+	for i := range rows {
+		if a := addr(&rows[i]); a.IsValid() && !rows[i].IsOther() {
+			addrs = append(addrs, a)
+		}
+	}
+	names := o.names.Names(context.Background(), addrs)
+	fmt.Fprintln(tw, "REMOTE\tNAME\tCC\tASN\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
+	for _, r := range rows {
+		country, name := cc(r.Country), names[addr(&r)]
+		if r.IsOther() {
+			country, name = "", ""
+		} else if name == "" {
+			name = "-"
+		}
+		line(fmt.Sprintf("%s\t%s\t%s\t%s\t", r.Key, name, country, asName(r.ASN)), r)
+	}
+	fmt.Fprintln(tw, totalsLine("total\t\t\t\t", total)+"\t")
 	if err := tw.Flush(); err != nil {
 		return err
 	}

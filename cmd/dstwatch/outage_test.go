@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/internal/netnstest"
+	"github.com/dstwatch/dstwatch/rotate"
 )
 
 func rxFrom(t *testing.T, db, remote string) uint64 {
@@ -65,6 +66,19 @@ func TestInterfaceOutages(t *testing.T) {
 			d.stop(t)
 			if got := rxFrom(t, db, netnstest.B4.String()); got != 25 {
 				t.Fatalf("counted %d packets from %v, want 10 before and 15 after the outage", got, netnstest.B4)
+			}
+			// The windows of the outage say so; the whole ones around it do not.
+			var outage, whole int
+			for _, w := range readAll(t, db) {
+				switch {
+				case w.Stats.Partial&rotate.PartialOutage != 0:
+					outage++
+				case w.Stats.Partial == 0:
+					whole++
+				}
+			}
+			if outage == 0 || whole == 0 {
+				t.Errorf("%d windows marked partial for the outage, %d whole; want some of each", outage, whole)
 			}
 		})
 	}

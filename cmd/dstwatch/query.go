@@ -14,6 +14,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/rdns"
 	"github.com/dstwatch/dstwatch/storage"
 )
 
@@ -74,7 +75,8 @@ type queryOpts struct {
 	filter query.Filter
 	rng    api.Range
 
-	prefix4, prefix6 int // --by prefix: the networks' lengths
+	prefix4, prefix6 int            // --by prefix: the networks' lengths
+	names            *rdns.Resolver // --names: reverse-DNS names in the remote table; nil: none
 }
 
 func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -99,11 +101,16 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	direction := fs.String("direction", "both", "count tx (sent), rx (received) or both")
 	svc := addServiceFilterFlags(fs) // value.go
 	fq := addQueryFleetFlags(fs)     // fleet.go
+	names := fs.Bool("names", false, "show each remote's reverse-DNS name (table, --by remote; looked up now, never stored)")
+	dnsServer := fs.String("dns-server", "", "ask this DNS server (`host:port`) for --names (default: the system's resolver)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := fq.check(); err != nil {
 		return err
+	}
+	if *names {
+		o.names = rdns.New(rdns.Config{Server: *dnsServer})
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -485,6 +492,9 @@ func writeQualityNotes(w io.Writer, sum query.Summary, o queryOpts) error {
 	}
 	if s.Drops > 0 {
 		fmt.Fprintf(w, "note: the kernel dropped %d frames in %d of %s; the counts above miss them\n", s.Drops, sum.DropUnits, these)
+	}
+	if sum.PartialUnits > 0 {
+		fmt.Fprintf(w, "note: %d of %s were watched for only part of their time (the daemon started or stopped inside them, or a capture was down); their counts are not quiet traffic\n", sum.PartialUnits, these)
 	}
 	in := fmt.Sprintf("%d windows", sum.FoldUnits)
 	if sum.Rollups() {

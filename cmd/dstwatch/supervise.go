@@ -37,11 +37,13 @@ func (a *App) runLive(ctx context.Context, i int, pipe *capture.Pipe) error {
 			return nil
 		}
 		since := time.Now()
+		a.tally.CaptureDown(true) // the windows until it is back are partial
 		a.gaps.Add(1)
 		a.down.Store(name, since)
 		a.log.Error("capture stopped; waiting for the interface to come back", "interface", name, "err", err)
 		nl, err := a.reopen(ctx, name)
 		a.down.Delete(name)
+		a.tally.CaptureDown(false)
 		if err != nil {
 			return nil // ctx done
 		}

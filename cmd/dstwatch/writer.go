@@ -42,11 +42,18 @@ type writer struct {
 	backoff  time.Duration
 	retry    *time.Timer
 	lastErr  error
+	// resumed is the newest window stored before this run (live only):
+	// if this run's first window is the same one, the daemon restarted
+	// inside it and the record log already has its block.
+	resumed time.Time
 }
 
 func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live bool) error {
 	wr := &writer{a: a, live: live, retry: time.NewTimer(time.Hour)}
 	wr.retry.Stop()
+	if live {
+		a.db.Last(1, func(w *storage.Window) error { wr.resumed = w.Start; return nil })
+	}
 	for {
 		var retry <-chan time.Time
 		if wr.backoff > 0 {
@@ -113,7 +120,12 @@ func (wr *writer) flush() bool {
 			wr.lastErr = nil
 		}
 		for _, w := range batch {
-			if err := a.rec.Write(w, a.cfg.LogTop, a.cfg.Location); err != nil {
+			write := a.rec.Write
+			if !wr.resumed.IsZero() && w.Start.Equal(wr.resumed) {
+				write = a.rec.WriteContinued // no second header for one window
+			}
+			wr.resumed = time.Time{}
+			if err := write(w, a.cfg.LogTop, a.cfg.Location); err != nil {
 				a.log.Error("write record log", "err", err)
 			}
 			if a.api != nil {
