@@ -130,7 +130,7 @@ var ddl = []struct{ name, body string }{
 	host String, window_start DateTime, window_seconds UInt32, geo_build DateTime,
 	remotes UInt32, frames UInt64, tallied UInt64, non_ip UInt64, transit UInt64,
 	malformed UInt64, excluded UInt64, local UInt64, drops UInt64, late UInt64, folded UInt64,
-	oversize UInt64, spoofed UInt64, overflow UInt64,
+	oversize UInt64, spoofed UInt64, overflow UInt64, partial UInt8,
 	other_tx_packets UInt64, other_tx_bytes UInt64, other_rx_packets UInt64, other_rx_bytes UInt64,
 	version UInt64
 ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(window_start) ORDER BY (host, window_start)`},

@@ -14,7 +14,7 @@ import (
 // without one.
 const (
 	colsRemotes = "host, window_start, window_seconds, addr, country, asn, as_org, tx_packets, tx_bytes, rx_packets, rx_bytes, version"
-	colsWindows = "host, window_start, window_seconds, geo_build, remotes, frames, tallied, non_ip, transit, malformed, excluded, local, drops, late, folded, oversize, spoofed, overflow, " +
+	colsWindows = "host, window_start, window_seconds, geo_build, remotes, frames, tallied, non_ip, transit, malformed, excluded, local, drops, late, folded, oversize, spoofed, overflow, partial, " +
 		"other_tx_packets, other_tx_bytes, other_rx_packets, other_rx_bytes, version"
 	colsServices = "host, window_start, window_seconds, proto, side, port, remotes, tx_packets, tx_bytes, rx_packets, rx_bytes, version"
 	colsSvcTop   = "host, window_start, window_seconds, proto, side, port, addr, country, asn, as_org, tx_packets, tx_bytes, rx_packets, rx_bytes, version"
@@ -101,7 +101,7 @@ func insert(ctx context.Context, c clickhouse.Conn, db, host string, ws []versio
 		}
 		if err := wb.Append(host, w.Start.UTC(), uint32(w.Length/time.Second), geo, uint32(len(w.Remotes)),
 			st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Drops, st.Late, st.Folded,
-			st.Oversize, st.Spoofed, st.Overflow,
+			st.Oversize, st.Spoofed, st.Overflow, uint8(st.Partial),
 			w.Other.TxPackets, w.Other.TxBytes, w.Other.RxPackets, w.Other.RxBytes, v.version); err != nil {
 			return fmt.Errorf("insert windows: %w", err)
 		}

@@ -304,20 +304,20 @@ func (r *Reader) others(ctx context.Context, where string, d query.Direction) ([
 // of each host counts once.
 func (r *Reader) summary(ctx context.Context, where string) (query.Summary, error) {
 	var s query.Summary
-	var n, drops, folds uint64
+	var n, drops, folds, partials uint64
 	var first, last uint32
 	st := &s.Stats
 	err := r.conn.QueryRow(ctx, fmt.Sprintf(`SELECT toUInt64(count()), toUInt32(min(window_start)), toUInt32(max(toUInt32(window_start) + window_seconds)),
 	toUInt64(sum(frames)), toUInt64(sum(tallied)), toUInt64(sum(non_ip)), toUInt64(sum(transit)), toUInt64(sum(malformed)),
 	toUInt64(sum(excluded)), toUInt64(sum(local)), toUInt64(sum(drops)), toUInt64(sum(late)), toUInt64(sum(folded)),
-	toUInt64(sum(oversize)), toUInt64(sum(spoofed)), toUInt64(sum(overflow)),
+	toUInt64(sum(oversize)), toUInt64(sum(spoofed)), toUInt64(sum(overflow)), toUInt64(countIf(partial > 0)),
 	toUInt64(countIf(drops > 0)), toUInt64(countIf(folded > 0)) FROM %s WHERE %s`, r.table(tableWindows), where)).Scan(
 		&n, &first, &last, &st.Frames, &st.Tallied, &st.NonIP, &st.Transit, &st.Malformed,
-		&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &drops, &folds)
+		&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &partials, &drops, &folds)
 	if err != nil {
 		return s, fmt.Errorf("clickhouse: %w", err)
 	}
-	s.Windows, s.DropUnits, s.FoldUnits = int(n), int(drops), int(folds)
+	s.Windows, s.DropUnits, s.FoldUnits, s.PartialUnits = int(n), int(drops), int(folds), int(partials)
 	if n > 0 {
 		s.First, s.Last = time.Unix(int64(first), 0).UTC(), time.Unix(int64(last), 0).UTC()
 	}
@@ -342,7 +342,7 @@ func (r *Reader) Windows(ctx context.Context, q Question) ([]*storage.Window, er
 	rows, err := r.conn.Query(ctx, fmt.Sprintf(`SELECT toUInt32(window_start) AS s, toUInt32(max(window_seconds)), toUInt32(max(geo_build)),
 	toUInt64(sum(frames)), toUInt64(sum(tallied)), toUInt64(sum(non_ip)), toUInt64(sum(transit)), toUInt64(sum(malformed)),
 	toUInt64(sum(excluded)), toUInt64(sum(local)), toUInt64(sum(drops)), toUInt64(sum(late)), toUInt64(sum(folded)),
-	toUInt64(sum(oversize)), toUInt64(sum(spoofed)), toUInt64(sum(overflow)), %s
+	toUInt64(sum(oversize)), toUInt64(sum(spoofed)), toUInt64(sum(overflow)), toUInt8(groupBitOr(partial)), %s
 	FROM %s WHERE %s GROUP BY s ORDER BY s`, counts(query.Both, "other_"), r.table(tableWindows), where))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
@@ -351,13 +351,15 @@ func (r *Reader) Windows(ctx context.Context, q Question) ([]*storage.Window, er
 	index := map[uint32]*storage.Window{}
 	for rows.Next() {
 		var start, secs, geo uint32
+		var partial uint8
 		w := &storage.Window{}
 		st, o := &w.Stats, &w.Other
 		if err := rows.Scan(&start, &secs, &geo, &st.Frames, &st.Tallied, &st.NonIP, &st.Transit, &st.Malformed,
-			&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &o.TxPackets, &o.TxBytes, &o.RxPackets, &o.RxBytes); err != nil {
+			&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &partial, &o.TxPackets, &o.TxBytes, &o.RxPackets, &o.RxBytes); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("clickhouse: %w", err)
 		}
+		st.Partial = rotate.Partial(partial)
 		w.Start, w.Length = time.Unix(int64(start), 0).UTC(), time.Duration(secs)*time.Second
 		if geo > 0 {
 			w.GeoBuild = time.Unix(int64(geo), 0).UTC()
