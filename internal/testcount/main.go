@@ -1,6 +1,6 @@
 // Command testcount reads 'go test -json' on stdin and prints what plain
 // 'go test' would (package results, and the output of failing tests only),
-// then one closing line that CI reads:
+// with the reasons of skipped tests, then one closing line that CI reads:
 //
 //	N passed, N failed, N skipped
 //
@@ -66,7 +66,14 @@ func count(in io.Reader, out io.Writer) (counts, error) {
 			c.passed++
 			delete(held, key)
 		case e.Action == "skip":
+			// A skip says why; as root in CI none should happen, so each
+			// is shown rather than only counted.
 			c.skipped++
+			for _, o := range held[key] {
+				if !strings.HasPrefix(o, "=== ") {
+					fmt.Fprint(out, o)
+				}
+			}
 			delete(held, key)
 		case e.Action == "fail":
 			c.failed++

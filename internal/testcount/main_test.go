@@ -27,7 +27,7 @@ func TestCount(t *testing.T) {
 		t.Errorf("failed packages %d, want 1", c.pkgFailed)
 	}
 	o := out.String()
-	for _, want := range []string{"x_test.go:5: boom", "--- FAIL: TestC", "FAIL\tx\t"} {
+	for _, want := range []string{"x_test.go:5: boom", "--- FAIL: TestC", "FAIL\tx\t", "x_test.go:4: no", "--- SKIP: TestB/s2"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("output lacks %q:\n%s", want, o)
 		}
