@@ -150,39 +150,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// Every flag the README's `dstwatch run` table shows is a flag run takes.
-func TestReadmeRunFlagsExist(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, sec, ok := strings.Cut(string(b), "\n### `dstwatch run`\n")
-	if !ok {
-		t.Fatal("README has no ### `dstwatch run` section")
-	}
-	sec, _, _ = strings.Cut(sec, "\n#")
-	have := map[string]bool{}
-	for _, f := range helpFlags(t, "run") {
-		have[f] = true
-	}
-	n := 0
-	for _, line := range strings.Split(sec, "\n") {
-		if !strings.HasPrefix(line, "| `-") {
-			continue
-		}
-		first := strings.SplitN(line, "|", 3)[1]
-		for _, m := range regexp.MustCompile("`(--?[a-z0-9-]+)").FindAllStringSubmatch(first, -1) {
-			n++
-			if !have[m[1]] {
-				t.Errorf("the README's run table shows %s, which run does not take", m[1])
-			}
-		}
-	}
-	if n < 20 {
-		t.Errorf("only %d flags found in the README's run table", n)
-	}
-}
-
 // zshCapture types a command line into an interactive zsh on a pty and
 // prints every candidate its completion system adds (compadd wrapped).
 // The echo after the line (^U clears the line first; ^C would flush the
