@@ -275,8 +275,9 @@ type svcRank struct {
 // window to window: a flood's window of 200k services grew them from
 // nothing each time, most of what closing it allocated.
 type svcScratch struct {
-	tots  []svcTotal
-	order []svcRank
+	tots   []svcTotal
+	order  []svcRank
+	packed []uint64
 }
 
 var svcScratches = sync.Pool{New: func() any { return new(svcScratch) }}
@@ -319,9 +320,6 @@ func finishServices(rows []row, pairs []pair, top int) []Service {
 			a.remotes++
 		}
 	}
-	for i := range tots {
-		idx[tots[i].key] = 0
-	}
 	if len(tots) == 0 {
 		return nil
 	}
@@ -332,12 +330,10 @@ func finishServices(rows []row, pairs []pair, top int) []Service {
 	for i := range tots {
 		order[i] = svcRank{tots[i].Bytes(), tots[i].key, int32(i)}
 	}
-	slices.SortFunc(order, func(a, b svcRank) int {
-		if c := cmp.Compare(b.bytes, a.bytes); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.key, b.key)
-	})
+	sortRanks(order, sc, idx)
+	for i := range tots {
+		idx[tots[i].key] = 0
+	}
 	var heaps []topHeap
 	if top > 0 {
 		// The heaviest services are offered their remotes: idx points at
@@ -383,6 +379,36 @@ func finishServices(rows []row, pairs []pair, top int) []Service {
 		services[n] = s
 	}
 	return services
+}
+
+// sortRanks orders services heaviest first, ties by key (keys are
+// distinct, so the order is total). When every service has less than
+// 4 GB, as in a flood's window of 200k one-packet services, it sorts
+// (^bytes, key) packed into one uint64 with the ordered sort, several
+// times faster than sorting structs through a comparison function; idx
+// (key -> position + 1) finds each service again.
+func sortRanks(order []svcRank, sc *svcScratch, idx *[svcKeys]int32) {
+	for _, o := range order {
+		if o.bytes >= 1<<32 {
+			slices.SortFunc(order, func(a, b svcRank) int {
+				if c := cmp.Compare(b.bytes, a.bytes); c != 0 {
+					return c
+				}
+				return cmp.Compare(a.key, b.key)
+			})
+			return
+		}
+	}
+	packed := sc.packed[:0]
+	for _, o := range order {
+		packed = append(packed, uint64(^uint32(o.bytes))<<32|uint64(o.key))
+	}
+	slices.Sort(packed)
+	for n, p := range packed {
+		key := uint32(p)
+		order[n] = svcRank{bytes: uint64(^uint32(p >> 32)), key: key, pos: idx[key] - 1}
+	}
+	sc.packed = packed[:0]
 }
 
 func subCounts(a, b Counts) Counts {
