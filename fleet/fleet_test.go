@@ -126,16 +126,18 @@ func waitExported(t *testing.T, e *Exporter) {
 	}
 }
 
-// compare checks that the fleet's answers for host equal the local DB's,
-// for every grouping, sort, a filter and --top.
-func compare(t *testing.T, r *Reader, db *storage.DB, hosts []string, from, to time.Time) {
+var testFilters = []query.Filter{{}, {Direction: query.Tx}, {Direction: query.Rx},
+	{Remotes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/27"), netip.MustParsePrefix("2001:db8::/120")}},
+	{Countries: []string{"NL", "--"}}, {ASNs: []uint32{64497, 0}}}
+
+// compareAggregates checks that the fleet's aggregates for hosts equal the
+// local DB's query, summary included, for every grouping, a filter and
+// --top.
+func compareAggregates(t *testing.T, r *Reader, db *storage.DB, hosts []string, from, to time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	filters := []query.Filter{{}, {Direction: query.Tx}, {Direction: query.Rx},
-		{Remotes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/27"), netip.MustParsePrefix("2001:db8::/120")}},
-		{Countries: []string{"NL", "--"}}, {ASNs: []uint32{64497, 0}}}
 	for _, by := range []query.By{query.ByRemote, query.ByCountry, query.ByASN} {
-		for fi, f := range filters {
+		for fi, f := range testFilters {
 			for _, top := range []int{0, 5} {
 				q := query.Question{By: by, Filter: f, Sort: query.SortBytes, Top: top}
 				want, wsum, err := query.Answer(db, from, to, 0, q, nil)
@@ -149,12 +151,22 @@ func compare(t *testing.T, r *Reader, db *storage.DB, hosts []string, from, to t
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("by %s filter %d top %d:\nfleet %+v\nlocal %+v", by, fi, top, got, want)
 				}
-				if gsum.Stats != wsum.Stats || gsum.First != wsum.First || gsum.Last != wsum.Last || gsum.DropUnits != wsum.DropUnits || gsum.FoldUnits != wsum.FoldUnits {
+				if gsum.Stats != wsum.Stats || gsum.First != wsum.First || gsum.Last != wsum.Last || gsum.DropUnits != wsum.DropUnits || gsum.FoldUnits != wsum.FoldUnits ||
+					gsum.Windows != wsum.Windows || gsum.Hours != wsum.Hours || gsum.Days != wsum.Days {
 					t.Fatalf("by %s: summary fleet %+v, local %+v", by, gsum, wsum)
 				}
 			}
 		}
 	}
+}
+
+// compare checks that the fleet's answers for host equal the local DB's,
+// for every grouping, sort, a filter and --top, services and windows too.
+func compare(t *testing.T, r *Reader, db *storage.DB, hosts []string, from, to time.Time) {
+	t.Helper()
+	compareAggregates(t, r, db, hosts, from, to)
+	ctx := context.Background()
+	filters := testFilters
 	for fi, f := range []query.ServiceFilter{{}, {Filter: query.Filter{Direction: query.Rx}}, {Filter: filters[3]},
 		{Ports: []uint16{443, 53}, Protos: []capture.Proto{capture.ProtoTCP}}} {
 		for _, top := range []int{0, 1} {
