@@ -142,3 +142,47 @@ func (s *Sender) Send(ctx context.Context, host string, ws []*storage.Window, ve
 
 // Close closes the connection.
 func (s *Sender) Close() error { return s.conn.Close() }
+
+// SendRollup inserts w as host's rollup of its hour (Length 1h) or UTC day
+// (24h), built from windows raw windows of raw version rawVersion, as the
+// exporter's own build would leave it: for load tools that make a month of
+// rollups without its billions of raw rows.
+func (s *Sender) SendRollup(ctx context.Context, host string, w *storage.Window, windows uint32, rawVersion uint64) error {
+	t := hourTier
+	switch w.Length {
+	case time.Hour:
+	case 24 * time.Hour:
+		t = dayTier
+	default:
+		return fmt.Errorf("rollup of length %v: want 1h or 24h", w.Length)
+	}
+	const version = 1
+	start := w.Start.UTC()
+	rb, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (host, period_start, addr, country, asn, as_org, tx_packets, tx_bytes, rx_packets, rx_bytes, country_seq, asn_seq, version)", s.db, t.remotes))
+	if err != nil {
+		return fmt.Errorf("insert %s: %w", t.remotes, err)
+	}
+	for _, r := range w.Remotes {
+		if err := rb.Append(host, start, addr16(r.Addr), r.Country, r.ASN, r.ASOrg, r.TxPackets, r.TxBytes, r.RxPackets, r.RxBytes,
+			rawVersion, rawVersion, uint64(version)); err != nil {
+			return fmt.Errorf("insert %s: %w", t.remotes, err)
+		}
+	}
+	if err := rb.Send(); err != nil {
+		return fmt.Errorf("insert %s: %w", t.remotes, err)
+	}
+	wb, err := s.conn.PrepareBatch(ctx, fmt.Sprintf(`INSERT INTO %s.%s (host, period_start, windows, frames, tallied, non_ip, transit, malformed, excluded, local, drops, late, folded,
+	other_tx_packets, other_tx_bytes, other_rx_packets, other_rx_bytes, raw_version, version)`, s.db, t.windows))
+	if err != nil {
+		return fmt.Errorf("insert %s: %w", t.windows, err)
+	}
+	st := w.Stats
+	if err := wb.Append(host, start, windows, st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Drops, st.Late, st.Folded,
+		w.Other.TxPackets, w.Other.TxBytes, w.Other.RxPackets, w.Other.RxBytes, rawVersion, uint64(version)); err != nil {
+		return fmt.Errorf("insert %s: %w", t.windows, err)
+	}
+	if err := wb.Send(); err != nil {
+		return fmt.Errorf("insert %s: %w", t.windows, err)
+	}
+	return nil
+}

@@ -121,14 +121,7 @@ func TestRollupsEqualRaw(t *testing.T) {
 	for _, host := range []string{"h1", "h2"} {
 		db := openDB(t)
 		ws := spread(rng, start, 500, 6*time.Minute)
-		for _, w := range ws {
-			for i := range w.Remotes {
-				rm := &w.Remotes[i]
-				b := rm.Addr.As16()
-				rm.Country = []string{"NL", "DE", ""}[b[15]%3]
-				rm.ASN, rm.ASOrg = 64496+uint32(b[15]%4), ""
-			}
-		}
+		fixedGeo(ws)
 		e, err := New(Config{Target: tg, Host: host, DB: db, Logger: logger(t)})
 		if err != nil {
 			t.Fatal(err)
@@ -145,25 +138,7 @@ func TestRollupsEqualRaw(t *testing.T) {
 	raw := &Reader{conn: r.conn, db: r.db, rollups: true, rawOnly: true}
 	same := func(hosts []string, from, to time.Time) query.Summary {
 		t.Helper()
-		var last query.Summary
-		for _, by := range []query.By{query.ByRemote, query.ByCountry, query.ByASN, ByHost} {
-			for fi, f := range testFilters {
-				q := Question{Question: query.Question{By: by, Filter: f, Top: 7}, Hosts: hosts, From: from, To: to}
-				got, gsum, err := r.Aggregate(context.Background(), q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, wsum, err := raw.Aggregate(context.Background(), q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !reflect.DeepEqual(got, want) || gsum.Stats != wsum.Stats {
-					t.Fatalf("%v..%v by %s filter %d:\nplanned %+v\nraw     %+v\nsummaries %+v\n%+v", from, to, by, fi, got, want, gsum, wsum)
-				}
-				last = gsum
-			}
-		}
-		return last
+		return sameAsRaw(t, r, raw, hosts, from, to)
 	}
 	for _, rg := range rollupRanges(start) {
 		same(nil, rg[0], rg[1])
@@ -200,4 +175,74 @@ func TestRollupsEqualRaw(t *testing.T) {
 	if s := same(nil, d, d.Add(24*time.Hour)); s.Days != 2 || s.Hours != 0 {
 		t.Fatalf("after the rebuild the day read as %+v", s)
 	}
+}
+
+// sameAsRaw checks that r's planned answers equal raw's, every grouping and
+// filter, and returns the last planned summary.
+func sameAsRaw(t *testing.T, r, raw *Reader, hosts []string, from, to time.Time) query.Summary {
+	t.Helper()
+	var last query.Summary
+	for _, by := range []query.By{query.ByRemote, query.ByCountry, query.ByASN, ByHost} {
+		for fi, f := range testFilters {
+			q := Question{Question: query.Question{By: by, Filter: f, Top: 7}, Hosts: hosts, From: from, To: to}
+			got, gsum, err := r.Aggregate(context.Background(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, wsum, err := raw.Aggregate(context.Background(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) || gsum.Stats != wsum.Stats {
+				t.Fatalf("%v..%v by %s filter %d:\nplanned %+v\nraw     %+v\nsummaries %+v\n%+v", from, to, by, fi, got, want, gsum, wsum)
+			}
+			last = gsum
+		}
+	}
+	return last
+}
+
+// fixedGeo gives every remote one country and AS, so that raw and rolled-up
+// answers cannot differ in a remote's country.
+func fixedGeo(ws []*storage.Window) {
+	for _, w := range ws {
+		for i := range w.Remotes {
+			rm := &w.Remotes[i]
+			b := rm.Addr.As16()
+			rm.Country = []string{"NL", "DE", ""}[b[15]%3]
+			rm.ASN, rm.ASOrg = 64496+uint32(b[15]%4), ""
+		}
+	}
+}
+
+// Two hosts on two shards: the planner over the Distributed tables reads
+// both shards' rollups and equals the raw answer over them.
+func TestRollupsDistributed(t *testing.T) {
+	srvs := chtest.Cluster(t, 2)
+	rng := rand.New(rand.NewPCG(9, 10))
+	start := time.Date(2026, 11, 27, 22, 40, 0, 0, time.UTC)
+	for i, host := range []string{"h1", "h2"} {
+		db := openDB(t)
+		ws := spread(rng, start, 300, 6*time.Minute)
+		fixedGeo(ws)
+		e, err := New(Config{Target: target(t, srvs[i], "roll3"), Host: host, Cluster: "fleet", DB: db, Logger: logger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Start()
+		exportAll(t, e, db, ws)
+		e.Stop(time.Second)
+	}
+	r, err := Open(context.Background(), target(t, srvs[0], "roll3"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	raw := &Reader{conn: r.conn, db: r.db, suffix: r.suffix, rollups: true, rawOnly: true}
+	d := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	if s := sameAsRaw(t, r, raw, nil, d, d.Add(24*time.Hour)); s.Days != 2 || s.Hours != 0 || s.Windows != 0 {
+		t.Fatalf("a whole day of two shards read as %+v; want two daily rollups", s)
+	}
+	sameAsRaw(t, r, raw, []string{"h2"}, start, start.Add(31*time.Hour))
+	sameAsRaw(t, r, raw, nil, d.Add(-77*time.Minute), d.Add(25*time.Hour+time.Minute))
 }
