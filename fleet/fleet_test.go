@@ -322,3 +322,14 @@ func TestParseURL(t *testing.T) {
 		t.Fatal("three lines accepted")
 	}
 }
+
+// A service read back from its columns is the service written, on every
+// side (a scan's too).
+func TestServiceKeySides(t *testing.T) {
+	for sd := range capture.Side(capture.NumSides) {
+		k := capture.MakeService(capture.ProtoTCP, sd, 443)
+		if got := serviceKey(k.Proto().String(), k.Side().String(), k.Port()); got != k {
+			t.Errorf("side %q: read back as %v, want %v", sd, got, k)
+		}
+	}
+}

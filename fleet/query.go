@@ -425,11 +425,10 @@ func serviceKey(proto, side string, port uint16) capture.Service {
 		p = capture.ProtoOther
 	}
 	s := capture.SideNone
-	switch side {
-	case "in":
-		s = capture.SideIn
-	case "out":
-		s = capture.SideOut
+	for sd := range capture.Side(capture.NumSides) { // every side by its name, "scan" too
+		if sd.String() == side {
+			s = sd
+		}
 	}
 	return capture.MakeService(p, s, port)
 }
