@@ -18,6 +18,9 @@ import (
 // in the local database's rollups.
 type plan struct {
 	raw, hour, day string // conditions on each tier's tables; "" reads none of it
+	// The raw remote rows are read without FINAL where that gives the same
+	// rows (rawClean), with it where it may not (rawFinal); see clean.
+	rawClean, rawFinal string
 }
 
 // rollup is one host's rollup of one period: its build's version and the
@@ -48,7 +51,10 @@ func (r *Reader) plan(ctx context.Context, q Question) (plan, error) {
 	h0, h1 := ceilTo(from, 3600), to-to%3600
 	if q.Last > 0 || !r.rollups || r.rawOnly || h0 >= h1 {
 		w, err := r.where(ctx, q)
-		return plan{raw: w}, err
+		if err != nil {
+			return plan{}, err
+		}
+		return r.clean(ctx, plan{raw: w})
 	}
 	d0, d1 := ceilTo(h0, 86400), h1-h1%86400
 	if d0 >= d1 {
@@ -180,7 +186,80 @@ func (r *Reader) plan(ctx context.Context, q Question) (plan, error) {
 		slices.Sort(dayTuples)
 		pl.day = fmt.Sprintf("%s AND %s AND (host, toUInt32(period_start), version) IN (%s)", hc, between("period_start", d0, d1), strings.Join(dayTuples, ", "))
 	}
-	return pl, nil
+	return r.clean(ctx, pl)
+}
+
+// clean splits p's raw remote rows into those that need no FINAL and
+// those that do. FINAL merges every part on read, in one thread in 18.16,
+// and costs 4 to 8 times a plain read here. A window's rows need no FINAL
+// when the rows of its newest copy (the version of its newest windows
+// row) are exactly as many as that row's remotes: then they are one
+// whole copy, and older copies are left out by their version. A window
+// sent twice with the same version (a crash after the insert, before the
+// outbox update) has twice as many, and is read with FINAL. Rows of a
+// copy whose windows row never arrived (a crash between the two inserts)
+// are not read either way until it does, as its windows row is not.
+func (r *Reader) clean(ctx context.Context, p plan) (plan, error) {
+	if p.raw == "" {
+		return p, nil
+	}
+	type win struct {
+		host string
+		s    uint32
+	}
+	type copyOf struct {
+		version uint64
+		remotes uint64
+	}
+	newest := map[win]copyOf{}
+	rows, err := r.conn.Query(ctx, fmt.Sprintf("SELECT host, toUInt32(window_start) AS s, max(version), toUInt64(argMax(remotes, version)) FROM %s.%s%s WHERE %s GROUP BY host, s",
+		r.db, tableWindows, r.suffix, p.raw))
+	if err != nil {
+		return p, fmt.Errorf("clickhouse: %w", err)
+	}
+	for rows.Next() {
+		var w win
+		var c copyOf
+		if err := rows.Scan(&w.host, &w.s, &c.version, &c.remotes); err != nil {
+			rows.Close()
+			return p, fmt.Errorf("clickhouse: %w", err)
+		}
+		newest[w] = c
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return p, fmt.Errorf("clickhouse: %w", err)
+	}
+	rows, err = r.conn.Query(ctx, fmt.Sprintf("SELECT host, toUInt32(window_start) AS s, version, count() FROM %s.%s%s WHERE %s GROUP BY host, s, version",
+		r.db, tableRemotes, r.suffix, p.raw))
+	if err != nil {
+		return p, fmt.Errorf("clickhouse: %w", err)
+	}
+	var unclean []string
+	for rows.Next() {
+		var w win
+		var v, n uint64
+		if err := rows.Scan(&w.host, &w.s, &v, &n); err != nil {
+			rows.Close()
+			return p, fmt.Errorf("clickhouse: %w", err)
+		}
+		if c, ok := newest[w]; ok && c.version == v && c.remotes != n {
+			unclean = append(unclean, fmt.Sprintf("(%s, %d)", quote(w.host), w.s))
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return p, fmt.Errorf("clickhouse: %w", err)
+	}
+	p.rawClean = fmt.Sprintf("%[1]s AND (host, window_start, version) GLOBAL IN (SELECT host, window_start, max(version) FROM %[2]s.%[3]s%[4]s WHERE %[1]s GROUP BY host, window_start)",
+		p.raw, r.db, tableWindows, r.suffix)
+	if len(unclean) > 0 {
+		slices.Sort(unclean)
+		set := strings.Join(unclean, ", ")
+		p.rawClean += " AND (host, toUInt32(window_start)) NOT IN (" + set + ")"
+		p.rawFinal = p.raw + " AND (host, toUInt32(window_start)) IN (" + set + ")"
+	}
+	return p, nil
 }
 
 func ceilTo(u, secs int64) int64 {
@@ -196,8 +275,11 @@ func ceilTo(u, secs int64) int64 {
 func (r *Reader) remoteRows(p plan, f string) string {
 	const cols = "host, addr, country, asn, as_org, tx_packets, tx_bytes, rx_packets, rx_bytes"
 	var parts []string
-	if p.raw != "" {
-		parts = append(parts, fmt.Sprintf("SELECT %s, window_start AS t FROM %s WHERE %s AND %s", cols, r.table(tableRemotes), p.raw, f))
+	if p.rawClean != "" {
+		parts = append(parts, fmt.Sprintf("SELECT %s, window_start AS t FROM %s.%s%s WHERE %s AND %s", cols, r.db, tableRemotes, r.suffix, p.rawClean, f))
+	}
+	if p.rawFinal != "" {
+		parts = append(parts, fmt.Sprintf("SELECT %s, window_start AS t FROM %s WHERE %s AND %s", cols, r.table(tableRemotes), p.rawFinal, f))
 	}
 	for _, x := range []struct{ cond, table string }{{p.hour, tableRemotesHourly}, {p.day, tableRemotesDaily}} {
 		if x.cond != "" {
