@@ -198,7 +198,8 @@ func (r *Reader) Aggregate(ctx context.Context, q Question) ([]query.Row, query.
 	if err != nil {
 		return nil, query.Summary{}, err
 	}
-	sum, err := r.summary(ctx, p)
+	// One read of the units gives the summary and the other rows.
+	sum, others, err := r.units(ctx, p, q.Filter.Direction)
 	if err != nil {
 		return nil, sum, err
 	}
@@ -264,10 +265,6 @@ func (r *Reader) Aggregate(ctx context.Context, q Question) ([]query.Row, query.
 	// row, or each host's own for ByHost. A filter on remotes cannot see
 	// them, as in query.Filter.Apply.
 	if !q.Filter.SelectsRemotes() {
-		others, err := r.others(ctx, p, q.Filter.Direction)
-		if err != nil {
-			return nil, sum, err
-		}
 		var total rotate.Counts
 		for _, o := range others {
 			if q.By != ByHost {
@@ -293,45 +290,55 @@ type hostCounts struct {
 	rotate.Counts
 }
 
-func (r *Reader) others(ctx context.Context, p plan, d query.Direction) ([]hostCounts, error) {
-	rows, err := r.conn.Query(ctx, fmt.Sprintf("SELECT host, %s FROM %s GROUP BY host ORDER BY host",
-		counts(d, "other_"), r.unitRows(p)))
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: %w", err)
-	}
-	defer rows.Close()
-	var out []hostCounts
-	for rows.Next() {
-		var h hostCounts
-		if err := rows.Scan(&h.host, &h.TxPackets, &h.TxBytes, &h.RxPackets, &h.RxBytes); err != nil {
-			return nil, fmt.Errorf("clickhouse: %w", err)
-		}
-		out = append(out, h)
-	}
-	return out, rows.Err()
-}
-
 // summary describes the units of p (raw windows and rollups) as
 // query.Summary does; a unit of each host counts once.
 func (r *Reader) summary(ctx context.Context, p plan) (query.Summary, error) {
+	s, _, err := r.units(ctx, p, query.Both)
+	return s, err
+}
+
+// units reads p's units once, per host: their summary, and each host's
+// counts folded into other in direction d, oldest host first.
+func (r *Reader) units(ctx context.Context, p plan, d query.Direction) (query.Summary, []hostCounts, error) {
 	var s query.Summary
-	var n, hours, days, drops, folds uint64
-	var first, last uint32
-	st := &s.Stats
-	err := r.conn.QueryRow(ctx, fmt.Sprintf(`SELECT toUInt64(countIf(tier = 0)), toUInt64(countIf(tier = 1)), toUInt64(countIf(tier = 2)), toUInt32(min(t)), toUInt32(max(toUInt32(t) + secs)),
+	rows, err := r.conn.Query(ctx, fmt.Sprintf(`SELECT host, toUInt64(countIf(tier = 0)), toUInt64(countIf(tier = 1)), toUInt64(countIf(tier = 2)), toUInt32(min(t)), toUInt32(max(toUInt32(t) + secs)),
 	toUInt64(sum(frames)), toUInt64(sum(tallied)), toUInt64(sum(non_ip)), toUInt64(sum(transit)), toUInt64(sum(malformed)),
 	toUInt64(sum(excluded)), toUInt64(sum(local)), toUInt64(sum(drops)), toUInt64(sum(late)), toUInt64(sum(folded)),
-	toUInt64(countIf(drops > 0)), toUInt64(countIf(folded > 0)) FROM %s`, r.unitRows(p))).Scan(
-		&n, &hours, &days, &first, &last, &st.Frames, &st.Tallied, &st.NonIP, &st.Transit, &st.Malformed,
-		&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &drops, &folds)
+	toUInt64(countIf(drops > 0)), toUInt64(countIf(folded > 0)), %s FROM %s GROUP BY host ORDER BY host`, counts(d, "other_"), r.unitRows(p)))
 	if err != nil {
-		return s, fmt.Errorf("clickhouse: %w", err)
+		return s, nil, fmt.Errorf("clickhouse: %w", err)
 	}
-	s.Windows, s.Hours, s.Days, s.DropUnits, s.FoldUnits = int(n), int(hours), int(days), int(drops), int(folds)
-	if n+hours+days > 0 {
-		s.First, s.Last = time.Unix(int64(first), 0).UTC(), time.Unix(int64(last), 0).UTC()
+	defer rows.Close()
+	var others []hostCounts
+	for rows.Next() {
+		var n, hours, days, drops, folds uint64
+		var first, last uint32
+		var st rotate.Stats
+		var h hostCounts
+		if err := rows.Scan(&h.host, &n, &hours, &days, &first, &last, &st.Frames, &st.Tallied, &st.NonIP, &st.Transit, &st.Malformed,
+			&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &drops, &folds,
+			&h.TxPackets, &h.TxBytes, &h.RxPackets, &h.RxBytes); err != nil {
+			return s, nil, fmt.Errorf("clickhouse: %w", err)
+		}
+		if n+hours+days == 0 {
+			continue
+		}
+		s.Windows, s.Hours, s.Days = s.Windows+int(n), s.Hours+int(hours), s.Days+int(days)
+		s.DropUnits, s.FoldUnits = s.DropUnits+int(drops), s.FoldUnits+int(folds)
+		s.Stats.Add(st)
+		f, l := time.Unix(int64(first), 0).UTC(), time.Unix(int64(last), 0).UTC()
+		if s.First.IsZero() || f.Before(s.First) {
+			s.First = f
+		}
+		if l.After(s.Last) {
+			s.Last = l
+		}
+		others = append(others, h)
 	}
-	return s, nil
+	if err := rows.Err(); err != nil {
+		return s, nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	return s, others, nil
 }
 
 func fromAddr16(s string) netip.Addr {
