@@ -123,6 +123,11 @@ const (
 	tableRemotesDaily  = "remotes_daily"
 	tableWindowsHourly = "windows_hourly"
 	tableWindowsDaily  = "windows_daily"
+	// raw_hours: per host and hour, the highest version among its raw
+	// windows, written before the windows themselves (insert.go), so
+	// that a reader checks its rollups against a few rows per hour
+	// instead of every window's (plan.go).
+	tableRawHours = "raw_hours"
 )
 
 // rollupRemotes and rollupWindows are the columns of a tier's two tables.
@@ -178,6 +183,8 @@ var ddl = []struct{ name, body string }{
 	{tableRemotesDaily, rollupRemotes},
 	{tableWindowsHourly, rollupWindows},
 	{tableWindowsDaily, rollupWindows},
+	{tableRawHours, `(host String, hour DateTime, version UInt64)
+	ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(hour) ORDER BY (host, hour)`},
 }
 
 // ensureSchema creates the database and the tables that are missing,
@@ -216,7 +223,7 @@ func ensureSchema(ctx context.Context, c clickhouse.Conn, db, cluster string) er
 			return fmt.Errorf("cluster %q: want letters, digits and _", cluster)
 		}
 		for _, t := range []string{tableRemotes, tableWindows, tableServices, tableSvcTop,
-			tableRemotesHourly, tableRemotesDaily, tableWindowsHourly, tableWindowsDaily} {
+			tableRemotesHourly, tableRemotesDaily, tableWindowsHourly, tableWindowsDaily, tableRawHours} {
 			q := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %[1]s.%[2]s_all AS %[1]s.%[2]s ENGINE = Distributed(%[3]s, %[1]s, %[2]s)", db, t, cluster)
 			if err := c.Exec(ctx, q); err != nil {
 				return fmt.Errorf("create table %s.%s_all: %w", db, t, err)

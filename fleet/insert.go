@@ -33,6 +33,29 @@ func insert(ctx context.Context, c clickhouse.Conn, db, host string, ws []versio
 	if len(ws) == 0 {
 		return nil
 	}
+	// First the hours' new versions: a reader that sees one before the
+	// windows arrive reads that hour raw, never a rollup that lacks them.
+	hours := map[int64]uint64{}
+	var order []int64
+	for _, v := range ws {
+		h := v.w.Start.Unix() - v.w.Start.Unix()%3600
+		if _, ok := hours[h]; !ok {
+			order = append(order, h)
+		}
+		hours[h] = max(hours[h], v.version)
+	}
+	hb, err := c.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (host, hour, version)", db, tableRawHours))
+	if err != nil {
+		return fmt.Errorf("insert raw hours: %w", err)
+	}
+	for _, h := range order {
+		if err := hb.Append(host, time.Unix(h, 0).UTC(), hours[h]); err != nil {
+			return fmt.Errorf("insert raw hours: %w", err)
+		}
+	}
+	if err := hb.Send(); err != nil {
+		return fmt.Errorf("insert raw hours: %w", err)
+	}
 	rb, err := c.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (%s)", db, tableRemotes, colsRemotes))
 	if err != nil {
 		return fmt.Errorf("insert remotes: %w", err)

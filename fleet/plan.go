@@ -44,8 +44,8 @@ func between(col string, from, to int64) string {
 
 // plan reads which rollups exist and are current for the range and the
 // hosts asked. Three small queries: the raw windows' max(version) per host
-// and hour (from the windows table: one row per window, not per remote),
-// and the newest build of each hourly and daily rollup.
+// and hour (from raw_hours: a row per hour and insert until merged, not
+// one per window), and the newest build of each hourly and daily rollup.
 func (r *Reader) plan(ctx context.Context, q Question) (plan, error) {
 	from, to := ceilUnix(q.From), ceilUnix(q.To)
 	h0, h1 := ceilTo(from, 3600), to-to%3600
@@ -68,8 +68,8 @@ func (r *Reader) plan(ctx context.Context, q Question) (plan, error) {
 	rawMax := map[hostPeriod]uint64{}
 	var hosts []string
 	var periods = map[string][]int64{}
-	rows, err := r.conn.Query(ctx, fmt.Sprintf(`SELECT host, toUInt32(intDiv(toUInt32(window_start), 3600) * 3600) AS p, max(version)
-	FROM %s.%s%s WHERE %s AND %s GROUP BY host, p ORDER BY host, p`, r.db, tableWindows, r.suffix, hc, between("window_start", h0, h1)))
+	rows, err := r.conn.Query(ctx, fmt.Sprintf(`SELECT host, toUInt32(hour) AS p, max(version)
+	FROM %s.%s%s WHERE %s AND %s GROUP BY host, p ORDER BY host, p`, r.db, tableRawHours, r.suffix, hc, between("hour", h0, h1)))
 	if err != nil {
 		return plan{}, fmt.Errorf("clickhouse: %w", err)
 	}

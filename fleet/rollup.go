@@ -58,6 +58,15 @@ func rollUp(ctx context.Context, c clickhouse.Conn, db, host string, since int64
 		return 0, 0, fmt.Errorf("roll up: %w", err)
 	}
 	open = int64(newest) - int64(newest)%hourTier.secs
+	if since <= 0 {
+		// The whole history: raw_hours as the windows say, for windows
+		// sent before it existed (schema 1) or whose row there was lost.
+		if err := c.Exec(ctx, fmt.Sprintf(`INSERT INTO %[1]s.%[2]s (host, hour, version)
+	SELECT host, toDateTime(intDiv(toUInt32(window_start), 3600) * 3600) AS h, max(version) FROM %[1]s.%[3]s WHERE host = %[4]s GROUP BY host, h`,
+			db, tableRawHours, tableWindows, h)); err != nil {
+			return 0, 0, fmt.Errorf("roll up: %w", err)
+		}
+	}
 	since = max(since, 0)
 	if since >= open {
 		return open, 0, nil
