@@ -33,7 +33,7 @@ type IncidentSource interface {
 
 // ErrAlertsOff is what an IncidentSource returns when the daemon keeps no
 // incidents (no --rules and no incidents file).
-var ErrAlertsOff = errors.New("alerts are off: the daemon runs without --rules and has no incidents file")
+var ErrAlertsOff = errors.New("alerts are off: the daemon runs without rules and has no incidents file")
 
 // reasonAlertsOff is ErrAlertsOff in an error answer's reason field, so
 // that the client knows it without matching the message.

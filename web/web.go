@@ -68,11 +68,11 @@ const (
 )
 
 // ErrNeedsAuth refuses a listener beyond loopback without auth.
-var ErrNeedsAuth = errors.New("--web on an address beyond loopback needs --web-token-file or --web-user with --web-password-file, or a --web-config with basic_auth_users or client_auth_type RequireAndVerifyClientCert")
+var ErrNeedsAuth = errors.New("a dashboard on an address beyond loopback needs a token, a user with a password, or a web config with basic_auth_users or client_auth_type RequireAndVerifyClientCert")
 
 // ErrTwoBasicAuths refuses a dashboard user beside a web config's users:
 // both would want the one Authorization header.
-var ErrTwoBasicAuths = errors.New("--web-user and the basic_auth_users of --web-config both want the Authorization header: keep one of them")
+var ErrTwoBasicAuths = errors.New("a dashboard user and the basic_auth_users of the web config both want the Authorization header: keep one of them")
 
 // Loopback reports whether addr's host is a loopback address or localhost.
 func Loopback(addr string) bool {
@@ -120,7 +120,7 @@ func session(token string) string {
 // Listen checks cfg and binds its address.
 func Listen(cfg Config) (*Server, error) {
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
-		return nil, fmt.Errorf("--web %q: want host:port, e.g. 127.0.0.1:9751", cfg.Addr)
+		return nil, fmt.Errorf("dashboard address %q: want host:port, e.g. 127.0.0.1:9751", cfg.Addr)
 	}
 	var info webconfig.Info
 	if cfg.WebConfig != "" {
@@ -207,7 +207,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		if open && !loopbackHost(r.Host) {
 			// Without auth only loopback is served (Listen), and only to
 			// pages that call it by a loopback name.
-			http.Error(w, "this dashboard answers only to localhost, 127.0.0.1 or [::1] (it has no --web-token-file)", http.StatusMisdirectedRequest)
+			http.Error(w, "this dashboard answers only to localhost, 127.0.0.1 or [::1] (it has no token)", http.StatusMisdirectedRequest)
 			return
 		}
 		if s.cfg.User != "" {
