@@ -15,6 +15,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/capture"
+	dstwatchd "github.com/dstwatch/dstwatch/daemon"
 	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/metrics"
 	"github.com/dstwatch/dstwatch/rotate"
@@ -137,7 +138,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	cfg := Config{
+	cfg := dstwatchd.Config{
 		Read: *read, DBPath: *db, LogPath: *recLog, LogTop: *logTop, MaxRemotes: *maxRemotes,
 		MaxOpenRemotes: *maxOpen,
 		GeoIP:          geoip, GeoAuto: true, Logger: logger, Location: time.Local,
@@ -259,14 +260,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		safefile.Trust(drop.uid) // its files are the daemon's own
 	}
-	app, err := New(cfg)
+	dstwatchd.Version = buildVersion()
+	app, err := dstwatchd.New(cfg)
 	if err != nil {
 		return err
 	}
 	if drop != nil {
 		if err := drop.apply(); err != nil {
-			app.closeAll()
-			app.removeCreated()
+			app.Close()
 			return err
 		}
 		logger.Info("dropped privileges", "user", *runAs, "uid", drop.uid, "gid", drop.gid)

@@ -6,7 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/dstwatch/dstwatch/storage"
+	dstwatchd "github.com/dstwatch/dstwatch/daemon"
 	"github.com/dstwatch/dstwatch/web"
 )
 
@@ -39,7 +39,7 @@ func readSecret(flagName, path string) (string, error) {
 	return s, nil
 }
 
-func (f *webFlags) apply(cfg *Config) error {
+func (f *webFlags) apply(cfg *dstwatchd.Config) error {
 	if *f.addr == "" {
 		if *f.tokenFile != "" || *f.user != "" || *f.passFile != "" {
 			return fmt.Errorf("%w: --web-token-file, --web-user and --web-password-file need --web", errUsage)
@@ -66,40 +66,4 @@ func (f *webFlags) apply(cfg *Config) error {
 		return fmt.Errorf("%w: %v", errUsage, web.ErrNeedsAuth)
 	}
 	return nil
-}
-
-func (a *App) openWeb() error {
-	if a.cfg.Web.Addr == "" {
-		return nil
-	}
-	c := a.cfg.Web
-	c.Reader, c.Status, c.Log, c.Location = a, a.Status, a.log, a.cfg.Location
-	s, err := web.Listen(c)
-	if err != nil {
-		return err
-	}
-	a.web = s
-	return nil
-}
-
-// serveWeb serves the dashboard until the returned stop is called.
-func (a *App) serveWeb() (stop func()) {
-	if a.web == nil {
-		return func() {}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := a.web.Serve(); err != nil {
-			a.log.Error("web dashboard failed", "err", err)
-		}
-	}()
-	a.log.Info("web dashboard listening", "addr", "http://"+a.web.Addr().String()+"/")
-	return func() { a.web.Close(); <-done }
-}
-
-func (a *App) publishWeb(w *storage.Window) {
-	if a.web != nil {
-		a.web.Publish(w)
-	}
 }

@@ -1,23 +1,16 @@
-package main
+package daemon
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/dstwatch/dstwatch/alert"
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/storage"
 )
-
-// alertsName is the incidents file's name beside the database.
-const alertsName = "alerts.db"
-
-func defaultAlertsDB(db string) string { return filepath.Join(filepath.Dir(db), alertsName) }
 
 // openAlerts loads --rules and opens the incidents file. Without --rules the
 // file is still opened when it exists: incidents fired by an earlier run
@@ -141,21 +134,4 @@ func (a *App) alertStats() *alert.Stats {
 		a.log.Error("alerts: read stats", "err", err)
 	}
 	return &st
-}
-
-func parseRulesFlags(cfg *Config, rules, alertsDB string) error {
-	cfg.Rules, cfg.AlertsDB = rules, alertsDB
-	if cfg.AlertsDB == "" {
-		cfg.AlertsDB = defaultAlertsDB(cfg.DBPath)
-	}
-	if filepath.Clean(cfg.AlertsDB) == filepath.Clean(cfg.DBPath) || sameFile(cfg.AlertsDB, cfg.DBPath) {
-		return fmt.Errorf("%w: --alerts-db %s is the window database (--db): give the incidents a file of their own", errUsage, cfg.AlertsDB)
-	}
-	if rules != "" {
-		// Validate before anything opens, so a bad file is one line and exit 2.
-		if _, err := alert.LoadRules(rules); err != nil {
-			return err
-		}
-	}
-	return nil
 }

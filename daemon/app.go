@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -348,6 +348,13 @@ func (a *App) openSources() error {
 	return nil
 }
 
+// Close releases what New opened, for a start that ends before Run (Run
+// closes everything itself), and removes what New created.
+func (a *App) Close() {
+	a.closeAll()
+	a.removeCreated()
+}
+
 func (a *App) closeAll() {
 	// Frees the rings of sockets whose Run never started (a start that
 	// failed later on); a running capture closes its own.
@@ -609,6 +616,6 @@ func (a *App) Status() (api.Status, error) {
 	for _, d := range a.db.Damaged() {
 		st.DB.Damaged = append(st.DB.Damaged, d.String())
 	}
-	st.DB.Tiers, err = tierStats(a.db)
+	st.DB.Tiers, err = TierStats(a.db)
 	return st, err
 }
