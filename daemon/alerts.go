@@ -9,7 +9,6 @@ import (
 
 	"github.com/dstwatch/dstwatch/alert"
 	"github.com/dstwatch/dstwatch/api"
-	"github.com/dstwatch/dstwatch/storage"
 )
 
 // openAlerts loads --rules and opens the incidents file. Without --rules the
@@ -70,13 +69,6 @@ func (a *App) reloadRules() {
 	}
 	a.alerts.SetRules(rs)
 	a.log.Info("alert rules reloaded", "rules", len(rs.Rules), "path", a.cfg.Rules)
-}
-
-// observeAlerts gives a stored window to the alert engine.
-func (a *App) observeAlerts(w *storage.Window) {
-	if a.alerts != nil {
-		a.alerts.Observe(w)
-	}
 }
 
 func (a *App) closeAlerts() {

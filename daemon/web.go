@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"github.com/dstwatch/dstwatch/storage"
 	"github.com/dstwatch/dstwatch/web"
 )
 
@@ -37,10 +36,4 @@ func (a *App) serveWeb() (stop func()) {
 	}()
 	a.log.Info("web dashboard listening", "addr", "http://"+a.web.Addr().String()+"/")
 	return func() { a.web.Close(); <-done }
-}
-
-func (a *App) publishWeb(w *storage.Window) {
-	if a.web != nil {
-		a.web.Publish(w)
-	}
 }

@@ -31,8 +31,9 @@ const (
 // the store is retried with backoff; past the bound the oldest are dropped
 // and counted.
 type writer struct {
-	a    *App
-	live bool
+	a         *App
+	live      bool
+	consumers []Consumer // told of each stored window, in order (consumers.go)
 
 	queue   []*storage.Window // resolved, oldest first
 	remotes int               // remotes held by queue
@@ -45,7 +46,7 @@ type writer struct {
 }
 
 func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live bool) error {
-	wr := &writer{a: a, live: live, retry: time.NewTimer(time.Hour)}
+	wr := &writer{a: a, live: live, retry: time.NewTimer(time.Hour), consumers: a.consumers()}
 	wr.retry.Stop()
 	for {
 		var retry <-chan time.Time
@@ -113,15 +114,9 @@ func (wr *writer) flush() bool {
 			wr.lastErr = nil
 		}
 		for _, w := range batch {
-			if err := a.rec.Write(w, a.cfg.LogTop, a.cfg.Location); err != nil {
-				a.log.Error("write record log", "err", err)
+			for _, c := range wr.consumers {
+				c.Stored(w)
 			}
-			if a.api != nil {
-				a.api.Publish(w)
-			}
-			a.observeStored(w)
-			a.publishWeb(w)    // web.go
-			a.observeAlerts(w) // alerts.go
 			wr.remotes -= len(w.Remotes)
 		}
 		a.stored.Add(uint64(len(batch)))
