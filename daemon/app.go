@@ -161,6 +161,9 @@ const grace = 500 * time.Millisecond
 // log and the alerts file. What a start that fails created is removed, so
 // it leaves the directory as it was.
 func New(cfg Config) (_ *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	a := &App{cfg: cfg, log: cfg.Logger}
 	defer func() {
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -146,13 +145,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *utc {
 		cfg.Location = time.UTC
 	}
+	// Too long for any span leaves the window 0, which Validate refuses.
 	if cfg.Window, err = parseSpan("--window", *window); err != nil && !errors.Is(err, errTooLong) {
 		return err
-	}
-	// At most an hour: closed windows roll up into hourly rollups, and the
-	// open window is lost on a crash.
-	if err != nil || cfg.Window < time.Second || cfg.Window%time.Second != 0 || cfg.Window > time.Hour {
-		return fmt.Errorf("%w: --window %s: must be whole seconds, from 1s to 1h", errUsage, *window)
 	}
 	for _, r := range []struct {
 		name string
@@ -173,9 +168,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			*c = -1
 		}
 	}
-	if *maxRemotes < 0 || *logTop < 0 || *maxOpen < 0 {
-		return fmt.Errorf("%w: --max-remotes, --max-open-remotes and --log-top must not be negative", errUsage)
-	}
 	if cfg.Local, err = parseAddrs("--local", local); err != nil {
 		return err
 	}
@@ -192,9 +184,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *read != "" && len(cfg.Local) == 0 {
 		return fmt.Errorf("%w: --read needs --local: a capture file does not say which addresses were the host's", errUsage)
 	}
-	if *read != "" && len(ifaces) > 0 {
-		return fmt.Errorf("%w: --read and --interface exclude each other", errUsage)
-	}
 	if *read == "" {
 		if len(ifaces) == 0 {
 			name, err := capture.DefaultInterface()
@@ -203,30 +192,19 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 			ifaces = append(ifaces, name)
 		}
-		cfg.Interfaces = ifaces
 	}
+	cfg.Interfaces = ifaces // with --read too, for Validate
 	if cfg.LogPath == "" {
 		cfg.LogPath = filepath.Join(filepath.Dir(cfg.DBPath), "records.log")
 	}
 	switch *socket {
-	case "none":
-		if *socketGroup != "" {
-			return fmt.Errorf("%w: --socket-group needs a socket (not --socket none)", errUsage)
-		}
+	case "none": // no API
 	case "":
 		cfg.Socket = daemonSocket(cfg.DBPath)
 	default:
 		cfg.Socket = *socket
 	}
 	cfg.SocketGroup = *socketGroup
-	if *metricsAddr != "" {
-		if _, port, err := net.SplitHostPort(*metricsAddr); err != nil || !validPort(port) {
-			return fmt.Errorf("%w: --metrics %q: want host:port with a port from 1 to 65535, e.g. 127.0.0.1:9750", errUsage, *metricsAddr)
-		}
-	}
-	if *metricsASNTop < 0 {
-		return fmt.Errorf("%w: --metrics-asn-top must not be negative", errUsage)
-	}
 	cfg.Metrics, cfg.MetricsASNTop = *metricsAddr, *metricsASNTop
 	if err := svc.apply(&cfg); err != nil {
 		return err
@@ -247,12 +225,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	mode, err := strconv.ParseUint(*fileMode, 8, 32)
-	// The files hold data, not programs, and root writes them: no execute
-	// bit and no world write (any local user could forge history).
-	if err != nil || mode&^0o664 != 0 || mode&0o600 != 0o600 {
-		return fmt.Errorf("%w: --file-mode %q: want an octal mode within 0664 that lets the owner read and write (0600, 0640, 0660, 0644 or 0664)", errUsage, *fileMode)
+	if err != nil {
+		return fileModeUsage(*fileMode)
 	}
 	cfg.FileMode = os.FileMode(mode)
+	if err := cfg.Validate(); err != nil {
+		return configUsage(err, &cfg, *window, *fileMode)
+	}
 	var drop *credential
 	if *runAs != "" {
 		if drop, err = lookupUser(*runAs); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -85,4 +86,38 @@ func parseRulesFlags(cfg *dstwatchd.Config, rules, alertsDB string) error {
 		}
 	}
 	return nil
+}
+
+// configUsage turns the daemon's verdict on the Config that run's flags
+// filled in into the usage line those flags get (exit 2), in the flags'
+// words; window and fileMode are the flags' text.
+func configUsage(err error, cfg *dstwatchd.Config, window, fileMode string) error {
+	var ce *dstwatchd.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	const negative = "--max-remotes, --max-open-remotes and --log-top must not be negative"
+	switch ce.Field {
+	case "Window":
+		return fmt.Errorf("%w: --window %s: must be whole seconds, from 1s to 1h", errUsage, window)
+	case "MaxRemotes", "MaxOpenRemotes", "LogTop":
+		return fmt.Errorf("%w: %s", errUsage, negative)
+	case "MetricsASNTop":
+		return fmt.Errorf("%w: --metrics-asn-top must not be negative", errUsage)
+	case "Local":
+		return fmt.Errorf("%w: --read needs --local: a capture file does not say which addresses were the host's", errUsage)
+	case "Read":
+		return fmt.Errorf("%w: --read and --interface exclude each other", errUsage)
+	case "SocketGroup":
+		return fmt.Errorf("%w: --socket-group needs a socket (not --socket none)", errUsage)
+	case "Metrics":
+		return fmt.Errorf("%w: --metrics %q: want host:port with a port from 1 to 65535, e.g. 127.0.0.1:9750", errUsage, cfg.Metrics)
+	case "FileMode":
+		return fileModeUsage(fileMode)
+	}
+	return fmt.Errorf("%w: %v", errUsage, err)
+}
+
+func fileModeUsage(text string) error {
+	return fmt.Errorf("%w: --file-mode %q: want an octal mode within 0664 that lets the owner read and write (0600, 0640, 0660, 0644 or 0664)", errUsage, text)
 }
