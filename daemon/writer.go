@@ -34,6 +34,10 @@ type writer struct {
 	a         *App
 	live      bool
 	consumers []Consumer // told of each stored window, in order (consumers.go)
+	// put stores a batch in one transaction: the DB's Put. A field, so
+	// that tests can make the store fail as a full disk does.
+	put       func([]*storage.Window) error
+	maxQueued int // remotes the queue holds at most: maxQueuedRemotes
 
 	queue   []*storage.Window // resolved, oldest first
 	remotes int               // remotes held by queue
@@ -46,8 +50,18 @@ type writer struct {
 }
 
 func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live bool) error {
-	wr := &writer{a: a, live: live, retry: time.NewTimer(time.Hour), consumers: a.consumers()}
+	return a.newWriter(live).run(closed, hup)
+}
+
+func (a *App) newWriter(live bool) *writer {
+	wr := &writer{a: a, live: live, retry: time.NewTimer(time.Hour), consumers: a.consumers(), put: a.db.Put, maxQueued: maxQueuedRemotes}
 	wr.retry.Stop()
+	return wr
+}
+
+// run stores the windows from closed until it is closed, then drains.
+func (wr *writer) run(closed <-chan *rotate.Closed, hup <-chan os.Signal) error {
+	a := wr.a
 	for {
 		var retry <-chan time.Time
 		if wr.backoff > 0 {
@@ -66,7 +80,7 @@ func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live boo
 			// Live: one transaction per window, as soon as it closes. A
 			// replay batches whatever is already queued behind it. While a
 			// store is failing, only the retry timer tries again.
-			if wr.backoff == 0 && (live || len(wr.queue) >= offlineBatch || len(closed) == 0) {
+			if wr.backoff == 0 && (wr.live || len(wr.queue) >= offlineBatch || len(closed) == 0) {
 				wr.flush()
 			}
 		}
@@ -79,7 +93,7 @@ func (wr *writer) enqueue(w *storage.Window) {
 	}
 	wr.queue = append(wr.queue, w)
 	wr.remotes += len(w.Remotes)
-	for wr.remotes > maxQueuedRemotes && len(wr.queue) > 1 {
+	for wr.remotes > wr.maxQueued && len(wr.queue) > 1 {
 		old := wr.queue[0]
 		wr.queue[0] = nil
 		wr.queue = wr.queue[1:]
@@ -96,7 +110,7 @@ func (wr *writer) flush() bool {
 	a := wr.a
 	for len(wr.queue) > 0 {
 		batch := wr.queue[:min(len(wr.queue), offlineBatch)]
-		if err := a.db.Put(batch); err != nil {
+		if err := wr.put(batch); err != nil {
 			a.storeErrs.Add(1)
 			msg := err.Error()
 			a.failing.Store(&msg)
