@@ -41,6 +41,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/rotate"
@@ -139,7 +140,7 @@ func Open(o Options) (*Engine, error) {
 	}
 	db, err := bolt.Open(o.Path, o.Mode, bo)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("alerts %s: locked by another process (a running daemon?)", o.Path)
 		}
 		return nil, fmt.Errorf("alerts %s: %w", o.Path, err)
@@ -185,7 +186,7 @@ func checkFile(path string) error {
 	}
 	b, err := bolt.Open(path, 0, &bolt.Options{Timeout: time.Second, ReadOnly: true})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return fmt.Errorf("alerts %s: locked by another process (a running daemon?)", path)
 		}
 		return fmt.Errorf("alerts %s: %w", path, err)

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dstwatch/dstwatch/rotate"
@@ -540,11 +541,14 @@ func TestRuleRemovedStillExpires(t *testing.T) {
 	}
 }
 
-// Start's loops with the real clock: a 1 s expiry passes by itself.
+// Start's loops with their real timers: a 1 s expiry passes by itself. In
+// a synctest bubble that second passes as soon as everything waits, rather
+// than on the wall clock.
 func TestStartExpiresOnTime(t *testing.T) {
-	dir := t.TempDir()
-	script(t, dir, "unmark.sh", `echo "$1" >> `+dir+`/unmarked`)
-	rs, err := ParseRules([]byte(`
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		script(t, dir, "unmark.sh", `echo "$1" >> `+dir+`/unmarked`)
+		rs, err := ParseRules([]byte(`
 rules:
   - name: r
     metric: rx_bps
@@ -552,33 +556,37 @@ rules:
     expire: 1s
     actions: [{exec: [/bin/true], undo: [` + dir + `/unmark.sh, "{remote}"]}]
 `))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := Open(Options{Path: filepath.Join(dir, "alerts.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.SetRules(rs)
-	if err := e.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w := win(0, remote{addr: "192.0.2.1", rxBytes: 100})
-	e.Observe(w)
-	deadline := time.Now().Add(5 * time.Second)
-	for lines(t, filepath.Join(dir, "unmarked")) == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := lines(t, filepath.Join(dir, "unmarked")); len(got) != 1 || got[0] != "host" {
-		t.Fatalf("unmarked %q", got)
-	}
-	st, _ := os.Stat(filepath.Join(dir, "alerts.db"))
-	if st.Mode().Perm() != 0o640 {
-		t.Errorf("mode %v", st.Mode())
-	}
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := Open(Options{Path: filepath.Join(dir, "alerts.db")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.SetRules(rs)
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		w := win(0, remote{addr: "192.0.2.1", rxBytes: 100})
+		e.Observe(w)
+		for lines(t, filepath.Join(dir, "unmarked")) == nil && time.Since(start) < 5*time.Second {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if d := time.Since(start); d < time.Second || d > 2*time.Second {
+			t.Errorf("undone after %v, want after the 1s expiry", d)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := lines(t, filepath.Join(dir, "unmarked")); len(got) != 1 || got[0] != "host" {
+			t.Fatalf("unmarked %q", got)
+		}
+		st, _ := os.Stat(filepath.Join(dir, "alerts.db"))
+		if st.Mode().Perm() != 0o640 {
+			t.Errorf("mode %v", st.Mode())
+		}
+	})
 }
 
 func TestReadOnlyList(t *testing.T) {

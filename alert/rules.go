@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"github.com/dstwatch/dstwatch/capture"
@@ -8,14 +9,16 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
 )
 
@@ -139,76 +142,151 @@ func LoadRules(path string) (*RuleSet, error) {
 	}
 	rs, err := ParseRules(b)
 	if err != nil {
-		return nil, fmt.Errorf("rules %s:%w", path, err)
+		var re *RuleError
+		if errors.As(err, &re) {
+			re.File = path
+		}
+		return nil, err
 	}
 	rs.Path = path
 	return rs, nil
 }
 
-// fieldError is a validation error at a line; Error starts with the line
-// number so that LoadRules can put the file name before it.
-type fieldError struct {
-	line  int
-	field string
-	msg   string
+// RuleError is what is wrong with a rules document: where (File when it
+// was read from one, Line when known: 0 is not) and in which field.
+type RuleError struct {
+	File  string
+	Line  int
+	Field string // "limits.running", `rule "r": expire`; "" for the document
+	Msg   string
 }
 
-func (e *fieldError) Error() string {
-	if e.field == "" {
-		return fmt.Sprintf("%d: %s", e.line, e.msg)
+func (e *RuleError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString("rules " + e.File)
+		if e.Line > 0 {
+			b.WriteString(":")
+		} else {
+			b.WriteString(": ")
+		}
 	}
-	return fmt.Sprintf("%d: %s: %s", e.line, e.field, e.msg)
+	if e.Line > 0 {
+		b.WriteString(strconv.Itoa(e.Line) + ": ")
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
 }
 
 func errAt(n *yaml.Node, field, format string, args ...any) error {
-	return &fieldError{line: n.Line, field: field, msg: fmt.Sprintf(format, args...)}
+	return &RuleError{Line: n.Line, Field: field, Msg: fmt.Sprintf(format, args...)}
 }
+
+// The rules document as decoded, before validation. Values are nodes: the
+// validation pass reads them with the lines they are on, for its messages.
+// Decoding with KnownFields refuses keys these structs do not have.
+type rulesDoc struct {
+	Rules  []ruleDoc  `yaml:"rules"`
+	Limits *limitsDoc `yaml:"limits"`
+}
+
+type limitsDoc struct {
+	PerWindow yaml.Node `yaml:"incidents_per_window"`
+	Active    yaml.Node `yaml:"active"`
+	Running   yaml.Node `yaml:"running"`
+	Queued    yaml.Node `yaml:"queued"`
+}
+
+type ruleDoc struct {
+	Name      yaml.Node   `yaml:"name"`
+	Scope     *scopeDoc   `yaml:"scope"`
+	Per       yaml.Node   `yaml:"per"`
+	PrefixV4  yaml.Node   `yaml:"prefix_v4"`
+	PrefixV6  yaml.Node   `yaml:"prefix_v6"`
+	Metric    yaml.Node   `yaml:"metric"`
+	Threshold yaml.Node   `yaml:"threshold"`
+	Period    yaml.Node   `yaml:"period"`
+	Windows   yaml.Node   `yaml:"windows"`
+	Expire    yaml.Node   `yaml:"expire"`
+	Cooldown  yaml.Node   `yaml:"cooldown"`
+	OnRefire  yaml.Node   `yaml:"on_refire"`
+	Actions   []actionDoc `yaml:"actions"`
+}
+
+type scopeDoc struct {
+	Remote  yaml.Node `yaml:"remote"`
+	Country yaml.Node `yaml:"country"`
+	ASN     yaml.Node `yaml:"asn"`
+	Service yaml.Node `yaml:"service"`
+}
+
+type actionDoc struct {
+	Exec    yaml.Node `yaml:"exec"`
+	Undo    yaml.Node `yaml:"undo"`
+	Timeout yaml.Node `yaml:"timeout"`
+	Webhook yaml.Node `yaml:"webhook"`
+	Retries yaml.Node `yaml:"retries"`
+	Backoff yaml.Node `yaml:"backoff"`
+	Log     yaml.Node `yaml:"log"`
+}
+
+// docPaths name the document's parts in messages, by the type decoded.
+var docPaths = map[reflect.Type]string{
+	reflect.TypeFor[rulesDoc]():  "",
+	reflect.TypeFor[limitsDoc](): "limits",
+	reflect.TypeFor[ruleDoc]():   "rule",
+	reflect.TypeFor[scopeDoc]():  "rule.scope",
+	reflect.TypeFor[actionDoc](): "rule.actions",
+}
+
+// given says whether a field was in the document.
+func given(n yaml.Node) bool { return n.Kind != 0 }
 
 // ParseRules validates a rules document (YAML; see the README's Alerts
 // section for the format).
 func ParseRules(b []byte) (*RuleSet, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf(" %v", err)
-		}
-		// yaml.v3 says "yaml: line N: ..."
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if l, rest, ok := strings.Cut(strings.TrimPrefix(msg, "line "), ": "); ok && strings.HasPrefix(msg, "line ") {
-			return nil, fmt.Errorf("%s: not valid YAML: %s", l, rest)
-		}
-		return nil, fmt.Errorf(" not valid YAML: %s", msg)
+	// The tree is for the lines of the lists' items, which decoding into
+	// structs does not keep; it also reports syntax errors first.
+	var tree yaml.Node
+	if err := yaml.Unmarshal(b, &tree); err != nil {
+		return nil, yamlError(err)
 	}
 	rs := &RuleSet{Limits: DefaultLimits}
-	if len(doc.Content) == 0 {
+	if len(tree.Content) == 0 {
 		return rs, nil // an empty file: no rules
 	}
-	root := doc.Content[0]
-	fields, err := mapping(root, "", "rules", "limits")
-	if err != nil {
-		return nil, err
+	var doc rulesDoc
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil {
+		return nil, yamlError(err)
 	}
-	if l, ok := fields["limits"]; ok {
-		if rs.Limits, err = parseLimits(l); err != nil {
+	if doc.Limits != nil {
+		var err error
+		if rs.Limits, err = doc.Limits.validate(); err != nil {
 			return nil, err
 		}
 	}
-	list, ok := fields["rules"]
-	if !ok {
-		return rs, nil
-	}
-	if list.Kind != yaml.SequenceNode {
-		return nil, errAt(list, "rules", "want a list of rules")
+	items := child(tree.Content[0], "rules")
+	if items != nil && items.Kind == yaml.SequenceNode {
+		// The decoder makes nothing of an empty item ("-" alone, "~").
+		for _, it := range items.Content {
+			if it = deref(it); it.Kind != yaml.MappingNode {
+				return nil, errAt(it, "", "rule must be a mapping (key: value)")
+			}
+		}
 	}
 	seen := map[string]int{}
-	for _, n := range list.Content {
-		r, err := parseRule(n)
+	for i := range doc.Rules {
+		r, err := doc.Rules[i].validate(item(items, i, tree.Content[0]))
 		if err != nil {
 			return nil, err
 		}
 		if l, dup := seen[r.Name]; dup {
-			return nil, errAt(n, "name", "rule %q is already defined at line %d", r.Name, l)
+			return nil, errAt(&doc.Rules[i].Name, "name", "rule %q is already defined at line %d", r.Name, l)
 		}
 		seen[r.Name] = r.Line
 		rs.Rules = append(rs.Rules, r)
@@ -216,49 +294,135 @@ func ParseRules(b []byte) (*RuleSet, error) {
 	return rs, nil
 }
 
-func parseLimits(n *yaml.Node) (Limits, error) {
-	l := DefaultLimits
-	f, err := mapping(n, "limits", "incidents_per_window", "active", "running", "queued")
-	if err != nil {
-		return l, err
+// child is the value of key in mapping n (nil when n is not a mapping or
+// lacks it, as when the key comes from a merge).
+func child(n *yaml.Node, key string) *yaml.Node {
+	n = deref(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
 	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return deref(n.Content[i+1])
+		}
+	}
+	return nil
+}
+
+// item is the i-th item of sequence n, or near when the tree does not
+// have it where the decoder found it (an alias, a merge).
+func item(n *yaml.Node, i int, near *yaml.Node) *yaml.Node {
+	if n = deref(n); n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
+		return deref(n.Content[i])
+	}
+	return near
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+var (
+	yamlLineRE     = regexp.MustCompile(`^line (\d+): (.*)$`)
+	yamlUnknownRE  = regexp.MustCompile(`^field (\S+) not found in type (\S+)$`)
+	yamlDupRE      = regexp.MustCompile(`^mapping key "(.*)" already defined at line (\d+)$`)
+	yamlDupFieldRE = regexp.MustCompile(`^field (\S+) already set in type (\S+)$`)
+	yamlTypeRE     = regexp.MustCompile(`^cannot unmarshal \S+(?: .*)? into (\S+)$`)
+)
+
+// yamlError turns the YAML package's error into a RuleError. Its decoding
+// errors are strings ("line 7: field treshold not found in type
+// alert.ruleDoc"); the forms it has are put in the words of the other
+// messages, and one it may add later keeps its line and its own words.
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		// A syntax error: "yaml: line N: ..."
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return &RuleError{Line: n, Msg: "not valid YAML: " + m[2]}
+		}
+		return &RuleError{Msg: "not valid YAML: " + msg}
+	}
+	e := &RuleError{Msg: strings.Join(te.Errors, "; ")}
+	m := yamlLineRE.FindStringSubmatch(te.Errors[0])
+	if m == nil {
+		return e
+	}
+	e.Line, _ = strconv.Atoi(m[1])
+	e.Msg = m[2]
+	path := func(typ string) (string, reflect.Type, bool) {
+		for t, p := range docPaths {
+			if t.String() == typ {
+				return p, t, true
+			}
+		}
+		return "", nil, false
+	}
+	if u := yamlUnknownRE.FindStringSubmatch(m[2]); u != nil {
+		if where, t, ok := path(u[2]); ok {
+			e.Field, e.Msg = join(where, u[1]), "unknown field (want one of "+strings.Join(yamlFields(t), ", ")+")"
+		}
+	} else if d := yamlDupRE.FindStringSubmatch(m[2]); d != nil {
+		e.Field, e.Msg = d[1], "given twice (first at line "+d[2]+")"
+	} else if d := yamlDupFieldRE.FindStringSubmatch(m[2]); d != nil {
+		if where, _, ok := path(d[2]); ok {
+			e.Field, e.Msg = join(where, d[1]), "given twice"
+		}
+	} else if c := yamlTypeRE.FindStringSubmatch(m[2]); c != nil {
+		typ := c[1]
+		list := strings.HasPrefix(typ, "[]")
+		if where, _, ok := path(strings.TrimPrefix(strings.TrimPrefix(typ, "[]"), "*")); ok {
+			switch {
+			case list && where == "rule":
+				e.Field, e.Msg = "rules", "want a list of rules"
+			case list:
+				e.Field, e.Msg = where, "want a list"
+			case where == "":
+				e.Msg = "the document must be a mapping (key: value)"
+			default:
+				e.Msg = where + " must be a mapping (key: value)"
+			}
+		}
+	}
+	return e
+}
+
+// yamlFields are the keys a document struct has.
+func yamlFields(t reflect.Type) []string {
+	var out []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		out = append(out, name)
+	}
+	return out
+}
+
+func (d *limitsDoc) validate() (Limits, error) {
+	l := DefaultLimits
 	for _, x := range []struct {
 		name   string
+		n      *yaml.Node
 		dst    *int
 		lo, hi int
-	}{{"incidents_per_window", &l.PerWindow, 1, 100000}, {"active", &l.Active, 1, 100000}, {"running", &l.Running, 1, 256}, {"queued", &l.Queued, 0, 100000}} {
-		if v, ok := f[x.name]; ok {
-			if *x.dst, err = intField(v, "limits."+x.name, x.lo, x.hi); err != nil {
+	}{
+		{"incidents_per_window", &d.PerWindow, &l.PerWindow, 1, 100000},
+		{"active", &d.Active, &l.Active, 1, 100000},
+		{"running", &d.Running, &l.Running, 1, 256},
+		{"queued", &d.Queued, &l.Queued, 0, 100000},
+	} {
+		if given(*x.n) {
+			var err error
+			if *x.dst, err = intField(x.n, "limits."+x.name, x.lo, x.hi); err != nil {
 				return l, err
 			}
 		}
 	}
 	return l, nil
-}
-
-// mapping returns a mapping node's values by key, rejecting keys not in
-// allowed and repeated keys: a typo must not be silently ignored.
-func mapping(n *yaml.Node, where string, allowed ...string) (map[string]*yaml.Node, error) {
-	if n.Kind != yaml.MappingNode {
-		what := "the document"
-		if where != "" {
-			what = where
-		}
-		return nil, errAt(n, where, "%s must be a mapping (key: value)", what)
-	}
-	m := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		name := join(where, k.Value)
-		if !slices.Contains(allowed, k.Value) {
-			return nil, errAt(k, name, "unknown field (want one of %s)", strings.Join(allowed, ", "))
-		}
-		if _, dup := m[k.Value]; dup {
-			return nil, errAt(k, name, "given twice")
-		}
-		m[k.Value] = v
-	}
-	return m, nil
 }
 
 func join(where, field string) string {
@@ -306,31 +470,13 @@ func intField(n *yaml.Node, field string, lo, hi int) (int, error) {
 	return v, nil
 }
 
-// ParseDuration takes Go durations plus d (days) and w (weeks).
-func ParseDuration(s string) (time.Duration, error) {
-	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			v, err := strconv.ParseFloat(n, 64)
-			if err != nil || v < 0 {
-				return 0, fmt.Errorf("not a duration")
-			}
-			return time.Duration(v * float64(unit)), nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("not a duration")
-	}
-	return d, nil
-}
-
 func durField(n *yaml.Node, field string, lo, hi time.Duration) (time.Duration, error) {
 	s, err := scalar(n, field)
 	if err != nil {
 		return 0, err
 	}
-	d, err := ParseDuration(s)
-	if err != nil || d < lo || d > hi {
+	d, err := units.ParseDuration(s, hi)
+	if err != nil || d < lo {
 		return 0, errAt(n, field, "%q: want a duration from %v to %v (e.g. 30s, 10m, 1h, 2d)", s, lo, hi)
 	}
 	return d, nil
@@ -357,32 +503,28 @@ func ParseThreshold(s string) (float64, error) {
 	return v * mult, nil
 }
 
-var ruleFields = []string{"name", "scope", "per", "prefix_v4", "prefix_v6", "metric", "threshold", "period", "windows", "expire", "cooldown", "on_refire", "actions"}
-
-func parseRule(n *yaml.Node) (*Rule, error) {
-	f, err := mapping(n, "rule", ruleFields...)
-	if err != nil {
-		return nil, err
-	}
+// validate checks a rule; n is its node in the document's tree, for the
+// lines of the rule and of its actions.
+func (d *ruleDoc) validate(n *yaml.Node) (*Rule, error) {
 	r := &Rule{Line: n.Line, Per: PerHost, PrefixV4: 24, PrefixV6: 64, Windows: 1, OnRefire: RefireExtend}
-	nameNode, ok := f["name"]
-	if !ok {
+	if !given(d.Name) {
 		return nil, errAt(n, "name", "every rule needs a name")
 	}
-	if r.Name, err = scalar(nameNode, "name"); err != nil {
+	var err error
+	if r.Name, err = scalar(&d.Name, "name"); err != nil {
 		return nil, err
 	}
 	if !nameRE.MatchString(r.Name) {
-		return nil, errAt(nameNode, "name", "%q: want letters, digits, '.', '_' or '-', at most 64", r.Name)
+		return nil, errAt(&d.Name, "name", "%q: want letters, digits, '.', '_' or '-', at most 64", r.Name)
 	}
 	at := func(field string) string { return fmt.Sprintf("rule %q: %s", r.Name, field) }
-	if s, ok := f["scope"]; ok {
-		if err := r.parseScope(s, at("scope")); err != nil {
+	if d.Scope != nil {
+		if err := r.validateScope(d.Scope, at("scope")); err != nil {
 			return nil, err
 		}
 	}
-	if p, ok := f["per"]; ok {
-		v, err := scalar(p, at("per"))
+	if given(d.Per) {
+		v, err := scalar(&d.Per, at("per"))
 		if err != nil {
 			return nil, err
 		}
@@ -390,92 +532,90 @@ func parseRule(n *yaml.Node) (*Rule, error) {
 		case PerHost, PerRemote, PerPrefix:
 			r.Per = Per(v)
 		default:
-			return nil, errAt(p, at("per"), "%q: want host, remote or prefix", v)
+			return nil, errAt(&d.Per, at("per"), "%q: want host, remote or prefix", v)
 		}
 	}
 	for _, x := range []struct {
 		name string
+		n    *yaml.Node
 		dst  *int
 		max  int
-	}{{"prefix_v4", &r.PrefixV4, 32}, {"prefix_v6", &r.PrefixV6, 128}} {
-		if p, ok := f[x.name]; ok {
+	}{{"prefix_v4", &d.PrefixV4, &r.PrefixV4, 32}, {"prefix_v6", &d.PrefixV6, &r.PrefixV6, 128}} {
+		if given(*x.n) {
 			if r.Per != PerPrefix {
-				return nil, errAt(p, at(x.name), "only with per: prefix")
+				return nil, errAt(x.n, at(x.name), "only with per: prefix")
 			}
-			if *x.dst, err = intField(p, at(x.name), 0, x.max); err != nil {
+			if *x.dst, err = intField(x.n, at(x.name), 0, x.max); err != nil {
 				return nil, err
 			}
 		}
 	}
-	m, ok := f["metric"]
-	if !ok {
+	if !given(d.Metric) {
 		return nil, errAt(n, at("metric"), "missing (want one of %s)", metricList())
 	}
-	v, err := scalar(m, at("metric"))
+	v, err := scalar(&d.Metric, at("metric"))
 	if err != nil {
 		return nil, err
 	}
 	if !slices.Contains(metrics, Metric(v)) {
-		return nil, errAt(m, at("metric"), "%q: want one of %s", v, metricList())
+		return nil, errAt(&d.Metric, at("metric"), "%q: want one of %s", v, metricList())
 	}
 	r.Metric = Metric(v)
-	th, ok := f["threshold"]
-	if !ok {
+	if !given(d.Threshold) {
 		return nil, errAt(n, at("threshold"), "missing")
 	}
-	tv, err := scalar(th, at("threshold"))
+	tv, err := scalar(&d.Threshold, at("threshold"))
 	if err != nil {
 		return nil, err
 	}
 	if r.Threshold, err = ParseThreshold(tv); err != nil {
-		return nil, errAt(th, at("threshold"), "%q: want a positive number, optionally with k, M, G, T (x1000) or Ki, Mi, Gi, Ti (x1024), e.g. 50M", tv)
+		return nil, errAt(&d.Threshold, at("threshold"), "%q: want a positive number, optionally with k, M, G, T (x1000) or Ki, Mi, Gi, Ti (x1024), e.g. 50M", tv)
 	}
-	if p, ok := f["period"]; ok {
+	if given(d.Period) {
 		if !r.Metric.isBytes() {
-			return nil, errAt(p, at("period"), "only with a bytes metric (tx_bytes, rx_bytes, bytes); rates are per window")
+			return nil, errAt(&d.Period, at("period"), "only with a bytes metric (tx_bytes, rx_bytes, bytes); rates are per window")
 		}
-		if r.Period, err = durField(p, at("period"), time.Second, maxPeriod); err != nil {
+		if r.Period, err = durField(&d.Period, at("period"), time.Second, maxPeriod); err != nil {
 			return nil, err
 		}
 	} else if r.Metric.isBytes() {
 		return nil, errAt(n, at("period"), "missing: a bytes metric needs the period to sum over, e.g. period: 1h")
 	}
-	if w, ok := f["windows"]; ok {
-		if r.Windows, err = intField(w, at("windows"), 1, maxWindows); err != nil {
+	if given(d.Windows) {
+		if r.Windows, err = intField(&d.Windows, at("windows"), 1, maxWindows); err != nil {
 			return nil, err
 		}
 	}
-	e, ok := f["expire"]
-	if !ok {
+	if !given(d.Expire) {
 		return nil, errAt(n, at("expire"), "missing: how long an incident lasts, e.g. expire: 1h")
 	}
-	if r.Expire, err = durField(e, at("expire"), time.Second, 366*24*time.Hour); err != nil {
+	if r.Expire, err = durField(&d.Expire, at("expire"), time.Second, 366*24*time.Hour); err != nil {
 		return nil, err
 	}
-	if c, ok := f["cooldown"]; ok {
-		if r.Cooldown, err = durField(c, at("cooldown"), 0, 366*24*time.Hour); err != nil {
+	if given(d.Cooldown) {
+		if r.Cooldown, err = durField(&d.Cooldown, at("cooldown"), 0, 366*24*time.Hour); err != nil {
 			return nil, err
 		}
 	}
-	if o, ok := f["on_refire"]; ok {
-		v, err := scalar(o, at("on_refire"))
+	if given(d.OnRefire) {
+		v, err := scalar(&d.OnRefire, at("on_refire"))
 		if err != nil {
 			return nil, err
 		}
 		if v != RefireExtend && v != RefireRecord {
-			return nil, errAt(o, at("on_refire"), "%q: want extend or record", v)
+			return nil, errAt(&d.OnRefire, at("on_refire"), "%q: want extend or record", v)
 		}
 		r.OnRefire = v
 	}
-	acts, ok := f["actions"]
-	if !ok {
-		return nil, errAt(n, at("actions"), "missing: a rule needs at least one action (exec, webhook or log)")
-	}
-	if acts.Kind != yaml.SequenceNode || len(acts.Content) == 0 {
+	acts := child(n, "actions")
+	if len(d.Actions) == 0 {
+		if acts == nil {
+			return nil, errAt(n, at("actions"), "missing: a rule needs at least one action (exec, webhook or log)")
+		}
 		return nil, errAt(acts, at("actions"), "want a list of at least one action")
 	}
-	for i, a := range acts.Content {
-		spec, err := parseAction(a, fmt.Sprintf("rule %q: actions[%d]", r.Name, i))
+	for i := range d.Actions {
+		spec, err := d.Actions[i].validate(item(acts, i, n), fmt.Sprintf("rule %q: actions[%d]", r.Name, i))
 		if err != nil {
 			return nil, err
 		}
@@ -492,58 +632,54 @@ func metricList() string {
 	return strings.Join(s, ", ")
 }
 
-func (r *Rule) parseScope(n *yaml.Node, where string) error {
-	f, err := mapping(n, where, "remote", "country", "asn", "service")
-	if err != nil {
-		return err
-	}
-	if v, ok := f["service"]; ok {
-		list, err := stringList(v, join(where, "service"))
+func (r *Rule) validateScope(d *scopeDoc, where string) error {
+	if given(d.Service) {
+		list, err := stringList(&d.Service, join(where, "service"))
 		if err != nil {
 			return err
 		}
 		for _, s := range list {
 			m, ok := parseServiceMatch(s)
 			if !ok {
-				return errAt(v, join(where, "service"), "%q: want PORT/PROTO or PORT/PROTO/SIDE, e.g. 443/tcp/out, 8080/tcp/in, 0/icmp", s)
+				return errAt(&d.Service, join(where, "service"), "%q: want PORT/PROTO or PORT/PROTO/SIDE, e.g. 443/tcp/out, 8080/tcp/in, 0/icmp", s)
 			}
 			r.Services = append(r.Services, m)
 		}
 	}
-	if v, ok := f["remote"]; ok {
-		list, err := stringList(v, join(where, "remote"))
+	if given(d.Remote) {
+		list, err := stringList(&d.Remote, join(where, "remote"))
 		if err != nil {
 			return err
 		}
 		for _, s := range list {
 			p, err := query.ParsePrefix(s)
 			if err != nil {
-				return errAt(v, join(where, "remote"), "%q: not an address or CIDR prefix", s)
+				return errAt(&d.Remote, join(where, "remote"), "%q: not an address or CIDR prefix", s)
 			}
 			r.Remotes = append(r.Remotes, p)
 		}
 	}
-	if v, ok := f["country"]; ok {
-		list, err := stringList(v, join(where, "country"))
+	if given(d.Country) {
+		list, err := stringList(&d.Country, join(where, "country"))
 		if err != nil {
 			return err
 		}
 		for _, s := range list {
 			if len(s) != 2 {
-				return errAt(v, join(where, "country"), "%q: want a two-letter code, or -- for unknown", s)
+				return errAt(&d.Country, join(where, "country"), "%q: want a two-letter code, or -- for unknown", s)
 			}
 			r.Countries = append(r.Countries, strings.ToUpper(s))
 		}
 	}
-	if v, ok := f["asn"]; ok {
-		list, err := stringList(v, join(where, "asn"))
+	if given(d.ASN) {
+		list, err := stringList(&d.ASN, join(where, "asn"))
 		if err != nil {
 			return err
 		}
 		for _, s := range list {
 			a, err := query.ParseASN(s)
 			if err != nil {
-				return errAt(v, join(where, "asn"), "%q: want an AS number", s)
+				return errAt(&d.ASN, join(where, "asn"), "%q: want an AS number", s)
 			}
 			r.ASNs = append(r.ASNs, a)
 		}
@@ -551,15 +687,15 @@ func (r *Rule) parseScope(n *yaml.Node, where string) error {
 	return nil
 }
 
-func parseAction(n *yaml.Node, where string) (ActionSpec, error) {
-	f, err := mapping(n, where, "exec", "undo", "timeout", "webhook", "retries", "backoff", "log")
-	if err != nil {
-		return ActionSpec{}, err
-	}
+// validate checks an action; n is its node, for its line.
+func (d *actionDoc) validate(n *yaml.Node, where string) (ActionSpec, error) {
 	var kinds []string
-	for _, k := range []string{KindExec, KindWebhook, KindLog} {
-		if _, ok := f[k]; ok {
-			kinds = append(kinds, k)
+	for _, k := range []struct {
+		kind string
+		n    *yaml.Node
+	}{{KindExec, &d.Exec}, {KindWebhook, &d.Webhook}, {KindLog, &d.Log}} {
+		if given(*k.n) {
+			kinds = append(kinds, k.kind)
 		}
 	}
 	if len(kinds) != 1 {
@@ -571,54 +707,70 @@ func parseAction(n *yaml.Node, where string) (ActionSpec, error) {
 		KindWebhook: {"webhook", "timeout", "retries", "backoff"},
 		KindLog:     {"log"},
 	}[a.Kind]
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i]; !slices.Contains(allowed, k.Value) {
-			return a, errAt(k, join(where, k.Value), "not a field of a %s action (want %s)", a.Kind, strings.Join(allowed, ", "))
+	for _, f := range []struct {
+		name string
+		n    *yaml.Node
+	}{{"undo", &d.Undo}, {"timeout", &d.Timeout}, {"retries", &d.Retries}, {"backoff", &d.Backoff}} {
+		if given(*f.n) && !slices.Contains(allowed, f.name) {
+			return a, &RuleError{Line: keyLine(n, f.name, f.n.Line), Field: join(where, f.name),
+				Msg: fmt.Sprintf("not a field of a %s action (want %s)", a.Kind, strings.Join(allowed, ", "))}
 		}
 	}
+	var err error
 	switch a.Kind {
 	case KindExec:
 		a.Timeout = DefaultExecTimeout
-		if a.Argv, err = argv(f["exec"], join(where, "exec")); err != nil {
+		if a.Argv, err = argv(&d.Exec, join(where, "exec")); err != nil {
 			return a, err
 		}
-		if u, ok := f["undo"]; ok {
-			if a.Undo, err = argv(u, join(where, "undo")); err != nil {
+		if given(d.Undo) {
+			if a.Undo, err = argv(&d.Undo, join(where, "undo")); err != nil {
 				return a, err
 			}
 		}
 	case KindWebhook:
 		a.Timeout, a.Retries, a.Backoff = DefaultWebhookTimeout, DefaultRetries, DefaultBackoff
-		w := f["webhook"]
-		if a.URL, err = scalar(w, join(where, "webhook")); err != nil {
+		if a.URL, err = scalar(&d.Webhook, join(where, "webhook")); err != nil {
 			return a, err
 		}
 		u, err := url.Parse(a.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return a, errAt(w, join(where, "webhook"), "%q: want an http:// or https:// URL", RedactURL(a.URL))
+			return a, errAt(&d.Webhook, join(where, "webhook"), "%q: want an http:// or https:// URL", RedactURL(a.URL))
 		}
-		if r, ok := f["retries"]; ok {
-			if a.Retries, err = intField(r, join(where, "retries"), 0, 20); err != nil {
+		if given(d.Retries) {
+			if a.Retries, err = intField(&d.Retries, join(where, "retries"), 0, 20); err != nil {
 				return a, err
 			}
 		}
-		if b, ok := f["backoff"]; ok {
-			if a.Backoff, err = durField(b, join(where, "backoff"), time.Millisecond, maxBackoff); err != nil {
+		if given(d.Backoff) {
+			if a.Backoff, err = durField(&d.Backoff, join(where, "backoff"), time.Millisecond, maxBackoff); err != nil {
 				return a, err
 			}
 		}
 	case KindLog:
-		v, err := scalar(f["log"], join(where, "log"))
+		v, err := scalar(&d.Log, join(where, "log"))
 		if err != nil || v != "true" {
-			return a, errAt(f["log"], join(where, "log"), "write log: true")
+			return a, errAt(&d.Log, join(where, "log"), "write log: true")
 		}
 	}
-	if t, ok := f["timeout"]; ok {
-		if a.Timeout, err = durField(t, join(where, "timeout"), time.Millisecond, time.Hour); err != nil {
+	if given(d.Timeout) {
+		if a.Timeout, err = durField(&d.Timeout, join(where, "timeout"), time.Millisecond, time.Hour); err != nil {
 			return a, err
 		}
 	}
 	return a, nil
+}
+
+// keyLine is the line of key in mapping n, or def.
+func keyLine(n *yaml.Node, key string, def int) int {
+	if n != nil && n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				return n.Content[i].Line
+			}
+		}
+	}
+	return def
 }
 
 // argv checks a command: a list, its program found, its templates known.

@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,6 +91,16 @@ func TestRuleErrorsNameLineAndField(t *testing.T) {
 		{strings.Replace(base, "{log: true}", "{log: true, exec: [/bin/true]}", 1), `6: rule "r": actions[0]: an action is exactly one of`},
 		{base + "  - name: r\n    metric: pps\n    threshold: 1\n    expire: 1s\n    actions: [{log: true}]\n", `7: name: rule "r" is already defined at line 2`},
 		{"rules:\n  - name: [x\n", `: not valid YAML: did not find`},
+		// Shape errors come from decoding into the document's structs.
+		{base + "    scope: {nope: 1}\n", `7: rule.scope.nope: unknown field (want one of remote, country, asn, service)`},
+		{base + "    scope: x\n", `7: rule.scope must be a mapping`},
+		{base + "    metric: pps\n", `7: metric: given twice (first at line 3)`},
+		{strings.Replace(base, "[{log: true}]", "x", 1), `6: rule.actions: want a list`},
+		{strings.Replace(base, "[{log: true}]", "[{}]", 1), `6: rule "r": actions[0]: an action is exactly one of exec, webhook or log (got 0)`},
+		{"rules: x\n", `1: rules: want a list of rules`},
+		{"x\n", `1: the document must be a mapping`},
+		{"rules:\n  -\n", `2: rule must be a mapping`},
+		{"rules:\n  - &r {name: r, metric: pps, threshold: 1, expire: 1s, actions: [{log: true}]}\n  - *r\n", `2: name: rule "r" is already defined at line 2`},
 	} {
 		_, err := ParseRules([]byte(c.doc))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -104,6 +115,11 @@ func TestLoadRulesNamesFile(t *testing.T) {
 	_, err := LoadRules(p)
 	if err == nil || !strings.HasPrefix(err.Error(), "rules "+p+":2: rule \"r\": threshold: missing") {
 		t.Errorf("%v", err)
+	}
+	// The parts are there for a program, not only in the text.
+	var re *RuleError
+	if !errors.As(err, &re) || re.File != p || re.Line != 2 || re.Field != `rule "r": threshold` || re.Msg != "missing" {
+		t.Errorf("%#v", re)
 	}
 	if rs, err := LoadRules(os.DevNull); err != nil || len(rs.Rules) != 0 {
 		t.Errorf("empty file: %v", err)
@@ -134,4 +150,23 @@ func TestFormatValueSmall(t *testing.T) {
 	if got, _ := (Fields{Threshold: 50e6}).get("threshold"); got != "50000000" {
 		t.Errorf("{threshold} = %q", got)
 	}
+}
+
+// Whatever the file holds, ParseRules answers a rule set or a RuleError;
+// it never panics.
+func FuzzParseRules(f *testing.F) {
+	f.Add([]byte(fullExample))
+	f.Add([]byte("rules:\n  - &r {name: r, metric: pps, threshold: 1, expire: 1s, actions: [{log: true}]}\n  - *r\n"))
+	f.Add([]byte("x: &m {metric: rx_bps, actions: [{log: true}]}\nrules:\n  - name: r\n    <<: *m\n"))
+	f.Add([]byte("limits: {running: 2}\nrules: [~]\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rs, err := ParseRules(b)
+		var re *RuleError
+		if err != nil && !errors.As(err, &re) {
+			t.Fatalf("%T %v", err, err)
+		}
+		if err == nil && rs == nil {
+			t.Fatal("no rule set and no error")
+		}
+	})
 }

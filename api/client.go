@@ -78,12 +78,15 @@ func (r Range) values(f query.Filter) url.Values {
 	return v
 }
 
-func (c *Client) get(ctx context.Context, path string, v url.Values) (*http.Response, error) {
+// request sends one request and returns the answer if it is 200 OK. Any
+// other answer is a *StatusError; a daemon that keeps no incidents answers
+// ErrAlertsOff.
+func (c *Client) request(ctx context.Context, method, path string, v url.Values) (*http.Response, error) {
 	u := "http://dstwatch" + path
 	if len(v) > 0 {
 		u += "?" + v.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -114,10 +117,32 @@ func (c *Client) get(ctx context.Context, path string, v url.Values) (*http.Resp
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = http.StatusText(resp.StatusCode)
 		}
-		return nil, fmt.Errorf("api %s: %s", path, e.Error)
+		if e.Reason == reasonAlertsOff {
+			return nil, ErrAlertsOff
+		}
+		return nil, &StatusError{Code: resp.StatusCode, Reason: e.Reason, Msg: e.Error}
 	}
 	return resp, nil
 }
+
+// get is request's GET, with the path in the error.
+func (c *Client) get(ctx context.Context, path string, v url.Values) (*http.Response, error) {
+	resp, err := c.request(ctx, http.MethodGet, path, v)
+	var se *StatusError
+	if errors.As(err, &se) {
+		return nil, fmt.Errorf("api %s: %w", path, se)
+	}
+	return resp, err
+}
+
+// StatusError is an API error answer.
+type StatusError struct {
+	Code   int    // the HTTP status
+	Reason string // what the daemon calls it, "" for most errors
+	Msg    string
+}
+
+func (e *StatusError) Error() string { return e.Msg }
 
 // Windows reads the windows of r that pass f, oldest first, calling fn for
 // each as it arrives.
@@ -218,10 +243,24 @@ func (c *Client) Aggregate(ctx context.Context, r Range, q query.Question) ([]qu
 	if q.Top > 0 {
 		v.Set("top", strconv.Itoa(q.Top))
 	}
+	if q.By.IsPeriod() && q.Loc != nil {
+		v.Set("tz", q.Loc.String()) // an IANA name: query.NamedLocal
+	}
+	if q.By == query.ByPrefix {
+		if q.Prefix4 > 0 {
+			v.Set("prefix4", strconv.Itoa(q.Prefix4))
+		}
+		if q.Prefix6 > 0 {
+			v.Set("prefix6", strconv.Itoa(q.Prefix6))
+		}
+	}
 	v.Set("summary", "1")
 	resp, err := c.get(ctx, "/v1/aggregate", v)
 	if err != nil {
-		if strings.Contains(err.Error(), `unknown parameter "summary"`) {
+		// Daemons older than summaries have no reason to send, so their
+		// message is all there is to tell by.
+		var se *StatusError
+		if errors.As(err, &se) && se.Code == http.StatusBadRequest && strings.Contains(se.Msg, `unknown parameter "summary"`) {
 			return nil, query.Summary{}, fmt.Errorf("%w: %v", ErrNoSummary, err)
 		}
 		return nil, query.Summary{}, err

@@ -14,11 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/dstwatch/dstwatch/alert"
@@ -37,6 +35,10 @@ type IncidentSource interface {
 // incidents (no --rules and no incidents file).
 var ErrAlertsOff = errors.New("alerts are off: the daemon runs without --rules and has no incidents file")
 
+// reasonAlertsOff is ErrAlertsOff in an error answer's reason field, so
+// that the client knows it without matching the message.
+const reasonAlertsOff = "alerts_off"
+
 // expireWait bounds how long POST .../expire waits for the undo actions.
 const expireWait = 60 * time.Second
 
@@ -49,7 +51,7 @@ func (s *Server) registerIncidents(mux *http.ServeMux) {
 func (s *Server) incidentSource(w http.ResponseWriter) IncidentSource {
 	is, ok := s.src.(IncidentSource)
 	if !ok {
-		writeError(w, http.StatusNotFound, "%v", ErrAlertsOff)
+		writeReason(w, http.StatusNotFound, reasonAlertsOff, ErrAlertsOff.Error())
 		return nil
 	}
 	return is
@@ -57,7 +59,9 @@ func (s *Server) incidentSource(w http.ResponseWriter) IncidentSource {
 
 func (s *Server) incidentFail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, ErrAlertsOff), errors.Is(err, alert.ErrNotFound):
+	case errors.Is(err, ErrAlertsOff):
+		writeReason(w, http.StatusNotFound, reasonAlertsOff, err.Error())
+	case errors.Is(err, alert.ErrNotFound):
 		writeError(w, http.StatusNotFound, "%v", err)
 	case errors.Is(err, alert.ErrClosed):
 		writeError(w, http.StatusConflict, "%v", err)
@@ -156,53 +160,22 @@ func (s *Server) expireIncident(w http.ResponseWriter, r *http.Request) {
 
 // --- client ---
 
+// do sends a request and decodes its JSON answer into out.
 func (c *Client) do(ctx context.Context, method, path string, v url.Values, out any) error {
-	u := "http://dstwatch" + path
-	if len(v) > 0 {
-		u += "?" + v.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	resp, err := c.request(ctx, method, path, v)
 	if err != nil {
 		return err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		switch {
-		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-			return fmt.Errorf("%w (no daemon listening on %s)", ErrNotRunning, c.socket)
-		case errors.Is(err, fs.ErrPermission):
-			return fmt.Errorf("api socket %s: permission denied: run as root or as a member of the daemon's --socket-group", c.socket)
-		}
-		return fmt.Errorf("api %s: %w", c.socket, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		return fmt.Errorf("api %s: %w", path, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		var e errorJSON
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = http.StatusText(resp.StatusCode)
-		}
-		if e.Error == ErrAlertsOff.Error() {
-			return ErrAlertsOff
-		}
-		return &StatusError{Code: resp.StatusCode, Msg: e.Error}
-	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("api %s: %w", path, err)
 	}
 	return nil
 }
-
-// StatusError is an API error answer.
-type StatusError struct {
-	Code int
-	Msg  string
-}
-
-func (e *StatusError) Error() string { return e.Msg }
 
 // Incidents lists the daemon's incidents: state open, closed or all ("").
 func (c *Client) Incidents(ctx context.Context, state string) ([]*alert.Incident, error) {

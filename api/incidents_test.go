@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,7 +23,9 @@ type incidentSource struct {
 
 func (s *incidentSource) Incidents(openOnly bool) ([]*alert.Incident, error) {
 	if s.off {
-		return nil, ErrAlertsOff
+		// Wrapped, as a store would: the client must know it by the
+		// answer's reason, not by the message's text.
+		return nil, fmt.Errorf("incidents: %w", ErrAlertsOff)
 	}
 	all := []*alert.Incident{{ID: 1, Rule: "r", Key: "192.0.2.1", State: alert.Active}, {ID: 2, Rule: "r", Key: "host", State: alert.Closed}}
 	if openOnly {
@@ -85,6 +88,11 @@ func TestIncidentsEndpoints(t *testing.T) {
 	src.off = true
 	if _, err := c.Incidents(ctx, ""); !errors.Is(err, ErrAlertsOff) {
 		t.Errorf("alerts off: %v", err)
+	}
+	// A daemon whose source keeps no incidents at all says the same.
+	_, plain := serve(t, &fakeSource{})
+	if _, err := plain.ExpireIncident(ctx, 1); !errors.Is(err, ErrAlertsOff) {
+		t.Errorf("no incident source: %v", err)
 	}
 }
 

@@ -19,7 +19,8 @@
 // Range parameters: from and to (RFC 3339; from inclusive, to exclusive, by
 // window start) or last (the N newest windows). Filter parameters: remote
 // (address or CIDR, repeatable), country (repeatable), asn (repeatable),
-// direction (tx, rx, both). Aggregate also takes by (remote, country, asn),
+// direction (tx, rx, both). Aggregate also takes by (remote, country, asn,
+// prefix with prefix4 and prefix6, or hour, day, week, month with tz),
 // sort (bytes, packets), top and summary (1 or 0). A from..to aggregate is
 // read from the rollup tiers where they are exact (storage.DB.Span), so a
 // month costs the daemon a few hundred units, not 130,000 windows; last=N
@@ -205,14 +206,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 type errorJSON struct {
-	Error string `json:"error"`
+	Error  string `json:"error"`
+	Reason string `json:"reason,omitempty"` // for clients to tell errors by
 }
 
 func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeReason(w, code, "", fmt.Sprintf(format, args...))
+}
+
+func writeReason(w http.ResponseWriter, code int, reason, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(errorJSON{fmt.Sprintf(format, args...)})
+	json.NewEncoder(w).Encode(errorJSON{Error: msg, Reason: reason})
 }
 
 // writeJSON sends v with a write deadline of its own: an answer that took
@@ -235,8 +241,7 @@ func bad(format string, args ...any) error { return badRequest{fmt.Sprintf(forma
 // params reads a query string strictly: unknown names and repeated
 // single-valued names are errors, so that a typo is not silently ignored.
 type params struct {
-	v    url.Values
-	used map[string]bool
+	v url.Values
 }
 
 func newParams(r *http.Request, allowed ...string) (*params, error) {
@@ -501,7 +506,8 @@ func isNetErr(err error) bool {
 }
 
 func (s *Server) aggregate(w http.ResponseWriter, r *http.Request) {
-	p, err := newParams(r, "from", "to", "last", "remote", "country", "asn", "direction", "by", "sort", "top", "summary")
+	p, err := newParams(r, "from", "to", "last", "remote", "country", "asn", "direction", "by", "sort", "top", "summary",
+		"tz", "prefix4", "prefix6")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -558,7 +564,12 @@ func (s *Server) aggregate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, bad("summary %q: want 1 or 0", v))
 		return
 	}
-	rows, sum, err := s.answer(r.Context(), sp, query.Question{By: by, Filter: f, Sort: order, Top: top})
+	q := query.Question{By: by, Filter: f, Sort: order, Top: top}
+	if err := groupParams(p, &q); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rows, sum, err := s.answer(r.Context(), sp, q)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -569,6 +580,36 @@ func (s *Server) aggregate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, query.RowsJSON(rows, by))
+}
+
+// groupParams reads what periods and prefixes are grouped by: tz (UTC or
+// an IANA name; periods only), prefix4 and prefix6 (ByPrefix only).
+func groupParams(p *params, q *query.Question) error {
+	tz, err := p.one("tz")
+	if err != nil {
+		return err
+	}
+	if tz != "" && !q.By.IsPeriod() {
+		return bad("tz is for by hour, day, week or month")
+	}
+	if q.Loc, err = query.ParseZone(tz); err != nil {
+		return bad("%v", err)
+	}
+	for _, b := range []struct {
+		name string
+		max  int
+		to   *int
+	}{{"prefix4", 32, &q.Prefix4}, {"prefix6", 128, &q.Prefix6}} {
+		n, given, err := p.intParam(b.name, b.max)
+		if err != nil {
+			return err
+		}
+		if given && (q.By != query.ByPrefix || n == 0) {
+			return bad("%s is for by prefix, from 1 to %d", b.name, b.max)
+		}
+		*b.to = n
+	}
+	return nil
 }
 
 // ResolutionHeader is set on every /v1/aggregate answer: "window" when the
@@ -596,7 +637,7 @@ func (s *Server) answer(ctx context.Context, sp span, q query.Question) ([]query
 		defer release()
 		return query.Answer(rd, sp.from, sp.to, sp.last, q, ctx.Err)
 	}
-	agg, err := query.NewAggregator(q.By)
+	agg, err := query.NewAggregatorFor(q)
 	if err != nil {
 		return nil, query.Summary{}, err
 	}

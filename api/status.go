@@ -18,6 +18,19 @@ type Status struct {
 	GeoIP         []GeoFile    `json:"geoip"`
 	DB            DBStats      `json:"db"`
 	Alerts        *alert.Stats `json:"alerts,omitempty"` // limits and suppressed incidents; nil while alerts are off
+	Export        *ExportStats `json:"export,omitempty"` // run --clickhouse only
+}
+
+// ExportStats describe the export to ClickHouse (package fleet).
+type ExportStats struct {
+	Target     string `json:"target"` // host:port/database
+	Host       string `json:"host"`   // the host name its rows carry
+	LagWindows int64  `json:"lag_windows"`
+	LagSeconds int64  `json:"lag_seconds"`
+	Exported   uint64 `json:"windows_exported"`
+	Errors     uint64 `json:"errors"`
+	Unexported uint64 `json:"pruned_unexported"` // windows retention deleted before their export
+	Failing    string `json:"failing,omitempty"`
 }
 
 // KernelStats are summed over the live interfaces since the daemon started.

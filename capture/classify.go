@@ -49,12 +49,6 @@ func v4mapped(b []byte) addr128 {
 	return addr128{0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b))}
 }
 
-func (a addr128) bytes() (b [16]byte) {
-	binary.BigEndian.PutUint64(b[:8], a.hi)
-	binary.BigEndian.PutUint64(b[8:], a.lo)
-	return b
-}
-
 func (a addr128) isV4Mapped() bool { return a.hi == 0 && a.lo>>32 == 0xffff }
 
 func (a addr128) mask(m addr128) addr128 { return addr128{a.hi & m.hi, a.lo & m.lo} }

@@ -20,7 +20,6 @@ type rec struct {
 	ts   int64 // Unix ns
 	data []byte
 	orig int // original length; 0 = len(data)
-	ifc  uint32
 }
 
 func pcapFile(bo binary.AppendByteOrder, nano bool, link uint32, recs []rec) []byte {
@@ -55,11 +54,10 @@ func pcapFile(bo binary.AppendByteOrder, nano bool, link uint32, recs []rec) []b
 
 // ngIDBSpec describes one pcapng interface.
 type ngIDBSpec struct {
-	link   uint16
-	tsres  int   // -1: no option (microseconds)
-	tsoff  int64 // seconds; 0 = no option
-	snap   uint32
-	simple bool
+	link  uint16
+	tsres int   // -1: no option (microseconds)
+	tsoff int64 // seconds; 0 = no option
+	snap  uint32
 }
 
 func ngBlockBytes(bo binary.AppendByteOrder, typ uint32, body []byte) []byte {

@@ -15,13 +15,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Ring defaults. The ring is 64 blocks of 1 MiB (64 MiB of kernel memory per
-// interface). With the default 128-byte snap a frame takes about 208 bytes of
-// ring (tpacket3 header + sockaddr_ll + data, aligned), so the ring holds
-// ~300k frames: a third of a second at 1 M frames/s, enough to ride out a GC
-// pause or a slow batch send. Blocks of 1 MiB rather than larger ones keep
-// the unit the kernel hands over small, so a retired block is processed
-// quickly and the kernel always has free blocks to fill.
+// Ring defaults. The ring is DefaultNumBlocks blocks of 1 MiB (16 MiB of
+// kernel memory per interface, all of it in the daemon's RSS: the kernel
+// maps every page of the ring into the process at mmap). With the default
+// 128-byte snap a frame takes about 208 bytes of ring (tpacket3 header +
+// sockaddr_ll + data, aligned), so the ring holds ~80k frames: 80 ms at
+// 1 M frames/s, 0.2 s at the 0.4 M frames/s scripts/loadtest reaches here,
+// enough to ride out a GC pause or a slow batch send. 'run --ring-mb' sets
+// the number of blocks for busier hosts. The default was 64 blocks until
+// the idle RSS (~94 MB, two thirds of it the ring) showed it was sized for
+// rates few hosts see; measured with the real binary idle in a namespace
+// with 40 remotes (TestLiveRingSize): 64 MiB ring 80 MB RSS, 16 MiB 31 MB,
+// 4 MiB 18 MB.
+// Blocks of 1 MiB rather than larger ones keep the unit the kernel hands
+// over small, so a retired block is processed quickly and the kernel always
+// has free blocks to fill.
 //
 // The block timeout is how long the kernel keeps a partly filled block before
 // handing it to us: it bounds the delay for low-rate traffic. 50 ms keeps the
@@ -32,14 +40,21 @@ import (
 //
 // Measured with scripts/loadtest (trafgen sending 3M 60-byte frames into a
 // veth on the 2-core development machine, ~0.4 M frames/s, all trafgen
-// could offer): these defaults dropped nothing, as tcpdump -B 65536 did not,
-// while pmacctd dropped 2%.
+// could offer): a 64-block ring dropped nothing, as tcpdump -B 65536 did
+// not, while pmacctd dropped 2%.
 const (
 	DefaultSnap         = 128
 	DefaultBlockSize    = 1 << 20
-	DefaultNumBlocks    = 64
+	DefaultNumBlocks    = 16
 	DefaultBlockTimeout = 50 * time.Millisecond
 	DefaultPollTimeout  = 100 * time.Millisecond
+
+	// MinNumBlocks and MaxNumBlocks are the ring sizes worth asking for
+	// (run --ring-mb takes no others): with one block the kernel has
+	// nowhere to write while the reader holds it (tests use that to force
+	// drops), and past 1 GiB per interface a typo is likelier than a need.
+	MinNumBlocks = 2
+	MaxNumBlocks = 1024
 )
 
 // LiveConfig configures a live capture on one interface.
@@ -68,7 +83,7 @@ type Live struct {
 	loopback    bool
 	snap        uint32
 	pollTimeout time.Duration
-	cls         atomic.Pointer[Classifier] // set by SetLocal; Run picks it up at a flush
+	cls         atomic.Pointer[Classifier] // set by SetLocal; Run loads it for every frame
 
 	// mu guards state and h's lifetime before Run: once Run has started,
 	// only the Run goroutine touches h and it closes h itself, because
@@ -167,10 +182,13 @@ func (l *Live) SetLocal(local []netip.Addr, c *Classifier) error {
 	if l.state == liveClosed {
 		return fmt.Errorf("capture on %s: closed", l.iface)
 	}
+	// The classifier first: it judges frames the old filter let through as
+	// well as the new one, whereas the old classifier would take frames to a
+	// new address, which the new filter passes, for transit.
+	l.cls.Store(c)
 	if err := l.setFilter(l.h, local); err != nil {
 		return fmt.Errorf("capture on %s: %w", l.iface, err)
 	}
-	l.cls.Store(c)
 	return nil
 }
 
@@ -258,7 +276,6 @@ func (l *Live) Run(ctx context.Context, c *Classifier, p *Pipe) error {
 	// flush publishes counters, reports new kernel drops and sends the
 	// batch if it holds anything.
 	flush := func() {
-		c = l.cls.Load()
 		l.received.Store(received)
 		if _, st, err := h.SocketStats(); err == nil {
 			if d := uint64(st.Drops()); d > lastDrops {
@@ -306,7 +323,10 @@ func (l *Live) Run(ctx context.Context, c *Classifier, p *Pipe) error {
 		if useDir {
 			dir = ringDir(data, ci.InterfaceIndex)
 		}
-		c.Classify(link, data, ci.Length, dir, ev)
+		// Loaded per frame (one plain load): a frame read after SetLocal
+		// returns is counted by the new addresses, not the ones of the
+		// last flush, which may be a whole poll timeout old.
+		l.cls.Load().Classify(link, data, ci.Length, dir, ev)
 		if len(batch) == BatchSize {
 			p.Full <- batch
 			batch = getBatch(p)

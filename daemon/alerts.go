@@ -15,14 +15,17 @@ import (
 // file is still opened when it exists: incidents fired by an earlier run
 // must expire and run their undo even if the rules are gone.
 func (a *App) openAlerts() error {
-	var rs *alert.RuleSet
-	if a.cfg.Rules != "" {
+	rs := a.cfg.RuleSet
+	if rs == nil && a.cfg.Rules != "" {
 		var err error
 		if rs, err = alert.LoadRules(a.cfg.Rules); err != nil {
 			return err
 		}
-	} else if _, err := os.Stat(a.cfg.AlertsDB); errors.Is(err, fs.ErrNotExist) {
-		return nil
+	}
+	if rs == nil {
+		if _, err := os.Stat(a.cfg.AlertsDB); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 	}
 	loc := a.cfg.Location
 	if loc == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/fleet"
 	"github.com/dstwatch/dstwatch/geo"
 	"github.com/dstwatch/dstwatch/internal/sdnotify"
 	"github.com/dstwatch/dstwatch/metrics"
@@ -32,6 +33,7 @@ import (
 // Config is everything the daemon needs to run; flags fill it in.
 type Config struct {
 	Interfaces []string       // live capture; empty with Read set
+	RingBlocks int            // --ring-mb: 1 MiB blocks per interface's ring; 0: capture's default
 	Read       string         // capture file to replay instead
 	Local      []netip.Addr   // nil: the capture interfaces' addresses
 	Exclude    []netip.Prefix // remotes never tallied
@@ -62,6 +64,9 @@ type Config struct {
 
 	Rules    string // --rules: the alert rules file; "" for none (alerts.go)
 	AlertsDB string // the incidents file (alerts.db beside the DB)
+	// RuleSet is Rules as the flags validated it, read only once: the
+	// file may be a pipe (--rules <(make-rules)).
+	RuleSet *alert.RuleSet
 
 	// Services (services.go): ports that count as local services besides
 	// the listening ones, where the ephemeral range starts (0: the
@@ -73,6 +78,15 @@ type Config struct {
 	MetricsServiceTop int
 
 	Web web.Config // --web: the dashboard (web.go); Addr "" serves none
+
+	// --clickhouse (fleet.go): where to export windows, the cluster for
+	// Distributed tables, and the host name the rows carry.
+	Export        *fleet.Target
+	ExportCluster string
+	HostName      string
+	// WebConfig (--web-config): the exporter-toolkit web configuration
+	// file both --metrics and --web serve by; "" plain HTTP.
+	WebConfig string
 }
 
 // source is one running packet source: a live interface or a file.
@@ -110,6 +124,8 @@ type App struct {
 	metricsSrv *metrics.Server
 	web        *web.Server // nil without --web (web.go)
 
+	export *fleet.Exporter // nil without --clickhouse (fleet.go)
+
 	alerts   *alert.Engine // nil without --rules and alerts.db (see alerts.go)
 	alertsMu sync.RWMutex  // API requests read alerts; closeAlerts clears it
 
@@ -121,6 +137,7 @@ type App struct {
 	failing    atomic.Pointer[string] // the last store error while stores fail
 	lastStored atomic.Int64           // Unix seconds of the newest stored window start; 0: none
 	lastClosed atomic.Int64           // Unix ns when the tally last closed a window
+	tally      *rotate.Tally          // set by Run before the sources start; marks capture outages
 }
 
 // notifySystemd says READY=1 once capture runs, then pets the watchdog as
@@ -211,6 +228,9 @@ func New(cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := a.openExport(); err != nil { // fleet.go
+		return nil, err
+	}
 	a.track(cfg.AlertsDB)
 	if err := a.openAlerts(); err != nil {
 		return nil, err
@@ -281,6 +301,7 @@ func (a *App) openGeo() error {
 		}
 		for _, f := range db.Files() {
 			a.log.Info("geoip database reloaded", "path", f.Path, "type", f.Type, "build", f.Build.Format(time.DateOnly))
+			a.warnStale(f)
 		}
 	}
 	a.geo = r
@@ -320,9 +341,6 @@ func (a *App) openSources() error {
 		if err != nil {
 			return err
 		}
-		if len(local) == 0 {
-			return errors.New("--read needs --local: a capture file does not say which addresses were the host's")
-		}
 		a.file = f
 		a.sources = append(a.sources, f)
 		a.names = append(a.names, a.cfg.Read)
@@ -339,7 +357,7 @@ func (a *App) openSources() error {
 		}
 	}
 	for _, name := range a.cfg.Interfaces {
-		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: local})
+		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: local, NumBlocks: a.cfg.RingBlocks})
 		if err != nil {
 			return err
 		}
@@ -399,6 +417,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	for _, f := range a.geo.Current().Files() {
 		a.log.Info("geoip database", "path", f.Path, "type", f.Type, "build", f.Build.Format(time.DateOnly))
+		a.warnStale(f)
 	}
 	a.log.Info("capturing", "from", a.names, "local", a.cls.Load().Local(), "window", a.cfg.Window, "db", a.cfg.DBPath)
 	pipe := capture.NewPipe(64)
@@ -413,12 +432,14 @@ func (a *App) Run(ctx context.Context) error {
 			a.lastClosed.Store(time.Now().UnixNano())
 			closed <- c
 		})
+	a.tally = tally
 	hup := make(chan os.Signal, 1)
 
 	// Started in this order, stopped in reverse once the sources end: the
 	// writer drains first, then the API closes (the last windows reached
 	// the streams, running reads finish before the DB closes), then the
-	// rest. What New opened closes last (closeAll).
+	// export drains what the writer stored, then the rest. What New opened
+	// closes last (closeAll).
 	stop, err := startAll(a.log, []component{
 		{"alerts", func() (func() error, error) { return nil, a.startAlerts() }},
 		{"metrics", serving(a.serveMetrics)},
@@ -429,6 +450,7 @@ func (a *App) Run(ctx context.Context) error {
 			signal.Notify(hup, syscall.SIGHUP)
 			return quiet(func() { signal.Stop(hup) }), nil
 		}},
+		{"export", func() (func() error, error) { return quiet(a.startExport()), nil }}, // fleet.go: drains after the writer stored the last window
 		{"api", a.startAPI},
 		{"writer", func() (func() error, error) {
 			var writerErr error
@@ -568,6 +590,7 @@ func (a *App) prune(newest time.Time) {
 	if err != nil {
 		a.log.Error("prune old history", "err", err)
 	} else if p != (storage.Pruned{}) {
+		a.exportPruned(p) // fleet.go
 		a.log.Info("pruned old history", "windows", p.Windows, "hourly_rollups", p.Hours, "daily_rollups", p.Days,
 			"retention", a.cfg.Retention.Windows, "retention_hours", a.cfg.Retention.Hours, "retention_days", a.cfg.Retention.Days)
 	}
@@ -601,6 +624,7 @@ func (a *App) Status() (api.Status, error) {
 	if f := a.failing.Load(); f != nil {
 		st.Writer.Failing = *f
 	}
+	st.Export = a.exportStatus() // fleet.go
 	if t := a.lastStored.Load(); t > 0 {
 		st.Writer.LastStored = time.Unix(t, 0).UTC().Format(time.RFC3339)
 	}

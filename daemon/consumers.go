@@ -1,6 +1,10 @@
 package daemon
 
-import "github.com/dstwatch/dstwatch/storage"
+import (
+	"time"
+
+	"github.com/dstwatch/dstwatch/storage"
+)
 
 // A Consumer is told of each window once it is stored: the sink fans a
 // window out to its consumers only after the transaction committed, so
@@ -24,9 +28,14 @@ func (f consumerFunc) Stored(w *storage.Window) { f(w) }
 
 // consumers are the readers of stored windows, in the order the sink
 // tells them: the record log, the API's streams, the metrics, the
-// dashboard, the alert engine. Only the parts this start runs are in it.
-func (a *App) consumers() []Consumer {
-	cs := []Consumer{consumerFunc(a.writeRecord)}
+// dashboard, the alert engine, the export. Only the parts this start runs
+// are in it.
+func (a *App) consumers(live bool) []Consumer {
+	rl := &recordLog{a: a}
+	if live {
+		a.db.Last(1, func(w *storage.Window) error { rl.resumed = w.Start; return nil })
+	}
+	cs := []Consumer{rl}
 	if a.api != nil {
 		cs = append(cs, consumerFunc(a.api.Publish))
 	}
@@ -39,13 +48,30 @@ func (a *App) consumers() []Consumer {
 	if a.alerts != nil {
 		cs = append(cs, consumerFunc(a.alerts.Observe))
 	}
+	if a.export != nil {
+		cs = append(cs, consumerFunc(a.exportStored)) // fleet.go
+	}
 	return cs
 }
 
-// writeRecord appends a stored window to the record log. A failed append
-// is logged, not retried: the window is safe in the database.
-func (a *App) writeRecord(w *storage.Window) {
-	if err := a.rec.Write(w, a.cfg.LogTop, a.cfg.Location); err != nil {
+// recordLog appends stored windows to the record log. A failed append is
+// logged, not retried: the window is safe in the database.
+type recordLog struct {
+	a *App
+	// resumed is the newest window stored before this run (live only):
+	// if this run's first window is the same one, the daemon restarted
+	// inside it and the record log already has its block.
+	resumed time.Time
+}
+
+func (r *recordLog) Stored(w *storage.Window) {
+	a := r.a
+	write := a.rec.Write
+	if !r.resumed.IsZero() && w.Start.Equal(r.resumed) {
+		write = a.rec.WriteContinued // no second header for one window
+	}
+	r.resumed = time.Time{}
+	if err := write(w, a.cfg.LogTop, a.cfg.Location); err != nil {
 		a.log.Error("write record log", "err", err)
 	}
 }

@@ -14,7 +14,8 @@ func (a *App) openMetrics() error {
 	if a.cfg.Metrics == "" {
 		return nil
 	}
-	a.metrics = metrics.New(metrics.Config{ASNTop: a.cfg.MetricsASNTop, ServiceTop: a.cfg.MetricsServiceTop, Version: buildVersion(), Health: a.health})
+	a.metrics = metrics.New(metrics.Config{ASNTop: a.cfg.MetricsASNTop, ServiceTop: a.cfg.MetricsServiceTop, Version: buildVersion(), Health: a.health,
+		WebConfig: a.cfg.WebConfig, Log: a.log.With("listener", "metrics")})
 	srv, err := a.metrics.Listen(a.cfg.Metrics)
 	if err != nil {
 		return err
@@ -48,6 +49,7 @@ func (a *App) health() metrics.Health {
 		WindowsDropped: a.dropped.Load(),
 		CaptureGaps:    a.gaps.Load(),
 		InterfacesDown: len(a.downList()),
+		Export:         a.exportHealth(), // fleet.go
 	}
 	for _, f := range a.geo.Current().Files() {
 		h.GeoIP = append(h.GeoIP, metrics.GeoFile{Path: f.Path, Type: f.Type, Build: f.Build})

@@ -37,11 +37,13 @@ func (a *App) runLive(ctx context.Context, i int, pipe *capture.Pipe) error {
 			return nil
 		}
 		since := time.Now()
+		a.tally.CaptureDown(true) // the windows until it is back are partial
 		a.gaps.Add(1)
 		a.down.Store(name, since)
 		a.log.Error("capture stopped; waiting for the interface to come back", "interface", name, "err", err)
 		nl, err := a.reopen(ctx, name)
 		a.down.Delete(name)
+		a.tally.CaptureDown(false)
 		if err != nil {
 			return nil // ctx done
 		}
@@ -75,7 +77,7 @@ func (a *App) reopen(ctx context.Context, name string) (*capture.Live, error) {
 		if err != nil || ifi.Flags&net.FlagUp == 0 {
 			continue
 		}
-		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: a.cls.Load().Local()})
+		l, err := capture.OpenLive(capture.LiveConfig{Interface: name, Local: a.cls.Load().Local(), NumBlocks: a.cfg.RingBlocks})
 		if err != nil {
 			// Without CAP_NET_RAW (dropped by --user) no retry can succeed;
 			// say so once, where it is seen, instead of at debug each second.

@@ -14,6 +14,7 @@ func (a *App) openWeb() error {
 	}
 	c := a.cfg.Web
 	c.Reader, c.Status, c.Log, c.Location = a, a.Status, a.log, a.cfg.Location
+	c.WebConfig = a.cfg.WebConfig
 	s, err := web.Listen(c)
 	if err != nil {
 		return err
@@ -34,6 +35,6 @@ func (a *App) serveWeb() (stop func()) {
 			a.log.Error("web dashboard failed", "err", err)
 		}
 	}()
-	a.log.Info("web dashboard listening", "addr", "http://"+a.web.Addr().String()+"/")
+	a.log.Info("web dashboard listening", "addr", a.web.URL())
 	return func() { a.web.Close(); <-done }
 }

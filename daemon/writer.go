@@ -54,7 +54,7 @@ func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live boo
 }
 
 func (a *App) newWriter(live bool) *writer {
-	wr := &writer{a: a, live: live, retry: time.NewTimer(time.Hour), consumers: a.consumers(), put: a.db.Put, maxQueued: maxQueuedRemotes}
+	wr := &writer{a: a, live: live, retry: time.NewTimer(time.Hour), consumers: a.consumers(live), put: a.db.Put, maxQueued: maxQueuedRemotes}
 	wr.retry.Stop()
 	return wr
 }

@@ -35,6 +35,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +53,15 @@ type Info struct {
 	ASN     uint32 // 0 when unknown
 	ASOrg   string
 }
+
+// StaleAfter is the age past which a database is worth a warning: MaxMind
+// rebuilds GeoLite2 twice a week and geoipupdate is meant to run weekly, so
+// a file five weeks old means its updates have stopped, and networks move
+// between countries and AS numbers all the time.
+const StaleAfter = 35 * 24 * time.Hour
+
+// Stale reports whether the file was built more than StaleAfter before now.
+func (f FileInfo) Stale(now time.Time) bool { return now.Sub(f.Build) > StaleAfter }
 
 // FileInfo describes one opened database file.
 type FileInfo struct {
@@ -122,6 +132,21 @@ func Open(paths []string) (*DB, error) {
 // use (City and ISP editions, IPinfo lite) are a few hundred MB.
 const maxFileSize = 1 << 30
 
+// errLegacy names the legacy GeoIP format (GeoIP.dat, GeoIPv6.dat,
+// GeoIPASNum.dat: MaxMind's pre-2019 format, still in Debian's
+// geoip-database package), which dstwatch does not read.
+var errLegacy = errors.New("legacy GeoIP .dat format (GeoIP Legacy, as in Debian's geoip-database), which is not supported: give a MaxMind DB (.mmdb) file, e.g. GeoLite2-Country.mmdb from geoipupdate or dbip-country-lite")
+
+// isLegacy recognises a legacy GeoIP database by its trailer: the legacy
+// readers look for three 0xFF bytes within the last 20 bytes, followed by
+// the edition byte (and for some editions a segment count). A file with
+// the mmdb marker never gets here.
+func isLegacy(buf []byte) bool {
+	tail := buf[max(0, len(buf)-20):]
+	i := bytes.LastIndex(tail, []byte{0xFF, 0xFF, 0xFF})
+	return i >= 0 && i+3 < len(tail)
+}
+
 func openFile(path string) (file, error) {
 	// Refuse anything but a regular file before reading it whole: a FIFO or
 	// a device such as /dev/zero would block or never end.
@@ -140,6 +165,12 @@ func openFile(path string) (file, error) {
 		return file{}, pathErr(err)
 	}
 	if !bytes.Contains(buf, metadataMarker) {
+		if isLegacy(buf) {
+			return file{}, errLegacy
+		}
+		if strings.EqualFold(filepath.Ext(path), ".dat") {
+			return file{}, errors.New("not a MaxMind DB file (no metadata section; .dat files are the legacy GeoIP format, which is not supported: give a .mmdb file)")
+		}
 		return file{}, errors.New("not a MaxMind DB file (no metadata section)")
 	}
 	// buf is ours alone and never modified, as OpenBytes requires.

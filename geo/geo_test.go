@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -237,7 +238,13 @@ func TestOpenErrors(t *testing.T) {
 	halved := filepath.Join(dir, "halved.mmdb")
 	clipped := filepath.Join(dir, "clipped.mmdb")
 	other := filepath.Join(dir, "anon.mmdb")
+	// The legacy format's trailer, as GeoIP.dat in Debian's geoip-database
+	// ends: the info string, three 0xFF and the edition (1, Country).
+	legacy := filepath.Join(dir, "GeoIP.bin")
+	datText := filepath.Join(dir, "GeoIP.dat")
 	for p, b := range map[string][]byte{
+		legacy:  append(bytes.Repeat([]byte{0x12, 0x34, 0x00}, 1000), "\x00\x00\x00GEO-106FREE 20260704 Build\xff\xff\xff\x01"...),
+		datText: []byte("this is not a database\n"),
 		text:    []byte("this is not a database\n"),
 		halved:  data[:len(data)/2],
 		clipped: data[:len(data)-20],
@@ -258,6 +265,8 @@ func TestOpenErrors(t *testing.T) {
 		{missing, "no such file or directory"},
 		{dir, "not a regular file"},
 		{text, "not a MaxMind DB file (no metadata section)"},
+		{legacy, "legacy GeoIP .dat format (GeoIP Legacy, as in Debian's geoip-database), which is not supported: give a MaxMind DB (.mmdb) file"},
+		{datText, "legacy GeoIP format, which is not supported: give a .mmdb file"},
 		{halved, "not a MaxMind DB file"},
 		{clipped, "not a MaxMind DB file (invalid metadata"},
 		{other, `database type "GeoIP2-Anonymous-IP" offers neither countries nor AS numbers`},

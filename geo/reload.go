@@ -106,16 +106,23 @@ func (r *Reloader) Watch(ctx context.Context, dirs []string) error {
 			}
 		}
 	}()
+	settled(ctx, events, settle, func() { r.Reload() })
+	return nil
+}
+
+// settled calls reload once d has passed without an event since the last
+// one, until ctx is done: a burst of events is one reload.
+func settled(ctx context.Context, events <-chan struct{}, d time.Duration, reload func()) {
 	var timer <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-events:
-			timer = time.After(settle)
+			timer = time.After(d)
 		case <-timer:
 			timer = nil
-			r.Reload()
+			reload()
 		}
 	}
 }

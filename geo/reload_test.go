@@ -5,7 +5,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dstwatch/dstwatch/internal/mmdbtest"
@@ -94,4 +97,47 @@ func TestReloaderWithoutFiles(t *testing.T) {
 	if db, err := r.Reload(); db != nil || err != nil {
 		t.Fatalf("reload with nothing to open: %v %v", db, err)
 	}
+}
+
+// Reloads wait for a quiet settle period: a burst of changes (geoipupdate
+// writing several files) is one reload, made settle after the last change,
+// and a change after that is another. synctest's clock makes the waits
+// exact and instant.
+func TestSettledReloadsOncePerBurst(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		events := make(chan struct{})
+		var mu sync.Mutex
+		var at []time.Duration
+		reloads := func() []time.Duration { mu.Lock(); defer mu.Unlock(); return slices.Clone(at) }
+		start := time.Now()
+		done := make(chan struct{})
+		go func() {
+			settled(ctx, events, settle, func() { mu.Lock(); at = append(at, time.Since(start)); mu.Unlock() })
+			close(done)
+		}()
+		for range 5 { // a burst, 100 ms apart
+			events <- struct{}{}
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if r := reloads(); len(r) != 1 || r[0] != 400*time.Millisecond+settle {
+			t.Fatalf("reloads at %v, want one at %v", r, 400*time.Millisecond+settle)
+		}
+		events <- struct{}{}
+		time.Sleep(settle - time.Millisecond)
+		synctest.Wait()
+		if r := reloads(); len(r) != 1 {
+			t.Fatalf("reloaded %v before the settle period was over", r)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if r := reloads(); len(r) != 2 {
+			t.Fatalf("reloads at %v, want a second one", r)
+		}
+		cancel()
+		<-done
+	})
 }

@@ -25,6 +25,10 @@ var (
 	descAlertsSuppressed = prometheus.NewDesc("dstwatch_alert_incidents_suppressed_total",
 		"Alert incidents not opened because a limit was reached, by reason: per_window, active, queue (kept in alerts.db).",
 		[]string{"reason"}, nil)
+	descExportWindows = prometheus.NewDesc("dstwatch_export_lag_windows",
+		"Stored windows not yet exported to ClickHouse.", nil, nil)
+	descExportSeconds = prometheus.NewDesc("dstwatch_export_lag_seconds",
+		"Seconds of traffic from the oldest window not yet exported to the newest stored window's end.", nil, nil)
 	descGeoBuild = prometheus.NewDesc("dstwatch_geoip_build_timestamp_seconds",
 		"Build time of each GeoIP database in use, in Unix seconds; its age is time() minus this.",
 		[]string{"type", "path"}, nil)
@@ -32,7 +36,7 @@ var (
 
 func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBacklog, descStoreErrors, descDropped, descGaps, descDown, descGeoBuild,
-		descAlertsActive, descAlertsRunning, descAlertsQueued, descAlertsSuppressed} {
+		descAlertsActive, descAlertsRunning, descAlertsQueued, descAlertsSuppressed, descExportWindows, descExportSeconds} {
 		ch <- d
 	}
 }
@@ -51,6 +55,10 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, r := range []string{"per_window", "active", "queue"} {
 			ch <- prometheus.MustNewConstMetric(descAlertsSuppressed, prometheus.CounterValue, float64(a.Suppressed[r]), r)
 		}
+	}
+	if e := h.Export; e != nil {
+		ch <- prometheus.MustNewConstMetric(descExportWindows, prometheus.GaugeValue, float64(e.Windows))
+		ch <- prometheus.MustNewConstMetric(descExportSeconds, prometheus.GaugeValue, float64(e.Seconds))
 	}
 	seen := map[[2]string]bool{}
 	for _, f := range h.GeoIP {

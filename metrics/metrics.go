@@ -1,5 +1,6 @@
 // Package metrics exposes dstwatch to Prometheus: daemon health and traffic
-// counters with bounded labels, on an opt-in HTTP listener (/metrics).
+// counters with bounded labels, on an opt-in HTTP listener (/metrics), or
+// HTTPS with auth as a web configuration file says (internal/webconfig).
 //
 // Traffic and per-window health counters are fed by Observe, which the
 // writer calls after each window was stored, so that they agree exactly
@@ -25,6 +26,7 @@ package metrics
 import (
 	"cmp"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
@@ -39,6 +41,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dstwatch/dstwatch/internal/webconfig"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -64,6 +67,12 @@ type Config struct {
 	// Health is called once per scrape for the gauges and the writer's
 	// counters; nil exports none of them.
 	Health func() Health
+	// WebConfig is an exporter-toolkit web configuration file (TLS,
+	// client certificates, basic auth) the listener serves by, re-read on
+	// every connection; "" serves plain HTTP. Log gets the toolkit's and
+	// the TLS handshakes' messages.
+	WebConfig string
+	Log       *slog.Logger
 }
 
 // Health is the daemon's state at scrape time.
@@ -74,7 +83,8 @@ type Health struct {
 	CaptureGaps    uint64 // live capture outages (interface down or gone)
 	InterfacesDown int    // interfaces not capturing now
 	GeoIP          []GeoFile
-	Alerts         *Alerts // nil while alerts are off
+	Export         *ExportLag // nil without an export to ClickHouse
+	Alerts         *Alerts    // nil while alerts are off
 }
 
 // Alerts is the alert engine's state under its limits.
@@ -82,6 +92,9 @@ type Alerts struct {
 	Active, Running, Queued int
 	Suppressed              map[string]uint64 // by reason: per_window, active, queue
 }
+
+// ExportLag is how far the export to ClickHouse is behind the database.
+type ExportLag struct{ Windows, Seconds int64 }
 
 // GeoFile is one opened .mmdb file.
 type GeoFile struct {
@@ -109,6 +122,9 @@ type Metrics struct {
 	overflow                 prometheus.Counter
 	lastWindow               prometheus.Gauge
 	lastEnd                  int64 // Unix seconds of lastWindow
+
+	webConfig string // Config.WebConfig, for Listen
+	log       *slog.Logger
 }
 
 // New makes the collectors and registers them, with the Go runtime and
@@ -118,6 +134,12 @@ func New(cfg Config) *Metrics {
 		reg:  prometheus.NewRegistry(),
 		asns: newASNSet(cfg.ASNTop),
 		orgs: map[string]string{},
+
+		webConfig: cfg.WebConfig,
+		log:       cfg.Log,
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
 	}
 	m.services = newServiceMetrics(cfg.ServiceTop)
 	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
@@ -353,8 +375,10 @@ func (m *Metrics) Handler() http.Handler {
 
 // Server is the /metrics HTTP listener.
 type Server struct {
-	srv *http.Server
-	ln  net.Listener
+	srv       *http.Server
+	ln        net.Listener
+	webConfig string
+	log       *slog.Logger
 }
 
 // Listen opens the TCP listener on addr (host:port), so that a busy port
@@ -370,7 +394,7 @@ func (m *Metrics) Listen(addr string) (*Server, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("dstwatch: metrics are at /metrics\n"))
 	})
-	return &Server{ln: ln, srv: &http.Server{
+	return &Server{ln: ln, webConfig: m.webConfig, log: m.log, srv: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -384,7 +408,7 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Serve serves until Shutdown or Close; it then returns nil.
 func (s *Server) Serve() error {
-	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := webconfig.Serve(s.ln, s.srv, s.webConfig, s.log); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

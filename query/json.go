@@ -60,6 +60,25 @@ type ASNJSON struct {
 	CountsJSON
 }
 
+// PrefixJSON is a --by prefix row: a network (198.51.100.0/24,
+// 2001:db8:1::/48), or "other" for the folded rest.
+type PrefixJSON struct {
+	Prefix  string `json:"prefix"`
+	Remotes int    `json:"remotes"`
+	CountsJSON
+}
+
+// PeriodJSON is a --by hour, day, week or month row: the period [start,
+// end) in UTC RFC 3339; remotes_exact is false when remotes is only a
+// lower bound (remotes folded by a cap have no address to count).
+type PeriodJSON struct {
+	Start        string `json:"start"`
+	End          string `json:"end"`
+	Remotes      int    `json:"remotes"`
+	RemotesExact bool   `json:"remotes_exact"`
+	CountsJSON
+}
+
 // StatsJSON is how a window's numbers came about (see rotate.Stats).
 type StatsJSON struct {
 	Frames    uint64 `json:"frames"`
@@ -86,6 +105,9 @@ type WindowJSON struct {
 	Remotes []RemoteJSON `json:"remotes"`
 	Other   CountsJSON   `json:"other"`
 	Stats   StatsJSON    `json:"stats"`
+	// Partial says why the window was watched for only part of its time
+	// (start, stop, outage); absent when it was watched whole.
+	Partial []string `json:"partial,omitempty"`
 	// Services is absent for a window without any (stored before format 3).
 	Services []WindowServiceJSON `json:"services,omitempty"`
 }
@@ -123,6 +145,7 @@ func ToWindowJSON(w *storage.Window) WindowJSON {
 	if !w.GeoBuild.IsZero() {
 		out.Stats.GeoBuild = w.GeoBuild.UTC().Format(time.RFC3339)
 	}
+	out.Partial = w.Stats.Partial.Names()
 	for i := range w.Remotes {
 		out.Remotes = append(out.Remotes, toRemoteJSON(&w.Remotes[i]))
 	}
@@ -164,6 +187,9 @@ func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
 		Stats: rotate.Stats{Frames: s.Frames, Tallied: s.Tallied, NonIP: s.NonIP, Transit: s.Transit,
 			Malformed: s.Malformed, Excluded: s.Excluded, Local: s.Local, Drops: s.Drops, Late: s.Late, Folded: s.Folded,
 			Oversize: s.Oversize, Spoofed: s.Spoofed, Overflow: s.Overflow},
+	}
+	if w.Stats.Partial, err = rotate.ParsePartial(j.Partial); err != nil {
+		return nil, fmt.Errorf("window %s: %w", j.Start, err)
 	}
 	if s.GeoBuild != "" {
 		if w.GeoBuild, err = time.Parse(time.RFC3339, s.GeoBuild); err != nil {
@@ -207,9 +233,22 @@ func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
 }
 
 // RowsJSON converts aggregate rows to the JSON shape of their grouping:
-// []RemoteJSON, []CountryJSON or []ASNJSON.
+// []RemoteJSON, []CountryJSON, []ASNJSON, []PrefixJSON or []PeriodJSON.
 func RowsJSON(rows []Row, by By) any {
+	if by.IsPeriod() {
+		out := make([]PeriodJSON, 0, len(rows))
+		for _, r := range rows {
+			out = append(out, PeriodJSON{r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339), r.Remotes, !r.Inexact, ToCounts(r.Counts)})
+		}
+		return out
+	}
 	switch by {
+	case ByPrefix:
+		out := make([]PrefixJSON, 0, len(rows))
+		for _, r := range rows {
+			out = append(out, PrefixJSON{r.Key, r.Remotes, ToCounts(r.Counts)})
+		}
+		return out
 	case ByCountry:
 		out := make([]CountryJSON, 0, len(rows))
 		for _, r := range rows {
@@ -245,6 +284,7 @@ type SummaryJSON struct {
 	Stats         StatsJSON `json:"stats"`
 	DropUnits     int       `json:"units_with_drops"`
 	FoldUnits     int       `json:"units_with_folds"`
+	PartialUnits  int       `json:"units_partial,omitempty"` // watched for only part of their time
 	Capped        uint64    `json:"capped"`
 	Resolution    string    `json:"resolution"`         // window, hour or day
 	RawFrom       string    `json:"raw_from,omitempty"` // with resolution hour or day: the oldest raw window kept
@@ -285,7 +325,7 @@ func ToSummaryJSON(s Summary) SummaryJSON {
 		Windows: s.Windows, HourlyRollups: s.Hours, DailyRollups: s.Days,
 		First: fmtOptTime(s.First), End: fmtOptTime(s.Last),
 		Stats:     StatsJSON{st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Oversize, st.Spoofed, st.Drops, st.Late, st.Folded, st.Overflow, ""},
-		DropUnits: s.DropUnits, FoldUnits: s.FoldUnits, Capped: s.Capped,
+		DropUnits: s.DropUnits, FoldUnits: s.FoldUnits, PartialUnits: s.PartialUnits, Capped: s.Capped,
 		Resolution: s.Resolution.String(), RawFrom: fmtOptTime(s.RawFrom),
 		Damaged: damageJSON(s.Damaged),
 	}
@@ -330,7 +370,7 @@ func FromSummaryJSON(j *SummaryJSON) (Summary, error) {
 		Stats: rotate.Stats{Frames: st.Frames, Tallied: st.Tallied, NonIP: st.NonIP, Transit: st.Transit,
 			Malformed: st.Malformed, Excluded: st.Excluded, Local: st.Local, Drops: st.Drops, Late: st.Late, Folded: st.Folded,
 			Oversize: st.Oversize, Spoofed: st.Spoofed, Overflow: st.Overflow},
-		DropUnits: j.DropUnits, FoldUnits: j.FoldUnits, Capped: j.Capped,
+		DropUnits: j.DropUnits, FoldUnits: j.FoldUnits, PartialUnits: j.PartialUnits, Capped: j.Capped,
 	}
 	switch j.Resolution {
 	case "", storage.Raw.String():
@@ -363,7 +403,38 @@ func FromSummaryJSON(j *SummaryJSON) (Summary, error) {
 // of folded remotes) no output shows.
 func RowsFromJSON(data []byte, by By) ([]Row, error) {
 	var rows []Row
+	if by.IsPeriod() {
+		var js []PeriodJSON
+		if err := json.Unmarshal(data, &js); err != nil {
+			return nil, err
+		}
+		for _, j := range js {
+			start, err1 := time.Parse(time.RFC3339, j.Start)
+			end, err2 := time.Parse(time.RFC3339, j.End)
+			if err := errors.Join(err1, err2); err != nil {
+				return nil, fmt.Errorf("period row: %w", err)
+			}
+			rows = append(rows, Row{Key: j.Start, Start: start, End: end, Remotes: j.Remotes, Inexact: !j.RemotesExact, Counts: j.CountsJSON.counts()})
+		}
+		return rows, nil
+	}
 	switch by {
+	case ByPrefix:
+		var js []PrefixJSON
+		if err := json.Unmarshal(data, &js); err != nil {
+			return nil, err
+		}
+		for _, j := range js {
+			r := Row{Key: j.Prefix, Remotes: j.Remotes, Counts: j.CountsJSON.counts()}
+			if j.Prefix != OtherKey {
+				p, err := netip.ParsePrefix(j.Prefix)
+				if err != nil {
+					return nil, fmt.Errorf("row %q: %w", j.Prefix, err)
+				}
+				r.Prefix = p
+			}
+			rows = append(rows, r)
+		}
 	case ByCountry:
 		var js []CountryJSON
 		if err := json.Unmarshal(data, &js); err != nil {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
@@ -129,15 +130,23 @@ const (
 	ByRemote  By = "remote"
 	ByCountry By = "country"
 	ByASN     By = "asn"
+	ByPrefix  By = "prefix" // remotes' networks: --prefix4/--prefix6 bits
+)
+
+// Default prefix lengths of ByPrefix: an IPv4 /24 is the smallest block
+// routed on the internet, an IPv6 /48 what one site is given.
+const (
+	DefaultPrefix4 = 24
+	DefaultPrefix6 = 48
 )
 
 // ParseBy reads a grouping name.
 func ParseBy(s string) (By, error) {
 	switch b := By(strings.ToLower(s)); b {
-	case ByWindow, ByRemote, ByCountry, ByASN, ByService:
+	case ByWindow, ByRemote, ByCountry, ByASN, ByPrefix, ByService, ByHour, ByDay, ByWeek, ByMonth:
 		return b, nil
 	}
-	return "", fmt.Errorf("by %q: want window, remote, country, asn or service", s)
+	return "", fmt.Errorf("by %q: want window, remote, country, asn, prefix, service, hour, day, week or month", s)
 }
 
 // Sort is what rows are ordered by, heaviest first.
@@ -170,15 +179,20 @@ func (s Sort) weight(c rotate.Counts) uint64 {
 // cardinality cap or by Top.
 const OtherKey = "other"
 
-// Row is one line of an aggregate: a remote, a country, an AS, or the
-// folded rest (Key OtherKey).
+// Row is one line of an aggregate: a remote, a country, an AS, a network,
+// a period, or the folded rest (Key OtherKey).
 type Row struct {
-	Key     string     // address, country code ("" unknown), or AS number; OtherKey for the rest
-	Addr    netip.Addr // ByRemote
-	Country string     // ByRemote (the newest answer) and ByCountry
-	ASN     uint32     // ByRemote and ByASN
-	ASOrg   string     // ByRemote and ByASN
-	Remotes int        // distinct remotes (ByCountry, ByASN); for the other row, those Top folded
+	Key     string       // address, country code ("" unknown), AS number or prefix; OtherKey for the rest
+	Addr    netip.Addr   // ByRemote
+	Prefix  netip.Prefix // ByPrefix
+	Country string       // ByRemote (the newest answer) and ByCountry
+	ASN     uint32       // ByRemote and ByASN
+	ASOrg   string       // ByRemote and ByASN
+	Remotes int          // distinct remotes (ByCountry, ByASN, ByPrefix, periods); for the other row, those Top folded
+	// Periods: the period [Start, End), and whether Remotes is only a
+	// lower bound (remotes folded by a cap have no address to count).
+	Start, End time.Time
+	Inexact    bool
 	rotate.Counts
 }
 
@@ -191,14 +205,18 @@ func (r *Row) IsOther() bool { return r.Key == OtherKey }
 // once, by Rows. Add keeps no pointer into a window (only its strings), so
 // windows may be reused after it returns (storage.SpanOptions.Reuse).
 type Aggregator struct {
-	by     By
-	rows   []Row
-	byAddr map[netip.Addr]int32 // ByRemote
-	byASN  map[uint32]int32     // ByASN
-	byCC   map[string]int32     // ByCountry
-	other  int32                // index of the other row; -1 none yet
-	seen   map[seenKey]struct{} // distinct remotes per row, ByCountry/ByASN
-	sum    Summary
+	by       By
+	rows     []Row
+	byAddr   map[netip.Addr]int32   // ByRemote
+	byASN    map[uint32]int32       // ByASN
+	byCC     map[string]int32       // ByCountry
+	byPrefix map[netip.Prefix]int32 // ByPrefix
+	bits4    int                    // ByPrefix
+	bits6    int
+	period   periodState          // periods.go
+	other    int32                // index of the other row; -1 none yet
+	seen     map[seenKey]struct{} // distinct remotes per row, ByCountry/ByASN/ByPrefix
+	sum      Summary
 }
 
 type seenKey struct {
@@ -206,11 +224,33 @@ type seenKey struct {
 	row  int32
 }
 
-// NewAggregator groups by remote, country or asn; ByWindow is not an
-// aggregate (windows are their own rows).
+// NewAggregator groups by remote, country, asn, prefix (DefaultPrefix4
+// and DefaultPrefix6) or period (UTC); ByWindow is not an aggregate
+// (windows are their own rows).
 func NewAggregator(by By) (*Aggregator, error) {
+	return NewAggregatorFor(Question{By: by})
+}
+
+// NewAggregatorFor groups as q asks: q.By, with q's zone for periods and
+// q's prefix lengths.
+func NewAggregatorFor(q Question) (*Aggregator, error) {
+	by := q.By
 	a := &Aggregator{by: by, other: -1}
+	if by.IsPeriod() {
+		a.period = periodState{loc: q.Loc, cur: -1}
+		if a.period.loc == nil {
+			a.period.loc = time.UTC
+		}
+		return a, nil
+	}
 	switch by {
+	case ByPrefix:
+		a.byPrefix = map[netip.Prefix]int32{}
+		a.seen = map[seenKey]struct{}{}
+		a.bits4, a.bits6 = cmp.Or(q.Prefix4, DefaultPrefix4), cmp.Or(q.Prefix6, DefaultPrefix6)
+		if a.bits4 < 1 || a.bits4 > 32 || a.bits6 < 1 || a.bits6 > 128 {
+			return nil, fmt.Errorf("prefix lengths /%d and /%d: want 1 to 32 and 1 to 128", a.bits4, a.bits6)
+		}
 	case ByRemote:
 		a.byAddr = map[netip.Addr]int32{}
 	case ByCountry:
@@ -220,7 +260,7 @@ func NewAggregator(by By) (*Aggregator, error) {
 		a.byASN = map[uint32]int32{}
 		a.seen = map[seenKey]struct{}{}
 	default:
-		return nil, fmt.Errorf("cannot aggregate by %q: want remote, country or asn", by)
+		return nil, fmt.Errorf("cannot aggregate by %q: want remote, country, asn, prefix or a period", by)
 	}
 	return a, nil
 }
@@ -230,7 +270,27 @@ func NewAggregator(by By) (*Aggregator, error) {
 // are expected oldest first: a remote's newest GeoIP answer wins.
 func (a *Aggregator) Add(w *storage.Window) {
 	a.sum.add(w)
+	if a.by.IsPeriod() {
+		a.addPeriod(w)
+		return
+	}
 	switch a.by {
+	case ByPrefix:
+		for i := range w.Remotes {
+			r := &w.Remotes[i]
+			bits := a.bits6
+			if r.Addr.Is4() {
+				bits = a.bits4
+			}
+			p, _ := r.Addr.Prefix(bits)
+			j, ok := a.byPrefix[p]
+			if !ok {
+				j = int32(len(a.rows))
+				a.byPrefix[p] = j
+				a.rows = append(a.rows, Row{Prefix: p})
+			}
+			a.count(j, r)
+		}
 	case ByRemote:
 		for i := range w.Remotes {
 			r := &w.Remotes[i]
@@ -295,8 +355,15 @@ func (a *Aggregator) count(j int32, r *storage.Remote) {
 func (a *Aggregator) Summary() Summary { return a.sum }
 
 // Rows returns the rows heaviest first by s (ties by key), the other row
-// last. The aggregator must not be used afterwards.
+// last; periods oldest first. The aggregator must not be used afterwards.
 func (a *Aggregator) Rows(s Sort) []Row {
+	if a.by.IsPeriod() {
+		for i := range a.rows {
+			a.rows[i].Key = a.rows[i].Start.UTC().Format(time.RFC3339)
+		}
+		sortPeriods(a.rows)
+		return a.rows
+	}
 	for i := range a.rows {
 		r := &a.rows[i]
 		if int32(i) == a.other {
@@ -309,6 +376,8 @@ func (a *Aggregator) Rows(s Sort) []Row {
 			r.Key = r.Country
 		case ByASN:
 			r.Key = strconv.FormatUint(uint64(r.ASN), 10)
+		case ByPrefix:
+			r.Key = r.Prefix.String()
 		}
 	}
 	SortRows(a.rows, s)

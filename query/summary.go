@@ -16,6 +16,7 @@ type Summary struct {
 	First, Last          time.Time // the first unit's start, the last one's end; zero when none
 	Stats                rotate.Stats
 	DropUnits, FoldUnits int    // units with kernel drops, with remotes folded by --max-remotes
+	PartialUnits         int    // units watched for only part of their time (rotate.Partial)
 	Capped               uint64 // remote entries a rollup's cap folded into other
 
 	// Resolution is the coarsest unit an edge of the range was rounded to
@@ -62,6 +63,9 @@ func (s *Summary) add(w *storage.Window) {
 	if w.Stats.Folded > 0 || w.Stats.Overflow > 0 {
 		s.FoldUnits++
 	}
+	if w.Stats.Partial != 0 {
+		s.PartialUnits++
+	}
 	s.Capped += w.Capped
 }
 
@@ -93,7 +97,10 @@ type Question struct {
 	By     By
 	Filter Filter
 	Sort   Sort
-	Top    int
+	Top    int // not for periods, which are all listed, oldest first
+
+	Loc              *time.Location // periods: their time zone (nil: UTC)
+	Prefix4, Prefix6 int            // ByPrefix: the networks' lengths (0: the defaults)
 }
 
 // Answer adds up the range [from, to) of src, or its last N windows when
@@ -102,15 +109,27 @@ type Question struct {
 // hundred units rather than 130,000 windows; the last N windows are raw.
 // check (if not nil) runs before each unit; its error stops the read. The
 // API's /v1/aggregate and the CLI reading a file both answer with this.
+//
+// Periods (ByHour ... ByMonth) widen the range to whole periods of q.Loc
+// and read each period on its own, so that every unit lies within one.
 func Answer(src Reader, from, to time.Time, last int, q Question, check func() error) ([]Row, Summary, error) {
-	a, err := NewAggregator(q.By)
+	a, err := NewAggregatorFor(q)
 	if err != nil {
 		return nil, Summary{}, err
 	}
-	sum, err := read(src, from, to, last, storage.SpanOptions{Reuse: true}, check,
+	var span func(from, to time.Time, opt storage.SpanOptions, fn func(*storage.Window) error) (storage.Resolution, error)
+	if q.By.IsPeriod() {
+		span = func(from, to time.Time, opt storage.SpanOptions, fn func(*storage.Window) error) (storage.Resolution, error) {
+			return readPeriods(src, q.By, a.period.loc, from, to, opt, fn)
+		}
+	}
+	sum, err := readWith(src, span, from, to, last, storage.SpanOptions{Reuse: true}, check,
 		func(w *storage.Window) { a.Add(q.Filter.Apply(w)) }, a.Summary)
 	if err != nil {
 		return nil, Summary{}, err
+	}
+	if q.By.IsPeriod() {
+		return a.Rows(q.Sort), sum, nil
 	}
 	return Top(a.Rows(q.Sort), q.Top), sum, nil
 }
@@ -120,6 +139,16 @@ func Answer(src Reader, from, to time.Time, last int, q Question, check func() e
 // resolution the range was answered at.
 func read(src Reader, from, to time.Time, last int, opt storage.SpanOptions, check func() error,
 	add func(*storage.Window), summary func() Summary) (Summary, error) {
+	return readWith(src, nil, from, to, last, opt, check, add, summary)
+}
+
+// readWith is read with another way to read a range (nil: src.SpanWith).
+func readWith(src Reader, span func(from, to time.Time, opt storage.SpanOptions, fn func(*storage.Window) error) (storage.Resolution, error),
+	from, to time.Time, last int, opt storage.SpanOptions, check func() error,
+	add func(*storage.Window), summary func() Summary) (Summary, error) {
+	if span == nil {
+		span = src.SpanWith
+	}
 	feed := func(w *storage.Window) error {
 		if check != nil {
 			if err := check(); err != nil {
@@ -138,7 +167,7 @@ func read(src Reader, from, to time.Time, last int, opt storage.SpanOptions, che
 	} else if last > 0 {
 		err = src.Last(last, feed)
 	} else {
-		res, err = src.SpanWith(from, to, opt, feed)
+		res, err = span(from, to, opt, feed)
 	}
 	if err != nil {
 		return Summary{}, err

@@ -108,6 +108,19 @@ func (l *Log) rotatedAway() bool {
 func (l *Log) Write(w *storage.Window, top int, loc *time.Location) error {
 	var b strings.Builder
 	Format(&b, w, top, loc)
+	return l.write(b.String())
+}
+
+// WriteContinued appends w's lines as the rest of a window whose block the
+// log already has (the daemon stopped and started again inside it): a
+// "+++ continued" line instead of a second header, then its remotes.
+func (l *Log) WriteContinued(w *storage.Window, top int, loc *time.Location) error {
+	var b strings.Builder
+	format(&b, w, top, loc, true)
+	return l.write(b.String())
+}
+
+func (l *Log) write(block string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.rotatedAway() {
@@ -117,7 +130,7 @@ func (l *Log) Write(w *storage.Window, top int, loc *time.Location) error {
 	}
 	// One write per window: a reader tailing the file never sees half a block
 	// from us, and O_APPEND keeps blocks whole even if two writers shared it.
-	if _, err := io.WriteString(l.f, b.String()); err != nil {
+	if _, err := io.WriteString(l.f, block); err != nil {
 		return fmt.Errorf("record log %s: %w", l.path, err)
 	}
 	return nil
@@ -150,8 +163,14 @@ func (l *Log) Close() error {
 }
 
 // Format writes w's block to b. Every line starts with the window's start
-// time, so that grep on a time or an address finds whole answers.
+// time, so that grep on a time or an address finds whole answers. A window
+// watched for only part of its time says so in its header ("partial
+// start"), so that its small numbers are not read as quiet traffic.
 func Format(b *strings.Builder, w *storage.Window, top int, loc *time.Location) {
+	format(b, w, top, loc, false)
+}
+
+func format(b *strings.Builder, w *storage.Window, top int, loc *time.Location, continued bool) {
 	ts := w.Start.In(loc).Format(time.RFC3339)
 	var total rotate.Counts
 	for i := range w.Remotes {
@@ -159,11 +178,19 @@ func Format(b *strings.Builder, w *storage.Window, top int, loc *time.Location) 
 	}
 	total.Add(w.Other)
 	s := w.Stats
-	fmt.Fprintf(b, "%s === window %s remotes %d  tx %s %s pkts  rx %s %s pkts  frames %d skipped %d drops %d late %d folded %d ===\n",
-		ts, w.Length, len(w.Remotes)+int(s.Folded),
+	mark, what := "===", "window "+w.Length.String()
+	if continued {
+		mark, what = "+++", "window "+w.Length.String()+" continued after a restart:"
+	}
+	partial := ""
+	if s.Partial != 0 {
+		partial = " partial " + s.Partial.String()
+	}
+	fmt.Fprintf(b, "%s %s %s remotes %d  tx %s %s pkts  rx %s %s pkts  frames %d skipped %d drops %d late %d folded %d%s %s\n",
+		ts, mark, what, len(w.Remotes)+int(s.Folded),
 		units.Bytes(total.TxBytes), units.Count(total.TxPackets),
 		units.Bytes(total.RxBytes), units.Count(total.RxPackets),
-		s.Frames, s.Skipped(), s.Drops, s.Late, s.Folded)
+		s.Frames, s.Skipped(), s.Drops, s.Late, s.Folded, partial, mark)
 	n := len(w.Remotes)
 	if top > 0 && n > top {
 		n = top

@@ -28,10 +28,10 @@ func window(start time.Time) *storage.Window {
 func TestFormat(t *testing.T) {
 	var b strings.Builder
 	Format(&b, window(time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)), 2, time.UTC)
-	want := `2026-11-22T13:20:00Z === window 20s remotes 7  tx 1.10 MiB 825 pkts  rx 20.3 KiB 302 pkts  frames 1130 skipped 3 drops 0 late 0 folded 4 ===
-2026-11-22T13:20:00Z  tx   1.10 MiB     812 pkts  rx   20.2 KiB     301 pkts  JP 203.0.113.5
+	want := `2026-11-22T13:20:00Z === window 20s remotes 7  tx 1.10 MiB 825 pkts  rx 20.4 KiB 302 pkts  frames 1130 skipped 3 drops 0 late 0 folded 4 ===
+2026-11-22T13:20:00Z  tx   1.10 MiB     812 pkts  rx   20.3 KiB     301 pkts  JP 203.0.113.5
 2026-11-22T13:20:00Z  tx      300 B       3 pkts  rx        0 B       0 pkts  -- 2001:db8::7
-2026-11-22T13:20:00Z  tx     1000 B      10 pkts  rx       60 B       1 pkts  -- others (5 remotes)
+2026-11-22T13:20:00Z  tx   0.98 KiB      10 pkts  rx       60 B       1 pkts  -- others (5 remotes)
 `
 	if got := b.String(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
@@ -82,5 +82,44 @@ func TestReopensAfterRotation(t *testing.T) {
 	// SIGHUP path: explicit reopen keeps appending to the path.
 	if err := l.Reopen(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A partial window says so at the end of its header; the rest of a window
+// after a restart is a continuation line, not a second header.
+func TestPartialAndContinued(t *testing.T) {
+	start := time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)
+	r := storage.Remote{Addr: netip.MustParseAddr("198.51.100.2"), Country: "NL", Counts: rotate.Counts{TxPackets: 9, TxBytes: 12400, RxPackets: 8, RxBytes: 2070}}
+	w := &storage.Window{Start: start, Length: 20 * time.Second, Remotes: []storage.Remote{r},
+		Stats: rotate.Stats{Frames: 17, Tallied: 17, Partial: rotate.PartialStop | rotate.PartialOutage}}
+	path := filepath.Join(t.TempDir(), "records.log")
+	l, err := Open(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(w, 0, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	again := *w
+	again.Stats.Partial = rotate.PartialStart
+	if err := l.WriteContinued(&again, 0, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	whole := *w
+	whole.Start, whole.Stats.Partial = start.Add(20*time.Second), 0
+	if err := l.Write(&whole, 0, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	b, _ := os.ReadFile(path)
+	want := `2026-11-22T13:20:00Z === window 20s remotes 1  tx 12.1 KiB 9 pkts  rx 2.02 KiB 8 pkts  frames 17 skipped 0 drops 0 late 0 folded 0 partial stop,outage ===
+2026-11-22T13:20:00Z  tx   12.1 KiB       9 pkts  rx   2.02 KiB       8 pkts  NL 198.51.100.2
+2026-11-22T13:20:00Z +++ window 20s continued after a restart: remotes 1  tx 12.1 KiB 9 pkts  rx 2.02 KiB 8 pkts  frames 17 skipped 0 drops 0 late 0 folded 0 partial start +++
+2026-11-22T13:20:00Z  tx   12.1 KiB       9 pkts  rx   2.02 KiB       8 pkts  NL 198.51.100.2
+2026-11-22T13:20:20Z === window 20s remotes 1  tx 12.1 KiB 9 pkts  rx 2.02 KiB 8 pkts  frames 17 skipped 0 drops 0 late 0 folded 0 ===
+2026-11-22T13:20:20Z  tx   12.1 KiB       9 pkts  rx   2.02 KiB       8 pkts  NL 198.51.100.2
+`
+	if string(b) != want {
+		t.Errorf("record log:\n%s\nwant:\n%s", b, want)
 	}
 }

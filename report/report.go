@@ -91,6 +91,15 @@ type Report struct {
 	RawFrom      time.Time
 	Gaps         []Gap
 	Window       time.Duration // the raw windows' length (the most common)
+	// Stored is what the database holds, set by the caller when nothing
+	// of the range is: the notes then say where the data is.
+	Stored *Stored
+}
+
+// Stored is the database's raw windows: how many, the first and last start.
+type Stored struct {
+	Windows     int
+	First, Last time.Time
 }
 
 // Options shape Collect.
@@ -183,9 +192,15 @@ func Collect(ctx context.Context, src Source, from, to, now time.Time, o Options
 	}
 	// The edges: before the first window when it is not where raw windows
 	// begin for pruning, and after the last one beyond the open window.
+	// Rollups that start before the raw windows do show the daemon ran
+	// then: the gap ends where the first unit read begins.
 	if r.Windows > 0 && r.Summary.Resolution == storage.Raw && r.RawFrom.After(from) {
-		if r.RawFrom.Sub(from) >= r.Window {
-			r.Gaps = append([]Gap{{from, r.RawFrom}}, r.Gaps...)
+		first := r.RawFrom
+		if f := r.Summary.First; !f.IsZero() && f.Before(first) {
+			first = f
+		}
+		if first.Sub(from) >= r.Window {
+			r.Gaps = append([]Gap{{from, first}}, r.Gaps...)
 		}
 	}
 	if r.Windows > 0 && end.Sub(prevEnd) > 2*r.Window+10*time.Second {
@@ -216,11 +231,12 @@ func (r *Report) addBusy(b Busy, n int) {
 	}
 }
 
-// GapTime is the time the gaps cover together.
+// GapTime is the time the gaps cover together: the sum of each gap as
+// Duration shows it (to the second), so that the total is their sum.
 func (r *Report) GapTime() time.Duration {
 	var d time.Duration
 	for _, g := range r.Gaps {
-		d += g.To.Sub(g.From)
+		d += g.To.Sub(g.From).Round(time.Second)
 	}
 	return d
 }

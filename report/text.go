@@ -31,6 +31,9 @@ func (r *Report) Notes(loc *time.Location) []string {
 	} else {
 		out = append(out, "no frames dropped by the kernel")
 	}
+	if s.PartialUnits > 0 {
+		out = append(out, fmt.Sprintf("%d windows or rollups were watched for only part of their time (the daemon started or stopped inside them, or a capture was down); their counts are not quiet traffic", s.PartialUnits))
+	}
 	if s.Stats.Folded > 0 {
 		out = append(out, fmt.Sprintf("overflow: %d remotes in %d windows were over --max-remotes and are summed in 'other'", s.Stats.Folded, s.FoldUnits))
 	}
@@ -49,12 +52,22 @@ func (r *Report) Notes(loc *time.Location) []string {
 	if s.Resolution != storage.Raw {
 		out = append(out, fmt.Sprintf("answered at %s resolution: raw windows before %s were pruned", s.Resolution, s.RawFrom.In(loc).Format(TimeFormat)))
 	}
-	if r.Windows > 0 && r.RawFrom.After(r.From) && s.Resolution == storage.Raw && len(r.Gaps) > 0 && r.Gaps[0].From.Equal(r.From) {
+	if r.Windows > 0 && r.RawFrom.After(r.From) && s.Resolution == storage.Raw && len(r.Gaps) > 0 && r.Gaps[0].From.Equal(r.From) && r.Gaps[0].To.Equal(r.RawFrom) {
 		// said by the gap itself
 	} else if r.Windows > 0 && r.RawFrom.After(r.From.Add(r.Window)) {
 		out = append(out, fmt.Sprintf("raw windows begin %s: the chart and the busiest windows cover only the time from then", r.RawFrom.In(loc).Format(TimeFormat)))
 	}
+	if st := r.Stored; st != nil {
+		// What a fresh install's "yesterday" needs to say: where the data is.
+		if st.Windows > 0 {
+			out = append(out, fmt.Sprintf("nothing is stored in this range: the database holds %d windows, the first starting %s, the last %s",
+				st.Windows, st.First.In(loc).Format(TimeFormat), st.Last.In(loc).Format(TimeFormat)))
+		} else {
+			out = append(out, "nothing is stored in this range: the database holds no windows yet")
+		}
+	}
 	switch n := len(r.Gaps); {
+	case n == 0 && r.Stored != nil:
 	case n == 0:
 		out = append(out, "no gaps: windows cover the whole range")
 	default:
@@ -63,19 +76,32 @@ func (r *Report) Notes(loc *time.Location) []string {
 	return out
 }
 
-// Duration prints d as 1d2h, 3h4m, 5m6s or 7s.
+// Duration prints d to the second: 1d2h, 1d2h3m, 3h4m, 7h14m40s, 5m6s or
+// 7s. Smaller units are shown when not zero rather than cut off, so the
+// gaps listed add up to their total (which once read 7h14m for the only
+// gap but 7h15m in all).
 func Duration(d time.Duration) string {
 	d = d.Round(time.Second)
 	day := 24 * time.Hour
+	h, m, sec := (d%day)/time.Hour, (d%time.Hour)/time.Minute, (d%time.Minute)/time.Second
+	var s string
 	switch {
 	case d >= day:
-		return fmt.Sprintf("%dd%dh", d/day, (d%day)/time.Hour)
+		s = fmt.Sprintf("%dd%dh", d/day, h)
+		if m > 0 || sec > 0 {
+			s += fmt.Sprintf("%dm", m)
+		}
 	case d >= time.Hour:
-		return fmt.Sprintf("%dh%dm", d/time.Hour, (d%time.Hour)/time.Minute)
+		s = fmt.Sprintf("%dh%dm", d/time.Hour, m)
 	case d >= time.Minute:
-		return fmt.Sprintf("%dm%ds", d/time.Minute, (d%time.Minute)/time.Second)
+		return fmt.Sprintf("%dm%ds", m, sec)
+	default:
+		return fmt.Sprintf("%ds", sec)
 	}
-	return fmt.Sprintf("%ds", d/time.Second)
+	if sec > 0 {
+		s += fmt.Sprintf("%ds", sec)
+	}
+	return s
 }
 
 // CC prints a country code, -- for unknown.

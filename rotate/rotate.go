@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/dstwatch/dstwatch/capture"
@@ -185,6 +186,7 @@ type window struct {
 	start    int64         // Unix ns
 	deadline time.Duration // on the monotonic clock; live windows only
 	stats    Stats
+	outages  uint64 // Tally.outages when the window opened
 }
 
 // MaxFuture is how far ahead of the wall clock a packet timestamp may be
@@ -211,6 +213,15 @@ type Tally struct {
 
 	pairs    pairTable // the open window's (service, remote) tallies
 	pairHint int
+
+	// opened is set once a window was opened: the first one of a live
+	// tally began before the daemon did (Stats.Partial).
+	opened bool
+	// down counts capture sources that are down and outages counts their
+	// changes (CaptureDown); both are set by the sources' goroutines, so
+	// atomic. A window during which either said anything is partial.
+	down    atomic.Int64
+	outages atomic.Uint64
 
 	// suspect holds, in a replay, frames stamped beyond the window after
 	// the open one (see hold): a fixed array, so holding costs no
@@ -274,6 +285,13 @@ func (t *Tally) open(start int64, c clock) {
 	t.tab.reset(t.hint, buf)
 	t.pairs.reset(t.pairHint)
 	if t.cfg.Live {
+		if !t.opened && c.wall > start {
+			w.stats.Partial |= PartialStart
+		}
+		w.outages = t.outages.Load()
+		if t.down.Load() > 0 {
+			w.stats.Partial |= PartialOutage
+		}
 		// The deadline is set on the monotonic clock, so a wall clock stepped
 		// back by an hour cannot keep a window open for an hour.
 		untilEnd := time.Duration(start + t.length - c.wall)
@@ -281,11 +299,27 @@ func (t *Tally) open(start int64, c clock) {
 		w.deadline = c.mono + untilEnd + t.cfg.Grace
 	}
 	t.cur = w
+	t.opened = true
+}
+
+// CaptureDown tells the tally that a capture source stopped (true) or
+// captures again (false): the windows open meanwhile are marked
+// PartialOutage. Safe for use from any goroutine.
+func (t *Tally) CaptureDown(down bool) {
+	if down {
+		t.down.Add(1)
+	} else {
+		t.down.Add(-1)
+	}
+	t.outages.Add(1)
 }
 
 func (t *Tally) close() {
 	w := t.cur
 	t.cur = nil
+	if t.cfg.Live && (t.down.Load() > 0 || t.outages.Load() != w.outages) {
+		w.stats.Partial |= PartialOutage
+	}
 	t.closedEnd = w.start + t.length
 	t.hint = t.tab.remotes()
 	t.pairHint = len(t.pairs.rows)
@@ -480,9 +514,15 @@ func (t *Tally) tick(c clock) {
 
 // flush closes the open window, if any: the partial window at shutdown or
 // at the end of a capture file.
-func (t *Tally) flush() {
+func (t *Tally) flush() { t.flushAt(time.Now().UnixNano()) }
+
+// flushAt is flush at wall clock time wall (Unix ns).
+func (t *Tally) flushAt(wall int64) {
 	t.release(clock{})
 	if t.cur != nil {
+		if t.cfg.Live && wall < t.cur.start+t.length {
+			t.cur.stats.Partial |= PartialStop // the daemon stops inside it
+		}
 		t.cur.stats.Frames += t.badStamps
 		t.cur.stats.Malformed += t.badStamps
 		t.badStamps = 0

@@ -497,3 +497,48 @@ func TestOpenBoundFoldsRemotesAndServices(t *testing.T) {
 		t.Fatalf("heaviest service %v with %d packets, want 0/other with the services past the fold rows", last.Key, last.RxPackets)
 	}
 }
+
+// A live tally marks the windows it did not watch whole: the first (it
+// started inside it), any during which a capture source was down, and the
+// last when it stops inside it. A replay marks none.
+func TestLivePartialWindows(t *testing.T) {
+	tl, rec := newTally(t, true)
+	at := func(wall, mono time.Duration) clock { return clock{wall: base.Add(wall).UnixNano(), mono: mono} }
+	tl.tick(at(5*time.Second, 0))                                 // starts 5 s into the first window
+	tl.tick(at(L+600*time.Millisecond, 15600*time.Millisecond))   // closes it
+	tl.tick(at(2*L+600*time.Millisecond, 35600*time.Millisecond)) // a whole one
+	tl.CaptureDown(true)                                          // down and back inside the third
+	tl.CaptureDown(false)
+	tl.tick(at(3*L+600*time.Millisecond, 55600*time.Millisecond))
+	tl.CaptureDown(true) // down across the fourth
+	tl.tick(at(4*L+600*time.Millisecond, 75600*time.Millisecond))
+	tl.CaptureDown(false)
+	tl.tick(at(5*L+600*time.Millisecond, 95600*time.Millisecond)) // the fifth opened while a source was down
+	tl.tick(at(6*L+600*time.Millisecond, 115600*time.Millisecond))
+	tl.flushAt(base.Add(6*L + 3*time.Second).UnixNano()) // stops 3 s into the seventh
+	want := []Partial{PartialStart, 0, PartialOutage, PartialOutage, PartialOutage, 0, PartialStop}
+	if len(rec.got) != len(want) {
+		t.Fatalf("%d windows, want %d", len(rec.got), len(want))
+	}
+	for i, c := range rec.got {
+		if c.Stats.Partial != want[i] {
+			t.Errorf("window %d: partial %q, want %q", i, c.Stats.Partial, want[i])
+		}
+	}
+	// Adding windows joins their reasons.
+	s := Stats{Partial: PartialStart}
+	s.Add(Stats{Partial: PartialStop})
+	if s.Partial.String() != "start,stop" {
+		t.Errorf("joined: %q", s.Partial)
+	}
+	if p, err := ParsePartial(s.Partial.Names()); err != nil || p != s.Partial {
+		t.Errorf("ParsePartial: %v %v", p, err)
+	}
+
+	tl, rec = newTally(t, false)
+	tl.add([]capture.Event{ev(5*time.Second, capture.Ingress, "192.0.2.1", 100)}, clock{})
+	tl.flushAt(base.Add(6 * time.Second).UnixNano())
+	if len(rec.got) != 1 || rec.got[0].Stats.Partial != 0 {
+		t.Errorf("a replay marked its window partial: %+v", rec.got[0].Stats)
+	}
+}

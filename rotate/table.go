@@ -144,13 +144,11 @@ func (t *table) take() []row {
 	return rows
 }
 
-// grow2 doubles a full slice's capacity. append grows large slices by about
-// a quarter, so a scan's window growing to a million rows was copied again
-// and again, in long copies the garbage collector has to wait for.
-func grow2[T any](s []T) []T { return growTo(s, 0) }
-
-// growTo is grow2 whose new capacity stops at limit (0: none), so that a
-// bounded table never holds an array twice the size of its bound.
+// growTo doubles a full slice's capacity, stopping at limit (0: none).
+// append grows large slices by about a quarter, so a scan's window growing
+// to a million rows was copied again and again, in long copies the garbage
+// collector has to wait for; the limit keeps a bounded table from holding an
+// array twice the size of its bound.
 func growTo[T any](s []T, limit int) []T {
 	c := max(2*cap(s), 1024)
 	if limit > 0 && c > limit {

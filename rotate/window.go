@@ -1,7 +1,10 @@
 package rotate
 
 import (
+	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -31,7 +34,8 @@ func (c Counts) Packets() uint64 { return c.TxPackets + c.RxPackets }
 func (c Counts) IsZero() bool { return c == Counts{} }
 
 // Stats describe how a window's numbers came about. Frames = Tallied + the
-// skip counters; Drops, Late, Folded and Overflow are separate.
+// skip counters; Drops, Late, Folded and Overflow are separate. Partial is
+// not a counter but a set of reasons.
 type Stats struct {
 	Frames    uint64 // frames seen by dstwatch in this window
 	Tallied   uint64 // frames counted for a remote (egress or ingress)
@@ -50,6 +54,48 @@ type Stats struct {
 	// totals), not into rows of their own. How many remotes they were is
 	// not known: remembering them is what the bound saves.
 	Overflow uint64
+	// Partial is set when capture did not watch all of the window's time,
+	// so that a quiet number is not read as quiet traffic.
+	Partial Partial
+}
+
+// Partial is the set of reasons a window was watched for only part of its
+// time. Adding windows (a merge, a rollup) joins their sets.
+type Partial uint8
+
+const (
+	PartialStart  Partial = 1 << iota // the daemon started inside it
+	PartialStop                       // the daemon stopped inside it
+	PartialOutage                     // a capture source was down during it
+)
+
+var partialNames = [...]string{"start", "stop", "outage"}
+
+// Names are the reasons in p, in a fixed order: start, stop, outage.
+func (p Partial) Names() []string {
+	var out []string
+	for i, n := range partialNames {
+		if p&(1<<i) != 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// String is p's names joined by commas; "" when the window is whole.
+func (p Partial) String() string { return strings.Join(p.Names(), ",") }
+
+// ParsePartial is the inverse of Names.
+func ParsePartial(names []string) (Partial, error) {
+	var p Partial
+	for _, n := range names {
+		i := slices.Index(partialNames[:], n)
+		if i < 0 {
+			return 0, fmt.Errorf("partial %q: want start, stop or outage", n)
+		}
+		p |= 1 << i
+	}
+	return p, nil
 }
 
 // Add adds o to s.
@@ -67,6 +113,7 @@ func (s *Stats) Add(o Stats) {
 	s.Oversize += o.Oversize
 	s.Spoofed += o.Spoofed
 	s.Overflow += o.Overflow
+	s.Partial |= o.Partial
 }
 
 // Skipped is the number of frames seen but not tallied.

@@ -46,6 +46,9 @@
 //	bucket "asn"
 //	    key    4 bytes: uint32 AS number
 //	    value  the organisation's name, UTF-8, as last reported by geo
+//	bucket "outbox" (only once an export was enabled; see outbox.go)
+//	    key    8 bytes: uint64 sequence, in the order windows were stored
+//	    value  8 bytes: uint64 Unix seconds of the stored window's start
 //
 // A window value is one encoding version byte (1) followed by sections
 // until the end of the value:
@@ -63,9 +66,12 @@
 //	      uvarint  GeoIP database build time, Unix seconds; 0 = none
 //	id 2  stats: one uvarint per rotate.Stats field, in this order:
 //	      Frames, Tallied, NonIP, Transit, Malformed, Excluded, Local,
-//	      Drops, Late, Folded, Oversize, Spoofed, Overflow (the last three
-//	      were appended later; a shorter section from an older version
-//	      reads them as 0, and no format bump is needed)
+//	      Drops, Late, Folded, Oversize, Spoofed, Overflow, Partial (the
+//	      last four were appended later; a shorter section from an older
+//	      version reads them as 0, and no format bump is needed). Partial
+//	      is a bit set, not a count: 1 the daemon started inside the
+//	      window, 2 it stopped inside it, 4 a capture source was down
+//	      during it; at most 0xff. Merged windows and rollups join the sets.
 //	id 3  other: the counts of remotes folded by the cardinality cap
 //	      uvarint TxPackets, TxBytes, RxPackets, RxBytes
 //	id 4  remotes

@@ -70,7 +70,7 @@ func MarshalWindow(w *Window) []byte {
 	s := w.Stats
 	p = scratch[:0]
 	for _, v := range [...]uint64{s.Frames, s.Tallied, s.NonIP, s.Transit, s.Malformed,
-		s.Excluded, s.Local, s.Drops, s.Late, s.Folded, s.Oversize, s.Spoofed, s.Overflow} {
+		s.Excluded, s.Local, s.Drops, s.Late, s.Folded, s.Oversize, s.Spoofed, s.Overflow, uint64(s.Partial)} {
 		p = binary.AppendUvarint(p, v)
 	}
 	buf = appendSection(buf, secStats, p)
@@ -250,7 +250,7 @@ func unmarshalWith(w *Window, key, val []byte, mode int) error {
 			err = decodeStats(&w.Stats, payload)
 		case secOther:
 			var ok bool
-			w.Other, payload, ok = decodeCounts(payload)
+			w.Other, _, ok = decodeCounts(payload)
 			if !ok {
 				err = corrupt("other: bad count")
 			}
@@ -379,8 +379,10 @@ func decodeHeader(w *Window, p []byte) error {
 }
 
 func decodeStats(s *rotate.Stats, p []byte) error {
+	var partial uint64
+	defer func() { s.Partial = rotate.Partial(partial) }()
 	fields := [...]*uint64{&s.Frames, &s.Tallied, &s.NonIP, &s.Transit, &s.Malformed,
-		&s.Excluded, &s.Local, &s.Drops, &s.Late, &s.Folded, &s.Oversize, &s.Spoofed, &s.Overflow}
+		&s.Excluded, &s.Local, &s.Drops, &s.Late, &s.Folded, &s.Oversize, &s.Spoofed, &s.Overflow, &partial}
 	for i, f := range fields {
 		if len(p) == 0 {
 			// A shorter section is from a version with fewer counters.
@@ -389,6 +391,9 @@ func decodeStats(s *rotate.Stats, p []byte) error {
 		v, n := binary.Uvarint(p)
 		if n <= 0 {
 			return corrupt("stats: bad field %d", i)
+		}
+		if f == &partial && v > 0xff {
+			return corrupt("stats: partial %#x", v)
 		}
 		*f = v
 		p = p[n:]

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -185,5 +186,56 @@ func TestStatsSectionOlderAndNewer(t *testing.T) {
 	}
 	if want := (rotate.Stats{Frames: 7, Tallied: 5, NonIP: 1, Malformed: 1, Drops: 3}); old.Stats != want {
 		t.Fatalf("old stats %+v, want %+v", old.Stats, want)
+	}
+}
+
+// A window's partial set is appended after Overflow: today's value carries
+// it, a section of thirteen counters (before it existed) reads it as none,
+// merging joins the sets, and a value beyond a byte is refused as corrupt.
+func TestStatsPartial(t *testing.T) {
+	start := time.Unix(1_800_000_000, 0).UTC()
+	w := &Window{Start: start, Length: 20 * time.Second,
+		Stats: rotate.Stats{Frames: 10, Tallied: 10, Overflow: 4, Partial: rotate.PartialStart | rotate.PartialOutage}}
+	got, err := UnmarshalWindow(windowKey(start), MarshalWindow(w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Stats != w.Stats {
+		t.Fatalf("stats %+v, want %+v", got.Stats, w.Stats)
+	}
+	section := func(vs ...uint64) []byte {
+		var stats []byte
+		for _, v := range vs {
+			stats = binary.AppendUvarint(stats, v)
+		}
+		val := []byte{1}
+		val = appendSection(val, secHeader, []byte{20, 0})
+		return appendSection(val, secStats, stats)
+	}
+	old, err := UnmarshalWindow(windowKey(start), section(7, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2))
+	if err != nil || old.Stats != (rotate.Stats{Frames: 7, Tallied: 7, Overflow: 2}) {
+		t.Fatalf("thirteen counters: %+v %v", old.Stats, err)
+	}
+	if _, err := UnmarshalWindow(windowKey(start), section(7, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 256)); !errors.Is(err, errCorrupt) {
+		t.Errorf("partial 256: %v", err)
+	}
+
+	d, err := Open(filepath.Join(t.TempDir(), "p.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	stop := &Window{Start: start, Length: 20 * time.Second, Stats: rotate.Stats{Partial: rotate.PartialStop}}
+	again := &Window{Start: start, Length: 20 * time.Second, Stats: rotate.Stats{Partial: rotate.PartialStart}}
+	if err := d.Put([]*Window{stop}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Put([]*Window{again}); err != nil {
+		t.Fatal(err)
+	}
+	var merged rotate.Partial
+	d.Last(1, func(w *Window) error { merged = w.Stats.Partial; return nil })
+	if merged != rotate.PartialStart|rotate.PartialStop {
+		t.Errorf("merged partial %q, want start,stop", merged)
 	}
 }

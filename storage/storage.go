@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/rotate"
@@ -314,9 +315,9 @@ func openBolt(path string, readOnly bool, opt Options) (*bolt.DB, error) {
 		return b, nil
 	case errors.Is(err, safefile.ErrSymlink), errors.Is(err, safefile.ErrForeign):
 		return nil, err
-	case errors.Is(err, bolt.ErrTimeout):
+	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("open %s: %w (is the dstwatch daemon running?): gave up after %s", path, ErrLocked, opt.Timeout)
-	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
 		return nil, damaged(path, err.Error())
 	}
 	return nil, fmt.Errorf("open %s: %w", path, err)

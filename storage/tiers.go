@@ -96,8 +96,9 @@ var DefaultRetention = Retention{
 	Days:    730 * 24 * time.Hour,
 }
 
-// Pruned counts what PruneTiers deleted.
-type Pruned struct{ Windows, Hours, Days int }
+// Pruned counts what PruneTiers deleted; Unexported, the raw windows
+// among them that were still waiting in the outbox (outbox.go).
+type Pruned struct{ Windows, Hours, Days, Unexported int }
 
 // Meta keys of format 2. Each holds 8 bytes: big-endian Unix seconds.
 var (
@@ -512,6 +513,11 @@ func (db *DB) PruneTiers(newest time.Time, keep Retention) (Pruned, error) {
 				return err
 			}
 			*t.n = n
+			if t.r == Raw && n > 0 {
+				if p.Unexported, err = pruneOutbox(tx, ceilSecond(cut)); err != nil { // outbox.go
+					return err
+				}
+			}
 		}
 		return nil
 	})

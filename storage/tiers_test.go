@@ -691,11 +691,10 @@ func TestCompact(t *testing.T) {
 	if err := Compact(src, dst); !errors.Is(err, ErrLocked) {
 		t.Fatalf("Compact of an open database: %v, want ErrLocked", err)
 	}
-	want := snapshot(t, db)
 	if _, err := db.Prune(day0.Add(24 * time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	want = snapshot(t, db)
+	want := snapshot(t, db)
 	db.Close()
 	if err := Compact(src, dst); err != nil {
 		t.Fatal(err)

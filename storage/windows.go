@@ -88,6 +88,9 @@ func (db *DB) Put(ws []*Window) error {
 		if err := rollUp(tx, sorted, db.caps); err != nil {
 			return err
 		}
+		if err := putOutbox(tx, sorted); err != nil { // outbox.go
+			return err
+		}
 		ab := tx.Bucket(bucketASN)
 		asns := make([]uint32, 0, len(newOrgs))
 		for asn, org := range newOrgs {

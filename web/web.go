@@ -24,6 +24,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/internal/units"
+	"github.com/dstwatch/dstwatch/internal/webconfig"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/report"
 	"github.com/dstwatch/dstwatch/storage"
@@ -42,6 +43,11 @@ type Config struct {
 	Status   func() (api.Status, error)
 	Log      *slog.Logger
 	Location *time.Location // times shown; nil: local
+	// WebConfig is an exporter-toolkit web configuration file (TLS,
+	// client certificates, basic auth) to serve by, re-read on every
+	// connection; "" serves plain HTTP. Its basic auth or verified client
+	// certificates count as auth beyond loopback, as Token and User do.
+	WebConfig string
 }
 
 // Server serves the dashboard.
@@ -49,6 +55,7 @@ type Server struct {
 	cfg Config
 	ln  net.Listener
 	srv *http.Server
+	tls webconfig.Info // what cfg.WebConfig set at Listen
 
 	mu     sync.Mutex
 	subs   map[chan []byte]struct{}
@@ -59,7 +66,11 @@ type Server struct {
 const writeTimeout = 10 * time.Second
 
 // ErrNeedsAuth refuses a listener beyond loopback without auth.
-var ErrNeedsAuth = errors.New("--web on an address beyond loopback needs --web-token-file or --web-user with --web-password-file")
+var ErrNeedsAuth = errors.New("--web on an address beyond loopback needs --web-token-file or --web-user with --web-password-file, or a --web-config with basic_auth_users or client_auth_type RequireAndVerifyClientCert")
+
+// ErrTwoBasicAuths refuses a dashboard user beside a web config's users:
+// both would want the one Authorization header.
+var ErrTwoBasicAuths = errors.New("--web-user and the basic_auth_users of --web-config both want the Authorization header: keep one of them")
 
 // Loopback reports whether addr's host is a loopback address or localhost.
 func Loopback(addr string) bool {
@@ -109,8 +120,18 @@ func Listen(cfg Config) (*Server, error) {
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return nil, fmt.Errorf("--web %q: want host:port, e.g. 127.0.0.1:9751", cfg.Addr)
 	}
-	if cfg.Token == "" && cfg.User == "" && !Loopback(cfg.Addr) {
+	var info webconfig.Info
+	if cfg.WebConfig != "" {
+		var err error
+		if info, err = webconfig.Check(cfg.WebConfig); err != nil {
+			return nil, fmt.Errorf("web config: %w", err)
+		}
+	}
+	if cfg.Token == "" && cfg.User == "" && !info.Auth() && !Loopback(cfg.Addr) {
 		return nil, ErrNeedsAuth
+	}
+	if cfg.User != "" && info.Users {
+		return nil, ErrTwoBasicAuths
 	}
 	if cfg.Location == nil {
 		cfg.Location = time.Local
@@ -119,7 +140,7 @@ func Listen(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web dashboard: %w", err)
 	}
-	s := &Server{cfg: cfg, ln: ln, subs: map[chan []byte]struct{}{}}
+	s := &Server{cfg: cfg, ln: ln, tls: info, subs: map[chan []byte]struct{}{}}
 	mux := http.NewServeMux()
 	static := http.FileServerFS(assets)
 	mux.Handle("GET /assets/", static)
@@ -143,9 +164,16 @@ func Listen(cfg Config) (*Server, error) {
 // Addr is where the dashboard listens.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// URL is the dashboard's address, https:// when its web config set TLS.
+func (s *Server) URL() string { return s.tls.Scheme() + "://" + s.ln.Addr().String() + "/" }
+
 // Serve serves until Close.
 func (s *Server) Serve() error {
-	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+	log := s.cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := webconfig.Serve(s.ln, s.srv, s.cfg.WebConfig, log.With("listener", "web")); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
@@ -170,7 +198,9 @@ func (s *Server) Close() {
 
 func (s *Server) auth(next http.Handler) http.Handler {
 	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
-	open := s.cfg.User == "" && s.cfg.Token == ""
+	// A web config's users or client certificates authenticate before
+	// this handler runs.
+	open := s.cfg.User == "" && s.cfg.Token == "" && !s.tls.Auth()
 	var sess string
 	if s.cfg.Token != "" {
 		sess = session(s.cfg.Token)
@@ -338,8 +368,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 // WindowEvent is a window as the page shows it: totals and its heaviest
 // remotes.
 type WindowEvent struct {
-	Start   string `json:"start"`
-	End     string `json:"end"`
+	Start string `json:"start"`
+	End   string `json:"end"`
+	// Shown is Start as the rest of the page shows times (24-hour, in the
+	// daemon's zone), not as the browser's locale would (2:03:20 PM).
+	Shown   string `json:"shown"`
 	Seconds int64  `json:"seconds"`
 	Remotes int    `json:"remotes"`
 	query.CountsJSON
@@ -348,13 +381,14 @@ type WindowEvent struct {
 	Top   []RowJSON `json:"top"`
 }
 
-func windowEvent(w *storage.Window) WindowEvent {
+func windowEvent(w *storage.Window, loc *time.Location) WindowEvent {
 	var c = w.Other
 	for i := range w.Remotes {
 		c.Add(w.Remotes[i].Counts)
 	}
 	e := WindowEvent{
 		Start: w.Start.UTC().Format(time.RFC3339), End: w.End().UTC().Format(time.RFC3339),
+		Shown:   w.Start.In(loc).Format("2006-01-02 15:04:05 MST"),
 		Seconds: int64(w.Length / time.Second), Remotes: len(w.Remotes), CountsJSON: query.ToCounts(c),
 		Human: [2]string{units.Bytes(c.TxBytes), units.Bytes(c.RxBytes)},
 		Rate:  [2]string{report.Rate(c.TxBytes, w.Length), report.Rate(c.RxBytes, w.Length)},
@@ -372,7 +406,7 @@ func windowEvent(w *storage.Window) WindowEvent {
 func (s *Server) current(w http.ResponseWriter, r *http.Request) {
 	var ev *WindowEvent
 	err := s.cfg.Reader.Last(1, func(win *storage.Window) error {
-		e := windowEvent(win)
+		e := windowEvent(win, s.cfg.Location)
 		ev = &e
 		return nil
 	})
@@ -391,7 +425,7 @@ func (s *Server) Publish(win *storage.Window) {
 	if len(s.subs) == 0 {
 		return
 	}
-	b, err := json.Marshal(windowEvent(win))
+	b, err := json.Marshal(windowEvent(win, s.cfg.Location))
 	if err != nil {
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,6 +114,7 @@ func spoofUDP(t *testing.T, ns string, dst netip.Addr, srcs []netip.Addr) {
 // suppressed, in the record log, 'incidents', 'status' and /metrics, and
 // every packet is still stored.
 func TestLiveStormOfSpoofedSourcesIsBounded(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	act := filepath.Join(dir, "act.sh")
@@ -246,6 +248,7 @@ func allDone(l []*alert.Incident) bool {
 // in the daemon's log, the record log, alerts.db, the API's answer or the
 // error of a webhook that fails.
 func TestLiveWebhookSecretsRedacted(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	var mu sync.Mutex
@@ -330,5 +333,55 @@ func TestLiveWebhookSecretsRedacted(t *testing.T) {
 	}
 	if !strings.Contains(d.stderr.String(), "127.0.0.1") || !strings.Contains(d.stderr.String(), "[redacted]") {
 		t.Errorf("the failing webhook's error is not in the log, redacted:\n%s", d.stderr.String())
+	}
+}
+
+// The rules file is read once at start, so that it may be a pipe, as with
+// bash's --rules <(make-rules): a second read would wait for a writer that
+// has gone.
+func TestRulesReadOnceFromAPipe(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.fifo")
+	if err := syscall.Mkfifo(rules, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		f, err := os.OpenFile(rules, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		f.WriteString("rules:\n  - name: big\n    per: remote\n    metric: tx_bytes\n    threshold: 10k\n    period: 1h\n    expire: 1h\n    actions: [{log: true}]\n")
+		f.Close()
+	}()
+	file := filepath.Join(dir, "t.pcap")
+	if err := pcapgen.Write(file, pcapgen.PcapMicro, pcapgen.LinkEthernet, udpTo(netip.MustParseAddr("203.0.113.9"), 30, testStart)); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		code   int
+		stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, _, stderr := runCmd(t, "run", "--read", file, "--local", "198.51.100.1", "--db", filepath.Join(dir, "w.db"), "--rules", rules, "--socket", "none")
+		done <- result{code, stderr}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		// Let the waiting read see an end of file, so the run can finish.
+		if f, err := os.OpenFile(rules, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+		<-done
+		t.Fatal("run waited for a second read of the rules pipe")
+	}
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	rec, _ := os.ReadFile(filepath.Join(dir, "records.log"))
+	if !strings.Contains(string(rec), "!!! alert fired rule=big id=1 key=203.0.113.9") {
+		t.Errorf("the rules from the pipe did not fire:\n%s\n%s", rec, r.stderr)
 	}
 }

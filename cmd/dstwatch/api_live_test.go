@@ -51,6 +51,7 @@ func waitFor(d time.Duration, cond func() bool) bool {
 // socket, quickly and exactly; after it stops, query reads the file and
 // prints the very same thing.
 func TestLiveQueryWhileRunning(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "live.db")
@@ -141,7 +142,7 @@ func TestLiveQueryWhileRunning(t *testing.T) {
 		t.Errorf("socket left behind after stop: %v", err)
 	}
 	// The same questions, now answered from the file.
-	code, out, stderr = runCmd(t, "status", "--db", db)
+	code, _, stderr = runCmd(t, "status", "--db", db)
 	if code != 3 || !strings.Contains(stderr, "not running") {
 		t.Errorf("status without daemon: exit %d, %q", code, stderr)
 	}

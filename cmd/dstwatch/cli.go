@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdIncidents(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "dstwatch", buildVersion())
+	case "gendocs": // hidden: scripts/package's man pages and completions (docs.go)
+		err = cmdGendocs(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -109,6 +111,10 @@ func newFlagSet(name, help string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
+		if docsHook != nil {
+			docsHook(fs, help)
+			return
+		}
 		fmt.Fprint(stdout, help)
 		fmt.Fprintln(stdout, "\nFlags:")
 		printFlags(stdout, fs)
@@ -130,8 +136,8 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 			line += " " + arg
 		}
 		fmt.Fprintf(w, "%s\n      %s", line, usage)
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "-1" {
-			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		if d := shownDefault(f); d != "" {
+			fmt.Fprintf(w, " (default %s)", d)
 		}
 		fmt.Fprintln(w)
 	})

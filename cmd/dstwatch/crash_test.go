@@ -70,6 +70,7 @@ func announced(t *testing.T, path string) []time.Time {
 // After kill -9 at random moments the DB opens, passes its integrity check
 // (storage.Open runs it), and holds every window the record log announced.
 func TestKill9LosesNothingAnnounced(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "crash.db")
@@ -118,6 +119,7 @@ func TestKill9LosesNothingAnnounced(t *testing.T) {
 // A stop and a start within one window store it once, with the counts of
 // both runs merged.
 func TestRestartWithinWindowMerges(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "merge.db")

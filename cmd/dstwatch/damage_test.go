@@ -129,6 +129,7 @@ func TestDamagedValueSkipped(t *testing.T) {
 // A running daemon answers a query over a damaged window through its API
 // with the same note, and status lists the damaged value.
 func TestDamagedValueLiveStatus(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "w.db")

@@ -7,9 +7,10 @@ import (
 	"github.com/dstwatch/dstwatch/query"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dstwatch/dstwatch/internal/units"
 )
 
 // listFlag is a repeatable flag that also splits on commas:
@@ -80,27 +81,12 @@ func readPrefixFile(path string) ([]netip.Prefix, error) {
 // parseSpan parses a duration that may also be given in days or weeks
 // ("30d", "2w"), since retention is thought of in days.
 func parseSpan(flagName, s string) (time.Duration, error) {
-	bad := fmt.Errorf("%w: %s %q: not a duration (examples: 20s, 5m, 12h, 30d, 2w)", errUsage, flagName, s)
-	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			v, err := strconv.ParseFloat(n, 64)
-			// !(v >= 0) refuses NaN too; the float is compared, not the
-			// Duration, whose conversion wraps for huge values.
-			if err != nil || !(v >= 0) {
-				return 0, bad
-			}
-			if v*float64(unit) > float64(maxSpan) {
-				return 0, fmt.Errorf("%w: %s %q: %w (at most %dd)", errUsage, flagName, s, errTooLong, maxSpan/(24*time.Hour))
-			}
-			return time.Duration(v * float64(unit)), nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, bad
-	}
-	if d > maxSpan {
+	d, err := units.ParseDuration(s, maxSpan)
+	switch {
+	case errors.Is(err, units.ErrTooLong):
 		return 0, fmt.Errorf("%w: %s %q: %w (at most %dd)", errUsage, flagName, s, errTooLong, maxSpan/(24*time.Hour))
+	case err != nil:
+		return 0, fmt.Errorf("%w: %s %q: not a duration (examples: 20s, 5m, 12h, 30d, 2w)", errUsage, flagName, s)
 	}
 	return d, nil
 }

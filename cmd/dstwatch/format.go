@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/dstwatch/dstwatch/fleet"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/rotate"
@@ -46,7 +49,7 @@ func writeQuery(w io.Writer, ws []*storage.Window, o queryOpts) error {
 		}
 		return writeWindowsTable(w, shown, o)
 	}
-	a, err := query.NewAggregator(o.by)
+	a, err := query.NewAggregatorFor(query.Question{By: o.by, Loc: o.location(), Prefix4: o.prefix4, Prefix6: o.prefix6})
 	if err != nil {
 		return err
 	}
@@ -69,6 +72,9 @@ func writeAnswer(w, stderr io.Writer, rows []query.Row, sum query.Summary, o que
 		}
 		if note := damageNote(sum); note != "" {
 			fmt.Fprintf(stderr, "dstwatch query: %s\n", note)
+		}
+		if o.format == "json" && o.by == fleet.ByHost {
+			return encodeJSON(w, hostRowsJSON(rows)) // fleet.go
 		}
 		if o.format == "json" {
 			return encodeJSON(w, query.RowsJSON(rows, o.by))
@@ -142,6 +148,17 @@ func writeWindowsCSV(w io.Writer, ws []*storage.Window) error {
 func writeRowsCSV(w io.Writer, rows []query.Row, by query.By) error {
 	cw := csv.NewWriter(w)
 	switch by {
+	case query.ByHour, query.ByDay, query.ByWeek, query.ByMonth:
+		cw.Write(append([]string{"start", "end", "remotes", "remotes_exact"}, countsHeader...))
+		for _, r := range rows {
+			cw.Write(append([]string{r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339),
+				strconv.Itoa(r.Remotes), strconv.FormatBool(!r.Inexact)}, countsRecord(r.Counts)...))
+		}
+	case query.ByPrefix:
+		cw.Write(append([]string{"prefix", "remotes"}, countsHeader...))
+		for _, r := range rows {
+			cw.Write(append([]string{r.Key, strconv.Itoa(r.Remotes)}, countsRecord(r.Counts)...))
+		}
 	case query.ByCountry:
 		cw.Write(append([]string{"country", "remotes"}, countsHeader...))
 		for _, r := range rows {
@@ -150,6 +167,11 @@ func writeRowsCSV(w io.Writer, rows []query.Row, by query.By) error {
 				c = query.OtherKey
 			}
 			cw.Write(append([]string{c, strconv.Itoa(r.Remotes)}, countsRecord(r.Counts)...))
+		}
+	case fleet.ByHost:
+		cw.Write(append([]string{"host", "remotes"}, countsHeader...))
+		for _, r := range rows {
+			cw.Write(append([]string{r.Key, strconv.Itoa(r.Remotes)}, countsRecord(r.Counts)...))
 		}
 	case query.ByASN:
 		cw.Write(append([]string{"asn", "as_org", "remotes"}, countsHeader...))
@@ -264,6 +286,18 @@ func writeRowsTable(w io.Writer, sum query.Summary, rows []query.Row, o queryOpt
 			units.Bytes(r.RxBytes), units.Count(r.RxPackets), pct(o.weight(r.Counts), o.weight(total)))
 	}
 	switch o.by {
+	case query.ByHour, query.ByDay, query.ByWeek, query.ByMonth:
+		fmt.Fprintf(tw, "%s\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t\n", strings.ToUpper(string(o.by)))
+		for _, r := range rows {
+			line(fmt.Sprintf("%s\t%s\t", periodName(o.by, r.Start, o.location()), remotesCell(r)), r)
+		}
+		fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t")
+	case query.ByPrefix:
+		fmt.Fprintln(tw, "PREFIX\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
+		for _, r := range rows {
+			line(fmt.Sprintf("%s\t%d\t", r.Key, r.Remotes), r)
+		}
+		fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t")
 	case query.ByCountry:
 		fmt.Fprintln(tw, "COUNTRY\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
 		for _, r := range rows {
@@ -287,6 +321,17 @@ func writeRowsTable(w io.Writer, sum query.Summary, rows []query.Row, o queryOpt
 			line(fmt.Sprintf("%s\t%s\t%d\t", name, r.ASOrg, r.Remotes), r)
 		}
 		fmt.Fprintln(tw, totalsLine("total\t\t\t", total)+"\t")
+	case fleet.ByHost:
+		fmt.Fprintln(tw, "HOST\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
+		for _, r := range rows {
+			line(fmt.Sprintf("%s\t%d\t", r.Key, r.Remotes), r)
+		}
+		fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t")
+	case query.ByRemote:
+		if o.names != nil {
+			return writeNamedRemotes(w, tw, sum, rows, total, o, line)
+		}
+		fallthrough
 	default:
 		fmt.Fprintln(tw, "REMOTE\tCC\tASN\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
 		for _, r := range rows {
@@ -318,7 +363,7 @@ func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
 	sum := query.Summarize(ws)
 	writeHeader(w, sum, o)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "WINDOW\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\tTOP REMOTE\tDROPS\t")
+	fmt.Fprintln(tw, "WINDOW\tREMOTES\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\tTOP REMOTE\tDROPS\tPARTIAL\t")
 	for i, win := range ws {
 		sum := sums[i]
 		topName := ""
@@ -330,11 +375,46 @@ func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
 		if !o.filter.SelectsRemotes() {
 			remotes += int(win.Stats.Folded)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", win.Start.In(loc).Format("2006-01-02 15:04:05 MST"),
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", win.Start.In(loc).Format("2006-01-02 15:04:05 MST"),
 			remotes, units.Bytes(sum.TxBytes), units.Count(sum.TxPackets),
-			units.Bytes(sum.RxBytes), units.Count(sum.RxPackets), pct(o.weight(sum), o.weight(total)), topName, win.Stats.Drops)
+			units.Bytes(sum.RxBytes), units.Count(sum.RxPackets), pct(o.weight(sum), o.weight(total)), topName, win.Stats.Drops, win.Stats.Partial)
 	}
-	fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t\t\t")
+	fmt.Fprintln(tw, totalsLine("total\t\t", total)+"\t\t\t\t")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeQualityNotes(w, sum, o)
+}
+
+// writeNamedRemotes is the remote table with a NAME column (--names): each
+// remote's reverse-DNS name, looked up now (rdns bounds and times the
+// lookups), shown, never stored.
+func writeNamedRemotes(w io.Writer, tw *tabwriter.Writer, sum query.Summary, rows []query.Row, total rotate.Counts, o queryOpts, line func(string, query.Row)) error {
+	addr := func(r *query.Row) netip.Addr {
+		if r.Addr.IsValid() {
+			return r.Addr
+		}
+		a, _ := netip.ParseAddr(r.Key) // rows read from the daemon carry the key only
+		return a
+	}
+	var addrs []netip.Addr
+	for i := range rows {
+		if a := addr(&rows[i]); a.IsValid() && !rows[i].IsOther() {
+			addrs = append(addrs, a)
+		}
+	}
+	names := o.names.Names(context.Background(), addrs)
+	fmt.Fprintln(tw, "REMOTE\tNAME\tCC\tASN\tTX BYTES\tTX PKTS\tRX BYTES\tRX PKTS\tSHARE\t")
+	for _, r := range rows {
+		country, name := cc(r.Country), names[addr(&r)]
+		if r.IsOther() {
+			country, name = "", ""
+		} else if name == "" {
+			name = "-"
+		}
+		line(fmt.Sprintf("%s\t%s\t%s\t%s\t", r.Key, name, country, asName(r.ASN)), r)
+	}
+	fmt.Fprintln(tw, totalsLine("total\t\t\t\t", total)+"\t")
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -168,8 +168,9 @@ type dbSource struct{ *storage.DB }
 
 func (s dbSource) Status() (api.Status, error) {
 	var st api.Status
-	st.DB.Path = s.Path()
-	return st, nil
+	var err error
+	st.DB, err = dbStats(s.DB) // as the daemon's
+	return st, err
 }
 
 // serveDB serves db's API on the socket beside it until stop.

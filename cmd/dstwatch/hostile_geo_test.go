@@ -23,6 +23,7 @@ import (
 // --metrics keeps running and its scrapes answer 200, the record log has no
 // forged line, and query output carries no escape byte.
 func TestLiveHostileGeoStrings(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	country, asn := filepath.Join(dir, "country.mmdb"), filepath.Join(dir, "asn.mmdb")
@@ -55,8 +56,7 @@ func TestLiveHostileGeoStrings(t *testing.T) {
 	send(t, p.B, netnstest.B4b, netnstest.A4, 5, 100)
 	send(t, p.B, netnstest.B6, netnstest.A6, 5, 100)
 
-	// Wait until all three remotes are stored (the writer has observed their
-	// windows into the metrics by then).
+	// Wait until all three remotes are stored.
 	await(t, 15*time.Second, "three remotes stored", func() bool {
 		select {
 		case err := <-d.done:
@@ -66,6 +66,17 @@ func TestLiveHostileGeoStrings(t *testing.T) {
 		return len(queryRemotes(t, db)) >= 3
 	})
 	client := nsClient(p.A)
+	// The writer observes a window into the metrics after storing it, so
+	// a scrape just after the store may not have it yet.
+	await(t, 15*time.Second, "the stored ASes in a scrape", func() bool {
+		resp, err := client.Get("http://" + target + "/metrics")
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(body), `org="Two Lines"`) && strings.Contains(string(body), `org="Bad `+"\uFFFD"+`( Org `+"\uFFFD"+`"`)
+	})
 	for i := range 3 {
 		resp, err := client.Get("http://" + target + "/metrics")
 		if err != nil {

@@ -220,6 +220,7 @@ func liveRules(t *testing.T, dir string) string {
 // stops, the incident expires after 3 s and the undo runs. An invalid
 // rules file on SIGHUP is refused and the rules in use stay.
 func TestLiveAlertFiresAndExpires(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	rules := liveRules(t, dir)
@@ -285,6 +286,7 @@ func TestLiveAlertFiresAndExpires(t *testing.T) {
 // expiry has passed: the undo runs at the start, once; further crashes and
 // restarts run nothing again.
 func TestLiveAlertKill9ExactlyOnce(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	rules := liveRules(t, dir)

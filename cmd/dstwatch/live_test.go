@@ -199,6 +199,7 @@ func queryRemotes(t *testing.T, db string) map[string]remoteRow {
 }
 
 func TestLiveCaptureExactCounts(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	country := filepath.Join(dir, "country.mmdb")
@@ -251,6 +252,7 @@ func TestLiveCaptureExactCounts(t *testing.T) {
 // Windows close on time, empty ones too, and nothing is lost or counted
 // twice across boundaries.
 func TestLiveWindowsRotate(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "live.db")
@@ -331,6 +333,7 @@ func rawIPv4(src, dst netip.Addr, totalLen uint16, payload int) []byte {
 // nothing). Real traffic both ways around them stays exact, so the packet
 // type read from the ring tells sent from received.
 func TestLiveForgedAndSpoofedFrames(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "live.db")

@@ -60,8 +60,9 @@ type prometheus struct {
 }
 
 // startPrometheus runs Debian's prometheus inside ns, scraping target
-// every second with rules loaded, and waits until it is ready.
-func startPrometheus(t *testing.T, bin, ns, target, rules string) *prometheus {
+// every second with rules loaded, and waits until it is ready. Jobs are
+// more scrape_configs entries, as YAML list items.
+func startPrometheus(t *testing.T, bin, ns, target, rules string, jobs ...string) *prometheus {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`global:
@@ -72,7 +73,7 @@ scrape_configs:
   - job_name: dstwatch
     static_configs:
       - targets: [%q]
-`, rules, target)
+`, rules, target) + strings.Join(jobs, "")
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +212,7 @@ func equal(a, b map[string]uint64) bool {
 // A real Prometheus scrapes the daemon while it captures; what it holds
 // equals what 'dstwatch query' answers for the same windows, exactly.
 func TestLiveMetricsPrometheus(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
 		netnstest.Unable(t, "needs Prometheus: apt-get install prometheus (scripts/test installs it when run as root)")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/internal/netnstest"
+	"github.com/dstwatch/dstwatch/rotate"
 )
 
 func rxFrom(t *testing.T, db, remote string) uint64 {
@@ -26,6 +27,7 @@ func rxFrom(t *testing.T, db, remote string) uint64 {
 // The interface goes down and comes back, or is deleted and created again:
 // the daemon keeps running, counts the outage, and captures again.
 func TestInterfaceOutages(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	for _, tc := range []struct {
 		name   string
 		break_ func(t *testing.T, p *netnstest.Pair)
@@ -65,6 +67,19 @@ func TestInterfaceOutages(t *testing.T) {
 			if got := rxFrom(t, db, netnstest.B4.String()); got != 25 {
 				t.Fatalf("counted %d packets from %v, want 10 before and 15 after the outage", got, netnstest.B4)
 			}
+			// The windows of the outage say so; the whole ones around it do not.
+			var outage, whole int
+			for _, w := range readAll(t, db) {
+				switch {
+				case w.Stats.Partial&rotate.PartialOutage != 0:
+					outage++
+				case w.Stats.Partial == 0:
+					whole++
+				}
+			}
+			if outage == 0 || whole == 0 {
+				t.Errorf("%d windows marked partial for the outage, %d whole; want some of each", outage, whole)
+			}
 		})
 	}
 }
@@ -72,6 +87,7 @@ func TestInterfaceOutages(t *testing.T) {
 // A new address on the interface (DHCP, SLAAC) becomes local without a
 // restart: traffic to it is ingress, not transit.
 func TestAddressChangeFollowed(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "addr.db")

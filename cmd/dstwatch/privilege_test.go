@@ -48,6 +48,7 @@ func stateDir(t *testing.T) string {
 }
 
 func TestWithoutCapNetRawSaysHowToGrantIt(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := stateDir(t)
 	out, err := asNobody(t, p.A, "", "-i", p.IfA, "--db", filepath.Join(dir, "x.db")).CombinedOutput()
@@ -65,6 +66,7 @@ func TestWithoutCapNetRawSaysHowToGrantIt(t *testing.T) {
 
 // The unprivileged way to run dstwatch: user nobody with CAP_NET_RAW only.
 func TestCapturesAsNobodyWithOnlyCapNetRaw(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := stateDir(t)
 	db := filepath.Join(dir, "nobody.db")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/rdns"
 	"github.com/dstwatch/dstwatch/storage"
 )
 
@@ -29,12 +30,21 @@ while the daemon has it open); otherwise it reads the database itself. The
 answer is the same either way.
 
 Times (--from, --to) are RFC 3339 (2026-11-22T14:00:00+01:00), a date
-(2026-11-22, local midnight), a local date and time (2026-11-22 14:00),
-relative to now (-1h, -30m, -2d, +1h), or now, today, yesterday. A window
-belongs to the range when its start does. --by remote, country and asn read
+(2026-11-22, local midnight), a local date and time (2026-11-22 14:00), a
+time of day (07:15, today), relative to now (-1h, now-1h, -30m, -2d, +1h),
+Unix seconds (@1790000000), or now, today, yesterday; local means UTC with
+--utc. A window belongs to the range when its start does. A range wider
+than the stored history is answered over what is stored. --by remote, country and asn read
 a range from the hourly and daily rollups where they are exact, raw windows
 at its edges; where raw windows were pruned (--retention of run) an edge is
 rounded to the hour or day, and the answer says so.
+
+--by hour, day, week and month are totals per period of local time (UTC
+with --utc), oldest first, weeks from Monday: the range is widened to whole
+periods, and each period is read from the rollups on its own, so its
+numbers are exact. REMOTES is its distinct remotes, ">=N" where remotes
+folded by a cap have no address to count. --by prefix adds remotes up per
+network: /24 for IPv4 and /48 for IPv6 unless --prefix4 and --prefix6 say.
 
 Filters: --remote, --country and --asn keep the remotes that match (any
 value of one flag, all flags given); remotes the daemon folded into 'other'
@@ -48,7 +58,11 @@ Examples:
   dstwatch query --last 3 --by window --format json
   dstwatch query --remote 203.0.113.0/24 --direction tx --sort packets
   dstwatch query --by asn --top 10 --from yesterday --to today --format csv
+  dstwatch query --by day --from -7d                 # a week, day by day
+  dstwatch query --by month --from 2020-01-01        # every month stored
+  dstwatch query --by prefix --prefix4 16 --from today
   dstwatch query --by service --port 443 --proto tcp   # per service (README: Per service)
+  dstwatch query --clickhouse clickhouse://ch1:9000/dstwatch --by host   # the fleet (README: Fleet)
 `
 
 type queryOpts struct {
@@ -60,6 +74,9 @@ type queryOpts struct {
 	loc    *time.Location // for tables: time.Local, or UTC with --utc
 	filter query.Filter
 	rng    api.Range
+
+	prefix4, prefix6 int            // --by prefix: the networks' lengths
+	names            *rdns.Resolver // --names: reverse-DNS names in the remote table; nil: none
 }
 
 func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -69,26 +86,40 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	from := fs.String("from", "-1h", "start of the range, inclusive: a `time` (see above)")
 	to := fs.String("to", "now", "end of the range, exclusive: a `time`")
 	last := fs.Int("last", 0, "the `N` newest windows instead of --from/--to")
-	by := fs.String("by", "remote", "group by: window, remote, country, asn or service")
+	by := fs.String("by", "remote", "group by: window, remote, country, asn, prefix, service, or totals per hour, day, week or month (or host with --clickhouse)")
 	sortBy := fs.String("sort", "bytes", "order rows by: bytes or packets (both ways added)")
 	var o queryOpts
 	fs.IntVar(&o.top, "top", -1, "show the `N` heaviest rows and sum the rest as 'other' (remotes within each window for --by window); 0: all (default: 25 in tables, all in json and csv)")
 	fs.StringVar(&o.format, "format", "table", "output: table, json or csv (and pipe with --by service)")
-	fs.BoolVar(&o.utc, "utc", false, "show times in UTC instead of local time (tables)")
+	fs.BoolVar(&o.utc, "utc", false, "show times in UTC instead of local time (tables), and take periods and times of day in UTC")
+	fs.IntVar(&o.prefix4, "prefix4", query.DefaultPrefix4, "--by prefix: the IPv4 networks' prefix `length`")
+	fs.IntVar(&o.prefix6, "prefix6", query.DefaultPrefix6, "--by prefix: the IPv6 networks' prefix `length`")
 	var remotes, countries, asns listFlag
 	fs.Var(&remotes, "remote", "only remotes within this `address or CIDR prefix`; repeatable")
 	fs.Var(&countries, "country", "only remotes in this `country` (ISO code, -- for unknown); repeatable")
 	fs.Var(&asns, "asn", "only remotes in this `AS number` (0 for unknown); repeatable")
 	direction := fs.String("direction", "both", "count tx (sent), rx (received) or both")
 	svc := addServiceFilterFlags(fs) // value.go
+	fq := addQueryFleetFlags(fs)     // fleet.go
+	names := fs.Bool("names", false, "show each remote's reverse-DNS name (table, --by remote; looked up now, never stored)")
+	dnsServer := fs.String("dns-server", "", "ask this DNS server (`host:port`) for --names (default: the system's resolver)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if err := fq.check(); err != nil {
+		return err
+	}
+	if *names {
+		o.names = rdns.New(rdns.Config{Server: *dnsServer})
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
-	if o.by, err = query.ParseBy(*by); err != nil {
-		return fmt.Errorf("%w: --by %q: want window, remote, country, asn or service", errUsage, *by)
+	if o.by, err = fq.parseBy(*by); err != nil {
+		return fmt.Errorf("%w: --by %q: want window, remote, country, asn, prefix, service, hour, day, week or month (or host with --clickhouse)", errUsage, *by)
+	}
+	if err := checkGrouping(o, given); err != nil { // group.go
+		return err
 	}
 	if o.sort, err = query.ParseSort(*sortBy); err != nil {
 		return fmt.Errorf("%w: --sort %q: want bytes or packets", errUsage, *sortBy)
@@ -111,7 +142,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if o.top == -1 {
 		o.top = 0
-		if o.format == "table" {
+		if o.format == "table" && !o.by.IsPeriod() {
 			o.top = 25
 		}
 	}
@@ -131,25 +162,29 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case given["last"]:
 		o.rng.Last = *last
 	default:
-		if o.rng.From, err = parseTime("--from", *from, now, time.Local); err != nil {
+		if o.rng.From, err = parseTime("--from", *from, now, o.loc); err != nil {
 			return err
 		}
-		if o.rng.To, err = parseTime("--to", *to, now, time.Local); err != nil {
+		if o.rng.To, err = parseTime("--to", *to, now, o.loc); err != nil {
 			return err
 		}
 		if !o.rng.To.After(o.rng.From) {
 			return fmt.Errorf("%w: --to must be after --from", errUsage)
 		}
-		if o.rng.To.Sub(o.rng.From) > api.MaxRange {
-			return fmt.Errorf("%w: range longer than %d days", errUsage, api.MaxRange/(24*time.Hour))
-		}
 	}
 
+	if fq.given() {
+		return queryFleet(ctx, stdout, stderr, fq, o, svc) // fleet.go
+	}
 	st, err := openStore(ctx, *db, *socket, given["db"])
 	if err != nil {
 		return err
 	}
 	defer st.close()
+	asked, err := st.fitRange(ctx, &o.rng) // times.go
+	if err != nil {
+		return err
+	}
 	if o.by == query.ByService {
 		return queryServices(ctx, stdout, stderr, st, o, svc)
 	}
@@ -170,6 +205,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if empty && o.format == "table" {
+		o.rng = asked
 		return noWindow(ctx, stdout, st, o)
 	}
 	if o.by == query.ByWindow {
@@ -312,9 +348,15 @@ func (s *store) windows(ctx context.Context, r api.Range) ([]*storage.Window, er
 // the file. Either way a range is read from the rollup tiers where they are
 // exact, so a month is a few hundred units, not 130,000 windows.
 func (s *store) aggregate(ctx context.Context, o queryOpts) ([]query.Row, query.Summary, error) {
-	q := query.Question{By: o.by, Filter: o.filter, Sort: o.sort, Top: o.top}
+	q := query.Question{By: o.by, Filter: o.filter, Sort: o.sort, Top: o.top, Loc: o.location(), Prefix4: o.prefix4, Prefix6: o.prefix6}
 	if s.client == nil {
 		return query.Answer(s.db, o.rng.From, o.rng.To, o.rng.Last, q, ctx.Err)
+	}
+	if o.by.IsPeriod() && q.Loc == time.Local {
+		var err error
+		if q.Loc, err = daemonZone(); err != nil { // group.go
+			return nil, query.Summary{}, err
+		}
 	}
 	rows, sum, err := s.client.Aggregate(ctx, o.rng, q)
 	if !errors.Is(err, api.ErrNoSummary) {
@@ -325,7 +367,7 @@ func (s *store) aggregate(ctx context.Context, o queryOpts) ([]query.Row, query.
 	if err != nil {
 		return nil, query.Summary{}, err
 	}
-	a, err := query.NewAggregator(o.by)
+	a, err := query.NewAggregatorFor(q)
 	if err != nil {
 		return nil, query.Summary{}, err
 	}
@@ -366,7 +408,9 @@ func fmtTime(t time.Time, loc *time.Location) string {
 }
 
 // parseTime reads the time forms --from and --to accept; now and loc are
-// parameters so that tests pin them (including across a DST change).
+// parameters so that tests pin them (including across a DST change). loc
+// is the zone the user's times are in: local, or UTC with --utc, so that
+// "today" and "07:15" mean what the tables show.
 func parseTime(flagName, s string, now time.Time, loc *time.Location) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	day := func(t time.Time) time.Time {
@@ -383,6 +427,10 @@ func parseTime(flagName, s string, now time.Time, loc *time.Location) (time.Time
 		y, m, d := t.Date()
 		return time.Date(y, m, d-1, 0, 0, 0, 0, loc), nil
 	}
+	// now-1h is -1h: both are elapsed time back from now.
+	if rest, ok := strings.CutPrefix(s, "now"); ok && rest != "" && (rest[0] == '-' || rest[0] == '+') {
+		s = rest
+	}
 	if s != "" && (s[0] == '-' || s[0] == '+') {
 		d, err := parseSpan(flagName, s[1:])
 		if err != nil {
@@ -393,12 +441,29 @@ func parseTime(flagName, s string, now time.Time, loc *time.Location) (time.Time
 		}
 		return now.Add(d), nil
 	}
+	if n, ok := strings.CutPrefix(s, "@"); ok {
+		// Unix seconds, as date +%s prints them; bounded to years 1970 to
+		// 9999 so that no later arithmetic overflows.
+		u, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || u < 0 || u > 253402300799 {
+			return time.Time{}, fmt.Errorf("%w: %s %q: want @ and Unix seconds, such as @1790000000", errUsage, flagName, s)
+		}
+		return time.Unix(u, 0).In(loc), nil
+	}
+	// A time of day alone is today's (a time skipped by a DST change is
+	// moved forward by the change, as time.Date does).
+	for _, layout := range []string{"15:04", "15:04:05"} {
+		if c, err := time.ParseInLocation(layout, s, loc); err == nil {
+			y, m, d := now.In(loc).Date()
+			return time.Date(y, m, d, c.Hour(), c.Minute(), c.Second(), 0, loc), nil
+		}
+	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
 		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("%w: %s %q: not a time (examples: 2026-11-22T14:00:00Z, 2026-11-22, \"2026-11-22 14:00\", -1h, today)", errUsage, flagName, s)
+	return time.Time{}, fmt.Errorf("%w: %s %q: not a time (examples: 2026-11-22T14:00:00Z, 2026-11-22, \"2026-11-22 14:00\", 07:15, -1h, now-30m, today, @1790000000)", errUsage, flagName, s)
 }
 
 func cc(c string) string {
@@ -427,6 +492,9 @@ func writeQualityNotes(w io.Writer, sum query.Summary, o queryOpts) error {
 	}
 	if s.Drops > 0 {
 		fmt.Fprintf(w, "note: the kernel dropped %d frames in %d of %s; the counts above miss them\n", s.Drops, sum.DropUnits, these)
+	}
+	if sum.PartialUnits > 0 {
+		fmt.Fprintf(w, "note: %d of %s were watched for only part of their time (the daemon started or stopped inside them, or a capture was down); their counts are not quiet traffic\n", sum.PartialUnits, these)
 	}
 	in := fmt.Sprintf("%d windows", sum.FoldUnits)
 	if sum.Rollups() {

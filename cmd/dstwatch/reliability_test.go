@@ -74,6 +74,7 @@ func burst(t *testing.T, p *netnstest.Pair, from []netip.Addr) {
 // A full file system: counting goes on, windows wait in memory, status says
 // so, and once space is back every window is stored; nothing sent is lost.
 func TestDiskFullKeepsCountingAndCatchesUp(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	if b, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
@@ -134,6 +135,7 @@ func TestDiskFullKeepsCountingAndCatchesUp(t *testing.T) {
 // geoipupdate renames a new file into place: windows closed after the swap
 // get the new answers, without a restart.
 func TestGeoIPRenameTakesEffectLive(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	geoPath := filepath.Join(dir, "GeoLite2-Country.mmdb")
@@ -169,6 +171,7 @@ func TestGeoIPRenameTakesEffectLive(t *testing.T) {
 }
 
 func TestAnonymizeTruncateAndHash(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	geoPath := filepath.Join(dir, "c.mmdb")
@@ -222,6 +225,7 @@ func TestAnonymizeTruncateAndHash(t *testing.T) {
 }
 
 func TestUserDropsRootAfterOpening(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := stateDir(t)
 	db := filepath.Join(dir, "user.db")
@@ -254,6 +258,7 @@ func TestUserDropsRootAfterOpening(t *testing.T) {
 // Under systemd (Type=notify, WatchdogSec) the daemon says READY=1, pets the
 // watchdog while windows close, and says STOPPING=1.
 func TestSystemdNotify(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	sockPath := filepath.Join(dir, "notify")

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"github.com/dstwatch/dstwatch/reclog"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -37,9 +39,10 @@ over time, the top countries as bars and a world map. The map is a tile
 grid, one square per country placed roughly where it lies, coloured by
 bytes: an honest overview that needs no map data.
 
---mail-to sends the report instead of printing it, over SMTP: STARTTLS
-when the server offers it, and required unless --smtp-insecure; with
---smtp-user, AUTH PLAIN over that TLS (the password read from a file).
+--mail-to sends the report instead of printing it, over SMTP: TLS from the
+start on port 465, otherwise STARTTLS when the server offers it, and
+required unless --smtp-insecure; with --smtp-user, AUTH PLAIN over that TLS
+(the password read from a file).
 
 Examples:
   dstwatch report                                   # yesterday, as text
@@ -92,12 +95,12 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if *from == "" {
 			return fmt.Errorf("%w: --to needs --from", errUsage)
 		}
-		if rfrom, err = parseTime("--from", *from, now, time.Local); err != nil {
+		if rfrom, err = parseTime("--from", *from, now, loc); err != nil {
 			return err
 		}
 		rto = now
 		if *to != "" {
-			if rto, err = parseTime("--to", *to, now, time.Local); err != nil {
+			if rto, err = parseTime("--to", *to, now, loc); err != nil {
 				return err
 			}
 		}
@@ -106,9 +109,6 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if !rto.After(rfrom) {
 		return fmt.Errorf("%w: --to must be after --from", errUsage)
-	}
-	if rto.Sub(rfrom) > api.MaxRange {
-		return fmt.Errorf("%w: range longer than %d days", errUsage, api.MaxRange/(24*time.Hour))
 	}
 	var mail *report.Mail
 	if *mailTo != "" {
@@ -130,9 +130,26 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer st.close()
-	r, err := report.Collect(ctx, storeSource{st}, rfrom, rto, now, report.Options{Top: *top})
+	rng := api.Range{From: rfrom, To: rto}
+	asked, err := st.fitRange(ctx, &rng) // times.go
 	if err != nil {
 		return err
+	}
+	r, err := report.Collect(ctx, storeSource{st}, rng.From, rng.To, now, report.Options{Top: *top})
+	if err != nil {
+		return err
+	}
+	if r.Windows == 0 && r.Summary.Units() == 0 {
+		first, last, n, err := st.bounds(ctx)
+		if err != nil {
+			return err
+		}
+		r.Stored = &report.Stored{Windows: n, First: first, Last: last}
+		if rng != asked {
+			// Narrowed to nothing: the range asked for is the report's,
+			// and the notes say where the data is instead of a gap.
+			r.From, r.To, r.Gaps = asked.From, asked.To, nil
+		}
 	}
 	var body bytes.Buffer
 	ctype := "text/plain"
@@ -148,6 +165,9 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if mail != nil {
 		msg := report.Message(mail.From, mail.To, r.Title(loc), ctype, body.Bytes(), now)
 		if err := mail.Send(msg); err != nil {
+			if errors.Is(err, report.ErrNoSTARTTLS) {
+				return fmt.Errorf("%w (--smtp-insecure allows it)", err)
+			}
 			return err
 		}
 		fmt.Fprintf(stderr, "dstwatch report: sent to %s\n", strings.Join(mail.To, ", "))
@@ -190,9 +210,12 @@ func mailConfig(to, from, server, user, passFile, caFile string, insecure bool) 
 	if len(m.To) == 0 {
 		return nil, fmt.Errorf("%w: --mail-to: no address", errUsage)
 	}
-	if !strings.Contains(server, ":") {
+	_, port, err := net.SplitHostPort(server)
+	if err != nil {
 		return nil, fmt.Errorf("%w: --smtp %q: want host:port", errUsage, server)
 	}
+	// 465 is submissions: TLS from the first byte (RFC 8314).
+	m.ImplicitTLS = port == "465" || port == "submissions" || port == "smtps"
 	if m.From == "" {
 		host, _ := os.Hostname()
 		m.From = "dstwatch@" + host

@@ -285,7 +285,7 @@ func TestReportMail(t *testing.T) {
 	}
 	msg := be.msgs[0]
 	hdr, body, _ := strings.Cut(msg, "\r\n\r\n")
-	for _, want := range []string{"From: dstwatch@example.org", "To: ops@example.org", "Subject: dstwatch report 2026-03-01 00:00 UTC to 2026-03-02 00:00 UTC", "Content-Type: text/plain; charset=utf-8"} {
+	for _, want := range []string{"From: dstwatch@example.org", "To: ops@example.org", "Subject: dstwatch report 2026-03-01 00:00 UTC to 2026-03-02 00:00 UTC", "Content-Type: text/plain; charset=utf-8", "\r\nMessage-ID: <"} {
 		if !strings.Contains(hdr, want) {
 			t.Errorf("header lacks %q:\n%s", want, hdr)
 		}
@@ -311,5 +311,43 @@ func TestReportMail(t *testing.T) {
 	be.mu.Lock()
 	if code != 1 || !strings.Contains(stderr, "does not offer STARTTLS") {
 		t.Errorf("no STARTTLS: exit %d %s", code, stderr)
+	}
+}
+
+// On port 465 (submissions) report --mail-to speaks TLS from the first
+// byte, as RFC 8314 has it, rather than waiting for a STARTTLS offer that a
+// TLS listener never makes.
+func TestReportMailImplicitTLS(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("listening on port 465 needs root")
+	}
+	db := historyDB(t)
+	dir := t.TempDir()
+	cert, caFile := selfSigned(t, dir)
+	be := &smtpBackend{}
+	srv := smtp.NewServer(be)
+	srv.Domain = "127.0.0.1"
+	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	ln, err := tls.Listen("tcp", "127.0.0.1:465", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatalf("listen on 127.0.0.1:465 (in use by another program?): %v", err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("s3cret pw\n"), 0o600)
+	from, to := historyStart, historyStart.Add(24*time.Hour)
+	code, _, stderr := runCmd(t, "report", "--db", db, "--utc", "--from", rfc(from), "--to", rfc(to), "--smtp", "127.0.0.1:465",
+		"--mail-to", "ops@example.org", "--smtp-user", "reporter", "--smtp-password-file", pw, "--smtp-ca-file", caFile)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	be.mu.Lock()
+	defer be.mu.Unlock()
+	if len(be.msgs) != 1 || !be.tls[0] || len(be.auth) != 1 {
+		t.Fatalf("received %d messages, tls %v, auth %v", len(be.msgs), be.tls, be.auth)
+	}
+	if !strings.Contains(be.msgs[0], "Subject: dstwatch report 2026-03-01 00:00 UTC to 2026-03-02 00:00 UTC\r\n") {
+		t.Errorf("not the report:\n%s", be.msgs[0])
 	}
 }

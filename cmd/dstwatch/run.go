@@ -41,6 +41,7 @@ Examples:
   dstwatch run                                  # default-route interface, default DB and log
   dstwatch run -i eth0 -i eth1 --window 1m --exclude 203.0.113.7,198.51.100.0/24
   dstwatch run --read traffic.pcap --local 198.51.100.1 --db replay.db
+  dstwatch run --clickhouse clickhouse://ch1:9000/dstwatch --clickhouse-password-file /etc/dstwatch/ch.pass
 `
 
 func defaultDB() string {
@@ -99,6 +100,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var ifaces, local, exclude, geoip listFlag
 	fs.Var(&ifaces, "interface", "capture on this `interface`; repeatable (default: the default route's interface)")
 	fs.Var(&ifaces, "i", "short for --`interface`")
+	ringMB := fs.Int("ring-mb", capture.DefaultNumBlocks, "kernel capture ring per interface, in `MiB` (2 to 1024; all of it resident): each MiB holds ~5000 frames, 5 ms at 1 M frames/s, before the kernel drops")
 	read := fs.String("read", "", "replay this pcap or pcapng `file` instead of capturing live, then exit")
 	fs.Var(&local, "local", "the host's own `addresses`, comma-separated or repeated (default: the capture interfaces' addresses)")
 	fs.Var(&exclude, "exclude", "never tally these remote `addresses or CIDR prefixes`; repeatable")
@@ -130,6 +132,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	metricsASNTop := fs.Int("metrics-asn-top", metrics.DefaultASNTop, "AS numbers with metric series of their own: the first `N` to rank in a window's top N; the rest are asn=\"other\"")
 	svc := serviceFlags(fs)
 	wf := addWebFlags(fs) // web.go
+	ff := addFleetFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -181,6 +184,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		cfg.Exclude = append(cfg.Exclude, more...)
 	}
+	if *ringMB < capture.MinNumBlocks || *ringMB > capture.MaxNumBlocks {
+		return fmt.Errorf("%w: --ring-mb %d: want whole MiB from %d to %d", errUsage, *ringMB, capture.MinNumBlocks, capture.MaxNumBlocks)
+	}
+	cfg.RingBlocks = *ringMB // blocks are 1 MiB
 	if *read != "" && len(cfg.Local) == 0 {
 		return fmt.Errorf("%w: --read needs --local: a capture file does not say which addresses were the host's", errUsage)
 	}
@@ -210,6 +217,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if err := wf.apply(&cfg); err != nil {
+		return err
+	}
+	if err := ff.apply(&cfg); err != nil {
 		return err
 	}
 	if err := parseRulesFlags(&cfg, *rules, *alertsDB); err != nil {
@@ -246,6 +256,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if drop != nil {
 		if err := drop.apply(); err != nil {
+			app.Close()
+			return err
+		}
+		// The toolkit reads the web config and its keys on every
+		// connection, from now on as this user.
+		if err := recheckWebConfig(cfg.WebConfig, *runAs); err != nil {
 			app.Close()
 			return err
 		}

@@ -81,7 +81,8 @@ func parseRulesFlags(cfg *dstwatchd.Config, rules, alertsDB string) error {
 	}
 	if rules != "" {
 		// Validate before anything opens, so a bad file is one line and exit 2.
-		if _, err := alert.LoadRules(rules); err != nil {
+		var err error
+		if cfg.RuleSet, err = alert.LoadRules(rules); err != nil {
 			return err
 		}
 	}

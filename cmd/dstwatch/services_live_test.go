@@ -64,6 +64,7 @@ func tcpExchange(t *testing.T, ns, addr string, n int) {
 // 8080/tcp in, 443/tcp out, 45000/udp in. Per-service totals must add up to
 // the per-remote totals exactly, and the UDP service must be exact.
 func TestLiveServices(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "live.db")
@@ -200,6 +201,7 @@ func udpAsk(ns string, laddr, raddr *net.UDPAddr) error {
 // ports. The services must be exactly those it uses and runs, plus one
 // scan bucket per protocol, and discover must list only the real ones.
 func TestLiveServicesOrdinaryClients(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "live.db")

@@ -53,8 +53,6 @@ func servicePackets(start time.Time) []pcapgen.Packet {
 	return ps
 }
 
-var svcProtoNames = map[string]bool{"tcp": true, "udp": true, "icmp": true, "other": true}
-
 // compareServices checks every stored window's services against the truth.
 func compareServices(t *testing.T, got []*storage.Window, want map[int64]map[pcapgen.ServiceKey]*pcapgen.ServiceCounts) {
 	t.Helper()

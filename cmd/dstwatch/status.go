@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
+	dstwatchd "github.com/dstwatch/dstwatch/daemon"
 	"github.com/dstwatch/dstwatch/internal/units"
+	"github.com/dstwatch/dstwatch/storage"
 )
 
 const statusHelp = `Usage: dstwatch status [flags]
@@ -20,8 +23,12 @@ uptime, interfaces and local addresses, kernel drops, the writer's backlog,
 the GeoIP databases' build dates and the database's size and extent, with
 what each tier of history holds (raw windows, hourly and daily rollups).
 
+When no daemon runs, status says so and answers what it can from the
+database itself: its size, what each tier holds, and the newest window.
+
 Exit status: 0 when the daemon answered, 3 when no daemon runs (nobody
-listens on the socket), 1 on other errors.
+listens on the socket; the database's part is still printed), 1 on other
+errors.
 
 Examples:
   dstwatch status
@@ -42,19 +49,20 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: --format %q: want text or json", errUsage, *format)
 	}
 	sock := socketFor(*socket, *db)
+	loc := time.Local
+	if *utc {
+		loc = time.UTC
+	}
 	_, st, err := dialDaemon(ctx, sock)
 	if errors.Is(err, api.ErrNotRunning) {
-		return fmt.Errorf("%w: no daemon answers on %s", errNotRunning, sock)
+		// Still exit 3, but say what the database holds.
+		return offlineStatus(stdout, *db, sock, *format, loc) // status_offline.go
 	}
 	if err != nil {
 		return err
 	}
 	if *format == "json" {
 		return encodeJSON(stdout, st)
-	}
-	loc := time.Local
-	if *utc {
-		loc = time.UTC
 	}
 	writeStatus(stdout, st, loc)
 	return nil
@@ -109,6 +117,7 @@ func writeStatus(w io.Writer, st api.Status, loc *time.Location) {
 	if al := st.Alerts; al != nil {
 		fmt.Fprintf(tw, "alerts\t%s\n", describeAlerts(*al))
 	}
+	writeExportStatus(tw, st.Export) // fleet.go
 	if len(st.GeoIP) == 0 {
 		fmt.Fprintf(tw, "geoip\tnone: countries are off\n")
 	}
@@ -119,6 +128,12 @@ func writeStatus(w io.Writer, st api.Status, loc *time.Location) {
 		}
 		fmt.Fprintf(tw, "geoip\t%s (%s, built %s)\n", g.Path, g.Type, build)
 	}
+	writeDBStatus(tw, st, loc)
+	tw.Flush()
+}
+
+// writeDBStatus is status's database part: the file, its tiers and damage.
+func writeDBStatus(tw *tabwriter.Writer, st api.Status, loc *time.Location) {
 	extent := "no windows yet"
 	if st.DB.Windows > 0 {
 		extent = fmt.Sprintf("%d windows from %s to %s", st.DB.Windows, showTime(st.DB.First, loc), showTime(st.DB.Last, loc))
@@ -136,5 +151,32 @@ func writeStatus(w io.Writer, st api.Status, loc *time.Location) {
 		fmt.Fprintf(tw, "  damaged\t%d values skipped: %s (stop the daemon and run dstwatch compact to drop them)\n",
 			len(st.DB.Damaged), strings.Join(st.DB.Damaged, ", "))
 	}
-	tw.Flush()
+}
+
+// dbStats is the database part of status, read from db itself: what the
+// daemon reports (App.Status) and what status says when no daemon runs.
+func dbStats(db *storage.DB) (api.DBStats, error) {
+	var s api.DBStats
+	s.Path = db.Path()
+	if abs, err := filepath.Abs(s.Path); err == nil {
+		s.Path = abs
+	}
+	size, err := db.Size()
+	if err != nil {
+		return s, err
+	}
+	s.SizeBytes = size
+	first, last, n, err := db.Bounds()
+	if err != nil {
+		return s, err
+	}
+	s.Windows = n
+	if n > 0 {
+		s.First, s.Last = first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339)
+	}
+	for _, d := range db.Damaged() {
+		s.Damaged = append(s.Damaged, d.String())
+	}
+	s.Tiers, err = dstwatchd.TierStats(db)
+	return s, err
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -20,6 +22,7 @@ import (
 	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/rdns"
 	"github.com/dstwatch/dstwatch/report"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
@@ -28,23 +31,32 @@ import (
 const topHelp = `Usage: dstwatch top [flags]
 
 A live view of where traffic goes: the last --windows stored windows added
-up per remote, country or service, each with its bytes each way over them
-(what 'dstwatch query --last N [--by country|service]' says), its rates in
-the newest window, a sparkline of its bytes per window and its country (for
-countries and services: its number of remotes). A service is PORT/PROTO and
-its side, as in "443/tcp out". New windows arrive from the daemon's stream
-as they are stored.
+up per remote, country, AS or service, each with its bytes each way over
+them (what 'dstwatch query --last N [--by country|asn|service]' says), its
+rates in the newest window in bits per second (as alert rules count them:
+k, M, G are 1000s), a sparkline of its bytes per window (packets when sorted
+by packets, which also adds a PKTS column) and its country (for the other
+groupings: its number of remotes). A service is PORT/PROTO and its side, as
+in "443/tcp out". New windows arrive from the daemon's stream as they are
+stored. The view fits the terminal: 80 columns show every number whole, and
+the sparkline shows as many of the newest windows as fit (its column says
+how many). With --names each remote's reverse-DNS name shows beside its
+address, looked up in the background (bounded, timed out, cached, never
+stored).
 
-Keys: r remotes, c countries, v services (g cycles through them), s sort by
-bytes or packets, d direction both, tx or rx, q quits.
+Keys: r remotes, c countries, a ASes, v services (g cycles through them),
+s sort by bytes or packets, d direction both, tx or rx, q quits.
 
 When stdout is not a terminal, top prints plain lines instead (exact byte
-counts): the view now and after every new window, or once with --once.
+and packet counts, rates in bit/s): the view now and after every new
+window, or once with --once.
 
 Examples:
   dstwatch top
   dstwatch top --by country --windows 90
   dstwatch top --by service
+  dstwatch top --by asn
+  dstwatch top --names
   dstwatch top --once > now.txt
 `
 
@@ -60,6 +72,11 @@ type topView struct {
 	height  int
 	live    bool
 	err     string
+	// names (--names) gives remotes their reverse-DNS names: the terminal
+	// view asks without waiting and redraws (named) when an answer is in;
+	// plain lines wait for theirs. nil: no names.
+	names *rdns.Resolver
+	named func()
 }
 
 func (v *topView) add(w *storage.Window) {
@@ -76,13 +93,59 @@ func (v *topView) add(w *storage.Window) {
 type topLine struct {
 	query.Row
 	name, cc string
-	rateTx   string
-	rateRx   string
-	spark    string
+	// txBps and rxBps are the newest window's rates in bits per second;
+	// rated is false where there is none (the other row, no window).
+	txBps, rxBps float64
+	rated        bool
+	series       []uint64 // bytes (packets when sorted so) per window held
+	host         string   // reverse-DNS name (--names); "" none or not yet
 }
 
 // topBys are the groupings g cycles through.
-var topBys = []query.By{query.ByRemote, query.ByCountry, query.ByService}
+var topBys = []query.By{query.ByRemote, query.ByCountry, query.ByASN, query.ByService}
+
+// bitRate is b bytes over d in bits per second.
+func bitRate(b uint64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(b) * 8 / d.Seconds()
+}
+
+// topBits shows a rate in bit/s the way alert rules' values read, short
+// enough for a narrow column: three significant digits, rounded, with
+// decimal prefixes (1.50k, 52.4M, 999M, 1.00G).
+func topBits(v float64) string {
+	if v < 999.5 {
+		return strconv.FormatFloat(math.Round(v), 'f', 0, 64)
+	}
+	for _, p := range []struct {
+		s string
+		m float64
+	}{{"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"P", 1e15}} {
+		x := v / p.m
+		switch {
+		case x < 9.995:
+			return strconv.FormatFloat(x, 'f', 2, 64) + p.s
+		case x < 99.95:
+			return strconv.FormatFloat(x, 'f', 1, 64) + p.s
+		case x < 999.5 || p.s == "P":
+			return strconv.FormatFloat(x, 'f', 0, 64) + p.s
+		}
+	}
+	return "?"
+}
+
+// topKey is what a window's remote adds to under grouping by.
+func topKey(by query.By, r *storage.Remote) string {
+	switch by {
+	case query.ByCountry:
+		return r.Country
+	case query.ByASN:
+		return strconv.FormatUint(uint64(r.ASN), 10)
+	}
+	return r.Addr.String()
+}
 
 func (v *topView) lines() ([]topLine, query.Summary) {
 	if v.by == query.ByService {
@@ -96,12 +159,7 @@ func (v *topView) lines() ([]topLine, query.Summary) {
 	rows = query.Top(rows, v.rows)
 	sum := query.Summarize(v.windows)
 	// per-window series of each row's key
-	key := func(r *storage.Remote) string {
-		if v.by == query.ByCountry {
-			return r.Country
-		}
-		return r.Addr.String()
-	}
+	key := func(r *storage.Remote) string { return topKey(v.by, r) }
 	series := map[string][]uint64{}
 	for i, w := range v.windows {
 		fw := f.Apply(w)
@@ -122,11 +180,16 @@ func (v *topView) lines() ([]topLine, query.Summary) {
 	out := make([]topLine, 0, len(rows))
 	for _, r := range rows {
 		l := topLine{Row: r, name: report.RowName(r, v.by)}
+		if v.by == query.ByASN && r.ASOrg != "" && !r.IsOther() {
+			l.name += " " + r.ASOrg
+		}
 		if !r.IsOther() {
 			l.cc = report.CC(r.Country)
-			l.spark = report.Sparkline(series[r.Key])
+			l.series = series[r.Key]
 		}
-		l.rateTx, l.rateRx = "-", "-"
+		if v.names != nil && v.by == query.ByRemote && !r.IsOther() && v.named != nil {
+			l.host, _ = v.names.Name(r.Addr, v.named)
+		}
 		if newest != nil && !r.IsOther() {
 			var tx, rx uint64
 			for j := range newest.Remotes {
@@ -135,7 +198,7 @@ func (v *topView) lines() ([]topLine, query.Summary) {
 					rx += newest.Remotes[j].RxBytes
 				}
 			}
-			l.rateTx, l.rateRx = report.Rate(tx, newest.Length), report.Rate(rx, newest.Length)
+			l.txBps, l.rxBps, l.rated = bitRate(tx, newest.Length), bitRate(rx, newest.Length), true
 		}
 		out = append(out, l)
 	}
@@ -172,14 +235,14 @@ func (v *topView) serviceLines() ([]topLine, query.Summary) {
 	out := make([]topLine, 0, len(rows))
 	for _, r := range rows {
 		name := report.ServiceName(r)
-		l := topLine{Row: query.Row{Key: name, Remotes: r.Remotes, Counts: r.Counts}, name: name, rateTx: "-", rateRx: "-"}
+		l := topLine{Row: query.Row{Key: name, Remotes: r.Remotes, Counts: r.Counts}, name: name}
 		if r.Remotes == query.OtherService {
 			l.Remotes = 0
 			out = append(out, l)
 			continue
 		}
 		l.cc = strconv.Itoa(r.Remotes)
-		l.spark = report.Sparkline(series[r.Key])
+		l.series = series[r.Key]
 		if newest != nil {
 			var c rotate.Counts
 			for j := range newest.Services {
@@ -187,7 +250,7 @@ func (v *topView) serviceLines() ([]topLine, query.Summary) {
 					c.Add(topDirection(v.dir, newest.Services[j].Counts))
 				}
 			}
-			l.rateTx, l.rateRx = report.Rate(c.TxBytes, newest.Length), report.Rate(c.RxBytes, newest.Length)
+			l.txBps, l.rxBps, l.rated = bitRate(c.TxBytes, newest.Length), bitRate(c.RxBytes, newest.Length), true
 		}
 		out = append(out, l)
 	}
@@ -222,7 +285,8 @@ func (v *topView) noServices() string {
 // second is the column after the name: the country code by remote, the
 // number of remotes otherwise.
 func (v *topView) second(l *topLine) string {
-	if v.by == query.ByCountry {
+	switch {
+	case v.by == query.ByCountry, v.by == query.ByASN && !l.IsOther():
 		return fmt.Sprint(l.Remotes)
 	}
 	return l.cc
@@ -232,10 +296,20 @@ func (v *topView) columns() (string, string) {
 	switch v.by {
 	case query.ByCountry:
 		return "COUNTRY", "REMOTES"
+	case query.ByASN:
+		return "AS", "REMOTES"
 	case query.ByService:
 		return "SERVICE", "REMOTES"
 	}
 	return "REMOTE", "CC"
+}
+
+// rates are l's rates as plain lines show them: whole bits per second.
+func (l *topLine) rates() (string, string) {
+	if !l.rated {
+		return "-", "-"
+	}
+	return strconv.FormatFloat(math.Round(l.txBps), 'f', 0, 64), strconv.FormatFloat(math.Round(l.rxBps), 'f', 0, 64)
 }
 
 func (v *topView) weight(bytes, packets uint64) uint64 {
@@ -259,10 +333,33 @@ func (v *topView) plain(w io.Writer) error {
 	fmt.Fprintln(w, v.header(sum))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	name, second := v.columns()
-	fmt.Fprintf(tw, "%s\t%s\tTX BYTES\tRX BYTES\tTX PKTS\tRX PKTS\tTX RATE\tRX RATE\n", name, second)
+	named := v.names != nil && v.by == query.ByRemote
+	if named {
+		var addrs []netip.Addr
+		for i := range lines {
+			if !lines[i].IsOther() {
+				addrs = append(addrs, lines[i].Addr)
+			}
+		}
+		hosts := v.names.Names(context.Background(), addrs)
+		for i := range lines {
+			lines[i].host = hosts[lines[i].Addr]
+		}
+		name += "\tNAME"
+	}
+	fmt.Fprintf(tw, "%s\t%s\tTX BYTES\tRX BYTES\tTX PKTS\tRX PKTS\tTX BIT/S\tRX BIT/S\n", name, second)
 	for i := range lines {
 		l := &lines[i]
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", l.name, v.second(l), l.TxBytes, l.RxBytes, l.TxPackets, l.RxPackets, l.rateTx, l.rateRx)
+		tx, rx := l.rates()
+		n := l.name
+		if named {
+			host := l.host
+			if host == "" && !l.IsOther() {
+				host = "-"
+			}
+			n += "\t" + host
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", n, v.second(l), l.TxBytes, l.RxBytes, l.TxPackets, l.RxPackets, tx, rx)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -286,6 +383,9 @@ var (
 func (v *topView) Init() tea.Cmd { return nil }
 
 type topWindowMsg struct{ w *storage.Window }
+
+// topNamedMsg says a reverse-DNS answer came in: draw again.
+type topNamedMsg struct{}
 type topStateMsg struct {
 	live bool
 	err  string
@@ -301,6 +401,8 @@ func (v *topView) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			v.by = query.ByRemote
 		case "c":
 			v.by = query.ByCountry
+		case "a":
+			v.by = query.ByASN
 		case "v":
 			v.by = query.ByService
 		case "g":
@@ -324,10 +426,23 @@ func (v *topView) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return v, nil
 }
 
+// topMinSpark is the fewest windows the sparkline shows before the name
+// column is cut to make room.
+const topMinSpark = 8
+
 func (v *topView) View() string {
 	lines, sum := v.lines()
+	width := v.width
+	if width <= 0 {
+		width = 80
+	}
 	var b strings.Builder
-	b.WriteString(topTitle.Render(v.header(sum)) + "\n")
+	// The title is two lines, so that what matters fits 80 columns.
+	if len(v.windows) == 0 {
+		b.WriteString(topTitle.Render(v.header(sum)) + "\n")
+	} else {
+		b.WriteString(topTitle.Render(fmt.Sprintf("dstwatch top: %d windows from %s to %s", len(v.windows), fmtTime(sum.First, v.loc), fmtTime(sum.Last, v.loc))) + "\n")
+	}
 	state := "live"
 	if !v.live {
 		state = "not live"
@@ -335,41 +450,81 @@ func (v *topView) View() string {
 			state = v.err
 		}
 	}
-	b.WriteString(topDim.Render(fmt.Sprintf("[%s]  keys: r remotes  c countries  v services  g next  s sort  d direction  q quit", state)) + "\n")
-	sparkW := min(v.n, max(len(v.windows), 1))
+	b.WriteString(fmt.Sprintf("by %s, sort %s, direction %s, rates in bit/s", v.by, v.sort, v.dir) + "\n")
+	b.WriteString(topDim.Render(fmt.Sprintf("[%s]  keys: r remote c country a AS v service g next s sort d dir q quit", state)) + "\n")
+
 	name, second := v.columns()
-	head := fmt.Sprintf("%-40s %-7s %10s %10s %12s %12s  %-*s", name, second, "TX", "RX", "TX/s", "RX/s", sparkW, "RECENT")
+	pkts := v.sort == query.SortPackets
+	secW := len(second)
+	nameW := len(name)
+	for i := range lines {
+		if lines[i].host != "" {
+			lines[i].name += " " + lines[i].host
+		}
+		secW = max(secW, len(v.second(&lines[i])))
+		nameW = max(nameW, len([]rune(lines[i].name)))
+	}
+	// Everything but the name and the sparkline has a fixed width: bytes
+	// (at most "1023 KiB"), packets ("999K"), rates ("99.9M").
+	fixed := 1 + secW + 1 + 8 + 1 + 8 + 1 + 8 + 1 + 8 + 2
+	if pkts {
+		fixed += 1 + 6
+	}
+	wantSpark := min(v.n, max(len(v.windows), 1))
+	if room := width - fixed - nameW; room < min(wantSpark, topMinSpark) {
+		nameW = max(len(name), width-fixed-min(wantSpark, topMinSpark))
+	}
+	sparkW := min(max(width-fixed-nameW, 0), wantSpark)
+	sparkHead := ""
+	if sparkW > 0 {
+		sparkHead = fmt.Sprintf("LAST %d", sparkW)
+		if len(sparkHead) > sparkW {
+			sparkHead = ""
+		}
+	}
+	head := fmt.Sprintf("%-*s %-*s %8s %8s", nameW, name, secW, second, "TX", "RX")
+	if pkts {
+		head += fmt.Sprintf(" %6s", "PKTS")
+	}
+	head += fmt.Sprintf(" %8s %8s  %-*s", "TX bit/s", "RX bit/s", sparkW, sparkHead)
 	b.WriteString(topHead.Render(head) + "\n")
 	limit := len(lines)
-	if v.height > 4 && limit > v.height-4 {
-		limit = v.height - 4
+	if v.height > 5 && limit > v.height-5 {
+		limit = v.height - 5
 	}
 	if note := v.noServices(); note != "" {
 		b.WriteString(topDim.Render(note) + "\n")
 	}
 	for i := range lines[:limit] {
 		l := &lines[i]
-		second := v.second(l)
-		n := l.name
-		if len(n) > 40 {
-			n = n[:39] + "…"
+		n := []rune(l.name)
+		if len(n) > nameW {
+			n = append(n[:max(nameW-1, 0)], '…')
 		}
-		fmt.Fprintf(&b, "%-40s %-7s %s %s %12s %12s  %s\n", n, second,
-			topTx.Render(fmt.Sprintf("%10s", units.Bytes(l.TxBytes))), topRx.Render(fmt.Sprintf("%10s", units.Bytes(l.RxBytes))),
-			l.rateTx, l.rateRx, l.spark)
+		fmt.Fprintf(&b, "%-*s %-*s %s %s", nameW, string(n), secW, v.second(l),
+			topTx.Render(fmt.Sprintf("%8s", units.Bytes(l.TxBytes))), topRx.Render(fmt.Sprintf("%8s", units.Bytes(l.RxBytes))))
+		if pkts {
+			fmt.Fprintf(&b, " %6s", units.Count(l.Packets()))
+		}
+		tx, rx := "-", "-"
+		if l.rated {
+			tx, rx = topBits(l.txBps), topBits(l.rxBps)
+		}
+		spark := ""
+		if s := l.series; sparkW > 0 && len(s) > 0 {
+			spark = report.Sparkline(s[max(len(s)-sparkW, 0):])
+		}
+		fmt.Fprintf(&b, " %8s %8s  %s\n", tx, rx, spark)
 	}
 	out := b.String()
-	if v.width > 0 {
-		// Cut lines to the terminal's width so a narrow window does not wrap.
-		ls := strings.Split(out, "\n")
-		for i, l := range ls {
-			if lipgloss.Width(l) > v.width {
-				ls[i] = lipgloss.NewStyle().MaxWidth(v.width).Render(l)
-			}
+	// Cut lines to the terminal's width so a narrow window does not wrap.
+	ls := strings.Split(out, "\n")
+	for i, l := range ls {
+		if lipgloss.Width(l) > width {
+			ls[i] = lipgloss.NewStyle().MaxWidth(width).Render(l)
 		}
-		out = strings.Join(ls, "\n")
 	}
-	return out
+	return strings.Join(ls, "\n")
 }
 
 func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -377,22 +532,27 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	db := fs.String("db", defaultDB(), "bbolt database `file`")
 	socket := fs.String("socket", "", "the daemon's API socket `path` (default: dstwatch.sock beside --db)")
 	n := fs.Int("windows", 30, "add up the newest `N` windows")
-	by := fs.String("by", "remote", "group by remote, country or service (keys switch)")
+	by := fs.String("by", "remote", "group by remote, country, asn or service (keys switch)")
 	rows := fs.Int("top", 20, "show the `N` heaviest rows and sum the rest as 'other'")
 	utc := fs.Bool("utc", false, "show times in UTC")
+	names := fs.Bool("names", false, "show each remote's reverse-DNS name (looked up in the background, never stored)")
+	dnsServer := fs.String("dns-server", "", "ask this DNS server (`host:port`) for --names (default: the system's resolver)")
 	once := fs.Bool("once", false, "print the view once as plain lines and exit")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	v := &topView{sort: query.SortBytes, n: *n, rows: *rows, loc: time.Local}
+	if *names {
+		v.names = rdns.New(rdns.Config{Server: *dnsServer})
+	}
 	if *utc {
 		v.loc = time.UTC
 	}
 	switch *by {
-	case "remote", "country", "service":
+	case "remote", "country", "asn", "service":
 		v.by = query.By(*by)
 	default:
-		return fmt.Errorf("%w: --by %q: want remote, country or service", errUsage, *by)
+		return fmt.Errorf("%w: --by %q: want remote, country, asn or service", errUsage, *by)
 	}
 	if *n < 1 || *n > 10000 || *rows < 1 {
 		return fmt.Errorf("%w: --windows wants 1 to 10000, --top at least 1", errUsage)
@@ -435,6 +595,7 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		v.err = notLive("no daemon runs: these are the file's windows", time.Now(), v.loc)
 	}
 	p := tea.NewProgram(v, tea.WithContext(ctx), tea.WithAltScreen(), tea.WithOutput(stdout))
+	v.named = func() { go p.Send(topNamedMsg{}) } // not from inside Update's call of lines
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go followWindows(sctx, client, v.windowsEnd(), func(w *storage.Window) error {

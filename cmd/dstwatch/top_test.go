@@ -119,7 +119,7 @@ func TestTopPlain(t *testing.T) {
 	var want strings.Builder
 	want.WriteString("dstwatch top: 30 windows from 2026-03-03 16:30:00 UTC to 2026-03-04 00:00:00 UTC, by remote, sort bytes, direction both\n")
 	tw := tabwriter.NewWriter(&want, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REMOTE\tCC\tTX BYTES\tRX BYTES\tTX PKTS\tRX PKTS\tTX RATE\tRX RATE")
+	fmt.Fprintln(tw, "REMOTE\tCC\tTX BYTES\tRX BYTES\tTX PKTS\tRX PKTS\tTX BIT/S\tRX BIT/S")
 	for _, r := range rows {
 		cc, rtx, rrx := report.CC(r.Country), "-", "-"
 		if r.IsOther() {
@@ -131,7 +131,7 @@ func TestTopPlain(t *testing.T) {
 					c.Add(nr.Counts)
 				}
 			}
-			rtx, rrx = report.Rate(c.TxBytes, newest.Length), report.Rate(c.RxBytes, newest.Length)
+			rtx, rrx = wholeBits(c.TxBytes, newest.Length), wholeBits(c.RxBytes, newest.Length)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Key, cc, r.TxBytes, r.RxBytes, r.TxPackets, r.RxPackets, rtx, rrx)
 	}
@@ -159,7 +159,7 @@ func TestTopPlainServices(t *testing.T) {
 	var want strings.Builder
 	want.WriteString("dstwatch top: 30 windows from 2026-03-03 16:30:00 UTC to 2026-03-04 00:00:00 UTC, by service, sort bytes, direction both\n")
 	tw := tabwriter.NewWriter(&want, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tREMOTES\tTX BYTES\tRX BYTES\tTX PKTS\tRX PKTS\tTX RATE\tRX RATE")
+	fmt.Fprintln(tw, "SERVICE\tREMOTES\tTX BYTES\tRX BYTES\tTX PKTS\tRX PKTS\tTX BIT/S\tRX BIT/S")
 	for _, r := range rows {
 		remotes, rtx, rrx := strconv.Itoa(r.Remotes), "-", "-"
 		if r.Remotes == query.OtherService {
@@ -171,7 +171,7 @@ func TestTopPlainServices(t *testing.T) {
 					c.Add(s.Counts)
 				}
 			}
-			rtx, rrx = report.Rate(c.TxBytes, newest.Length), report.Rate(c.RxBytes, newest.Length)
+			rtx, rrx = wholeBits(c.TxBytes, newest.Length), wholeBits(c.RxBytes, newest.Length)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", report.ServiceName(r), remotes, r.TxBytes, r.RxBytes, r.TxPackets, r.RxPackets, rtx, rrx)
 	}
@@ -185,9 +185,15 @@ func TestTopPlainServices(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "no per-service tallies in these windows") {
 		t.Errorf("top --by service over windows without services: exit %d\n%s", code, out)
 	}
-	if code, _, stderr := runCmd(t, "top", "--db", db, "--once", "--by", "port"); code != 2 || !strings.Contains(stderr, "remote, country or service") {
+	if code, _, stderr := runCmd(t, "top", "--db", db, "--once", "--by", "port"); code != 2 || !strings.Contains(stderr, "remote, country, asn or service") {
 		t.Errorf("--by port: exit %d: %s", code, stderr)
 	}
+}
+
+// wholeBits is b bytes over d as top's plain lines show a rate: whole
+// bits per second (99 MiB in 15 minutes: 922747).
+func wholeBits(b uint64, d time.Duration) string {
+	return strconv.FormatUint((b*8*uint64(time.Second)+uint64(d)/2)/uint64(d), 10)
 }
 
 // serviceRowsJSON reads query --by service --format json.
@@ -286,7 +292,6 @@ func TestTopInTmux(t *testing.T) {
 			t.Errorf("row %s: query says %s / %s, the pane: %q", r.Key, units.Bytes(r.TxBytes), units.Bytes(r.RxBytes), l)
 		}
 	}
-	shot := pane
 
 	tmux(t, sock, "send-keys", "-t", "top", "c")
 	pane = waitPane("c did not switch to countries", func(s string) bool { return strings.Contains(s, "by country") })
@@ -320,7 +325,7 @@ func TestTopInTmux(t *testing.T) {
 		l := lineOf(pane, name)
 		for _, want := range []string{
 			" " + strconv.Itoa(r.Remotes) + " ", " " + units.Bytes(r.TxBytes) + " ", " " + units.Bytes(r.RxBytes) + " ",
-			" " + report.Rate(c.TxBytes, newest.Length) + " ", " " + report.Rate(c.RxBytes, newest.Length) + " ",
+			" " + topBits(bitRate(c.TxBytes, newest.Length)) + " ", " " + topBits(bitRate(c.RxBytes, newest.Length)) + " ",
 		} {
 			if !strings.Contains(l, want) {
 				t.Errorf("service %s: query says %q, the pane: %q", name, want, l)
@@ -330,8 +335,8 @@ func TestTopInTmux(t *testing.T) {
 			t.Errorf("service %s: no sparkline: %q", name, l)
 		}
 	}
-	// g cycles remotes, countries, services.
-	for _, by := range []string{"remote", "country", "service"} {
+	// g cycles remotes, countries, ASes, services.
+	for _, by := range []string{"remote", "country", "asn", "service"} {
 		tmux(t, sock, "send-keys", "-t", "top", "g")
 		waitPane("g did not switch to "+by, func(s string) bool { return strings.Contains(s, "by "+by+",") })
 	}
@@ -346,12 +351,12 @@ func TestTopInTmux(t *testing.T) {
 	}
 	srv.Publish(w)
 	pane = waitPane("the streamed window's service did not show", func(s string) bool { return strings.Contains(s, "8080/tcp in") })
-	if l := lineOf(pane, "8080/tcp in"); !strings.Contains(l, "99.0 MiB") || !strings.Contains(l, "112 KiB/s") {
+	if l := lineOf(pane, "8080/tcp in"); !strings.Contains(l, "99.0 MiB") || !strings.Contains(l, " 923k ") {
 		t.Errorf("streamed service: %q", l)
 	}
 	tmux(t, sock, "send-keys", "-t", "top", "r")
 	pane = waitPane("the streamed window did not show", func(s string) bool { return strings.Contains(s, "192.0.2.99") })
-	if l := lineOf(pane, "192.0.2.99"); !strings.Contains(l, "99.0 MiB") || !strings.Contains(l, "112 KiB/s") {
+	if l := lineOf(pane, "192.0.2.99"); !strings.Contains(l, "99.0 MiB") || !strings.Contains(l, " 923k ") {
 		t.Errorf("streamed remote: %q", l)
 	}
 
@@ -367,17 +372,6 @@ func TestTopInTmux(t *testing.T) {
 	}
 	tmux(t, sock, "send-keys", "-t", "top", "q")
 	waitPane("q did not quit", func(s string) bool { return strings.Contains(s, "top-exited-0") })
-
-	if screenshotsWanted() {
-		f, err := os.Create(filepath.Join("..", "..", "docs", "top.png"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := png.Encode(f, renderPane(shot)); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 // renderPane draws captured terminal text as an image: basicfont for
@@ -461,4 +455,207 @@ func TestTopBeforeTheDaemon(t *testing.T) {
 	d = startDaemon(t, p.A, "-i", p.IfA, "--db", db, "--window", "1s", "--retention", "0")
 	waitPane("top did not go live again on a restarted daemon", func(s string) bool { return strings.Contains(s, "[live]") })
 	d.stop(t)
+}
+
+// topSeries is what each row's sparkline draws: per window of ws, the
+// bytes (or packets) of the remotes that key(r) groups under name.
+func topSeries(ws []*storage.Window, name string, key func(*storage.Remote) string, packets bool) []uint64 {
+	s := make([]uint64, len(ws))
+	for i, w := range ws {
+		for j := range w.Remotes {
+			if key(&w.Remotes[j]) == name {
+				if packets {
+					s[i] += w.Remotes[j].Packets()
+				} else {
+					s[i] += w.Remotes[j].Bytes()
+				}
+			}
+		}
+	}
+	return s
+}
+
+// top in an 80-column terminal shows every number whole: bytes, rates in
+// bit/s (the header says so), and a sparkline of as many of the newest
+// windows as its column says; sorted by packets it adds a PKTS column and
+// draws packets; a groups by AS.
+func TestTopAt80Columns(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		netnstest.Unable(t, "needs tmux (apt-get install tmux; scripts/test installs it as root)")
+	}
+	db := serviceDB(t)
+	_, js, _ := runCmd(t, "query", "--db", db, "--last", "30", "--top", "20", "--format", "json")
+	rows, _ := query.RowsFromJSON([]byte(js), query.ByRemote)
+	_, ajs, _ := runCmd(t, "query", "--db", db, "--last", "30", "--top", "20", "--by", "asn", "--format", "json")
+	arows, _ := query.RowsFromJSON([]byte(ajs), query.ByASN)
+	if len(rows) < 10 || len(arows) < 5 {
+		t.Fatalf("query: %d remotes, %d ASes", len(rows), len(arows))
+	}
+	all := serviceWindows()
+	held := all[len(all)-30:]
+	newest := held[len(held)-1]
+
+	sock := "dstwatch-test-80-" + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() { exec.Command("tmux", "-L", sock, "kill-server").Run() })
+	tmux(t, sock, "new-session", "-d", "-s", "top", "-x", "80", "-y", "40",
+		"TZ=UTC "+binary(t)+" top --db "+db+" --utc; echo top-exited-$?; sleep 30")
+	waitPane := func(what string, cond func(string) bool) string {
+		t.Helper()
+		var last string
+		if !waitFor(10*time.Second, func() bool { last = tmux(t, sock, "capture-pane", "-p", "-t", "top"); return cond(last) }) {
+			t.Fatalf("%s; the pane shows:\n%s", what, last)
+		}
+		return last
+	}
+	lineOf := func(pane, name string) string {
+		for _, l := range strings.Split(pane, "\n") {
+			if strings.HasPrefix(l, name+" ") {
+				return l
+			}
+		}
+		return ""
+	}
+	// sparkOf is the sparkline the header's LAST K column promises.
+	sparkOf := func(pane string, s []uint64) (string, error) {
+		head := lineOf(pane, "REMOTE")
+		if head == "" {
+			head = lineOf(pane, "AS")
+		}
+		_, k, ok := strings.Cut(head, "LAST ")
+		n, err := strconv.Atoi(strings.TrimSpace(k))
+		if !ok || err != nil || n < 16 || n > 30 {
+			return "", fmt.Errorf("the sparkline's column does not say how many windows it shows (16 to 30 fit): %q", head)
+		}
+		return strings.TrimRight(report.Sparkline(s[len(s)-n:]), " "), nil
+	}
+	// The pane is read until it shows what it should: tmux may be caught
+	// between a redraw's lines.
+	waitRight := func(what string, cond func(string) bool, check func(string) []string) string {
+		t.Helper()
+		var pane string
+		var bad []string
+		if !waitFor(10*time.Second, func() bool {
+			pane = tmux(t, sock, "capture-pane", "-p", "-t", "top")
+			bad = nil
+			if !cond(pane) {
+				bad = []string{what}
+			} else {
+				bad = check(pane)
+			}
+			return len(bad) == 0
+		}) {
+			for _, b := range bad {
+				t.Error(b)
+			}
+			t.Fatalf("the pane shows:\n%s", pane)
+		}
+		return pane
+	}
+	remotes := func(packets bool) func(string) []string {
+		return func(pane string) []string {
+			var bad []string
+			for _, l := range strings.Split(pane, "\n") {
+				if n := len([]rune(l)); n > 80 {
+					bad = append(bad, fmt.Sprintf("line wider than 80 columns (%d): %q", n, l))
+				}
+			}
+			if !strings.Contains(pane, "rates in bit/s") {
+				bad = append(bad, "top does not say its rates' unit")
+			}
+			if strings.Contains(lineOf(pane, "REMOTE"), " PKTS ") != packets {
+				bad = append(bad, fmt.Sprintf("sorted by packets %v, and the PKTS column: %q", packets, lineOf(pane, "REMOTE")))
+			}
+			for _, r := range rows {
+				if r.IsOther() {
+					continue
+				}
+				l := lineOf(pane, r.Key)
+				var c rotate.Counts
+				for _, nr := range newest.Remotes {
+					if nr.Addr.String() == r.Key {
+						c.Add(nr.Counts)
+					}
+				}
+				want := []string{" " + units.Bytes(r.TxBytes) + " ", " " + units.Bytes(r.RxBytes) + " "}
+				if packets {
+					want = append(want, " "+units.Count(r.Packets())+" ")
+				}
+				for _, w := range want {
+					if !strings.Contains(l, w) {
+						bad = append(bad, fmt.Sprintf("row %s: want %q, the pane: %q", r.Key, w, l))
+					}
+				}
+				// Rates in their fixed columns, then the sparkline to the end.
+				rt := fmt.Sprintf(" %8s %8s  ", topBits(float64(c.TxBytes)*8/newest.Length.Seconds()), topBits(float64(c.RxBytes)*8/newest.Length.Seconds()))
+				spark, err := sparkOf(pane, topSeries(held, r.Key, func(x *storage.Remote) string { return x.Addr.String() }, packets))
+				if err != nil {
+					return append(bad, err.Error())
+				}
+				if !strings.HasSuffix(strings.TrimRight(l, " "), strings.TrimRight(rt+spark, " ")) {
+					bad = append(bad, fmt.Sprintf("row %s: want rates and sparkline %q at its end, the pane: %q", r.Key, rt+spark, l))
+				}
+			}
+			return bad
+		}
+	}
+	shot := waitRight("top did not draw", func(s string) bool { return strings.Contains(s, "dstwatch top: 30 windows") }, remotes(false))
+
+	tmux(t, sock, "send-keys", "-t", "top", "s")
+	waitRight("s did not sort by packets", func(s string) bool { return strings.Contains(s, "sort packets") }, remotes(true))
+	// One key at a time: keys read together arrive as one (bubbletea).
+	tmux(t, sock, "send-keys", "-t", "top", "s")
+	waitRight("s did not sort by bytes again", func(s string) bool { return strings.Contains(s, "sort bytes") }, remotes(false))
+
+	tmux(t, sock, "send-keys", "-t", "top", "a")
+	waitRight("a did not group by AS", func(s string) bool { return strings.Contains(s, "by asn, sort bytes") }, func(pane string) []string {
+		var bad []string
+		for _, r := range arows {
+			name := report.RowName(r, query.ByASN)
+			if r.ASOrg != "" && !r.IsOther() {
+				name += " " + r.ASOrg
+			}
+			l := lineOf(pane, name)
+			want := []string{" " + units.Bytes(r.TxBytes) + " ", " " + units.Bytes(r.RxBytes) + " "}
+			if !r.IsOther() {
+				want = append(want, " "+strconv.Itoa(r.Remotes)+" ")
+				spark, err := sparkOf(pane, topSeries(held, r.Key, func(x *storage.Remote) string { return strconv.FormatUint(uint64(x.ASN), 10) }, false))
+				if err != nil {
+					return append(bad, err.Error())
+				}
+				if !strings.HasSuffix(strings.TrimRight(l, " "), strings.TrimRight(spark, " ")) {
+					bad = append(bad, fmt.Sprintf("AS %s: want the sparkline %q at its end, the pane: %q", name, spark, l))
+				}
+			}
+			for _, w := range want {
+				if !strings.Contains(l, w) {
+					bad = append(bad, fmt.Sprintf("AS %s: want %q, the pane: %q", name, w, l))
+				}
+			}
+		}
+		return bad
+	})
+	tmux(t, sock, "send-keys", "-t", "top", "q")
+	waitPane("q did not quit", func(s string) bool { return strings.Contains(s, "top-exited-0") })
+
+	if screenshotsWanted() {
+		f, err := os.Create(filepath.Join("..", "..", "docs", "top.png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := png.Encode(f, renderPane(shot)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestTopBits(t *testing.T) {
+	for v, want := range map[float64]string{
+		0: "0", 0.4: "0", 999.4: "999", 999.5: "1.00k", 1500: "1.50k", 9994: "9.99k", 9995: "10.0k",
+		52.44e6: "52.4M", 999.4e6: "999M", 999.6e6: "1.00G", 2.5e12: "2.50T",
+	} {
+		if got := topBits(v); got != want {
+			t.Errorf("topBits(%v) = %q, want %q", v, got, want)
+		}
+	}
 }

@@ -96,6 +96,7 @@ func TestSmallValidations(t *testing.T) {
 // interface bounce cannot be reopened; the log says so at warning level,
 // once, and the daemon keeps running.
 func TestUserBounceSaysWhyAtWarning(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := stateDir(t)
 	d := startDaemon(t, p.A, "-i", p.IfA, "--db", filepath.Join(dir, "bounce.db"), "--window", "1s",

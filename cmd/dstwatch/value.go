@@ -80,6 +80,12 @@ func queryServices(ctx context.Context, stdout, stderr io.Writer, st *store, o q
 	if err != nil {
 		return err
 	}
+	return writeServices(stdout, rows, sum, o, f, func() error { return noWindow(ctx, stdout, st, o) })
+}
+
+// writeServices prints a --by service answer; none says that the range
+// held no window. The fleet's answers (fleet.go) print here too.
+func writeServices(stdout io.Writer, rows []query.ServiceRow, sum query.Summary, o queryOpts, f query.ServiceFilter, none func() error) error {
 	switch o.format {
 	case "json":
 		out := make([]query.ServiceJSON, 0, len(rows))
@@ -111,7 +117,7 @@ func queryServices(ctx context.Context, stdout, stderr io.Writer, st *store, o q
 		return nil
 	}
 	if sum.Units() == 0 {
-		return noWindow(ctx, stdout, st, o)
+		return none()
 	}
 	var total rotate.Counts
 	for _, r := range rows {
@@ -206,9 +212,8 @@ func (f *rangeFlags) parse(given map[string]bool) (api.Range, error) {
 	if !r.To.After(r.From) {
 		return r, fmt.Errorf("%w: --to must be after --from", errUsage)
 	}
-	if r.To.Sub(r.From) > api.MaxRange {
-		return r, fmt.Errorf("%w: range longer than %d days", errUsage, api.MaxRange/(24*time.Hour))
-	}
+	// A range wider than api.MaxRange is narrowed to what is stored once
+	// the store is open (store.fitRange).
 	return r, nil
 }
 
@@ -283,6 +288,9 @@ func cmdValue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.close()
+	if _, err := st.fitRange(ctx, &rng); err != nil {
+		return err
+	}
 
 	var c rotate.Counts
 	var sum query.Summary
@@ -383,6 +391,9 @@ func cmdDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer st.close()
+	if _, err := st.fitRange(ctx, &rng); err != nil {
+		return err
+	}
 	data := []map[string]string{}
 	if what == "services" {
 		rows, _, err := st.services(ctx, rng, query.ServiceQuestion{Filter: f})

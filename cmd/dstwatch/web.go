@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	dstwatchd "github.com/dstwatch/dstwatch/daemon"
+	"github.com/dstwatch/dstwatch/internal/webconfig"
 	"github.com/dstwatch/dstwatch/web"
 )
 
@@ -16,14 +17,16 @@ import (
 
 type webFlags struct {
 	addr, tokenFile, user, passFile *string
+	config                          *string // --web-config, for --metrics too
 }
 
 func addWebFlags(fs *flag.FlagSet) *webFlags {
 	return &webFlags{
-		addr:      fs.String("web", "", "serve the read-only dashboard on http://`host:port`/, e.g. 127.0.0.1:9751 (default: off); beyond loopback it needs a token or a user"),
+		addr:      fs.String("web", "", "serve the read-only dashboard on http://`host:port`/, e.g. 127.0.0.1:9751 (default: off); beyond loopback it needs a token, a user, or a --web-config with auth"),
 		tokenFile: fs.String("web-token-file", "", "require the token in this `file` (open /?token=TOKEN once, or send Authorization: Bearer)"),
 		user:      fs.String("web-user", "", "require HTTP basic auth as this `user` (with --web-password-file)"),
 		passFile:  fs.String("web-password-file", "", "the basic-auth password, read from this `file`"),
+		config:    fs.String("web-config", "", "serve --metrics and --web as this Prometheus exporter web configuration `file` says: TLS, client certificates, bcrypt basic_auth_users; re-read on every connection"),
 	}
 }
 
@@ -40,6 +43,17 @@ func readSecret(flagName, path string) (string, error) {
 }
 
 func (f *webFlags) apply(cfg *dstwatchd.Config) error {
+	var tls webconfig.Info
+	if *f.config != "" {
+		if cfg.Metrics == "" && *f.addr == "" {
+			return fmt.Errorf("%w: --web-config needs --metrics or --web", errUsage)
+		}
+		var err error
+		if tls, err = webconfig.Check(*f.config); err != nil {
+			return fmt.Errorf("%w: --web-config: %v", errUsage, err)
+		}
+		cfg.WebConfig = *f.config
+	}
 	if *f.addr == "" {
 		if *f.tokenFile != "" || *f.user != "" || *f.passFile != "" {
 			return fmt.Errorf("%w: --web-token-file, --web-user and --web-password-file need --web", errUsage)
@@ -62,8 +76,11 @@ func (f *webFlags) apply(cfg *dstwatchd.Config) error {
 			return err
 		}
 	}
-	if cfg.Web.Token == "" && cfg.Web.User == "" && !web.Loopback(cfg.Web.Addr) {
+	if cfg.Web.Token == "" && cfg.Web.User == "" && !tls.Auth() && !web.Loopback(cfg.Web.Addr) {
 		return fmt.Errorf("%w: %v", errUsage, web.ErrNeedsAuth)
+	}
+	if cfg.Web.User != "" && tls.Users {
+		return fmt.Errorf("%w: %v", errUsage, web.ErrTwoBasicAuths)
 	}
 	return nil
 }

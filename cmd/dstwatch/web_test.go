@@ -111,6 +111,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	if !b.waitJS(`return document.getElementById("cur-tx").dataset.exact === "123456" && document.getElementById("cur-rx").dataset.exact === "7890"`, 10*time.Second) {
 		t.Errorf("the published window did not show: %s", b.text(".current"))
 	}
+	// Its time reads like the page's other times and the CLI's: 24-hour,
+	// in the daemon's zone, whatever the browser's locale says.
+	if got, want := b.text("#cur-window"), w.Start.UTC().Format("2006-01-02 15:04:05 UTC")+" +20s"; got != want {
+		t.Errorf("the current window's time shows %q, want %q", got, want)
+	}
 	pic := b.screenshot()
 	if _, err := png.Decode(bytes.NewReader(pic)); err != nil {
 		t.Fatalf("screenshot: %v", err)
@@ -174,6 +179,7 @@ func TestDashboardAuth(t *testing.T) {
 // The daemon serves the dashboard with --web: its view equals query's,
 // and its event stream carries the windows it stores.
 func TestLiveDashboard(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "live.db")

@@ -27,7 +27,8 @@ type browser struct {
 
 // startBrowser runs chromedriver and opens a headless Chromium session, or
 // skips the test when Debian's chromium and chromium-driver are missing.
-func startBrowser(t *testing.T, width, height int) *browser {
+// Env is added to the environment of chromedriver and so of Chromium.
+func startBrowser(t *testing.T, width, height int, env ...string) *browser {
 	t.Helper()
 	chromium, err1 := exec.LookPath("chromium")
 	driver, err2 := exec.LookPath("chromedriver")
@@ -41,6 +42,9 @@ func startBrowser(t *testing.T, width, height int) *browser {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	cmd := exec.Command(driver, "--port="+strconv.Itoa(port))
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var logs syncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

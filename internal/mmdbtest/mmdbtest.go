@@ -52,7 +52,13 @@ type Entry struct {
 // "GeoLite2-Country"): each network gets country.iso_code and
 // registered_country.iso_code set to the given code.
 func Country(path string, entries map[string]string) error {
-	return Write(path, TypeCountry, mapValues(entries, func(cc string) mmdbtype.DataType {
+	return CountryBuilt(path, entries, Build)
+}
+
+// CountryBuilt is Country with another build time, for tests of what a
+// database's age does.
+func CountryBuilt(path string, entries map[string]string, build time.Time) error {
+	return write(path, TypeCountry, build.Unix(), mapValues(entries, func(cc string) mmdbtype.DataType {
 		return mmdbtype.Map{
 			"continent":          mmdbtype.Map{"code": mmdbtype.String("EU")},
 			"country":            isoCode(cc),
@@ -119,8 +125,12 @@ func IPinfo(path string, entries map[string]Entry) error {
 // Write writes a database of the given type with arbitrary records, for
 // schemas the helpers above do not cover (e.g. a database of another kind).
 func Write(path, databaseType string, records map[string]mmdbtype.DataType) error {
+	return write(path, databaseType, BuildEpoch, records)
+}
+
+func write(path, databaseType string, buildEpoch int64, records map[string]mmdbtype.DataType) error {
 	tree, err := mmdbwriter.New(mmdbwriter.Options{
-		BuildEpoch:              BuildEpoch,
+		BuildEpoch:              buildEpoch,
 		DatabaseType:            databaseType,
 		Description:             map[string]string{"en": "dstwatch test database"},
 		IncludeReservedNetworks: true,

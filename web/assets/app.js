@@ -59,8 +59,7 @@
 
   function showWindow(w) {
     if (!w) return;
-    const t = new Date(w.start);
-    text($("cur-window"), t.toLocaleTimeString() + " +" + w.seconds + "s");
+    text($("cur-window"), w.shown + " +" + w.seconds + "s");
     text($("cur-remotes"), w.remotes + " remotes");
     const tx = $("cur-tx"), rx = $("cur-rx");
     text(tx, w.human[0]); tx.dataset.exact = w.tx_bytes;
