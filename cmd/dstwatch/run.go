@@ -188,9 +188,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("%w: --ring-mb %d: want whole MiB from %d to %d", errUsage, *ringMB, capture.MinNumBlocks, capture.MaxNumBlocks)
 	}
 	cfg.RingBlocks = *ringMB // blocks are 1 MiB
-	if *read != "" && len(cfg.Local) == 0 {
-		return fmt.Errorf("%w: --read needs --local: a capture file does not say which addresses were the host's", errUsage)
-	}
 	if *read == "" {
 		if len(ifaces) == 0 {
 			name, err := capture.DefaultInterface()

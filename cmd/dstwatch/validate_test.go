@@ -27,6 +27,7 @@ func TestRunConfigUsage(t *testing.T) {
 		{"window too long for a span", append(replay, "--window", "1e300d"), "dstwatch run: --window 1e300d: must be whole seconds, from 1s to 1h\n"},
 		{"metrics", append(replay, "--metrics", "localhost"), `dstwatch run: --metrics "localhost": want host:port with a port from 1 to 65535, e.g. 127.0.0.1:9750` + "\n"},
 		{"file mode", append(replay, "--file-mode", "0700"), `dstwatch run: --file-mode "0700": want an octal mode within 0664 that lets the owner read and write (0600, 0640, 0660, 0644 or 0664)` + "\n"},
+		{"read without local", []string{"run", "--read", filepath.Join(dir, "none.pcap"), "--db", db}, "dstwatch run: --read needs --local: a capture file does not say which addresses were the host's\n"},
 		{"file mode not octal", append(replay, "--file-mode", "rw"), `dstwatch run: --file-mode "rw": want an octal mode within 0664 that lets the owner read and write (0600, 0640, 0660, 0644 or 0664)` + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
