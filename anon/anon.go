@@ -72,7 +72,24 @@ func (h Hash) Addr(a netip.Addr) netip.Addr {
 // keys against known addresses.
 const minKey = 16
 
-// Parse reads the --anonymize value: "truncate", "truncate:/24,/48" (or
+// Errors of Parse about how mode and key file go together. The CLI says
+// them in its flags' names.
+var (
+	ErrKeyNotHash = errors.New("a key file goes with mode hash only")
+	ErrNoKey      = errors.New("mode hash needs a key file (e.g. head -c 32 /dev/urandom > key)")
+	ErrHashArg    = errors.New("mode hash takes no argument") // wrapped in a ModeError
+)
+
+// ModeError is a mode Parse does not understand, and why.
+type ModeError struct {
+	Mode, Problem string
+	Err           error // ErrHashArg, or nil
+}
+
+func (e *ModeError) Error() string { return fmt.Sprintf("anonymize mode %q: %s", e.Mode, e.Problem) }
+func (e *ModeError) Unwrap() error { return e.Err }
+
+// Parse reads a mode: "truncate", "truncate:/24,/48" (or
 // "truncate:24,48"), or "hash" with the key read from keyFile.
 func Parse(mode, keyFile string) (Anonymizer, error) {
 	name, arg, _ := strings.Cut(mode, ":")
@@ -85,19 +102,19 @@ func Parse(mode, keyFile string) (Anonymizer, error) {
 			t.Bits4, e4 = strconv.Atoi(strings.TrimPrefix(f4, "/"))
 			t.Bits6, e6 = strconv.Atoi(strings.TrimPrefix(f6, "/"))
 			if !ok || e4 != nil || e6 != nil || t.Bits4 < 0 || t.Bits4 > 32 || t.Bits6 < 0 || t.Bits6 > 128 {
-				return nil, fmt.Errorf("--anonymize %q: want truncate:/V4BITS,/V6BITS, e.g. truncate:/24,/48", mode)
+				return nil, &ModeError{Mode: mode, Problem: "want truncate:/V4BITS,/V6BITS, e.g. truncate:/24,/48"}
 			}
 		}
 		if keyFile != "" {
-			return nil, errors.New("--anonymize-key goes with --anonymize hash")
+			return nil, ErrKeyNotHash
 		}
 		return t, nil
 	case "hash":
 		if arg != "" {
-			return nil, fmt.Errorf("--anonymize %q: hash takes no argument; the key comes from --anonymize-key", mode)
+			return nil, &ModeError{Mode: mode, Problem: "hash takes no argument; the key comes from the key file", Err: ErrHashArg}
 		}
 		if keyFile == "" {
-			return nil, errors.New("--anonymize hash needs --anonymize-key FILE (e.g. head -c 32 /dev/urandom > key)")
+			return nil, ErrNoKey
 		}
 		key, err := os.ReadFile(keyFile)
 		if err != nil {
@@ -108,7 +125,7 @@ func Parse(mode, keyFile string) (Anonymizer, error) {
 		}
 		return Hash{Key: key}, nil
 	}
-	return nil, fmt.Errorf("--anonymize %q: want truncate, truncate:/V4BITS,/V6BITS or hash", mode)
+	return nil, &ModeError{Mode: mode, Problem: "want truncate, truncate:/V4BITS,/V6BITS or hash"}
 }
 
 // Apply replaces every remote address of w and merges remotes that map to

@@ -79,10 +79,10 @@ func TestParse(t *testing.T) {
 		{"mask", "", "want truncate"},
 		{"truncate:/33,/48", "", "truncate:/V4BITS"},
 		{"truncate:/24", "", "truncate:/V4BITS"},
-		{"hash", "", "needs --anonymize-key"},
+		{"hash", "", "needs a key file"},
 		{"hash", short, "at least 16"},
 		{"hash", filepath.Join(dir, "none"), "no such file"},
-		{"truncate", key, "goes with --anonymize hash"},
+		{"truncate", key, "goes with mode hash only"},
 	}
 	for _, c := range bad {
 		if _, err := Parse(c.mode, c.key); err == nil || !strings.Contains(err.Error(), c.want) {

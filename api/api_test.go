@@ -273,42 +273,6 @@ func TestStreamPublishes(t *testing.T) {
 	}
 }
 
-// A subscriber that does not read is dropped; Publish never blocks.
-func TestHubDropsSlowSubscriber(t *testing.T) {
-	h := newHub(2, 3)
-	slow, _ := h.subscribe()
-	fast, _ := h.subscribe()
-	if _, err := h.subscribe(); !errors.Is(err, errTooManyStreamed) {
-		t.Errorf("third subscriber: %v", err)
-	}
-	got := 0
-	for i := range 10 {
-		h.publish([]byte(strconv.Itoa(i)))
-		for len(fast.ch) > 0 {
-			<-fast.ch
-			got++
-		}
-	}
-	if got != 10 {
-		t.Errorf("fast subscriber got %d of 10", got)
-	}
-	n := 0
-	for range slow.ch { // closed once dropped
-		n++
-	}
-	if n != 3 {
-		t.Errorf("slow subscriber got %d before being dropped, want its buffer of 3", n)
-	}
-	h.unsubscribe(slow) // after a drop: no double close
-	h.close()
-	if _, ok := <-fast.ch; ok {
-		t.Error("close left a stream open")
-	}
-	if _, err := h.subscribe(); !errors.Is(err, errClosed) {
-		t.Errorf("subscribe after close: %v", err)
-	}
-}
-
 // Shutdown ends open streams instead of waiting for them.
 func TestShutdownEndsStreams(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "api.sock")

@@ -106,7 +106,7 @@ func (c *Client) request(ctx context.Context, method, path string, v url.Values)
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
 			return nil, fmt.Errorf("%w (no daemon listening on %s)", ErrNotRunning, c.socket)
 		case errors.Is(err, fs.ErrPermission):
-			return nil, fmt.Errorf("api socket %s: permission denied: run as root or as a member of the daemon's --socket-group", c.socket)
+			return nil, fmt.Errorf("api socket %s: permission denied: run as root or as a member of the daemon's socket group", c.socket)
 		}
 		return nil, fmt.Errorf("api %s: %w", c.socket, err)
 	}

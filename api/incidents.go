@@ -33,7 +33,7 @@ type IncidentSource interface {
 
 // ErrAlertsOff is what an IncidentSource returns when the daemon keeps no
 // incidents (no --rules and no incidents file).
-var ErrAlertsOff = errors.New("alerts are off: the daemon runs without --rules and has no incidents file")
+var ErrAlertsOff = errors.New("alerts are off: the daemon runs without rules and has no incidents file")
 
 // reasonAlertsOff is ErrAlertsOff in an error answer's reason field, so
 // that the client knows it without matching the message.
@@ -43,21 +43,23 @@ const reasonAlertsOff = "alerts_off"
 const expireWait = 60 * time.Second
 
 func (s *Server) registerIncidents(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/incidents", s.incidents)
-	mux.HandleFunc("GET /v1/incidents/{id}", s.incident)
-	mux.HandleFunc("POST /v1/incidents/{id}/expire", s.actor(s.expireIncident)) // peer.go: root or the daemon's user
+	mux.HandleFunc("GET /v1/incidents", s.handle(s.incidents))
+	mux.HandleFunc("GET /v1/incidents/{id}", s.handle(s.incident))
+	mux.HandleFunc("POST /v1/incidents/{id}/expire", s.actor(s.handle(s.expireIncident))) // peer.go: root or the daemon's user
 }
 
-func (s *Server) incidentSource(w http.ResponseWriter) IncidentSource {
+// incidentSource is the source's incidents; ErrAlertsOff when it has none.
+func (s *Server) incidentSource() (IncidentSource, error) {
 	is, ok := s.src.(IncidentSource)
 	if !ok {
-		writeReason(w, http.StatusNotFound, reasonAlertsOff, ErrAlertsOff.Error())
-		return nil
+		return nil, ErrAlertsOff
 	}
-	return is
+	return is, nil
 }
 
-func (s *Server) incidentFail(w http.ResponseWriter, r *http.Request, err error) {
+// incidentFail answers the incidents' own errors, for fail; it reports
+// whether err was one of them.
+func incidentFail(w http.ResponseWriter, err error) bool {
 	switch {
 	case errors.Is(err, ErrAlertsOff):
 		writeReason(w, http.StatusNotFound, reasonAlertsOff, err.Error())
@@ -66,33 +68,30 @@ func (s *Server) incidentFail(w http.ResponseWriter, r *http.Request, err error)
 	case errors.Is(err, alert.ErrClosed):
 		writeError(w, http.StatusConflict, "%v", err)
 	default:
-		s.fail(w, r, err)
+		return false
 	}
+	return true
 }
 
-func (s *Server) incidents(w http.ResponseWriter, r *http.Request) {
+func (s *Server) incidents(w http.ResponseWriter, r *http.Request) error {
 	p, err := newParams(r, "state")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	state, err := p.one("state")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if state != "" && state != "open" && state != "closed" && state != "all" {
-		s.fail(w, r, bad("state %q: want open, closed or all", state))
-		return
+		return bad("state %q: want open, closed or all", state)
 	}
-	is := s.incidentSource(w)
-	if is == nil {
-		return
+	is, err := s.incidentSource()
+	if err != nil {
+		return err
 	}
 	list, err := is.Incidents(state == "open")
 	if err != nil {
-		s.incidentFail(w, r, err)
-		return
+		return err
 	}
 	out := []*alert.Incident{}
 	for _, inc := range list {
@@ -101,6 +100,7 @@ func (s *Server) incidents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, out)
+	return nil
 }
 
 func incidentID(r *http.Request) (uint64, error) {
@@ -112,50 +112,46 @@ func incidentID(r *http.Request) (uint64, error) {
 	return id, nil
 }
 
-func (s *Server) incident(w http.ResponseWriter, r *http.Request) {
+func (s *Server) incident(w http.ResponseWriter, r *http.Request) error {
 	if _, err := newParams(r); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	id, err := incidentID(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
-	is := s.incidentSource(w)
-	if is == nil {
-		return
+	is, err := s.incidentSource()
+	if err != nil {
+		return err
 	}
 	inc, err := is.Incident(id)
 	if err != nil {
-		s.incidentFail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, inc)
+	return nil
 }
 
-func (s *Server) expireIncident(w http.ResponseWriter, r *http.Request) {
+func (s *Server) expireIncident(w http.ResponseWriter, r *http.Request) error {
 	if _, err := newParams(r); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	id, err := incidentID(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
-	is := s.incidentSource(w)
-	if is == nil {
-		return
+	is, err := s.incidentSource()
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), expireWait)
 	defer cancel()
 	inc, err := is.ExpireIncident(ctx, id)
 	if err != nil {
-		s.incidentFail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, inc)
+	return nil
 }
 
 // --- client ---

@@ -40,7 +40,7 @@ func Listen(path, group string) (net.Listener, error) {
 	}
 	// sun_path holds 108 bytes with the terminating NUL.
 	if len(path) > 107 {
-		return nil, fmt.Errorf("api socket %s: path longer than 107 bytes; choose a shorter --socket", path)
+		return nil, fmt.Errorf("api socket %s: path longer than 107 bytes; choose a shorter socket path", path)
 	}
 	if gid >= 0 {
 		if err := groupCanReach(filepath.Dir(path), group, gid); err != nil {
@@ -83,12 +83,12 @@ func removeStale(path string) error {
 		return fmt.Errorf("api socket: %w", err)
 	}
 	if st.Mode()&fs.ModeSocket == 0 {
-		return fmt.Errorf("api socket %s: the path exists and is not a socket; it was left alone: move it away or choose another --socket", path)
+		return fmt.Errorf("api socket %s: the path exists and is not a socket; it was left alone: move it away or choose another socket path", path)
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
 		c.Close()
-		return fmt.Errorf("api socket %s: another process is listening there (is dstwatch already running?); stop it, or choose another --socket (or --socket none)", path)
+		return fmt.Errorf("api socket %s: another process is listening there (is dstwatch already running?); stop it, or choose another socket path (or run without the API socket)", path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("api socket: remove stale socket: %w", err)
@@ -110,7 +110,7 @@ func CheckListen(path, group string) error {
 		}
 	}
 	if len(path) > 107 {
-		return fmt.Errorf("api socket %s: path longer than 107 bytes; choose a shorter --socket", path)
+		return fmt.Errorf("api socket %s: path longer than 107 bytes; choose a shorter socket path", path)
 	}
 	st, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -120,11 +120,11 @@ func CheckListen(path, group string) error {
 		return fmt.Errorf("api socket: %w", err)
 	}
 	if st.Mode()&fs.ModeSocket == 0 {
-		return fmt.Errorf("api socket %s: the path exists and is not a socket; it was left alone: move it away or choose another --socket", path)
+		return fmt.Errorf("api socket %s: the path exists and is not a socket; it was left alone: move it away or choose another socket path", path)
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
-		return fmt.Errorf("api socket %s: another process is listening there (is dstwatch already running?); stop it, or choose another --socket (or --socket none)", path)
+		return fmt.Errorf("api socket %s: another process is listening there (is dstwatch already running?); stop it, or choose another socket path (or run without the API socket)", path)
 	}
 	return nil
 }
@@ -145,7 +145,7 @@ func groupCanReach(dir, group string, gid int) error {
 		mine := sys.Uid == 0 || int(sys.Uid) == os.Geteuid()
 		plainGroup := sys.Gid == 0 || int(sys.Gid) == os.Getegid()
 		if !mine || !plainGroup {
-			return fmt.Errorf("api socket: group %s cannot reach %s (mode %v, uid %d, gid %d): chgrp %s %s && chmod g+x %s, or choose a --socket in a directory the group may pass", group, dir, st.Mode().Perm(), sys.Uid, sys.Gid, group, dir, dir)
+			return fmt.Errorf("api socket: group %s cannot reach %s (mode %v, uid %d, gid %d): chgrp %s %s && chmod g+x %s, or choose a socket path in a directory the group may pass", group, dir, st.Mode().Perm(), sys.Uid, sys.Gid, group, dir, dir)
 		}
 		if err := os.Chown(dir, -1, gid); err != nil {
 			return fmt.Errorf("api socket: let group %s reach %s: %w", group, dir, err)
@@ -160,7 +160,7 @@ func groupCanReach(dir, group string, gid int) error {
 			return fmt.Errorf("api socket: %w", err)
 		}
 		if !searchable(st, gid) {
-			return fmt.Errorf("api socket: group %s cannot pass %s (mode %v), above the socket's directory: choose a --socket elsewhere (under systemd: /run/dstwatch, the unit's RuntimeDirectory)", group, d, st.Mode().Perm())
+			return fmt.Errorf("api socket: group %s cannot pass %s (mode %v), above the socket's directory: choose a socket path elsewhere (under systemd: /run/dstwatch, the unit's RuntimeDirectory)", group, d, st.Mode().Perm())
 		}
 		if d == filepath.Dir(d) {
 			return nil

@@ -42,6 +42,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dstwatch/dstwatch/internal/hub"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -86,7 +87,7 @@ var errBusy = errors.New("the daemon is busy with other API requests; retry in a
 type Server struct {
 	src     Source
 	log     *slog.Logger
-	hub     *hub
+	hub     *hub.Hub // the streams: a subscriber streamBuffer windows behind is dropped
 	srv     *http.Server
 	readers chan struct{} // a slot per concurrent read of the database, never held while writing to a client
 	flight  chan struct{} // a slot per request in flight (streams have the hub's limit)
@@ -94,12 +95,12 @@ type Server struct {
 
 // New returns a server reading src; log gets one line per failed request.
 func New(src Source, log *slog.Logger) *Server {
-	s := &Server{src: src, log: log, hub: newHub(maxSubscribers, streamBuffer), readers: make(chan struct{}, maxReaders), flight: make(chan struct{}, maxInFlight)}
+	s := &Server{src: src, log: log, hub: hub.New(maxSubscribers, streamBuffer), readers: make(chan struct{}, maxReaders), flight: make(chan struct{}, maxInFlight)}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/windows", s.windows)
-	mux.HandleFunc("GET /v1/aggregate", s.aggregate)
-	mux.HandleFunc("GET /v1/status", s.status)
-	mux.HandleFunc("GET /v1/stream", s.stream)
+	mux.HandleFunc("GET /v1/windows", s.handle(s.windows))
+	mux.HandleFunc("GET /v1/aggregate", s.handle(s.aggregate))
+	mux.HandleFunc("GET /v1/status", s.handle(s.status))
+	mux.HandleFunc("GET /v1/stream", s.handle(s.stream))
 	s.registerIncidents(mux) // incidents.go
 	s.registerServices(mux)  // services.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -182,7 +183,7 @@ func (s *Server) Serve(l net.Listener) error {
 // Publish hands a stored window to every stream subscriber. It never
 // blocks: a subscriber whose buffer is full is disconnected.
 func (s *Server) Publish(w *storage.Window) {
-	if !s.hub.active() {
+	if !s.hub.Active() {
 		return
 	}
 	b, err := json.Marshal(query.ToWindowJSON(w))
@@ -190,14 +191,14 @@ func (s *Server) Publish(w *storage.Window) {
 		s.log.Error("api: encode window", "err", err)
 		return
 	}
-	s.hub.publish(append(b, '\n'))
+	s.hub.Publish(append(b, '\n'))
 }
 
 // Shutdown ends the streams, lets running requests finish until ctx is
 // done, then closes every connection. The listener is closed, which removes
 // its socket file.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.hub.close()
+	s.hub.Close()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
@@ -390,6 +391,20 @@ func (s *Server) scan(ctx context.Context, sp span, fn func(*storage.Window) err
 	return s.src.Windows(sp.from, sp.to, check)
 }
 
+// handle adapts a handler that returns its error instead of answering it:
+// it returns nil once it has written its answer, or an error before it has
+// written anything, which fail answers.
+func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	}
+}
+
+// fail answers a handler's error: a parameter error 400, a limit 503, the
+// incidents' errors 404 or 409 (incidents.go), and anything else 500 (and
+// a log line), unless the client has gone.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var br badRequest
 	switch {
@@ -397,6 +412,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusBadRequest, "%s", br.msg)
 	case errors.Is(err, errBusy):
 		busy(w)
+	case incidentFail(w, err):
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads an answer.
 	default:
@@ -411,27 +427,23 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // write deadline: a client that stops reading holds no slot and is cut
 // off after writeTimeout. A read error after the first chunk aborts the
 // response; the client sees a truncated array.
-func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
+func (s *Server) windows(w http.ResponseWriter, r *http.Request) error {
 	p, err := newParams(r, "from", "to", "last", "remote", "country", "asn", "direction")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	sp, err := p.span()
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	f, err := p.filter()
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	ctx := r.Context()
 	release, err := s.acquire(ctx)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	defer func() { release() }()
 	rc := http.NewResponseController(w)
@@ -479,7 +491,7 @@ func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
 	})
 	switch {
 	case err != nil && !started:
-		s.fail(w, r, err)
+		return err // the deferred release runs first: the answer goes out without a slot
 	case err != nil:
 		if ctx.Err() == nil && !isNetErr(err) {
 			s.log.Error("api request", "path", r.URL.Path, "err", err)
@@ -496,6 +508,7 @@ func (s *Server) windows(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}
+	return nil
 }
 
 // isNetErr reports whether err came from writing to the client (it went
@@ -505,27 +518,23 @@ func isNetErr(err error) bool {
 	return errors.As(err, &ne) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, http.ErrHandlerTimeout)
 }
 
-func (s *Server) aggregate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) aggregate(w http.ResponseWriter, r *http.Request) error {
 	p, err := newParams(r, "from", "to", "last", "remote", "country", "asn", "direction", "by", "sort", "top", "summary",
 		"tz", "prefix4", "prefix6")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	sp, err := p.span()
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	f, err := p.filter()
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	byName, err := p.one("by")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if byName == "" {
 		byName = string(query.ByRemote)
@@ -535,51 +544,44 @@ func (s *Server) aggregate(w http.ResponseWriter, r *http.Request) {
 		err = errors.New("by window: use /v1/windows")
 	}
 	if err != nil {
-		s.fail(w, r, bad("%v", err))
-		return
+		return bad("%v", err)
 	}
 	sortName, err := p.one("sort")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	order, err := query.ParseSort(sortName)
 	if err != nil {
-		s.fail(w, r, bad("%v", err))
-		return
+		return bad("%v", err)
 	}
 	top, _, err := p.intParam("top", MaxTop)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	wantSummary := false
 	switch v, err := p.one("summary"); {
 	case err != nil:
-		s.fail(w, r, err)
-		return
+		return err
 	case v == "1" || v == "true":
 		wantSummary = true
 	case v != "" && v != "0" && v != "false":
-		s.fail(w, r, bad("summary %q: want 1 or 0", v))
-		return
+		return bad("summary %q: want 1 or 0", v)
 	}
 	q := query.Question{By: by, Filter: f, Sort: order, Top: top}
 	if err := groupParams(p, &q); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	rows, sum, err := s.answer(r.Context(), sp, q)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set(ResolutionHeader, sum.Resolution.String())
 	if wantSummary {
 		writeJSON(w, AggregateJSON{Summary: query.ToSummaryJSON(sum), Rows: query.RowsJSON(rows, by)})
-		return
+		return nil
 	}
 	writeJSON(w, query.RowsJSON(rows, by))
+	return nil
 }
 
 // groupParams reads what periods and prefixes are grouped by: tz (UTC or
@@ -650,54 +652,56 @@ func (s *Server) answer(ctx context.Context, sp span, q query.Question) ([]query
 	return query.Top(agg.Rows(q.Sort), q.Top), agg.Summary(), nil
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	if _, err := newParams(r); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	st, err := s.src.Status()
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, st)
+	return nil
 }
 
 // stream sends each window as it is stored, one JSON line each. The header
 // is flushed at once: a client that has it is subscribed. The stream ends
 // when the client goes, the daemon stops, or the client falls more than
 // streamBuffer windows behind.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) error {
 	if _, err := newParams(r); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
-	sub, err := s.hub.subscribe()
+	sub, err := s.hub.Subscribe()
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "%v", err)
-		return
+		msg := "too many streams open"
+		if errors.Is(err, hub.ErrClosed) {
+			msg = "the daemon is stopping"
+		}
+		writeError(w, http.StatusServiceUnavailable, "%s", msg)
+		return nil
 	}
-	defer s.hub.unsubscribe(sub)
+	defer s.hub.Unsubscribe(sub)
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
-		return
+		return nil
 	}
 	for {
 		select {
 		case <-r.Context().Done():
-			return
-		case line, ok := <-sub.ch:
+			return nil
+		case line, ok := <-sub.C():
 			if !ok {
-				return
+				return nil
 			}
 			rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 			if _, err := w.Write(line); err != nil {
-				return
+				return nil
 			}
 			if err := rc.Flush(); err != nil {
-				return
+				return nil
 			}
 		}
 	}

@@ -22,24 +22,21 @@ import (
 // "service": "other".
 
 func (s *Server) registerServices(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/services", s.services)
+	mux.HandleFunc("GET /v1/services", s.handle(s.services))
 }
 
-func (s *Server) services(w http.ResponseWriter, r *http.Request) {
+func (s *Server) services(w http.ResponseWriter, r *http.Request) error {
 	p, err := newParams(r, "from", "to", "last", "remote", "country", "asn", "direction", "port", "proto", "side", "sort", "top")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	q, sp, err := p.serviceQuestion()
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	rows, sum, err := s.answerServices(r.Context(), sp, q)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	out := struct {
 		Summary query.SummaryJSON   `json:"summary"`
@@ -53,6 +50,7 @@ func (s *Server) services(w http.ResponseWriter, r *http.Request) {
 		out.Rows = append(out.Rows, j)
 	}
 	writeJSON(w, out)
+	return nil
 }
 
 func (p *params) list(name string) []string {

@@ -35,6 +35,10 @@ type Exporter struct {
 
 	conn     clickhouse.Conn // the goroutine's own
 	schemaOK bool
+	// rolledTo: every hour of this host before it is rolled up in
+	// ClickHouse (rollup.go); -1 until the first roll-up on a
+	// connection, which checks the host's whole history. The goroutine's.
+	rolledTo int64
 
 	newest   atomic.Int64 // Unix seconds of the newest stored window start
 	pending  atomic.Int64
@@ -43,6 +47,7 @@ type Exporter struct {
 	exported atomic.Uint64
 	errs     atomic.Uint64
 	gone     atomic.Uint64
+	rollups  atomic.Uint64 // rollups built since start
 	failing  atomic.Pointer[string]
 	stopOnce sync.Once
 }
@@ -70,7 +75,7 @@ func New(cfg Config) (*Exporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Exporter{cfg: cfg, log: cfg.Logger, nudge: make(chan struct{}, 1), stop: make(chan time.Time, 1), done: make(chan struct{})}
+	e := &Exporter{cfg: cfg, log: cfg.Logger, nudge: make(chan struct{}, 1), stop: make(chan time.Time, 1), done: make(chan struct{}), rolledTo: -1}
 	_, last, n, err := cfg.DB.Bounds()
 	if err != nil {
 		return nil, err
@@ -192,7 +197,7 @@ func (e *Exporter) run() {
 			backoff = min(max(2*backoff, retryMin), retryMax)
 			if e.conn != nil {
 				e.conn.Close()
-				e.conn, e.schemaOK = nil, false
+				e.conn, e.schemaOK, e.rolledTo = nil, false, -1
 			}
 		case backoff > 0:
 			e.log.Info("clickhouse export works again", "pending", e.pending.Load())
@@ -287,6 +292,22 @@ func (e *Exporter) step(ctx context.Context) (more bool, err error) {
 	if err := insert(ctx, e.conn, e.cfg.Target.Database, e.cfg.Host, ws); err != nil {
 		return false, err
 	}
+	// The rollups of the hours this batch closed or changed, before the
+	// outbox forgets the batch: a failure here sends it again (harmless:
+	// read once), so no closed hour is left without its rollup.
+	since := int64(0)
+	if e.rolledTo >= 0 {
+		since = min(e.rolledTo, es[0].Start.Unix())
+		for _, en := range es {
+			since = min(since, en.Start.Unix())
+		}
+	}
+	open, built, err := rollUp(ctx, e.conn, e.cfg.Target.Database, e.cfg.Host, since)
+	if err != nil {
+		return false, err
+	}
+	e.rolledTo = open
+	e.rollups.Add(uint64(built))
 	if err := e.cfg.DB.Exported(es[len(es)-1].Seq); err != nil {
 		return false, err
 	}

@@ -31,7 +31,8 @@ import (
 
 // SchemaVersion is the version of the tables this code writes and reads;
 // it is recorded in table dstwatch_schema.
-const SchemaVersion = 1
+// Version 2 added the rollup tables (rollup.go).
+const SchemaVersion = 2
 
 // ErrSchemaTooNew means the database holds tables of a newer dstwatch.
 var ErrSchemaTooNew = errors.New("clickhouse schema is newer than this dstwatch")
@@ -116,6 +117,39 @@ const (
 	tableServices = "services"
 	tableSvcTop   = "service_remotes"
 	tableSchema   = "dstwatch_schema"
+
+	// The rollups (rollup.go): per host, hour or UTC day, and remote.
+	tableRemotesHourly = "remotes_hourly"
+	tableRemotesDaily  = "remotes_daily"
+	tableWindowsHourly = "windows_hourly"
+	tableWindowsDaily  = "windows_daily"
+	// raw_hours: per host and hour, the highest version among its raw
+	// windows, written before the windows themselves (insert.go), so
+	// that a reader checks its rollups against a few rows per hour
+	// instead of every window's (plan.go).
+	tableRawHours = "raw_hours"
+)
+
+// rollupRemotes and rollupWindows are the columns of a tier's two tables.
+// Plain MergeTree, not Replacing: every build of a rollup has a version of
+// its own, and readers take the rows of the newest build whose windows row
+// exists (rollup.go), so a build cut short or superseded is never read and
+// a merge never mixes two builds.
+const (
+	rollupRemotes = `(
+	host String, period_start DateTime,
+	addr FixedString(16), country String, asn UInt32, as_org String,
+	tx_packets UInt64, tx_bytes UInt64, rx_packets UInt64, rx_bytes UInt64,
+	country_seq UInt64, asn_seq UInt64, version UInt64
+) ENGINE = MergeTree PARTITION BY toYYYYMM(period_start) ORDER BY (host, period_start, addr)`
+	rollupWindows = `(
+	host String, period_start DateTime, windows UInt32,
+	frames UInt64, tallied UInt64, non_ip UInt64, transit UInt64,
+	malformed UInt64, excluded UInt64, local UInt64, drops UInt64, late UInt64, folded UInt64,
+	oversize UInt64, spoofed UInt64, overflow UInt64, partial UInt8,
+	other_tx_packets UInt64, other_tx_bytes UInt64, other_rx_packets UInt64, other_rx_bytes UInt64,
+	raw_version UInt64, version UInt64
+) ENGINE = MergeTree PARTITION BY toYYYYMM(period_start) ORDER BY (host, period_start)`
 )
 
 var ddl = []struct{ name, body string }{
@@ -147,6 +181,12 @@ var ddl = []struct{ name, body string }{
 	tx_packets UInt64, tx_bytes UInt64, rx_packets UInt64, rx_bytes UInt64,
 	version UInt64
 ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(window_start) ORDER BY (host, window_start, proto, side, port, addr)`},
+	{tableRemotesHourly, rollupRemotes},
+	{tableRemotesDaily, rollupRemotes},
+	{tableWindowsHourly, rollupWindows},
+	{tableWindowsDaily, rollupWindows},
+	{tableRawHours, `(host String, hour DateTime, version UInt64)
+	ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(hour) ORDER BY (host, hour)`},
 }
 
 // ensureSchema creates the database and the tables that are missing,
@@ -184,7 +224,8 @@ func ensureSchema(ctx context.Context, c clickhouse.Conn, db, cluster string) er
 		if !identRE.MatchString(cluster) {
 			return fmt.Errorf("cluster %q: want letters, digits and _", cluster)
 		}
-		for _, t := range []string{tableRemotes, tableWindows, tableServices, tableSvcTop} {
+		for _, t := range []string{tableRemotes, tableWindows, tableServices, tableSvcTop,
+			tableRemotesHourly, tableRemotesDaily, tableWindowsHourly, tableWindowsDaily, tableRawHours} {
 			q := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %[1]s.%[2]s_all AS %[1]s.%[2]s ENGINE = Distributed(%[3]s, %[1]s, %[2]s)", db, t, cluster)
 			if err := c.Exec(ctx, q); err != nil {
 				return fmt.Errorf("create table %s.%s_all: %w", db, t, err)

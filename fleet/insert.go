@@ -33,6 +33,29 @@ func insert(ctx context.Context, c clickhouse.Conn, db, host string, ws []versio
 	if len(ws) == 0 {
 		return nil
 	}
+	// First the hours' new versions: a reader that sees one before the
+	// windows arrive reads that hour raw, never a rollup that lacks them.
+	hours := map[int64]uint64{}
+	var order []int64
+	for _, v := range ws {
+		h := v.w.Start.Unix() - v.w.Start.Unix()%3600
+		if _, ok := hours[h]; !ok {
+			order = append(order, h)
+		}
+		hours[h] = max(hours[h], v.version)
+	}
+	hb, err := c.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (host, hour, version)", db, tableRawHours))
+	if err != nil {
+		return fmt.Errorf("insert raw hours: %w", err)
+	}
+	for _, h := range order {
+		if err := hb.Append(host, time.Unix(h, 0).UTC(), hours[h]); err != nil {
+			return fmt.Errorf("insert raw hours: %w", err)
+		}
+	}
+	if err := hb.Send(); err != nil {
+		return fmt.Errorf("insert raw hours: %w", err)
+	}
 	rb, err := c.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (%s)", db, tableRemotes, colsRemotes))
 	if err != nil {
 		return fmt.Errorf("insert remotes: %w", err)
@@ -143,3 +166,47 @@ func (s *Sender) Send(ctx context.Context, host string, ws []*storage.Window, ve
 
 // Close closes the connection.
 func (s *Sender) Close() error { return s.conn.Close() }
+
+// SendRollup inserts w as host's rollup of its hour (Length 1h) or UTC day
+// (24h), built from windows raw windows of raw version rawVersion, as the
+// exporter's own build would leave it: for load tools that make a month of
+// rollups without its billions of raw rows.
+func (s *Sender) SendRollup(ctx context.Context, host string, w *storage.Window, windows uint32, rawVersion uint64) error {
+	t := hourTier
+	switch w.Length {
+	case time.Hour:
+	case 24 * time.Hour:
+		t = dayTier
+	default:
+		return fmt.Errorf("rollup of length %v: want 1h or 24h", w.Length)
+	}
+	const version = 1
+	start := w.Start.UTC()
+	rb, err := s.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.%s (host, period_start, addr, country, asn, as_org, tx_packets, tx_bytes, rx_packets, rx_bytes, country_seq, asn_seq, version)", s.db, t.remotes))
+	if err != nil {
+		return fmt.Errorf("insert %s: %w", t.remotes, err)
+	}
+	for _, r := range w.Remotes {
+		if err := rb.Append(host, start, addr16(r.Addr), r.Country, r.ASN, r.ASOrg, r.TxPackets, r.TxBytes, r.RxPackets, r.RxBytes,
+			rawVersion, rawVersion, uint64(version)); err != nil {
+			return fmt.Errorf("insert %s: %w", t.remotes, err)
+		}
+	}
+	if err := rb.Send(); err != nil {
+		return fmt.Errorf("insert %s: %w", t.remotes, err)
+	}
+	wb, err := s.conn.PrepareBatch(ctx, fmt.Sprintf(`INSERT INTO %s.%s (host, period_start, windows, frames, tallied, non_ip, transit, malformed, excluded, local, drops, late, folded,
+	oversize, spoofed, overflow, partial, other_tx_packets, other_tx_bytes, other_rx_packets, other_rx_bytes, raw_version, version)`, s.db, t.windows))
+	if err != nil {
+		return fmt.Errorf("insert %s: %w", t.windows, err)
+	}
+	st := w.Stats
+	if err := wb.Append(host, start, windows, st.Frames, st.Tallied, st.NonIP, st.Transit, st.Malformed, st.Excluded, st.Local, st.Drops, st.Late, st.Folded,
+		st.Oversize, st.Spoofed, st.Overflow, uint8(st.Partial), w.Other.TxPackets, w.Other.TxBytes, w.Other.RxPackets, w.Other.RxBytes, rawVersion, uint64(version)); err != nil {
+		return fmt.Errorf("insert %s: %w", t.windows, err)
+	}
+	if err := wb.Send(); err != nil {
+		return fmt.Errorf("insert %s: %w", t.windows, err)
+	}
+	return nil
+}

@@ -26,6 +26,9 @@ type Reader struct {
 	conn   clickhouse.Conn
 	db     string
 	suffix string // "_all" to read the Distributed tables
+	// rollups: the database has the rollup tables (schema 2); rawOnly
+	// reads raw windows even so (tests compare the two).
+	rollups, rawOnly bool
 }
 
 // Open connects a reader; distributed reads the <table>_all Distributed
@@ -43,6 +46,14 @@ func Open(ctx context.Context, t Target, distributed bool) (*Reader, error) {
 	if distributed {
 		r.suffix = "_all"
 	}
+	// A database no schema-2 exporter has written yet has no rollups.
+	var n uint64
+	if err := c.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM system.tables WHERE database = %s AND name = %s",
+		quote(t.Database), quote(tableWindowsDaily+r.suffix))).Scan(&n); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	r.rollups = n > 0
 	return r, nil
 }
 
@@ -183,29 +194,30 @@ func counts(d query.Direction, prefix string) string {
 // the windows read. The rows of one host equal that host's own query over
 // raw windows.
 func (r *Reader) Aggregate(ctx context.Context, q Question) ([]query.Row, query.Summary, error) {
-	where, err := r.where(ctx, q)
+	p, err := r.plan(ctx, q)
 	if err != nil {
 		return nil, query.Summary{}, err
 	}
-	sum, err := r.summary(ctx, where)
+	// One read of the units gives the summary and the other rows.
+	sum, others, err := r.units(ctx, p, q.Filter.Direction)
 	if err != nil {
 		return nil, sum, err
 	}
-	rw := where + " AND " + remoteWhere(q.Filter)
+	src := r.remoteRows(p, remoteWhere(q.Filter))
 	var sql string
 	switch q.By {
 	case query.ByRemote:
-		sql = fmt.Sprintf("SELECT addr, argMax(country, window_start), argMax(asn, window_start), argMax(as_org, window_start), toUInt64(0), %s FROM %s WHERE %s GROUP BY addr",
-			counts(q.Filter.Direction, ""), r.table(tableRemotes), rw)
+		sql = fmt.Sprintf("SELECT addr, argMax(country, t), argMax(asn, t), argMax(as_org, t), toUInt64(0), %s FROM %s GROUP BY addr",
+			counts(q.Filter.Direction, ""), src)
 	case query.ByCountry:
-		sql = fmt.Sprintf("SELECT country, toUInt64(uniqExact(addr)), %s FROM %s WHERE %s GROUP BY country",
-			counts(q.Filter.Direction, ""), r.table(tableRemotes), rw)
+		sql = fmt.Sprintf("SELECT country, toUInt64(uniqExact(addr)), %s FROM %s GROUP BY country",
+			counts(q.Filter.Direction, ""), src)
 	case query.ByASN:
-		sql = fmt.Sprintf("SELECT asn, argMaxIf(as_org, window_start, as_org != ''), toUInt64(uniqExact(addr)), %s FROM %s WHERE %s GROUP BY asn",
-			counts(q.Filter.Direction, ""), r.table(tableRemotes), rw)
+		sql = fmt.Sprintf("SELECT asn, argMaxIf(as_org, t, as_org != ''), toUInt64(uniqExact(addr)), %s FROM %s GROUP BY asn",
+			counts(q.Filter.Direction, ""), src)
 	case ByHost:
-		sql = fmt.Sprintf("SELECT host, toUInt64(uniqExact(addr)), %s FROM %s WHERE %s GROUP BY host",
-			counts(q.Filter.Direction, ""), r.table(tableRemotes), rw)
+		sql = fmt.Sprintf("SELECT host, toUInt64(uniqExact(addr)), %s FROM %s GROUP BY host",
+			counts(q.Filter.Direction, ""), src)
 	default:
 		return nil, sum, fmt.Errorf("cannot aggregate by %q: want remote, country, asn or host", q.By)
 	}
@@ -253,10 +265,6 @@ func (r *Reader) Aggregate(ctx context.Context, q Question) ([]query.Row, query.
 	// row, or each host's own for ByHost. A filter on remotes cannot see
 	// them, as in query.Filter.Apply.
 	if !q.Filter.SelectsRemotes() {
-		others, err := r.others(ctx, where, q.Filter.Direction)
-		if err != nil {
-			return nil, sum, err
-		}
 		var total rotate.Counts
 		for _, o := range others {
 			if q.By != ByHost {
@@ -282,46 +290,56 @@ type hostCounts struct {
 	rotate.Counts
 }
 
-func (r *Reader) others(ctx context.Context, where string, d query.Direction) ([]hostCounts, error) {
-	rows, err := r.conn.Query(ctx, fmt.Sprintf("SELECT host, %s FROM %s WHERE %s GROUP BY host ORDER BY host",
-		counts(d, "other_"), r.table(tableWindows), where))
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: %w", err)
-	}
-	defer rows.Close()
-	var out []hostCounts
-	for rows.Next() {
-		var h hostCounts
-		if err := rows.Scan(&h.host, &h.TxPackets, &h.TxBytes, &h.RxPackets, &h.RxBytes); err != nil {
-			return nil, fmt.Errorf("clickhouse: %w", err)
-		}
-		out = append(out, h)
-	}
-	return out, rows.Err()
+// summary describes the units of p (raw windows and rollups) as
+// query.Summary does; a unit of each host counts once.
+func (r *Reader) summary(ctx context.Context, p plan) (query.Summary, error) {
+	s, _, err := r.units(ctx, p, query.Both)
+	return s, err
 }
 
-// summary describes the windows in range as query.Summary does; a window
-// of each host counts once.
-func (r *Reader) summary(ctx context.Context, where string) (query.Summary, error) {
+// units reads p's units once, per host: their summary, and each host's
+// counts folded into other in direction d, oldest host first.
+func (r *Reader) units(ctx context.Context, p plan, d query.Direction) (query.Summary, []hostCounts, error) {
 	var s query.Summary
-	var n, drops, folds, partials uint64
-	var first, last uint32
-	st := &s.Stats
-	err := r.conn.QueryRow(ctx, fmt.Sprintf(`SELECT toUInt64(count()), toUInt32(min(window_start)), toUInt32(max(toUInt32(window_start) + window_seconds)),
+	rows, err := r.conn.Query(ctx, fmt.Sprintf(`SELECT host, toUInt64(countIf(tier = 0)), toUInt64(countIf(tier = 1)), toUInt64(countIf(tier = 2)), toUInt32(min(t)), toUInt32(max(toUInt32(t) + secs)),
 	toUInt64(sum(frames)), toUInt64(sum(tallied)), toUInt64(sum(non_ip)), toUInt64(sum(transit)), toUInt64(sum(malformed)),
 	toUInt64(sum(excluded)), toUInt64(sum(local)), toUInt64(sum(drops)), toUInt64(sum(late)), toUInt64(sum(folded)),
 	toUInt64(sum(oversize)), toUInt64(sum(spoofed)), toUInt64(sum(overflow)), toUInt64(countIf(partial > 0)),
-	toUInt64(countIf(drops > 0)), toUInt64(countIf(folded > 0)) FROM %s WHERE %s`, r.table(tableWindows), where)).Scan(
-		&n, &first, &last, &st.Frames, &st.Tallied, &st.NonIP, &st.Transit, &st.Malformed,
-		&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &partials, &drops, &folds)
+	toUInt64(countIf(drops > 0)), toUInt64(countIf(folded > 0)), %s FROM %s GROUP BY host ORDER BY host`, counts(d, "other_"), r.unitRows(p)))
 	if err != nil {
-		return s, fmt.Errorf("clickhouse: %w", err)
+		return s, nil, fmt.Errorf("clickhouse: %w", err)
 	}
-	s.Windows, s.DropUnits, s.FoldUnits, s.PartialUnits = int(n), int(drops), int(folds), int(partials)
-	if n > 0 {
-		s.First, s.Last = time.Unix(int64(first), 0).UTC(), time.Unix(int64(last), 0).UTC()
+	defer rows.Close()
+	var others []hostCounts
+	for rows.Next() {
+		var n, hours, days, drops, folds, partials uint64
+		var first, last uint32
+		var st rotate.Stats
+		var h hostCounts
+		if err := rows.Scan(&h.host, &n, &hours, &days, &first, &last, &st.Frames, &st.Tallied, &st.NonIP, &st.Transit, &st.Malformed,
+			&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &partials, &drops, &folds,
+			&h.TxPackets, &h.TxBytes, &h.RxPackets, &h.RxBytes); err != nil {
+			return s, nil, fmt.Errorf("clickhouse: %w", err)
+		}
+		if n+hours+days == 0 {
+			continue
+		}
+		s.Windows, s.Hours, s.Days = s.Windows+int(n), s.Hours+int(hours), s.Days+int(days)
+		s.DropUnits, s.FoldUnits, s.PartialUnits = s.DropUnits+int(drops), s.FoldUnits+int(folds), s.PartialUnits+int(partials)
+		s.Stats.Add(st)
+		f, l := time.Unix(int64(first), 0).UTC(), time.Unix(int64(last), 0).UTC()
+		if s.First.IsZero() || f.Before(s.First) {
+			s.First = f
+		}
+		if l.After(s.Last) {
+			s.Last = l
+		}
+		others = append(others, h)
 	}
-	return s, nil
+	if err := rows.Err(); err != nil {
+		return s, nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	return s, others, nil
 }
 
 func fromAddr16(s string) netip.Addr {
@@ -355,7 +373,8 @@ func (r *Reader) Windows(ctx context.Context, q Question) ([]*storage.Window, er
 		w := &storage.Window{}
 		st, o := &w.Stats, &w.Other
 		if err := rows.Scan(&start, &secs, &geo, &st.Frames, &st.Tallied, &st.NonIP, &st.Transit, &st.Malformed,
-			&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &partial, &o.TxPackets, &o.TxBytes, &o.RxPackets, &o.RxBytes); err != nil {
+			&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &partial,
+			&o.TxPackets, &o.TxBytes, &o.RxPackets, &o.RxBytes); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("clickhouse: %w", err)
 		}
@@ -418,13 +437,10 @@ func serviceKey(proto, side string, port uint16) capture.Service {
 		p = capture.ProtoOther
 	}
 	s := capture.SideNone
-	switch side {
-	case "in":
-		s = capture.SideIn
-	case "out":
-		s = capture.SideOut
-	case "scan":
-		s = capture.SideScan
+	for sd := range capture.Side(capture.NumSides) { // every side by its name, "scan" too
+		if sd.String() == side {
+			s = sd
+		}
 	}
 	return capture.MakeService(p, s, port)
 }
@@ -465,7 +481,7 @@ func (r *Reader) Services(ctx context.Context, q Question, f query.ServiceFilter
 	if err != nil {
 		return nil, query.Summary{}, err
 	}
-	sum, err := r.summary(ctx, where)
+	sum, err := r.summary(ctx, plan{raw: where})
 	if err != nil {
 		return nil, sum, err
 	}

@@ -209,19 +209,27 @@ type Aggregator struct {
 	rows     []Row
 	byAddr   map[netip.Addr]int32   // ByRemote
 	byASN    map[uint32]int32       // ByASN
-	byCC     map[string]int32       // ByCountry
+	byCC     map[string]int32       // ByCountry, for codes ccRow does not hold
+	ccRow    [26*26 + 1]int32       // ByCountry: row + 1 by code (ccSlot), 0 none yet
 	byPrefix map[netip.Prefix]int32 // ByPrefix
 	bits4    int                    // ByPrefix
 	bits6    int
-	period   periodState          // periods.go
-	other    int32                // index of the other row; -1 none yet
-	seen     map[seenKey]struct{} // distinct remotes per row, ByCountry/ByASN/ByPrefix
+	period   periodState // periods.go
+	other    int32       // index of the other row; -1 none yet
+	seen     *addrIndex  // distinct remotes per row, ByCountry/ByASN/ByPrefix: (address, row) present
 	sum      Summary
 }
 
-type seenKey struct {
-	addr netip.Addr
-	row  int32
+// ccSlot is the ccRow entry of a country code: "" and two letters A-Z, as
+// storage decodes them; -1 for anything else.
+func ccSlot(cc string) int {
+	switch {
+	case cc == "":
+		return 26 * 26
+	case len(cc) == 2 && cc[0]-'A' < 26 && cc[1]-'A' < 26:
+		return int(cc[0]-'A')*26 + int(cc[1]-'A')
+	}
+	return -1
 }
 
 // NewAggregator groups by remote, country, asn, prefix (DefaultPrefix4
@@ -246,7 +254,7 @@ func NewAggregatorFor(q Question) (*Aggregator, error) {
 	switch by {
 	case ByPrefix:
 		a.byPrefix = map[netip.Prefix]int32{}
-		a.seen = map[seenKey]struct{}{}
+		a.seen = newAddrIndex()
 		a.bits4, a.bits6 = cmp.Or(q.Prefix4, DefaultPrefix4), cmp.Or(q.Prefix6, DefaultPrefix6)
 		if a.bits4 < 1 || a.bits4 > 32 || a.bits6 < 1 || a.bits6 > 128 {
 			return nil, fmt.Errorf("prefix lengths /%d and /%d: want 1 to 32 and 1 to 128", a.bits4, a.bits6)
@@ -255,10 +263,10 @@ func NewAggregatorFor(q Question) (*Aggregator, error) {
 		a.byAddr = map[netip.Addr]int32{}
 	case ByCountry:
 		a.byCC = map[string]int32{}
-		a.seen = map[seenKey]struct{}{}
+		a.seen = newAddrIndex()
 	case ByASN:
 		a.byASN = map[uint32]int32{}
-		a.seen = map[seenKey]struct{}{}
+		a.seen = newAddrIndex()
 	default:
 		return nil, fmt.Errorf("cannot aggregate by %q: want remote, country, asn, prefix or a period", by)
 	}
@@ -307,13 +315,7 @@ func (a *Aggregator) Add(w *storage.Window) {
 	case ByCountry:
 		for i := range w.Remotes {
 			r := &w.Remotes[i]
-			j, ok := a.byCC[r.Country]
-			if !ok {
-				j = int32(len(a.rows))
-				a.byCC[r.Country] = j
-				a.rows = append(a.rows, Row{Country: r.Country})
-			}
-			a.count(j, r)
+			a.count(a.countryRow(r.Country), r)
 		}
 	case ByASN:
 		for i := range w.Remotes {
@@ -339,13 +341,29 @@ func (a *Aggregator) Add(w *storage.Window) {
 	}
 }
 
+// countryRow is the row of country code cc, added if it is new.
+func (a *Aggregator) countryRow(cc string) int32 {
+	k := ccSlot(cc)
+	if k >= 0 && a.ccRow[k] != 0 {
+		return a.ccRow[k] - 1
+	}
+	j, ok := a.byCC[cc]
+	if !ok {
+		j = int32(len(a.rows))
+		a.byCC[cc] = j
+		a.rows = append(a.rows, Row{Country: cc})
+	}
+	if k >= 0 {
+		a.ccRow[k] = j + 1
+	}
+	return j
+}
+
 // count adds r to row j and counts it as one of the row's distinct remotes.
 func (a *Aggregator) count(j int32, r *storage.Remote) {
 	row := &a.rows[j]
 	row.Counts.Add(r.Counts)
-	k := seenKey{r.Addr, j}
-	if _, ok := a.seen[k]; !ok {
-		a.seen[k] = struct{}{}
+	if _, ok := a.seen.get(r.Addr, uint32(j)); !ok {
 		row.Remotes++
 	}
 }

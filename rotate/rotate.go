@@ -230,6 +230,7 @@ type Tally struct {
 	nSuspect  int
 	releasing bool
 	overflow  Counts // the open window's remotes past the table's bound
+	sink      uint64 // what table.touch read, kept so that its loads are not optimised away
 }
 
 // suspectMax is how many frames in a row must agree on a jump ahead before a
@@ -343,6 +344,9 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 	// a window there would push every later window after it and, with
 	// retention counted from the newest window, prune the history.
 	future := time.Now().Add(MaxFuture).UnixNano()
+	if t.cur != nil {
+		t.sink += t.tab.touch(evs)
+	}
 	for i := range evs {
 		ev := &evs[i]
 		if ev.Kind != capture.Drops && (ev.TS < 0 || ev.TS > future) {

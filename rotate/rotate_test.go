@@ -1,6 +1,7 @@
 package rotate
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -540,5 +541,25 @@ func TestLivePartialWindows(t *testing.T) {
 	tl.flushAt(base.Add(6 * time.Second).UnixNano())
 	if len(rec.got) != 1 || rec.got[0].Stats.Partial != 0 {
 		t.Errorf("a replay marked its window partial: %+v", rec.got[0].Stats)
+	}
+}
+
+// BenchmarkFinishFlood closes a window of a spoofed flood of random ports:
+// 160k single-packet remotes, nearly each its own service (a replay makes
+// a local port below the ephemeral range a service). ns/op is per window.
+func BenchmarkFinishFlood(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	rows := make([]row, 160000)
+	for i := range rows {
+		a := [16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff}
+		binary.BigEndian.PutUint64(a[8:], uint64(i+1)*0x9e3779b97f4a7c15)
+		rows[i].addr = a
+		rows[i].RxPackets, rows[i].RxBytes = 1, uint64(40+rng.IntN(20))
+		rows[i].svc = uint32(capture.MakeService(capture.ProtoTCP, capture.Side(1+rng.IntN(2)), uint16(1+rng.IntN(65535))))
+	}
+	b.ReportAllocs()
+	for range b.N {
+		c := &Closed{rows: slices.Clone(rows)}
+		c.Finish(10000)
 	}
 }

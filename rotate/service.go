@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"github.com/dstwatch/dstwatch/capture"
 )
@@ -193,10 +194,9 @@ func (c *Closed) services(rows []row) []Service {
 	return s
 }
 
-// svcAcc gathers one service while the window is summed up: its totals and
-// a min-heap of its heaviest remotes (the lightest kept at the root).
-type svcAcc struct {
-	Service
+// topHeap gathers one service's heaviest remotes while the window is
+// summed up: a min-heap, the lightest kept at the root.
+type topHeap struct {
 	heap []pair
 }
 
@@ -209,7 +209,7 @@ func heavierPair(a, b *pair) int {
 }
 
 // offer keeps p if it is among the top heaviest seen so far.
-func (a *svcAcc) offer(p *pair, top int) {
+func (a *topHeap) offer(p *pair, top int) {
 	h := a.heap
 	if len(h) < top {
 		h = append(h, *p)
@@ -244,6 +244,44 @@ func (a *svcAcc) offer(p *pair, top int) {
 	}
 }
 
+// svcKeys is the number of distinct service keys: capture.Service packs
+// port, protocol and side into 20 bits.
+const svcKeys = 1 << 20
+
+// svcIndexes holds the arrays finishServices finds a service's accumulator
+// with: position + 1 by service key, 0 for none. A direct array instead of
+// a map: a flood of spoofed probes of random ports makes a service of
+// nearly every packet, and a map lookup per pair (twice) with an
+// allocation per service was most of the cost of closing such a window.
+// Each use resets only the entries it set, so a month of quiet windows does
+// not clear 4 MB per window.
+var svcIndexes = sync.Pool{New: func() any { return new([svcKeys]int32) }}
+
+// svcTotal is one service's totals while finishServices runs.
+type svcTotal struct {
+	Counts
+	remotes int
+	key     uint32
+}
+
+// svcRank is a service's sort key in finishServices.
+type svcRank struct {
+	bytes uint64
+	key   uint32
+	pos   int32
+}
+
+// svcScratch is finishServices' pointer-free working arrays, kept from
+// window to window: a flood's window of 200k services grew them from
+// nothing each time, most of what closing it allocated.
+type svcScratch struct {
+	tots   []svcTotal
+	order  []svcRank
+	packed []uint64
+}
+
+var svcScratches = sync.Pool{New: func() any { return new(svcScratch) }}
+
 // finishServices sums rows (single-service remotes) and pairs per service,
 // then, in a second pass, keeps the top heaviest remotes of the
 // ServicesWithTop heaviest services in bounded heaps: no list of every
@@ -251,66 +289,89 @@ func (a *svcAcc) offer(p *pair, top int) {
 // thousands of services (a scan of every port) holds heaps for only 200 of
 // them, so the writer needs little memory besides what the tally holds.
 func finishServices(rows []row, pairs []pair, top int) []Service {
-	accs := map[uint32]*svcAcc{}
-	acc := func(svc uint32) *svcAcc {
-		a := accs[svc]
-		if a == nil {
-			a = &svcAcc{Service: Service{Key: capture.Service(svc)}}
-			accs[svc] = a
+	idx := svcIndexes.Get().(*[svcKeys]int32)
+	defer svcIndexes.Put(idx)
+	sc := svcScratches.Get().(*svcScratch)
+	defer svcScratches.Put(sc)
+	// Totals first, in a pointer-free array: growing it is a plain copy.
+	tots := sc.tots[:0]
+	defer func() { sc.tots = tots[:0] }()
+	acc := func(svc uint32) *svcTotal {
+		k := svc & (svcKeys - 1)
+		if n := idx[k]; n != 0 {
+			return &tots[n-1]
 		}
-		return a
+		tots = append(tots, svcTotal{key: k})
+		idx[k] = int32(len(tots))
+		return &tots[len(tots)-1]
 	}
-	each := func(f func(p *pair)) {
-		for i := range rows {
-			if r := &rows[i]; !r.mixed && r.TxPackets+r.RxPackets > 0 {
-				f(&pair{addr: r.addr, svc: r.svc, Counts: r.Counts})
-			}
-		}
-		for i := range pairs {
-			f(&pairs[i])
+	for i := range rows {
+		if r := &rows[i]; !r.mixed && r.TxPackets+r.RxPackets > 0 {
+			a := acc(r.svc)
+			a.Counts.Add(r.Counts)
+			a.remotes++
 		}
 	}
-	each(func(p *pair) {
+	for i := range pairs {
+		p := &pairs[i]
 		a := acc(p.svc &^ foldBit)
 		a.Counts.Add(p.Counts)
 		if p.svc&foldBit == 0 { // else a fold row: traffic of remotes past the bound
-			a.Remotes++
+			a.remotes++
 		}
-	})
-	if len(accs) == 0 {
+	}
+	if len(tots) == 0 {
 		return nil
 	}
-	out := make([]*svcAcc, 0, len(accs))
-	for _, a := range accs {
-		out = append(out, a)
+	// Heaviest first, ties by key (keys are distinct, so the order is
+	// total), sorted as compact keys rather than through pointers.
+	order := slices.Grow(sc.order[:0], len(tots))[:len(tots)]
+	sc.order = order
+	for i := range tots {
+		order[i] = svcRank{tots[i].Bytes(), tots[i].key, int32(i)}
 	}
-	slices.SortFunc(out, func(a, b *svcAcc) int {
-		if c := cmp.Compare(b.Bytes(), a.Bytes()); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Key, b.Key)
-	})
+	sortRanks(order, sc, idx)
+	for i := range tots {
+		idx[tots[i].key] = 0
+	}
+	var heaps []topHeap
 	if top > 0 {
-		for n, a := range out {
-			if n >= ServicesWithTop {
-				delete(accs, uint32(a.Key)) // no rows: not offered any
+		// The heaviest services are offered their remotes: idx points at
+		// their heap (rank + 1) while the second pass runs.
+		heaps = make([]topHeap, min(len(order), ServicesWithTop))
+		for n := range heaps {
+			idx[order[n].key] = int32(n + 1)
+		}
+		for i := range rows {
+			if r := &rows[i]; !r.mixed && r.TxPackets+r.RxPackets > 0 {
+				if n := idx[r.svc&(svcKeys-1)]; n != 0 {
+					heaps[n-1].offer(&pair{addr: r.addr, svc: r.svc, Counts: r.Counts}, top)
+				}
 			}
 		}
-		each(func(p *pair) {
-			if a := accs[p.svc]; a != nil { // a fold row's key has foldBit: never found
-				a.offer(p, top)
+		for i := range pairs {
+			p := &pairs[i]
+			if p.svc&foldBit != 0 {
+				continue // a fold row: not a remote
 			}
-		})
+			if n := idx[p.svc]; n != 0 {
+				heaps[n-1].offer(p, top)
+			}
+		}
+		for n := range heaps {
+			idx[order[n].key] = 0
+		}
 	}
-	services := make([]Service, len(out))
-	for n, a := range out {
-		s := a.Service
-		s.Other = s.Counts
-		if top > 0 && n < ServicesWithTop {
-			slices.SortFunc(a.heap, func(x, y pair) int { return heavierPair(&x, &y) })
-			s.Top = make([]ServiceRemote, len(a.heap))
-			for x := range a.heap {
-				p := &a.heap[x]
+	services := make([]Service, len(order))
+	for n, o := range order {
+		t := &tots[o.pos]
+		s := Service{Key: capture.Service(t.key), Remotes: t.remotes, Counts: t.Counts, Other: t.Counts}
+		if n < len(heaps) {
+			h := heaps[n].heap
+			slices.SortFunc(h, func(x, y pair) int { return heavierPair(&x, &y) })
+			s.Top = make([]ServiceRemote, len(h))
+			for x := range h {
+				p := &h[x]
 				s.Top[x] = ServiceRemote{Addr: netip.AddrFrom16(p.addr).Unmap(), Counts: p.Counts}
 				s.Other = subCounts(s.Other, p.Counts)
 			}
@@ -318,6 +379,36 @@ func finishServices(rows []row, pairs []pair, top int) []Service {
 		services[n] = s
 	}
 	return services
+}
+
+// sortRanks orders services heaviest first, ties by key (keys are
+// distinct, so the order is total). When every service has less than
+// 4 GB, as in a flood's window of 200k one-packet services, it sorts
+// (^bytes, key) packed into one uint64 with the ordered sort, several
+// times faster than sorting structs through a comparison function; idx
+// (key -> position + 1) finds each service again.
+func sortRanks(order []svcRank, sc *svcScratch, idx *[svcKeys]int32) {
+	for _, o := range order {
+		if o.bytes >= 1<<32 {
+			slices.SortFunc(order, func(a, b svcRank) int {
+				if c := cmp.Compare(b.bytes, a.bytes); c != 0 {
+					return c
+				}
+				return cmp.Compare(a.key, b.key)
+			})
+			return
+		}
+	}
+	packed := sc.packed[:0]
+	for _, o := range order {
+		packed = append(packed, uint64(^uint32(o.bytes))<<32|uint64(o.key))
+	}
+	slices.Sort(packed)
+	for n, p := range packed {
+		key := uint32(p)
+		order[n] = svcRank{bytes: uint64(^uint32(p >> 32)), key: key, pos: idx[key] - 1}
+	}
+	sc.packed = packed[:0]
 }
 
 func subCounts(a, b Counts) Counts {

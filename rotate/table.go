@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
+
+	"github.com/dstwatch/dstwatch/capture"
 )
 
 // table is the open window's remotes: rows in arrival order, found through
@@ -131,6 +133,41 @@ func (t *table) grow() {
 		}
 		t.index[i] = h<<32 | uint64(k+1)
 	}
+}
+
+// prefetchMin is the index size (entries) from which touch pays: below
+// it the index and rows stay in the CPU caches anyway.
+const prefetchMin = 1 << 15
+
+// touch reads the index entries, then the rows, that get will probe
+// first for the remotes of evs' tallied events, and returns a value
+// that depends on them (so the loads are not dropped). The loads of a
+// batch are independent of one another, so the CPU overlaps their cache
+// misses, where get's probe of one remote waits for the one before: in a
+// window of 100k remotes most of the tally's time was those waits.
+func (t *table) touch(evs []capture.Event) uint64 {
+	if len(t.index) < prefetchMin {
+		return 0
+	}
+	var sink uint64
+	var slots [capture.BatchSize]uint32
+	n := 0
+	for i := range evs {
+		ev := &evs[i]
+		if ev.Kind != capture.Egress && ev.Kind != capture.Ingress || n == len(slots) {
+			continue
+		}
+		h := t.hash(binary.LittleEndian.Uint64(ev.Remote[:8]), binary.LittleEndian.Uint64(ev.Remote[8:]))
+		slots[n] = uint32(h >> t.shift)
+		sink += t.index[slots[n]]
+		n++
+	}
+	for _, i := range slots[:n] {
+		if e := t.index[i]; e != 0 && int(uint32(e)) <= len(t.rows) {
+			sink += t.rows[uint32(e)-1].TxPackets
+		}
+	}
+	return sink
 }
 
 // remotes is the number of distinct remotes.

@@ -1,8 +1,10 @@
 package rotate
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -67,6 +69,35 @@ func checkWindow(t *testing.T, c *Closed, truth map[netip.Addr]Counts) {
 	for _, r := range w.Remotes {
 		if truth[r.Addr] != r.Counts {
 			t.Fatalf("window %v: %v = %+v, want %+v", w.Start, r.Addr, r.Counts, truth[r.Addr])
+		}
+	}
+}
+
+// sortRanks' packed sort (every service under 4 GB) orders exactly as
+// the comparison sort: bytes descending, ties by key.
+func TestSortRanksMatchesCompare(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	idx := new([svcKeys]int32)
+	for _, big := range []bool{false, true} {
+		order := make([]svcRank, 5000)
+		for i := range order {
+			key := uint32(i*7919) % svcKeys
+			order[i] = svcRank{bytes: uint64(rng.IntN(30)), key: key, pos: int32(i)}
+			if big && i == 17 {
+				order[i].bytes = 1 << 33
+			}
+			idx[key] = int32(i + 1)
+		}
+		want := slices.Clone(order)
+		slices.SortFunc(want, func(a, b svcRank) int {
+			if c := cmp.Compare(b.bytes, a.bytes); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.key, b.key)
+		})
+		sortRanks(order, &svcScratch{}, idx)
+		if !slices.Equal(order, want) {
+			t.Fatalf("big=%v: order differs", big)
 		}
 	}
 }

@@ -171,7 +171,7 @@ func Open(path string, opt Options) (*DB, error) {
 	if opt.Mode == 0 {
 		opt.Mode = 0o640
 	}
-	fresh, err := inspect(path, opt.ReadOnly, "point --db at another file")
+	fresh, err := inspect(path, opt.ReadOnly, "point the database path at another file")
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +325,7 @@ func openBolt(path string, readOnly bool, opt Options) (*bolt.DB, error) {
 
 func notOurs(path, why string, hint ...string) error {
 	if len(hint) == 0 {
-		hint = []string{"point --db at another file"}
+		hint = []string{"point the database path at another file"}
 	}
 	return fmt.Errorf("open %s: %w (%s); refusing to touch it: %s", path, ErrNotDstwatch, why, hint[0])
 }
@@ -349,7 +349,7 @@ func IsWindowDB(tx *bolt.Tx) bool {
 
 func damaged(path, why string) error {
 	return fmt.Errorf("open %s: %w: %s; the file was left as it is: move it aside and start with a new one, "+
-		"or try to recover the readable windows with 'bbolt compact -o NEW %s' and point --db at NEW", path, ErrDamaged, why, path)
+		"or try to recover the readable windows with 'bbolt compact -o NEW %s' and use NEW as the database", path, ErrDamaged, why, path)
 }
 
 func rootBuckets(tx *bolt.Tx) [][]byte {

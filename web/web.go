@@ -19,10 +19,10 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
+	"github.com/dstwatch/dstwatch/internal/hub"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/internal/webconfig"
 	"github.com/dstwatch/dstwatch/query"
@@ -56,21 +56,23 @@ type Server struct {
 	ln  net.Listener
 	srv *http.Server
 	tls webconfig.Info // what cfg.WebConfig set at Listen
-
-	mu     sync.Mutex
-	subs   map[chan []byte]struct{}
-	closed bool
+	hub *hub.Hub       // the event streams: one 16 windows behind is dropped (the page reconnects)
 }
 
 // writeTimeout bounds one write to a page.
 const writeTimeout = 10 * time.Second
 
+const (
+	maxStreams   = 64 // event streams open at once
+	streamBuffer = 16 // windows a stream may lag behind before it is dropped
+)
+
 // ErrNeedsAuth refuses a listener beyond loopback without auth.
-var ErrNeedsAuth = errors.New("--web on an address beyond loopback needs --web-token-file or --web-user with --web-password-file, or a --web-config with basic_auth_users or client_auth_type RequireAndVerifyClientCert")
+var ErrNeedsAuth = errors.New("a dashboard on an address beyond loopback needs a token, a user with a password, or a web config with basic_auth_users or client_auth_type RequireAndVerifyClientCert")
 
 // ErrTwoBasicAuths refuses a dashboard user beside a web config's users:
 // both would want the one Authorization header.
-var ErrTwoBasicAuths = errors.New("--web-user and the basic_auth_users of --web-config both want the Authorization header: keep one of them")
+var ErrTwoBasicAuths = errors.New("a dashboard user and the basic_auth_users of the web config both want the Authorization header: keep one of them")
 
 // Loopback reports whether addr's host is a loopback address or localhost.
 func Loopback(addr string) bool {
@@ -118,7 +120,7 @@ func session(token string) string {
 // Listen checks cfg and binds its address.
 func Listen(cfg Config) (*Server, error) {
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
-		return nil, fmt.Errorf("--web %q: want host:port, e.g. 127.0.0.1:9751", cfg.Addr)
+		return nil, fmt.Errorf("dashboard address %q: want host:port, e.g. 127.0.0.1:9751", cfg.Addr)
 	}
 	var info webconfig.Info
 	if cfg.WebConfig != "" {
@@ -140,7 +142,7 @@ func Listen(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web dashboard: %w", err)
 	}
-	s := &Server{cfg: cfg, ln: ln, tls: info, subs: map[chan []byte]struct{}{}}
+	s := &Server{cfg: cfg, ln: ln, tls: info, hub: hub.New(maxStreams, streamBuffer)}
 	mux := http.NewServeMux()
 	static := http.FileServerFS(assets)
 	mux.Handle("GET /assets/", static)
@@ -181,13 +183,7 @@ func (s *Server) Serve() error {
 
 // Close ends the event streams and the server.
 func (s *Server) Close() {
-	s.mu.Lock()
-	s.closed = true
-	for ch := range s.subs {
-		delete(s.subs, ch)
-		close(ch)
-	}
-	s.mu.Unlock()
+	s.hub.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.srv.Shutdown(ctx); err != nil {
@@ -211,7 +207,7 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		if open && !loopbackHost(r.Host) {
 			// Without auth only loopback is served (Listen), and only to
 			// pages that call it by a loopback name.
-			http.Error(w, "this dashboard answers only to localhost, 127.0.0.1 or [::1] (it has no --web-token-file)", http.StatusMisdirectedRequest)
+			http.Error(w, "this dashboard answers only to localhost, 127.0.0.1 or [::1] (it has no token)", http.StatusMisdirectedRequest)
 			return
 		}
 		if s.cfg.User != "" {
@@ -420,23 +416,14 @@ func (s *Server) current(w http.ResponseWriter, r *http.Request) {
 // Publish hands a stored window to the open event streams; a stream that
 // lags 16 windows behind is dropped (the page reconnects).
 func (s *Server) Publish(win *storage.Window) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.subs) == 0 {
+	if !s.hub.Active() {
 		return
 	}
 	b, err := json.Marshal(windowEvent(win, s.cfg.Location))
 	if err != nil {
 		return
 	}
-	for ch := range s.subs {
-		select {
-		case ch <- b:
-		default:
-			delete(s.subs, ch)
-			close(ch)
-		}
-	}
+	s.hub.Publish(b)
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
@@ -445,23 +432,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	ch := make(chan []byte, 16)
-	s.mu.Lock()
-	if s.closed || len(s.subs) >= 64 {
-		s.mu.Unlock()
+	sub, err := s.hub.Subscribe()
+	if err != nil { // closing, or maxStreams open
 		http.Error(w, "no more streams", http.StatusServiceUnavailable)
 		return
 	}
-	s.subs[ch] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if _, ok := s.subs[ch]; ok {
-			delete(s.subs, ch)
-			close(ch)
-		}
-		s.mu.Unlock()
-	}()
+	defer s.hub.Unsubscribe(sub)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write([]byte(": dstwatch windows\n\n"))
@@ -479,7 +455,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-ping.C:
 			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			_, err = w.Write([]byte(": ping\n\n"))
-		case b, ok := <-ch:
+		case b, ok := <-sub.C():
 			if !ok {
 				return
 			}

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -12,25 +16,33 @@ import (
 	"github.com/dstwatch/dstwatch/storage"
 )
 
-// inBerlin makes Europe/Berlin the local zone of this process (and of a
-// daemon it asks, through TZ) for the test.
-func inBerlin(t *testing.T) {
+// runIn runs the real binary with TZ=zone. Setting time.Local in this
+// process instead would race with goroutines that earlier tests' servers
+// leave winding down (the race detector saw it).
+func runIn(t *testing.T, zone string, args ...string) (int, string, string) {
 	t.Helper()
-	berlin, err := time.LoadLocation("Europe/Berlin")
-	if err != nil {
+	if _, err := time.LoadLocation(zone); err != nil {
 		t.Skipf("no time zone data: %v", err)
 	}
-	old := time.Local
-	time.Local = berlin
-	t.Cleanup(func() { time.Local = old })
-	t.Setenv("TZ", "Europe/Berlin")
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append(os.Environ(), "TZ="+zone)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	code := 0
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		code = ee.ExitCode()
+	}
+	return code, out.String(), errb.String()
 }
 
 // Totals per period as tables, json and csv, the same from the file and
 // through the daemon's API, in local time across the end of summer time
 // (the golden windows' 02:00-03:00 happens twice in Berlin).
 func TestQueryPeriodsGolden(t *testing.T) {
-	inBerlin(t)
 	db := goldenDB(t)
 	rng := []string{"--db", db, "--from", "2026-10-25T00:00:00Z", "--to", "2026-10-25T02:00:00Z"}
 	cases := []struct {
@@ -54,7 +66,7 @@ func TestQueryPeriodsGolden(t *testing.T) {
 	ask := func() []result {
 		var rs []result
 		for _, c := range cases {
-			code, out, stderr := runCmd(t, append(append([]string{"query"}, c.args...), rng...)...)
+			code, out, stderr := runIn(t, "Europe/Berlin", append(append([]string{"query"}, c.args...), rng...)...)
 			rs = append(rs, result{code, out, stderr})
 		}
 		return rs
@@ -89,7 +101,7 @@ func TestQueryGroupingFlags(t *testing.T) {
 		{[]string{"--by", "prefix", "--prefix6", "0"}, "--prefix6 0: want 1 to 128"},
 		{[]string{"--by", "fortnight"}, "want window, remote, country, asn, prefix, service, hour, day, week or month"},
 	} {
-		code, out, stderr := runCmd(t, append([]string{"query", "--db", db}, tc.args...)...)
+		code, out, stderr := runIn(t, "Europe/Berlin", append([]string{"query", "--db", db}, tc.args...)...)
 		if code != 2 || out != "" || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") > 3 {
 			t.Errorf("%v: exit %d, %q %q; want exit 2 and %q", tc.args, code, out, stderr, tc.want)
 		}
@@ -100,11 +112,10 @@ func TestQueryGroupingFlags(t *testing.T) {
 // local day, and every period grouping prints the same from the file and
 // through the API, also once raw windows were pruned and an edge is rounded.
 func TestQueryPeriodsAPIEqualsFile(t *testing.T) {
-	inBerlin(t)
 	db := historyDB(t)
 	from, to := historyStart, historyStart.Add(72*time.Hour)
 	rng := []string{"--db", db, "--from", rfc(from), "--to", rfc(to)}
-	code, out, stderr := runCmd(t, append([]string{"query", "--by", "day", "--format", "json"}, rng...)...)
+	code, out, stderr := runIn(t, "Europe/Berlin", append([]string{"query", "--by", "day", "--format", "json"}, rng...)...)
 	if code != 0 {
 		t.Fatal(stderr)
 	}
@@ -141,17 +152,11 @@ func TestQueryPeriodsAPIEqualsFile(t *testing.T) {
 	}
 	d.Close()
 	for _, zone := range []string{"Europe/Berlin", "Asia/Kolkata"} {
-		t.Setenv("TZ", zone)
-		loc, err := time.LoadLocation(zone)
-		if err != nil {
-			t.Skip(err)
-		}
-		time.Local = loc
 		cases := [][]string{{"--by", "hour", "--format", "csv"}, {"--by", "day"}, {"--by", "week", "--format", "json"}, {"--by", "month", "--utc"}}
 		ask := func() []string {
 			var rs []string
 			for _, c := range cases {
-				code, out, stderr := runCmd(t, append(append([]string{"query"}, c...), rng...)...)
+				code, out, stderr := runIn(t, zone, append(append([]string{"query"}, c...), rng...)...)
 				rs = append(rs, fmt.Sprint(code, "\n", out, stderr))
 			}
 			return rs

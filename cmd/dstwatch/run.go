@@ -226,7 +226,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if cfg.Anonymize, err = anon.Parse(*anonymize, *anonKey); err != nil {
 			var pe *os.PathError
 			if !errors.As(err, &pe) {
-				err = fmt.Errorf("%w: %v", errUsage, err) // the flags, not the key file
+				err = fmt.Errorf("%w: %v", errUsage, anonFlagError(err)) // the flags, not the key file
 			}
 			return err
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -60,6 +61,9 @@ func (f *webFlags) apply(cfg *dstwatchd.Config) error {
 		}
 		return nil
 	}
+	if _, _, err := net.SplitHostPort(*f.addr); err != nil {
+		return fmt.Errorf("--web %q: want host:port, e.g. 127.0.0.1:9751", *f.addr) // as web.Listen would refuse it, in the flag's name
+	}
 	cfg.Web.Addr = *f.addr
 	if (*f.user == "") != (*f.passFile == "") {
 		return fmt.Errorf("%w: --web-user and --web-password-file go together", errUsage)
@@ -77,10 +81,10 @@ func (f *webFlags) apply(cfg *dstwatchd.Config) error {
 		}
 	}
 	if cfg.Web.Token == "" && cfg.Web.User == "" && !tls.Auth() && !web.Loopback(cfg.Web.Addr) {
-		return fmt.Errorf("%w: %v", errUsage, web.ErrNeedsAuth)
+		return fmt.Errorf("%w: --web on an address beyond loopback needs --web-token-file or --web-user with --web-password-file, or a --web-config with basic_auth_users or client_auth_type RequireAndVerifyClientCert", errUsage)
 	}
 	if cfg.Web.User != "" && tls.Users {
-		return fmt.Errorf("%w: %v", errUsage, web.ErrTwoBasicAuths)
+		return fmt.Errorf("%w: --web-user and the basic_auth_users of --web-config both want the Authorization header: keep one of them", errUsage)
 	}
 	return nil
 }

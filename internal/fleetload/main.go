@@ -2,9 +2,17 @@
 // writing windows of K remotes to one ClickHouse, then times the fleet
 // queries over what it wrote. With -export-cpu it instead measures what
 // the daemon's exporter costs per window: CPU time of this process while
-// an Exporter sends windows of K remotes from a real bbolt outbox.
+// an Exporter sends windows of K remotes from a real bbolt outbox. With
+// -days D it plays D days ending now the way the fleet's tables hold them
+// once the exporters rolled them up: every window's row in table windows,
+// raw remote rows only for the ragged edges (the partial hours at both
+// ends), hourly rollups of -hour-remotes remotes for the whole hours
+// outside whole days, and daily rollups of -day-remotes remotes for the
+// whole days (a month of raw rows, 2.6 billion for 20 hosts, does not fit
+// this machine), then times the fleet queries over the D days.
 //
 //	go run ./internal/fleetload -clickhouse clickhouse://127.0.0.1:9000/load -hosts 20 -remotes 1000 -span 6h
+//	go run ./internal/fleetload -clickhouse clickhouse://127.0.0.1:9000/month -hosts 20 -remotes 1000 -days 30 -hour-remotes 5000 -day-remotes 5000
 //	go run ./internal/fleetload -clickhouse clickhouse://127.0.0.1:9000/load -export-cpu -remotes 10000
 package main
 
@@ -17,6 +25,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -35,6 +44,11 @@ func main() {
 	window := flag.Duration("window", 20*time.Second, "window length")
 	batch := flag.Int("batch", 64, "windows per insert")
 	exportCPU := flag.Bool("export-cpu", false, "measure the exporter's CPU per window instead")
+	days := flag.Int("days", 0, "play this many days as rolled up (see the package comment) instead of -span of raw windows")
+	hourRemotes := flag.Int("hour-remotes", 5000, "distinct remotes in each host's hourly rollup, with -days")
+	dayRemotes := flag.Int("day-remotes", 5000, "distinct remotes in each host's daily rollup, with -days")
+	runs := flag.Int("runs", 5, "times each query runs; the median is printed")
+	queryOnly := flag.Int64("query-only", 0, "with -days: do not write, only time the queries over the days ending at this Unix `second` (an earlier run's end)")
 	flag.Parse()
 	t, err := fleet.ParseURL(*url)
 	if err != nil {
@@ -53,6 +67,11 @@ func main() {
 	addrs := make([]netip.Addr, *pool)
 	for i := range addrs {
 		addrs[i] = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	}
+	if *days > 0 {
+		loadMonth(ctx, s, t, month{hosts: *hosts, days: *days, remotes: *remotes, hourRemotes: *hourRemotes, dayRemotes: *dayRemotes,
+			window: *window, batch: *batch, runs: *runs, queryOnly: *queryOnly}, addrs)
+		return
 	}
 	end := time.Now().Truncate(*window)
 	start := end.Add(-*span)
@@ -91,6 +110,122 @@ func main() {
 			fmt.Printf("fleet --by %s --top %d over %d windows: %d rows in %v\n", q.By, q.Top, sum.Windows, len(rs), time.Since(t0).Round(time.Millisecond))
 		}
 	}
+}
+
+type month struct {
+	hosts, days, remotes, hourRemotes, dayRemotes, batch, runs int
+	window                                                     time.Duration
+	queryOnly                                                  int64
+}
+
+// loadMonth writes m.days ending now as rolled-up tables (the package
+// comment says what exactly) and times the fleet queries over them.
+func loadMonth(ctx context.Context, s *fleet.Sender, t fleet.Target, m month, addrs []netip.Addr) {
+	to := time.Now().Truncate(m.window).Add(m.window)
+	if m.queryOnly > 0 {
+		to, m.hosts = time.Unix(m.queryOnly, 0), 0
+	}
+	from := to.Add(-time.Duration(m.days) * 24 * time.Hour)
+	fmt.Printf("range %s to %s\n", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	h0, h1 := from.Truncate(time.Hour).Add(time.Hour), to.Truncate(time.Hour)
+	d0, d1 := from.Truncate(24*time.Hour).Add(24*time.Hour), to.Truncate(24*time.Hour)
+	n := int(to.Sub(from) / m.window)
+	var rawRows, rollRows, winRows int
+	var rawTime, rollTime time.Duration
+	for h := range m.hosts {
+		rng := rand.New(rand.NewPCG(uint64(h), 7))
+		host := fmt.Sprintf("host%02d", h)
+		// Every window's row; remote rows for the edges only.
+		t0 := time.Now()
+		var ws []*storage.Window
+		for i := range n {
+			st := from.Add(time.Duration(i) * m.window)
+			var w *storage.Window
+			if st.Before(h0) || !st.Before(h1) {
+				w = window1(rng, addrs, st, m.window, m.remotes)
+				rawRows += len(w.Remotes)
+			} else {
+				w = &storage.Window{Start: st.UTC(), Length: m.window}
+				w.Stats.Frames, w.Stats.Tallied = 1000, 1000
+			}
+			ws = append(ws, w)
+			winRows++
+			if len(ws) == m.batch*8 || i == n-1 {
+				if err := s.Send(ctx, host, ws, 1); err != nil {
+					fail(err)
+				}
+				ws = ws[:0]
+			}
+		}
+		rawTime += time.Since(t0)
+		// The rollups: hours outside whole days, then whole days.
+		t0 = time.Now()
+		per := uint32(time.Hour / m.window)
+		for st := h0; st.Before(h1); st = st.Add(time.Hour) {
+			if !st.Before(d0) && st.Before(d1) {
+				continue
+			}
+			w := rollup1(rng, addrs, st, time.Hour, m.hourRemotes)
+			if err := s.SendRollup(ctx, host, w, per, 1); err != nil {
+				fail(err)
+			}
+			rollRows += len(w.Remotes)
+		}
+		for st := d0; st.Before(d1); st = st.Add(24 * time.Hour) {
+			w := rollup1(rng, addrs, st, 24*time.Hour, m.dayRemotes)
+			if err := s.SendRollup(ctx, host, w, 24*per, 1); err != nil {
+				fail(err)
+			}
+			rollRows += len(w.Remotes)
+		}
+		rollTime += time.Since(t0)
+		fmt.Printf("host %d/%d: %d window rows, %d raw remote rows (%.0f rows/s), %d rollup rows (%.0f rows/s)\n", h+1, m.hosts,
+			winRows, rawRows, float64(rawRows+winRows)/rawTime.Seconds(), rollRows, float64(rollRows)/rollTime.Seconds())
+	}
+	r, err := fleet.Open(ctx, t, false)
+	if err != nil {
+		fail(err)
+	}
+	defer r.Close()
+	// The range as asked (raw edges), to whole hours (no raw rows), and
+	// whole days only.
+	for _, rg := range []struct {
+		name     string
+		from, to time.Time
+	}{{"as asked", from, to}, {"whole hours", h0, h1}, {"whole days", d0, d1}} {
+		for _, q := range []query.Question{{By: query.ByCountry}, {By: query.ByRemote, Top: 20}} {
+			var times []time.Duration
+			var sum query.Summary
+			var rows int
+			for range m.runs {
+				t0 := time.Now()
+				rs, s, err := r.Aggregate(ctx, fleet.Question{Question: q, From: rg.from, To: rg.to})
+				if err != nil {
+					fail(err)
+				}
+				times = append(times, time.Since(t0))
+				sum, rows = s, len(rs)
+			}
+			slices.Sort(times)
+			fmt.Printf("%s: fleet --by %s --top %d: %d raw windows, %d hourly and %d daily rollups, %d rows; median %v of %d (min %v, max %v)\n",
+				rg.name, q.By, q.Top, sum.Windows, sum.Hours, sum.Days, rows, times[len(times)/2].Round(time.Millisecond), len(times),
+				times[0].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond))
+		}
+	}
+}
+
+// rollup1 is a rollup of k distinct remotes drawn as window1 draws them,
+// with a rollup's counts (window1's times the windows it stands for).
+func rollup1(rng *rand.Rand, addrs []netip.Addr, start time.Time, length time.Duration, k int) *storage.Window {
+	w := window1(rng, addrs, start, length, k)
+	f := uint64(length / (20 * time.Second) / 50) // each remote in about one window of fifty
+	for i := range w.Remotes {
+		c := &w.Remotes[i].Counts
+		c.TxPackets, c.TxBytes, c.RxPackets, c.RxBytes = c.TxPackets*f, c.TxBytes*f, c.RxPackets*f, c.RxBytes*f
+	}
+	w.Stats.Tallied *= f
+	w.Stats.Frames = w.Stats.Tallied
+	return w
 }
 
 // window1 is one window of k remotes drawn from addrs, skewed so that a

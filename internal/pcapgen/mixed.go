@@ -55,6 +55,7 @@ type mixer struct {
 	pool4, pool6     []netip.Addr
 	sweep            int
 	hasLocal, hasARP bool
+	scatter          bool // ScanFunc: protocol, service and client port random per packet
 }
 
 func newMixer(seed int64, n, remotes int, local []netip.Addr, start time.Time, span time.Duration, link uint16) *mixer {
@@ -251,7 +252,7 @@ func (m *mixer) fill(p *Packet) {
 	h.Write(remote.AsSlice())
 	own := h.Sum32()
 	pick := func(n int) int { return int(own % uint32(n)) }
-	if m.rng.IntN(50) == 0 {
+	if m.scatter || m.rng.IntN(50) == 0 {
 		pick = m.rng.IntN
 	}
 	switch r := pick(100); {
@@ -268,6 +269,10 @@ func (m *mixer) fill(p *Packet) {
 	if p.Proto != 1 && p.Proto != 58 {
 		service := [...]uint16{443, 80, 53, 22, 123, 3478, 8443}[pick(7)]
 		eph := uint16(32768 + m.rng.IntN(28232))
+		if m.scatter {
+			service = [...]uint16{443, 80, 53, 22, 123}[m.rng.IntN(5)]
+			eph = uint16(1024 + m.rng.IntN(60000))
+		}
 		if p.Outgoing {
 			p.SrcPort, p.DstPort = eph, service
 		} else {

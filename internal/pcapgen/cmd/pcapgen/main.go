@@ -26,6 +26,7 @@ func run(args []string) error {
 	out := fs.String("o", "", "output `file` (required)")
 	n := fs.Int("n", 100000, "number of frames")
 	remotes := fs.Int("remotes", 1000, "distinct remote addresses")
+	mix := fs.String("mix", "mixed", "mixed (pcapgen.MixedFunc), proxy (ProxyFunc: busy remotes and resolver traffic) or scan (ScanFunc: ports random per packet)")
 	hostile := fs.Int("hostile", 0, "if `N` > 0: four frames in five are spoofed probes of random ports from N distinct sources (pcapgen.HostileFunc); the rest is the ordinary mix")
 	local := fs.String("local", "198.51.100.1,2001:db8::1", "comma-separated local `addresses`")
 	seed := fs.Int64("seed", 1, "random seed")
@@ -68,7 +69,14 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("-start: %w", err)
 	}
-	next := pcapgen.MixedFunc(*seed, *n, *remotes, locals, t0, *span, l)
+	mixes := map[string]func(int64, int, int, []netip.Addr, time.Time, time.Duration, uint16) func(int) pcapgen.Packet{
+		"mixed": pcapgen.MixedFunc, "proxy": pcapgen.ProxyFunc, "scan": pcapgen.ScanFunc,
+	}
+	mixFunc, ok := mixes[*mix]
+	if !ok {
+		return fmt.Errorf("unknown -mix %q", *mix)
+	}
+	next := mixFunc(*seed, *n, *remotes, locals, t0, *span, l)
 	if *hostile > 0 {
 		next = pcapgen.HostileFunc(*seed, *n, *remotes, *hostile, locals, t0, *span, l)
 	}

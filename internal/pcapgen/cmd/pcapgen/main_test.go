@@ -47,7 +47,7 @@ func TestRun(t *testing.T) {
 		t.Fatal("two runs with the same flags differ")
 	}
 
-	for _, bad := range [][]string{{}, {"-o", out, "-format", "cap"}, {"-o", out, "-link", "fddi"}, {"-o", out, "-local", "x"}, {"-o", out, "-start", "yesterday"}} {
+	for _, bad := range [][]string{{}, {"-o", out, "-format", "cap"}, {"-o", out, "-link", "fddi"}, {"-o", out, "-local", "x"}, {"-o", out, "-start", "yesterday"}, {"-o", out, "-mix", "calm"}} {
 		if err := run(bad); err == nil {
 			t.Errorf("%v: no error", bad)
 		}
