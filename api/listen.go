@@ -75,25 +75,34 @@ func Listen(path, group string) (net.Listener, error) {
 
 // removeStale removes a socket file that nobody listens on.
 func removeStale(path string) error {
-	st, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("api socket: %w", err)
-	}
-	if st.Mode()&fs.ModeSocket == 0 {
-		return fmt.Errorf("api socket %s: the path exists and is not a socket; it was left alone: move it away or choose another socket path", path)
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("api socket %s: another process is listening there (is dstwatch already running?); stop it, or choose another socket path (or run without the API socket)", path)
+	stale, err := checkSocketPath(path)
+	if err != nil || !stale {
+		return err
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("api socket: remove stale socket: %w", err)
 	}
 	return nil
+}
+
+// checkSocketPath fails when path holds anything but a socket nobody
+// listens on; stale says there is such a socket, which may be removed.
+func checkSocketPath(path string) (stale bool, err error) {
+	st, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("api socket: %w", err)
+	}
+	if st.Mode()&fs.ModeSocket == 0 {
+		return false, fmt.Errorf("api socket %s: the path exists and is not a socket; it was left alone: move it away or choose another socket path", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return false, fmt.Errorf("api socket %s: another process is listening there (is dstwatch already running?); stop it, or choose another socket path (or run without the API socket)", path)
+	}
+	return true, nil
 }
 
 // CheckListen reports the reasons Listen(path, group) would fail that can
@@ -112,21 +121,8 @@ func CheckListen(path, group string) error {
 	if len(path) > 107 {
 		return fmt.Errorf("api socket %s: path longer than 107 bytes; choose a shorter socket path", path)
 	}
-	st, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("api socket: %w", err)
-	}
-	if st.Mode()&fs.ModeSocket == 0 {
-		return fmt.Errorf("api socket %s: the path exists and is not a socket; it was left alone: move it away or choose another socket path", path)
-	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return fmt.Errorf("api socket %s: another process is listening there (is dstwatch already running?); stop it, or choose another socket path (or run without the API socket)", path)
-	}
-	return nil
+	_, err := checkSocketPath(path)
+	return err
 }
 
 // groupCanReach makes dir searchable by gid where that is the daemon's to

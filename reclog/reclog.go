@@ -1,7 +1,8 @@
 // Package reclog owns the record log: the plain-text file that gets a block of
 // lines for every stored window, for people to tail and grep. It survives
 // logrotate: the file is reopened on request (SIGHUP) and whenever the path
-// no longer names the file it has open (renamed or deleted away).
+// no longer names the file it has open (renamed or deleted away). Readers
+// follow it as tail -F does (follow.go).
 package reclog
 
 import (

@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
-	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -57,72 +54,23 @@ func cmdCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if !before.Mode().IsRegular() || before.Size() == 0 {
-		return fmt.Errorf("%s: not a database file", *db)
+	var start time.Time
+	dropped, err := storage.CompactInPlace(*db, func(tmp string) {
+		fmt.Fprintf(stdout, "compacting %s (%s) into %s\n", *db, units.Bytes(uint64(before.Size())), tmp)
+		start = time.Now()
+	})
+	if errors.Is(err, storage.ErrLocked) {
+		return fmt.Errorf("%w: a daemon (with another --socket?) or another dstwatch has %s open; %s", err, *db, stop)
 	}
-	locked := func(err error) error {
-		if errors.Is(err, storage.ErrLocked) {
-			return fmt.Errorf("%w: a daemon (with another --socket?) or another dstwatch has %s open; %s", err, *db, stop)
-		}
+	if err != nil {
 		return err
-	}
-	// A read-write open upgrades an older format, and fails at once when
-	// anybody else has the file open.
-	d, err := storage.Open(*db, storage.Options{Timeout: time.Second})
-	if err != nil {
-		return locked(err)
-	}
-	if err := d.Close(); err != nil {
-		return err
-	}
-	// Hold a shared lock until the copy is in place.
-	hold, err := storage.Open(*db, storage.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		return locked(err)
-	}
-	defer hold.Close()
-	tmp := *db + ".compact"
-	if _, err := os.Lstat(tmp); err == nil {
-		return fmt.Errorf("%s exists (left by an interrupted compact?): remove it and run compact again", tmp)
-	}
-	fmt.Fprintf(stdout, "compacting %s (%s) into %s\n", *db, units.Bytes(uint64(before.Size())), tmp)
-	start := time.Now()
-	dropped, err := storage.CompactDropping(*db, tmp)
-	if err != nil {
-		return locked(err)
 	}
 	for _, d := range dropped {
 		fmt.Fprintf(stdout, "dropped damaged %s: %s\n", d, d.Err)
 	}
-	// Through the file itself: tmp's directory may be writable by the
-	// daemon's user, who must not get root to chown a link's target.
-	f, err := safefile.OpenFile(tmp, os.O_RDONLY, 0)
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if st, ok := before.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
-		err = f.Chown(int(st.Uid), int(st.Gid))
-	}
-	if err == nil {
-		err = f.Chmod(before.Mode().Perm())
-	}
-	f.Close()
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	after, err := os.Stat(tmp)
+	after, err := os.Stat(*db)
 	if err != nil {
 		return err
-	}
-	if err := os.Rename(tmp, *db); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if dir, err := os.Open(filepath.Dir(*db)); err == nil {
-		dir.Sync()
-		dir.Close()
 	}
 	fmt.Fprintf(stdout, "compacted %s: %s -> %s (%s freed) in %s\n", *db, units.Bytes(uint64(before.Size())),
 		units.Bytes(uint64(after.Size())), units.Bytes(uint64(max(before.Size()-after.Size(), 0))), time.Since(start).Round(time.Millisecond))

@@ -7,7 +7,6 @@ import (
 	"github.com/dstwatch/dstwatch/query"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -98,13 +97,3 @@ var errTooLong = errors.New("too long")
 // maxSpan bounds every span flag: a hundred years is "keep all" in
 // practice, and far from where a Duration overflows.
 const maxSpan = 36500 * 24 * time.Hour
-
-// validPort reports whether s is a TCP port number a listener can be asked
-// for by number: 1 to 65535 (or a service name net.Listen looks up).
-func validPort(s string) bool {
-	n, err := strconv.ParseUint(s, 10, 16)
-	if err != nil {
-		return s != "" && strings.IndexFunc(s, func(r rune) bool { return !('a' <= r && r <= 'z' || r == '-') }) < 0
-	}
-	return n >= 1
-}

@@ -7,25 +7,16 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/dstwatch/dstwatch/api"
+	dstwatchd "github.com/dstwatch/dstwatch/daemon"
 	"github.com/dstwatch/dstwatch/fleet"
-	"github.com/dstwatch/dstwatch/metrics"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/storage"
 )
 
 // The export to ClickHouse (package fleet) and query --clickhouse: flags,
-// the daemon's hooks, status, and the fleet answers printed as query's.
-
-// Drain budgets for the export at the end of a run: a replay exports its
-// windows before it exits; a stop (SIGTERM) leaves the rest in the outbox
-// for the next start, within systemd's default stop timeout.
-const (
-	exportDrainLive   = 10 * time.Second
-	exportDrainReplay = 5 * time.Minute
-)
+// status, and the fleet answers printed as query's. The daemon's hooks are
+// in package daemon (fleet.go).
 
 type fleetFlags struct {
 	url, passFile, hostName, cluster *string
@@ -64,7 +55,7 @@ func (f *fleetFlags) target() (*fleet.Target, error) {
 	return &t, nil
 }
 
-func (f *fleetFlags) apply(cfg *Config) error {
+func (f *fleetFlags) apply(cfg *dstwatchd.Config) error {
 	t, err := f.target()
 	if err != nil || t == nil {
 		if err == nil && *f.hostName != "" {
@@ -79,71 +70,6 @@ func (f *fleetFlags) apply(cfg *Config) error {
 		}
 	}
 	return nil
-}
-
-// openExport makes the exporter once the DB is open.
-func (a *App) openExport() error {
-	if a.cfg.Export == nil {
-		return nil
-	}
-	e, err := fleet.New(fleet.Config{Target: *a.cfg.Export, Host: a.cfg.HostName, Cluster: a.cfg.ExportCluster, DB: a.db, Logger: a.log})
-	if err != nil {
-		return err
-	}
-	a.export = e
-	return nil
-}
-
-// startExport starts the exporter; the returned stop drains it.
-func (a *App) startExport() (stop func()) {
-	if a.export == nil {
-		return func() {}
-	}
-	a.export.Start()
-	return func() {
-		grace := exportDrainLive
-		if a.cfg.Read != "" {
-			grace = exportDrainReplay
-		}
-		a.export.Stop(grace)
-	}
-}
-
-// exportStored tells the exporter about a stored batch; it never blocks.
-func (a *App) exportStored(ws []*storage.Window) {
-	if a.export != nil {
-		a.export.Stored(ws)
-	}
-}
-
-// exportPruned reports windows a prune deleted before their export.
-func (a *App) exportPruned(p storage.Pruned) {
-	if p.Unexported == 0 {
-		return
-	}
-	if a.export != nil {
-		a.export.Gone(p.Unexported)
-	} else {
-		a.log.Warn("retention pruned windows that were never exported to clickhouse (run without --clickhouse)", "windows", p.Unexported)
-	}
-}
-
-func (a *App) exportStatus() *api.ExportStats {
-	if a.export == nil {
-		return nil
-	}
-	l := a.export.Lag()
-	t := a.cfg.Export
-	return &api.ExportStats{Target: strings.Join(t.Addrs, ",") + "/" + t.Database, Host: a.cfg.HostName,
-		LagWindows: l.Windows, LagSeconds: l.Seconds, Exported: l.Exported, Errors: l.Errors, Unexported: l.Gone, Failing: l.Failing}
-}
-
-func (a *App) exportHealth() *metrics.ExportLag {
-	if a.export == nil {
-		return nil
-	}
-	l := a.export.Lag()
-	return &metrics.ExportLag{Windows: l.Windows, Seconds: l.Seconds}
 }
 
 func writeExportStatus(w io.Writer, e *api.ExportStats) {

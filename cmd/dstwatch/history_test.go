@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/dstwatch/dstwatch/api"
+	dstwatchd "github.com/dstwatch/dstwatch/daemon"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
@@ -390,7 +391,7 @@ func TestStatusTiers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	ts, err := tierStats(d)
+	ts, err := dstwatchd.TierStats(d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/anon"
 	"github.com/dstwatch/dstwatch/capture"
+	dstwatchd "github.com/dstwatch/dstwatch/daemon"
 	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/metrics"
 	"github.com/dstwatch/dstwatch/rotate"
@@ -140,7 +140,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	cfg := Config{
+	cfg := dstwatchd.Config{
 		Read: *read, DBPath: *db, LogPath: *recLog, LogTop: *logTop, MaxRemotes: *maxRemotes,
 		MaxOpenRemotes: *maxOpen,
 		GeoIP:          geoip, GeoAuto: true, Logger: logger, Location: time.Local,
@@ -148,13 +148,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *utc {
 		cfg.Location = time.UTC
 	}
+	// Too long for any span leaves the window 0, which Validate refuses.
 	if cfg.Window, err = parseSpan("--window", *window); err != nil && !errors.Is(err, errTooLong) {
 		return err
-	}
-	// At most an hour: closed windows roll up into hourly rollups, and the
-	// open window is lost on a crash.
-	if err != nil || cfg.Window < time.Second || cfg.Window%time.Second != 0 || cfg.Window > time.Hour {
-		return fmt.Errorf("%w: --window %s: must be whole seconds, from 1s to 1h", errUsage, *window)
 	}
 	for _, r := range []struct {
 		name string
@@ -175,9 +171,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			*c = -1
 		}
 	}
-	if *maxRemotes < 0 || *logTop < 0 || *maxOpen < 0 {
-		return fmt.Errorf("%w: --max-remotes, --max-open-remotes and --log-top must not be negative", errUsage)
-	}
 	if cfg.Local, err = parseAddrs("--local", local); err != nil {
 		return err
 	}
@@ -195,12 +188,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("%w: --ring-mb %d: want whole MiB from %d to %d", errUsage, *ringMB, capture.MinNumBlocks, capture.MaxNumBlocks)
 	}
 	cfg.RingBlocks = *ringMB // blocks are 1 MiB
-	if *read != "" && len(cfg.Local) == 0 {
-		return fmt.Errorf("%w: --read needs --local: a capture file does not say which addresses were the host's", errUsage)
-	}
-	if *read != "" && len(ifaces) > 0 {
-		return fmt.Errorf("%w: --read and --interface exclude each other", errUsage)
-	}
 	if *read == "" {
 		if len(ifaces) == 0 {
 			name, err := capture.DefaultInterface()
@@ -209,30 +196,19 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 			ifaces = append(ifaces, name)
 		}
-		cfg.Interfaces = ifaces
 	}
+	cfg.Interfaces = ifaces // with --read too, for Validate
 	if cfg.LogPath == "" {
 		cfg.LogPath = filepath.Join(filepath.Dir(cfg.DBPath), "records.log")
 	}
 	switch *socket {
-	case "none":
-		if *socketGroup != "" {
-			return fmt.Errorf("%w: --socket-group needs a socket (not --socket none)", errUsage)
-		}
+	case "none": // no API
 	case "":
 		cfg.Socket = daemonSocket(cfg.DBPath)
 	default:
 		cfg.Socket = *socket
 	}
 	cfg.SocketGroup = *socketGroup
-	if *metricsAddr != "" {
-		if _, port, err := net.SplitHostPort(*metricsAddr); err != nil || !validPort(port) {
-			return fmt.Errorf("%w: --metrics %q: want host:port with a port from 1 to 65535, e.g. 127.0.0.1:9750", errUsage, *metricsAddr)
-		}
-	}
-	if *metricsASNTop < 0 {
-		return fmt.Errorf("%w: --metrics-asn-top must not be negative", errUsage)
-	}
 	cfg.Metrics, cfg.MetricsASNTop = *metricsAddr, *metricsASNTop
 	if err := svc.apply(&cfg); err != nil {
 		return err
@@ -256,12 +232,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	mode, err := strconv.ParseUint(*fileMode, 8, 32)
-	// The files hold data, not programs, and root writes them: no execute
-	// bit and no world write (any local user could forge history).
-	if err != nil || mode&^0o664 != 0 || mode&0o600 != 0o600 {
-		return fmt.Errorf("%w: --file-mode %q: want an octal mode within 0664 that lets the owner read and write (0600, 0640, 0660, 0644 or 0664)", errUsage, *fileMode)
+	if err != nil {
+		return fileModeUsage(*fileMode)
 	}
 	cfg.FileMode = os.FileMode(mode)
+	if err := cfg.Validate(); err != nil {
+		return configUsage(err, &cfg, *window, *fileMode)
+	}
 	var drop *credential
 	if *runAs != "" {
 		if drop, err = lookupUser(*runAs); err != nil {
@@ -269,21 +246,20 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		safefile.Trust(drop.uid) // its files are the daemon's own
 	}
-	app, err := New(cfg)
+	dstwatchd.Version = buildVersion()
+	app, err := dstwatchd.New(cfg)
 	if err != nil {
 		return err
 	}
 	if drop != nil {
 		if err := drop.apply(); err != nil {
-			app.closeAll()
-			app.removeCreated()
+			app.Close()
 			return err
 		}
 		// The toolkit reads the web config and its keys on every
 		// connection, from now on as this user.
 		if err := recheckWebConfig(cfg.WebConfig, *runAs); err != nil {
-			app.closeAll()
-			app.removeCreated()
+			app.Close()
 			return err
 		}
 		logger.Info("dropped privileges", "user", *runAs, "uid", drop.uid, "gid", drop.gid)

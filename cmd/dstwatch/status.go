@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
+	dstwatchd "github.com/dstwatch/dstwatch/daemon"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/storage"
 )
@@ -176,6 +177,6 @@ func dbStats(db *storage.DB) (api.DBStats, error) {
 	for _, d := range db.Damaged() {
 		s.Damaged = append(s.Damaged, d.String())
 	}
-	s.Tiers, err = tierStats(db)
+	s.Tiers, err = dstwatchd.TierStats(db)
 	return s, err
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/reclog"
 	"github.com/dstwatch/dstwatch/storage"
 )
 
@@ -80,7 +81,7 @@ func tailText(ctx context.Context, path string, n int, follow bool, stdout, stde
 	}
 	var off int64
 	if f != nil {
-		if off, err = writeLastLines(stdout, f, n); err != nil {
+		if off, err = reclog.LastLines(stdout, f, n); err != nil {
 			f.Close()
 			return fmt.Errorf("record log %s: %w", path, err)
 		}
@@ -88,111 +89,14 @@ func tailText(ctx context.Context, path string, n int, follow bool, stdout, stde
 	if !follow {
 		return f.Close()
 	}
-	return followFile(ctx, path, f, off, stdout, stderr, 200*time.Millisecond)
-}
-
-// writeLastLines writes f's last n lines and returns the offset it read to.
-func writeLastLines(w io.Writer, f *os.File, n int) (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	size := st.Size()
-	start, err := lastLinesStart(f, size, n)
-	if err != nil {
-		return 0, err
-	}
-	if _, err := io.Copy(w, io.NewSectionReader(f, start, size-start)); err != nil {
-		return 0, err
-	}
-	return size, nil
-}
-
-// lastLinesStart finds where the last n lines of f's first size bytes
-// begin, reading backwards. A newline at the very end ends the last line
-// rather than starting an empty one.
-func lastLinesStart(f io.ReaderAt, size int64, n int) (int64, error) {
-	if n <= 0 {
-		return size, nil
-	}
-	buf := make([]byte, 64<<10)
-	count := 0
-	for pos := size; pos > 0; {
-		chunk := min(int64(len(buf)), pos)
-		pos -= chunk
-		if _, err := f.ReadAt(buf[:chunk], pos); err != nil && !errors.Is(err, io.EOF) {
-			return 0, err
+	return reclog.Follow(ctx, path, f, off, stdout, 200*time.Millisecond, func(e reclog.FollowEvent) {
+		switch e {
+		case reclog.Truncated:
+			fmt.Fprintf(stderr, "dstwatch tail: %s: file truncated\n", path)
+		case reclog.Replaced:
+			fmt.Fprintf(stderr, "dstwatch tail: %s has been replaced; following the new file\n", path)
 		}
-		for i := chunk - 1; i >= 0; i-- {
-			if buf[i] != '\n' || pos+i == size-1 {
-				continue
-			}
-			if count++; count == n {
-				return pos + i + 1, nil
-			}
-		}
-	}
-	return 0, nil
-}
-
-// followFile prints what is appended to path from off on, polling every
-// interval, until ctx is done. Like tail -F: when path names a new file
-// (renamed away by logrotate), the old one is read to its end and the new
-// one from its start; when the file shrinks (truncated), it is read from
-// its start again. f may be nil when path does not exist yet.
-func followFile(ctx context.Context, path string, f *os.File, off int64, stdout, stderr io.Writer, interval time.Duration) error {
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-	}()
-	buf := make([]byte, 64<<10)
-	drain := func() error {
-		for {
-			k, err := f.ReadAt(buf, off)
-			if k > 0 {
-				if _, werr := stdout.Write(buf[:k]); werr != nil {
-					return werr
-				}
-				off += int64(k)
-			}
-			if err != nil {
-				return nil // io.EOF, or an error the next poll sees again
-			}
-		}
-	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		var cur fs.FileInfo
-		if f != nil {
-			if err := drain(); err != nil {
-				return err
-			}
-			var err error
-			if cur, err = f.Stat(); err == nil && cur.Size() < off {
-				fmt.Fprintf(stderr, "dstwatch tail: %s: file truncated\n", path)
-				off = 0
-				continue
-			}
-		}
-		if onDisk, err := os.Stat(path); err == nil && (f == nil || cur == nil || !os.SameFile(cur, onDisk)) {
-			if nf, err := os.Open(path); err == nil {
-				if f != nil {
-					drain() // what the daemon wrote before it noticed the rotation
-					f.Close()
-					fmt.Fprintf(stderr, "dstwatch tail: %s has been replaced; following the new file\n", path)
-				}
-				f, off = nf, 0
-				continue
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
+	})
 }
 
 func writeWindowLine(w io.Writer, win *storage.Window) error {

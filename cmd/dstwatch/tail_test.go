@@ -1,44 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
-
-func TestLastLines(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{"a\nb\nc\n", 2, "b\nc\n"},
-		{"a\nb\nc\n", 3, "a\nb\nc\n"},
-		{"a\nb\nc\n", 10, "a\nb\nc\n"},
-		{"a\nb\nc", 1, "c"},
-		{"a\nb\nc", 2, "b\nc"},
-		{"a\nb\n", 0, ""},
-		{"", 5, ""},
-		{"\n\n\n", 2, "\n\n"},
-		{strings.Repeat("x", 100_000) + "\n" + strings.Repeat("y", 70_000) + "\n", 1, strings.Repeat("y", 70_000) + "\n"},
-	} {
-		path := filepath.Join(t.TempDir(), "log")
-		os.WriteFile(path, []byte(tc.in), 0o644)
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out bytes.Buffer
-		off, err := writeLastLines(&out, f, tc.n)
-		f.Close()
-		if err != nil || out.String() != tc.want || off != int64(len(tc.in)) {
-			t.Errorf("%.20q -n %d: %.20q at %d (%v), want %.20q", tc.in, tc.n, out.String(), off, err, tc.want)
-		}
-	}
-}
 
 // tail -f keeps following across logrotate's rename-and-create and across
 // truncation, and waits for a file that does not exist yet.

@@ -7,8 +7,8 @@ import (
 	"os"
 	"strings"
 
+	dstwatchd "github.com/dstwatch/dstwatch/daemon"
 	"github.com/dstwatch/dstwatch/internal/webconfig"
-	"github.com/dstwatch/dstwatch/storage"
 	"github.com/dstwatch/dstwatch/web"
 )
 
@@ -43,7 +43,7 @@ func readSecret(flagName, path string) (string, error) {
 	return s, nil
 }
 
-func (f *webFlags) apply(cfg *Config) error {
+func (f *webFlags) apply(cfg *dstwatchd.Config) error {
 	var tls webconfig.Info
 	if *f.config != "" {
 		if cfg.Metrics == "" && *f.addr == "" {
@@ -87,41 +87,4 @@ func (f *webFlags) apply(cfg *Config) error {
 		return fmt.Errorf("%w: --web-user and the basic_auth_users of --web-config both want the Authorization header: keep one of them", errUsage)
 	}
 	return nil
-}
-
-func (a *App) openWeb() error {
-	if a.cfg.Web.Addr == "" {
-		return nil
-	}
-	c := a.cfg.Web
-	c.Reader, c.Status, c.Log, c.Location = a, a.Status, a.log, a.cfg.Location
-	c.WebConfig = a.cfg.WebConfig
-	s, err := web.Listen(c)
-	if err != nil {
-		return err
-	}
-	a.web = s
-	return nil
-}
-
-// serveWeb serves the dashboard until the returned stop is called.
-func (a *App) serveWeb() (stop func()) {
-	if a.web == nil {
-		return func() {}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := a.web.Serve(); err != nil {
-			a.log.Error("web dashboard failed", "err", err)
-		}
-	}()
-	a.log.Info("web dashboard listening", "addr", a.web.URL())
-	return func() { a.web.Close(); <-done }
-}
-
-func (a *App) publishWeb(w *storage.Window) {
-	if a.web != nil {
-		a.web.Publish(w)
-	}
 }

@@ -1,9 +1,8 @@
-package main
+package daemon
 
 import (
 	"github.com/dstwatch/dstwatch/alert"
 	"github.com/dstwatch/dstwatch/metrics"
-	"github.com/dstwatch/dstwatch/storage"
 )
 
 // The Prometheus listener (--metrics): opened by New, served by Run, fed by
@@ -39,13 +38,6 @@ func (a *App) serveMetrics() (stop func()) {
 	}()
 	a.log.Info("metrics listening", "addr", a.metricsSrv.Addr().String(), "path", "/metrics")
 	return func() { a.metricsSrv.Close(); <-done }
-}
-
-// observeStored gives a stored window to the metrics.
-func (a *App) observeStored(w *storage.Window) {
-	if a.metrics != nil {
-		a.metrics.Observe(w)
-	}
 }
 
 // health is the daemon's state for a scrape: what Status reports, without

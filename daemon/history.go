@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"time"
@@ -25,8 +25,8 @@ func (a *App) LastWith(n int, opt storage.SpanOptions, fn func(*storage.Window) 
 
 var _ query.Reader = (*App)(nil)
 
-// tierStats is what each tier of db holds, for status.
-func tierStats(db *storage.DB) (*api.Tiers, error) {
+// TierStats is what each tier of db holds, for status.
+func TierStats(db *storage.DB) (*api.Tiers, error) {
 	u, err := db.Usage()
 	if err != nil {
 		return nil, err

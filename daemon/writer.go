@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"os"
@@ -31,8 +31,13 @@ const (
 // the store is retried with backoff; past the bound the oldest are dropped
 // and counted.
 type writer struct {
-	a    *App
-	live bool
+	a         *App
+	live      bool
+	consumers []Consumer // told of each stored window, in order (consumers.go)
+	// put stores a batch in one transaction: the DB's Put. A field, so
+	// that tests can make the store fail as a full disk does.
+	put       func([]*storage.Window) error
+	maxQueued int // remotes the queue holds at most: maxQueuedRemotes
 
 	queue   []*storage.Window // resolved, oldest first
 	remotes int               // remotes held by queue
@@ -42,18 +47,21 @@ type writer struct {
 	backoff  time.Duration
 	retry    *time.Timer
 	lastErr  error
-	// resumed is the newest window stored before this run (live only):
-	// if this run's first window is the same one, the daemon restarted
-	// inside it and the record log already has its block.
-	resumed time.Time
 }
 
 func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live bool) error {
-	wr := &writer{a: a, live: live, retry: time.NewTimer(time.Hour)}
+	return a.newWriter(live).run(closed, hup)
+}
+
+func (a *App) newWriter(live bool) *writer {
+	wr := &writer{a: a, live: live, retry: time.NewTimer(time.Hour), consumers: a.consumers(live), put: a.db.Put, maxQueued: maxQueuedRemotes}
 	wr.retry.Stop()
-	if live {
-		a.db.Last(1, func(w *storage.Window) error { wr.resumed = w.Start; return nil })
-	}
+	return wr
+}
+
+// run stores the windows from closed until it is closed, then drains.
+func (wr *writer) run(closed <-chan *rotate.Closed, hup <-chan os.Signal) error {
+	a := wr.a
 	for {
 		var retry <-chan time.Time
 		if wr.backoff > 0 {
@@ -72,7 +80,7 @@ func (a *App) write(closed <-chan *rotate.Closed, hup <-chan os.Signal, live boo
 			// Live: one transaction per window, as soon as it closes. A
 			// replay batches whatever is already queued behind it. While a
 			// store is failing, only the retry timer tries again.
-			if wr.backoff == 0 && (live || len(wr.queue) >= offlineBatch || len(closed) == 0) {
+			if wr.backoff == 0 && (wr.live || len(wr.queue) >= offlineBatch || len(closed) == 0) {
 				wr.flush()
 			}
 		}
@@ -85,7 +93,7 @@ func (wr *writer) enqueue(w *storage.Window) {
 	}
 	wr.queue = append(wr.queue, w)
 	wr.remotes += len(w.Remotes)
-	for wr.remotes > maxQueuedRemotes && len(wr.queue) > 1 {
+	for wr.remotes > wr.maxQueued && len(wr.queue) > 1 {
 		old := wr.queue[0]
 		wr.queue[0] = nil
 		wr.queue = wr.queue[1:]
@@ -102,7 +110,7 @@ func (wr *writer) flush() bool {
 	a := wr.a
 	for len(wr.queue) > 0 {
 		batch := wr.queue[:min(len(wr.queue), offlineBatch)]
-		if err := a.db.Put(batch); err != nil {
+		if err := wr.put(batch); err != nil {
 			a.storeErrs.Add(1)
 			msg := err.Error()
 			a.failing.Store(&msg)
@@ -120,23 +128,11 @@ func (wr *writer) flush() bool {
 			wr.lastErr = nil
 		}
 		for _, w := range batch {
-			write := a.rec.Write
-			if !wr.resumed.IsZero() && w.Start.Equal(wr.resumed) {
-				write = a.rec.WriteContinued // no second header for one window
+			for _, c := range wr.consumers {
+				c.Stored(w)
 			}
-			wr.resumed = time.Time{}
-			if err := write(w, a.cfg.LogTop, a.cfg.Location); err != nil {
-				a.log.Error("write record log", "err", err)
-			}
-			if a.api != nil {
-				a.api.Publish(w)
-			}
-			a.observeStored(w)
-			a.publishWeb(w)    // web.go
-			a.observeAlerts(w) // alerts.go
 			wr.remotes -= len(w.Remotes)
 		}
-		a.exportStored(batch) // fleet.go
 		a.stored.Add(uint64(len(batch)))
 		a.lastStored.Store(batch[len(batch)-1].Start.Unix())
 		clear(batch)

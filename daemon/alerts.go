@@ -1,23 +1,15 @@
-package main
+package daemon
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/dstwatch/dstwatch/alert"
 	"github.com/dstwatch/dstwatch/api"
-	"github.com/dstwatch/dstwatch/storage"
 )
-
-// alertsName is the incidents file's name beside the database.
-const alertsName = "alerts.db"
-
-func defaultAlertsDB(db string) string { return filepath.Join(filepath.Dir(db), alertsName) }
 
 // openAlerts loads --rules and opens the incidents file. Without --rules the
 // file is still opened when it exists: incidents fired by an earlier run
@@ -82,13 +74,6 @@ func (a *App) reloadRules() {
 	a.log.Info("alert rules reloaded", "rules", len(rs.Rules), "path", a.cfg.Rules)
 }
 
-// observeAlerts gives a stored window to the alert engine.
-func (a *App) observeAlerts(w *storage.Window) {
-	if a.alerts != nil {
-		a.alerts.Observe(w)
-	}
-}
-
 func (a *App) closeAlerts() {
 	// Waits for API requests still using the engine: the API's shutdown
 	// gives up after a while, and an expiry may be running an undo.
@@ -144,22 +129,4 @@ func (a *App) alertStats() *alert.Stats {
 		a.log.Error("alerts: read stats", "err", err)
 	}
 	return &st
-}
-
-func parseRulesFlags(cfg *Config, rules, alertsDB string) error {
-	cfg.Rules, cfg.AlertsDB = rules, alertsDB
-	if cfg.AlertsDB == "" {
-		cfg.AlertsDB = defaultAlertsDB(cfg.DBPath)
-	}
-	if filepath.Clean(cfg.AlertsDB) == filepath.Clean(cfg.DBPath) || sameFile(cfg.AlertsDB, cfg.DBPath) {
-		return fmt.Errorf("%w: --alerts-db %s is the window database (--db): give the incidents a file of their own", errUsage, cfg.AlertsDB)
-	}
-	if rules != "" {
-		// Validate before anything opens, so a bad file is one line and exit 2.
-		var err error
-		if cfg.RuleSet, err = alert.LoadRules(rules); err != nil {
-			return err
-		}
-	}
-	return nil
 }

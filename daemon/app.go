@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -178,6 +178,9 @@ const grace = 500 * time.Millisecond
 // log and the alerts file. What a start that fails created is removed, so
 // it leaves the directory as it was.
 func New(cfg Config) (_ *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	a := &App{cfg: cfg, log: cfg.Logger}
 	defer func() {
 		if err != nil {
@@ -366,6 +369,13 @@ func (a *App) openSources() error {
 	return nil
 }
 
+// Close releases what New opened, for a start that ends before Run (Run
+// closes everything itself), and removes what New created.
+func (a *App) Close() {
+	a.closeAll()
+	a.removeCreated()
+}
+
 func (a *App) closeAll() {
 	// Frees the rings of sockets whose Run never started (a start that
 	// failed later on); a running capture closes its own.
@@ -410,27 +420,10 @@ func (a *App) Run(ctx context.Context) error {
 		a.warnStale(f)
 	}
 	a.log.Info("capturing", "from", a.names, "local", a.cls.Load().Local(), "window", a.cfg.Window, "db", a.cfg.DBPath)
-	if err := a.startAlerts(); err != nil {
-		return err
-	}
-
 	pipe := capture.NewPipe(64)
 	closed := make(chan *rotate.Closed, 256)
 	a.closed, a.started = closed, time.Now()
-	apiDone := make(chan error, 1)
-	if a.api != nil {
-		ln := a.ln
-		a.ln = nil
-		go func() { apiDone <- a.api.Serve(ln) }()
-		a.log.Info("api listening", "socket", a.cfg.Socket)
-	} else {
-		apiDone <- nil
-	}
-	stopMetrics := a.serveMetrics()
-	defer stopMetrics()
-	defer a.serveWeb()()
 	openBound := a.cfg.MaxOpenRemotes
-	defer setMemoryLimit(openBound)()
 	if openBound == 0 {
 		openBound = -1 // rotate: none
 	}
@@ -440,9 +433,104 @@ func (a *App) Run(ctx context.Context) error {
 			closed <- c
 		})
 	a.tally = tally
+	hup := make(chan os.Signal, 1)
+
+	// Started in this order, stopped in reverse once the sources end: the
+	// writer drains first, then the API closes (the last windows reached
+	// the streams, running reads finish before the DB closes), then the
+	// export drains what the writer stored, then the rest. What New opened
+	// closes last (closeAll).
+	stop, err := startAll(a.log, []component{
+		{"alerts", func() (func() error, error) { return nil, a.startAlerts() }},
+		{"metrics", serving(a.serveMetrics)},
+		{"web", serving(a.serveWeb)},
+		{"memory limit", func() (func() error, error) { return quiet(setMemoryLimit(a.cfg.MaxOpenRemotes)), nil }},
+		{"background", func() (func() error, error) { return quiet(a.startBackground(ctx, live)), nil }},
+		{"sighup", func() (func() error, error) {
+			signal.Notify(hup, syscall.SIGHUP)
+			return quiet(func() { signal.Stop(hup) }), nil
+		}},
+		{"export", func() (func() error, error) { return quiet(a.startExport()), nil }}, // fleet.go: drains after the writer stored the last window
+		{"api", a.startAPI},
+		{"writer", func() (func() error, error) {
+			var writerErr error
+			writerDone := make(chan struct{})
+			go func() {
+				defer close(writerDone)
+				writerErr = a.write(closed, hup, live)
+			}()
+			go func() {
+				tally.Run(pipe)
+				close(closed)
+			}()
+			return func() error {
+				sdnotify.Notify("STOPPING=1")
+				close(pipe.Full)
+				<-writerDone
+				return writerErr
+			}, nil
+		}},
+	})
+	if err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(a.sources))
+	for i, s := range a.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if live {
+				errs[i] = a.runLive(ctx, i, pipe)
+			} else {
+				errs[i] = s.Run(ctx, a.cls.Load(), pipe)
+			}
+		}()
+	}
+	wg.Wait()
+	stopErr := stop()
+
+	for i, e := range errs { // err is nil: the start succeeded
+		switch {
+		case e == nil || errors.Is(e, context.Canceled):
+		case errors.Is(e, capture.ErrTruncated):
+			a.log.Warn("capture file is cut off; every complete packet was counted", "file", a.names[i], "err", e)
+		default:
+			err = errors.Join(err, e)
+		}
+	}
+	return errors.Join(err, stopErr)
+}
+
+// startAPI serves the API on the socket New bound. Its stop waits until
+// running requests finish, for a while, and returns what Serve returned.
+func (a *App) startAPI() (stop func() error, err error) {
+	if a.api == nil {
+		return nil, nil
+	}
+	ln := a.ln
+	a.ln = nil
+	done := make(chan error, 1)
+	go func() { done <- a.api.Serve(ln) }()
+	a.log.Info("api listening", "socket", a.cfg.Socket)
+	return func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := a.api.Shutdown(sctx); err != nil {
+			a.log.Warn("api shutdown", "err", err)
+		}
+		cancel()
+		return <-done
+	}, nil
+}
+
+// startBackground runs what follows the host while capture runs live:
+// replaced GeoIP files, the systemd watchdog, the listening sockets, and
+// the host's addresses unless --local fixed them. The returned stop ends
+// them and waits.
+func (a *App) startBackground(ctx context.Context, live bool) (stop func()) {
 	bgCtx, stopBg := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
-	defer func() { stopBg(); bg.Wait() }()
 	if dirs := a.geoDirs(); live && len(dirs) > 0 {
 		bg.Add(1)
 		go func() {
@@ -458,66 +546,12 @@ func (a *App) Run(ctx context.Context) error {
 		bg.Add(1)
 		go func() { defer bg.Done(); a.followServices(bgCtx) }()
 	}
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	defer a.startExport()() // fleet.go: drains after the writer stored the last window
-	var writerErr error
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		writerErr = a.write(closed, hup, live)
-	}()
-	go func() {
-		tally.Run(pipe)
-		close(closed)
-	}()
-
+	// Until ctx ends, as capture does.
 	if live && len(a.cfg.Local) == 0 {
 		bg.Add(1)
 		go func() { defer bg.Done(); a.followAddrs(ctx) }()
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(a.sources))
-	for i, s := range a.sources {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if live {
-				errs[i] = a.runLive(ctx, i, pipe)
-			} else {
-				errs[i] = s.Run(ctx, a.cls.Load(), pipe)
-			}
-		}()
-	}
-	wg.Wait()
-	sdnotify.Notify("STOPPING=1")
-	close(pipe.Full)
-	<-writerDone
-	// The API closes after the writer drained (the last windows reach the
-	// streams) and before the DB closes (running reads finish).
-	if a.api != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if err := a.api.Shutdown(sctx); err != nil {
-			a.log.Warn("api shutdown", "err", err)
-		}
-		cancel()
-	}
-	apiErr := <-apiDone
-
-	var err error
-	for i, e := range errs {
-		switch {
-		case e == nil || errors.Is(e, context.Canceled):
-		case errors.Is(e, capture.ErrTruncated):
-			a.log.Warn("capture file is cut off; every complete packet was counted", "file", a.names[i], "err", e)
-		default:
-			err = errors.Join(err, e)
-		}
-	}
-	return errors.Join(err, writerErr, apiErr)
+	return func() { stopBg(); bg.Wait() }
 }
 
 // resolve gives each remote of a closed window its country and ASN: one
@@ -632,6 +666,6 @@ func (a *App) Status() (api.Status, error) {
 	for _, d := range a.db.Damaged() {
 		st.DB.Damaged = append(st.DB.Damaged, d.String())
 	}
-	st.DB.Tiers, err = tierStats(a.db)
+	st.DB.Tiers, err = TierStats(a.db)
 	return st, err
 }
