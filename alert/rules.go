@@ -245,7 +245,7 @@ var docPaths = map[reflect.Type]string{
 // given says whether a field was in the document.
 func given(n yaml.Node) bool { return n.Kind != 0 }
 
-// ParseRules validates a rules document (YAML; see the README's Alerts
+// ParseRules validates a rules document (YAML; see docs/alerts.md's Alerts
 // section for the format).
 func ParseRules(b []byte) (*RuleSet, error) {
 	// The tree is for the lines of the lists' items, which decoding into

@@ -213,7 +213,7 @@ func (c *Classifier) Services() *Services { return c.svc }
 // service sets ev.Port and ev.Svc for a tallied packet. proto is the IP
 // protocol (after IPv6 extension headers); l4 the transport header onwards,
 // nil when it is not there (a non-first fragment, or cut off by the snap
-// length). Which port is the service is decided in the README's "Which port
+// length). Which port is the service is decided in docs/services.md's "Which port
 // is the service" order; each step is a bit test in a bitset, so a packet
 // costs a few loads and no allocation.
 func (c *Classifier) service(ev *Event, proto uint8, l4 []byte) {

@@ -6,7 +6,7 @@ import (
 )
 
 // memoryLimit is the soft limit the daemon gives Go's collector for a
-// bound on the open window (README, Memory budget): room for two windows
+// bound on the open window (docs/performance.md, Memory budget): room for two windows
 // full to the bound (the open one and the one being stored, about 150
 // bytes per unit each, less in practice: a window's pairs are rarely all
 // used), a spare row array, the writer's per-service sums, and 256 MB for

@@ -83,7 +83,7 @@ func (a *App) reopen(ctx context.Context, name string) (*capture.Live, error) {
 			// say so once, where it is seen, instead of at debug each second.
 			if errors.Is(err, os.ErrPermission) && !warned {
 				warned = true
-				a.log.Warn("cannot reopen the capture: the daemon no longer holds CAP_NET_RAW (dropped with --user); restart dstwatch, or run it as a user granted CAP_NET_RAW so that it can reopen (see the README)", "interface", name, "err", err)
+				a.log.Warn("cannot reopen the capture: the daemon no longer holds CAP_NET_RAW (dropped with --user); restart dstwatch, or run it as a user granted CAP_NET_RAW so that it can reopen (see docs/operations.md)", "interface", name, "err", err)
 			} else {
 				a.log.Debug("reopen capture", "interface", name, "err", err)
 			}

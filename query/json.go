@@ -12,7 +12,7 @@ import (
 	"github.com/dstwatch/dstwatch/storage"
 )
 
-// The JSON shapes below are a stable interface, documented in the README:
+// The JSON shapes below are a stable interface, documented in docs/cli.md:
 // fields may be added, never renamed or removed. Counts are exact integers;
 // times are UTC RFC 3339.
 

@@ -34,7 +34,7 @@ type Config struct {
 
 // DefaultMaxOpenRemotes keeps every remote of a busy host's window (a few
 // thousand to a few hundred thousand) and of most scans, while a flood of
-// spoofed sources cannot take the open window past about 150 MB (README,
+// spoofed sources cannot take the open window past about 150 MB (docs/performance.md,
 // Limits).
 const DefaultMaxOpenRemotes = 1_000_000
 

@@ -24,7 +24,7 @@ type fleetFlags struct {
 
 func addFleetFlags(fs *flag.FlagSet) *fleetFlags {
 	return &fleetFlags{
-		url:      fs.String("clickhouse", "", "export every stored window to ClickHouse at this `url`, clickhouse://HOST:9000/DATABASE (native protocol; README: Fleet)"),
+		url:      fs.String("clickhouse", "", "export every stored window to ClickHouse at this `url`, clickhouse://HOST:9000/DATABASE (native protocol; docs/fleet.md)"),
 		passFile: fs.String("clickhouse-password-file", "", "read the ClickHouse user (first line) and password (second line; a file of one line is the password of user default) from this `file`"),
 		hostName: fs.String("host-name", "", "the host `name` every exported row carries (default: the machine's host name)"),
 		cluster:  fs.String("clickhouse-cluster", "", "also create Distributed tables remotes_all, windows_all, services_all and service_remotes_all over this ClickHouse `cluster`"),

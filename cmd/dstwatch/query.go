@@ -61,8 +61,8 @@ Examples:
   dstwatch query --by day --from -7d                 # a week, day by day
   dstwatch query --by month --from 2020-01-01        # every month stored
   dstwatch query --by prefix --prefix4 16 --from today
-  dstwatch query --by service --port 443 --proto tcp   # per service (README: Per service)
-  dstwatch query --clickhouse clickhouse://ch1:9000/dstwatch --by host   # the fleet (README: Fleet)
+  dstwatch query --by service --port 443 --proto tcp   # per service (docs/services.md)
+  dstwatch query --clickhouse clickhouse://ch1:9000/dstwatch --by host   # the fleet (docs/fleet.md)
 `
 
 type queryOpts struct {

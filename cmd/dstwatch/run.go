@@ -127,7 +127,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	logLevel := fs.String("log-level", "info", "daemon log `level`: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "daemon log `format` on stderr: text or json")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on http://`host:port`/metrics, e.g. 127.0.0.1:9750 (default: off)")
-	rules := fs.String("rules", "", "alert rules `file` (YAML; see the README's Alerts section); SIGHUP reloads it")
+	rules := fs.String("rules", "", "alert rules `file` (YAML; see docs/alerts.md); SIGHUP reloads it")
 	alertsDB := fs.String("alerts-db", "", "the incidents `file` (default: alerts.db beside the DB)")
 	metricsASNTop := fs.Int("metrics-asn-top", metrics.DefaultASNTop, "AS numbers with metric series of their own: the first `N` to rank in a window's top N; the rest are asn=\"other\"")
 	svc := serviceFlags(fs)
