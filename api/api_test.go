@@ -455,7 +455,7 @@ func TestStalledClientsAreBoundedAndCutOff(t *testing.T) {
 		}
 		ws = append(ws, w)
 	}
-	_, c := serve(t, &fakeSource{ws: ws})
+	srv, c := serve(t, &fakeSource{ws: ws})
 	var conns []net.Conn
 	for range maxInFlight {
 		conn, err := net.Dial("unix", c.Socket())
@@ -487,7 +487,12 @@ func TestStalledClientsAreBoundedAndCutOff(t *testing.T) {
 	if !waitUntil(writeTimeout+3*time.Second, func() bool { _, err := c.Status(context.Background()); return err == nil }) {
 		t.Fatalf("status still refused %v after the stalled clients stopped reading", writeTimeout+3*time.Second)
 	}
-	// The stalled answers were cut short, not held open.
+	// The stalled answers were cut short, not held open. Status answers as
+	// soon as one of them was; wait for all, or reading conns[0] would let
+	// an answer not cut yet flow again (seen on a loaded machine).
+	if !waitUntil(writeTimeout+10*time.Second, func() bool { return len(srv.flight) == 0 }) {
+		t.Fatalf("%d stalled requests still in flight", len(srv.flight))
+	}
 	conns[0].SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, err := io.ReadAll(conns[0])
 	if err != nil || len(b) == 0 || strings.Contains(string(b), "\n]\n") {
