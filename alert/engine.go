@@ -39,7 +39,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/dstwatch/dstwatch/internal/safefile"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 var (
@@ -75,7 +75,7 @@ type Options struct {
 	// (storage.DB.Windows); may be nil. It seeds the sums of bytes rules
 	// over a period when their evaluation (re)starts: at start, after a
 	// gap, and when a reload changed the rule.
-	History func(from, to time.Time, fn func(*storage.Window) error) error
+	History func(from, to time.Time, fn func(*window.Window) error) error
 }
 
 // Engine evaluates rules on windows and keeps incidents.
@@ -101,7 +101,7 @@ type Engine struct {
 	wake   chan struct{}
 	loops  sync.WaitGroup
 
-	windows chan *storage.Window
+	windows chan *window.Window
 
 	// beforeRun, in tests, runs after an action is recorded as started and
 	// before it runs; returning false abandons the job there, as a crash would.
@@ -158,7 +158,7 @@ func Open(o Options) (*Engine, error) {
 		hc:   &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		jobs: map[uint64]chan struct{}{}, ctx: ctx, cancel: cancel,
 		quit: make(chan struct{}), stop: make(chan struct{}), wake: make(chan struct{}, 1),
-		windows: make(chan *storage.Window, 64),
+		windows: make(chan *window.Window, 64),
 	}
 	e.rules.Store(&RuleSet{})
 	return e, nil
@@ -200,7 +200,7 @@ func (e *Engine) Start() error {
 // Observe hands a stored window to the evaluation goroutine. It blocks when
 // 64 windows wait, which only a replay reaches: evaluation is quick, the
 // actions run elsewhere.
-func (e *Engine) Observe(w *storage.Window) { e.windows <- w }
+func (e *Engine) Observe(w *window.Window) { e.windows <- w }
 
 // Close stops evaluating and expiring, lets the actions of incidents that
 // fired run for up to a few seconds, then stops them (recorded as
@@ -348,7 +348,7 @@ func (e *Engine) Expire(ctx context.Context, id uint64, reason string) (*Inciden
 // Evaluate runs the rules on one stored window: it counts each key's
 // consecutive windows over its threshold, fires new incidents, and
 // records refires of active ones. Windows must come in order.
-func (e *Engine) Evaluate(w *storage.Window) error {
+func (e *Engine) Evaluate(w *window.Window) error {
 	e.evalMu.Lock()
 	defer e.evalMu.Unlock()
 	cands := e.eval.evaluate(e.rules.Load(), w)

@@ -3,8 +3,6 @@ package alert
 import (
 	"context"
 	"encoding/json"
-	"github.com/dstwatch/dstwatch/capture"
-	bolt "go.etcd.io/bbolt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,8 +16,10 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // clock is a test clock: time moves only when the test says.
@@ -71,11 +71,11 @@ type remote struct {
 }
 
 // win is a window of length 20 s starting n windows after the clock's start.
-func win(n int, rs ...remote) *storage.Window {
-	w := &storage.Window{Start: time.Date(2026, 11, 22, 13, 0, 0, 0, time.UTC).Add(time.Duration(n) * 20 * time.Second), Length: 20 * time.Second}
+func win(n int, rs ...remote) *window.Window {
+	w := &window.Window{Start: time.Date(2026, 11, 22, 13, 0, 0, 0, time.UTC).Add(time.Duration(n) * 20 * time.Second), Length: 20 * time.Second}
 	for _, r := range rs {
-		w.Remotes = append(w.Remotes, storage.Remote{Addr: netip.MustParseAddr(r.addr), Country: r.cc,
-			Counts: rotate.Counts{RxBytes: r.rxBytes, RxPackets: r.rxBytes / 1000, TxBytes: r.txBytes, TxPackets: r.txBytes / 1000}})
+		w.Remotes = append(w.Remotes, window.Remote{Addr: netip.MustParseAddr(r.addr), Country: r.cc,
+			Counts: window.Counts{RxBytes: r.rxBytes, RxPackets: r.rxBytes / 1000, TxBytes: r.txBytes, TxPackets: r.txBytes / 1000}})
 	}
 	return w
 }
@@ -133,7 +133,7 @@ func (rg *rig) recover() {
 	rg.e.Wait()
 }
 
-func (rg *rig) eval(w *storage.Window) {
+func (rg *rig) eval(w *window.Window) {
 	rg.t.Helper()
 	if err := rg.e.Evaluate(w); err != nil {
 		rg.t.Fatal(err)
@@ -628,14 +628,14 @@ rules:
     expire: 1h
     actions: [{log: true}]
 `)
-	https := capture.MakeService(capture.ProtoTCP, capture.SideOut, 443)
-	ssh := capture.MakeService(capture.ProtoTCP, capture.SideIn, 22)
-	dns := capture.MakeService(capture.ProtoUDP, capture.SideOut, 53)
+	https := window.MakeServiceKey(window.ProtoTCP, window.SideOut, 443)
+	ssh := window.MakeServiceKey(window.ProtoTCP, window.SideIn, 22)
+	dns := window.MakeServiceKey(window.ProtoUDP, window.SideOut, 53)
 	w := win(0, remote{addr: "203.0.113.1", txBytes: 3 << 20}, remote{addr: "203.0.113.2", rxBytes: 200 << 10})
-	w.Services = []storage.Service{
-		{Key: https, Counts: rotate.Counts{TxBytes: 2 << 20}, Other: rotate.Counts{TxBytes: 2 << 20}},
-		{Key: dns, Counts: rotate.Counts{TxBytes: 1 << 20}, Top: []storage.Remote{{Addr: netip.MustParseAddr("203.0.113.1"), Counts: rotate.Counts{TxBytes: 1 << 20}}}},
-		{Key: ssh, Counts: rotate.Counts{RxBytes: 200 << 10}, Top: []storage.Remote{{Addr: netip.MustParseAddr("203.0.113.2"), Counts: rotate.Counts{RxBytes: 200 << 10}}}},
+	w.Services = []window.Service{
+		{Key: https, Counts: window.Counts{TxBytes: 2 << 20}, Other: window.Counts{TxBytes: 2 << 20}},
+		{Key: dns, Counts: window.Counts{TxBytes: 1 << 20}, Top: []window.Remote{{Addr: netip.MustParseAddr("203.0.113.1"), Counts: window.Counts{TxBytes: 1 << 20}}}},
+		{Key: ssh, Counts: window.Counts{RxBytes: 200 << 10}, Top: []window.Remote{{Addr: netip.MustParseAddr("203.0.113.2"), Counts: window.Counts{RxBytes: 200 << 10}}}},
 	}
 	rg.eval(w)
 	got := map[string]float64{}
@@ -719,7 +719,7 @@ rules:
 	heavy := remote{addr: "203.0.113.9", txBytes: 100_000}
 	store := func(e *Engine, n int) {
 		w := win(n, heavy, remote{addr: "198.51.100.7", txBytes: 10})
-		if err := db.Put([]*storage.Window{w}); err != nil {
+		if err := db.Put([]*window.Window{w}); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.Evaluate(w); err != nil {

@@ -9,8 +9,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // evaluator is the pure half of evaluation: rules and windows in, the keys
@@ -22,11 +21,11 @@ type evaluator struct {
 	log *slog.Logger
 	// hist reads stored windows with from <= Start < to, oldest first; may
 	// be nil (Options.History).
-	hist  func(from, to time.Time, fn func(*storage.Window) error) error
+	hist  func(from, to time.Time, fn func(*window.Window) error) error
 	state map[string]*ruleState // rule name -> what it remembers
 }
 
-func newEvaluator(log *slog.Logger, hist func(from, to time.Time, fn func(*storage.Window) error) error) evaluator {
+func newEvaluator(log *slog.Logger, hist func(from, to time.Time, fn func(*window.Window) error) error) evaluator {
 	return evaluator{log: log, hist: hist, state: map[string]*ruleState{}}
 }
 
@@ -47,7 +46,7 @@ type histWindow struct {
 
 // keyAgg is a key's traffic in one window.
 type keyAgg struct {
-	counts  rotate.Counts
+	counts  window.Counts
 	prefix  string
 	country string
 	asn     uint32
@@ -74,7 +73,7 @@ func (v *evaluator) seed(r *Rule, from, end time.Time, length time.Duration) []h
 		return nil
 	}
 	var out []histWindow
-	err := v.hist(from, end, func(w *storage.Window) error {
+	err := v.hist(from, end, func(w *window.Window) error {
 		if w.Length == length && !w.Start.Before(from) && w.Start.Before(end) {
 			out = append(out, histWindow{w.Start, aggregate(r, w)})
 		}
@@ -95,7 +94,7 @@ func sameRule(a, b *Rule) bool {
 }
 
 // aggregate sums w's traffic in r's scope per key.
-func aggregate(r *Rule, w *storage.Window) map[string]*keyAgg {
+func aggregate(r *Rule, w *window.Window) map[string]*keyAgg {
 	out := map[string]*keyAgg{}
 	filtered := len(r.Remotes)+len(r.Countries)+len(r.ASNs) > 0
 	remotes := w.Remotes
@@ -164,7 +163,7 @@ func aggregate(r *Rule, w *storage.Window) map[string]*keyAgg {
 	return out
 }
 
-func (r *Rule) matches(rm *storage.Remote) bool {
+func (r *Rule) matches(rm *window.Remote) bool {
 	if len(r.Remotes) > 0 && !slices.ContainsFunc(r.Remotes, func(p netip.Prefix) bool { return p.Contains(rm.Addr) }) {
 		return false
 	}
@@ -183,7 +182,7 @@ func (r *Rule) matches(rm *storage.Remote) bool {
 	return true
 }
 
-func (m Metric) of(c rotate.Counts, seconds float64) float64 {
+func (m Metric) of(c window.Counts, seconds float64) float64 {
 	switch m {
 	case TxBps:
 		return float64(c.TxBytes) * 8 / seconds
@@ -212,7 +211,7 @@ func (m Metric) of(c rotate.Counts, seconds float64) float64 {
 // long enough, heaviest first within a rule. Windows must come in order.
 // Whether a candidate opens an incident, refires an active one or is
 // suppressed is the store's decision (apply).
-func (v *evaluator) evaluate(rs *RuleSet, w *storage.Window) []candidate {
+func (v *evaluator) evaluate(rs *RuleSet, w *window.Window) []candidate {
 	var cands []candidate
 	names := map[string]bool{}
 	for _, r := range rs.Rules {

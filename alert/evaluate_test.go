@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // The evaluator alone: rules and windows in, candidates out, no file.
@@ -43,7 +43,7 @@ rules:
 	cold := remote{addr: "203.0.113.8", rxBytes: mbit(10)}
 	for _, tc := range []struct {
 		name string
-		w    *storage.Window
+		w    *window.Window
 		want int
 	}{
 		{"first window", win(0, hot, cold), 0},
@@ -123,13 +123,13 @@ rules:
 `)
 	// The period is 3 windows: the one under test (2) and 0 and 1, read
 	// from storage; -1 is before the period.
-	stored := []*storage.Window{
+	stored := []*window.Window{
 		win(-1, remote{addr: "192.0.2.1", txBytes: 5 << 20}),
 		win(0, remote{addr: "192.0.2.1", txBytes: 600 << 10}),
 		win(1, remote{addr: "192.0.2.1", txBytes: 100 << 10}, remote{addr: "192.0.2.2", txBytes: 900 << 10}),
 	}
 	var asked [2]time.Time
-	hist := func(from, to time.Time, fn func(*storage.Window) error) error {
+	hist := func(from, to time.Time, fn func(*window.Window) error) error {
 		asked = [2]time.Time{from, to}
 		for _, w := range stored {
 			if !w.Start.Before(from) && w.Start.Before(to) {

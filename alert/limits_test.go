@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // concurrency reads a file of "+" and "-" lines, one per action start and
@@ -28,7 +28,7 @@ func concurrency(t *testing.T, path string) (runs, most int) {
 	return runs, most
 }
 
-func storm(n int) *storage.Window {
+func storm(n int) *window.Window {
 	var rs []remote
 	for i := range n {
 		rs = append(rs, remote{addr: fmt.Sprintf("203.0.113.%d", i%250+1), rxBytes: 1000})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/dstwatch/dstwatch/capture"
 	"net/netip"
 	"net/url"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Metric is what a rule measures in each window.
@@ -814,12 +814,12 @@ func unwrapExec(err error) error {
 // is SideNone (either side).
 type ServiceMatch struct {
 	Port  uint16
-	Proto capture.Proto
-	Side  capture.Side
+	Proto window.Proto
+	Side  window.Side
 }
 
-func (m ServiceMatch) matches(k capture.Service) bool {
-	return k.Port() == m.Port && k.Proto() == m.Proto && (m.Side == capture.SideNone || k.Side() == m.Side)
+func (m ServiceMatch) matches(k window.ServiceKey) bool {
+	return k.Port() == m.Port && k.Proto() == m.Proto && (m.Side == window.SideNone || k.Side() == m.Side)
 }
 
 // parseServiceMatch reads PORT/PROTO[/SIDE].
@@ -832,13 +832,13 @@ func parseServiceMatch(s string) (ServiceMatch, bool) {
 	if err != nil {
 		return ServiceMatch{}, false
 	}
-	proto, err := capture.ParseProto(f[1])
+	proto, err := window.ParseProto(f[1])
 	if err != nil {
 		return ServiceMatch{}, false
 	}
 	m := ServiceMatch{Port: uint16(port), Proto: proto}
 	if len(f) == 3 {
-		if m.Side, err = query.ParseSide(f[2]); err != nil || m.Side == capture.SideNone {
+		if m.Side, err = query.ParseSide(f[2]); err != nil || m.Side == window.SideNone {
 			return ServiceMatch{}, false
 		}
 	}

@@ -27,7 +27,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Anonymizer maps one real remote address to what is stored.
@@ -130,13 +130,13 @@ func Parse(mode, keyFile string) (Anonymizer, error) {
 
 // Apply replaces every remote address of w and merges remotes that map to
 // the same value (a truncated prefix), summing their counts (see Remotes).
-func Apply(a Anonymizer, w *storage.Window) { w.Remotes = Remotes(a, w.Remotes) }
+func Apply(a Anonymizer, w *window.Window) { w.Remotes = Remotes(a, w.Remotes) }
 
 // Remotes replaces the addresses of rs, heaviest first, in place and merges
 // rows that map to the same value, summing their counts. A merged row keeps
 // the country and ASN of its heaviest member. The result is re-sorted
 // heaviest first (bytes, then address) and shares rs's array.
-func Remotes(a Anonymizer, rs []storage.Remote) []storage.Remote {
+func Remotes(a Anonymizer, rs []window.Remote) []window.Remote {
 	idx := make(map[netip.Addr]int, len(rs))
 	out := rs[:0]
 	for _, r := range rs {
@@ -151,7 +151,7 @@ func Remotes(a Anonymizer, rs []storage.Remote) []storage.Remote {
 		out = append(out, r)
 	}
 	clear(rs[len(out):])
-	slices.SortStableFunc(out, func(x, y storage.Remote) int {
+	slices.SortStableFunc(out, func(x, y window.Remote) int {
 		switch bx, by := x.Bytes(), y.Bytes(); {
 		case bx > by:
 			return -1

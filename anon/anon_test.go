@@ -7,8 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 func TestTruncate(t *testing.T) {
@@ -44,10 +43,10 @@ func TestHashIsKeyedStableAndKeepsTheFamily(t *testing.T) {
 }
 
 func TestApplyMergesAndKeepsGeo(t *testing.T) {
-	w := &storage.Window{Remotes: []storage.Remote{
-		{Addr: netip.MustParseAddr("203.0.113.5"), Country: "JP", ASN: 64500, Counts: rotate.Counts{TxPackets: 10, TxBytes: 1000}},
-		{Addr: netip.MustParseAddr("198.51.100.1"), Country: "NL", Counts: rotate.Counts{TxPackets: 5, TxBytes: 700}},
-		{Addr: netip.MustParseAddr("203.0.113.9"), Country: "KR", Counts: rotate.Counts{RxPackets: 3, RxBytes: 300}},
+	w := &window.Window{Remotes: []window.Remote{
+		{Addr: netip.MustParseAddr("203.0.113.5"), Country: "JP", ASN: 64500, Counts: window.Counts{TxPackets: 10, TxBytes: 1000}},
+		{Addr: netip.MustParseAddr("198.51.100.1"), Country: "NL", Counts: window.Counts{TxPackets: 5, TxBytes: 700}},
+		{Addr: netip.MustParseAddr("203.0.113.9"), Country: "KR", Counts: window.Counts{RxPackets: 3, RxBytes: 300}},
 	}}
 	Apply(Truncate{Bits4: 24, Bits6: 48}, w)
 	if len(w.Remotes) != 2 {
@@ -55,7 +54,7 @@ func TestApplyMergesAndKeepsGeo(t *testing.T) {
 	}
 	r := w.Remotes[0]
 	if r.Addr.String() != "203.0.113.0" || r.Country != "JP" || r.ASN != 64500 ||
-		r.Counts != (rotate.Counts{TxPackets: 10, TxBytes: 1000, RxPackets: 3, RxBytes: 300}) {
+		r.Counts != (window.Counts{TxPackets: 10, TxBytes: 1000, RxPackets: 3, RxBytes: 300}) {
 		t.Errorf("merged row %+v", r)
 	}
 	if w.Remotes[1].Addr.String() != "198.51.100.0" {

@@ -22,20 +22,19 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 var t0 = time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC)
 
 // fakeSource serves windows from a slice; fields inject failures.
 type fakeSource struct {
-	ws        []*storage.Window
+	ws        []*window.Window
 	windowErr error
 	status    Status
 }
 
-func (f *fakeSource) Windows(from, to time.Time, fn func(*storage.Window) error) error {
+func (f *fakeSource) Windows(from, to time.Time, fn func(*window.Window) error) error {
 	if f.windowErr != nil {
 		return f.windowErr
 	}
@@ -49,7 +48,7 @@ func (f *fakeSource) Windows(from, to time.Time, fn func(*storage.Window) error)
 	return nil
 }
 
-func (f *fakeSource) Last(n int, fn func(*storage.Window) error) error {
+func (f *fakeSource) Last(n int, fn func(*window.Window) error) error {
 	if f.windowErr != nil {
 		return f.windowErr
 	}
@@ -64,19 +63,19 @@ func (f *fakeSource) Last(n int, fn func(*storage.Window) error) error {
 
 func (f *fakeSource) Status() (Status, error) { return f.status, nil }
 
-func sampleWindows() []*storage.Window {
-	var ws []*storage.Window
+func sampleWindows() []*window.Window {
+	var ws []*window.Window
 	for i := range 5 {
-		ws = append(ws, &storage.Window{
+		ws = append(ws, &window.Window{
 			Start: t0.Add(time.Duration(i) * 20 * time.Second), Length: 20 * time.Second,
-			Remotes: []storage.Remote{
+			Remotes: []window.Remote{
 				{Addr: netip.MustParseAddr("2001:db8::1"), Country: "DE", ASN: 64500, ASOrg: "Example Org",
-					Counts: rotate.Counts{TxPackets: uint64(i) + 1, TxBytes: 1 << 40, RxPackets: 3, RxBytes: 1<<53 + 1}},
+					Counts: window.Counts{TxPackets: uint64(i) + 1, TxBytes: 1 << 40, RxPackets: 3, RxBytes: 1<<53 + 1}},
 				{Addr: netip.MustParseAddr("198.51.100.7"), Country: "NL",
-					Counts: rotate.Counts{TxPackets: 2, TxBytes: 100, RxPackets: 0, RxBytes: 0}},
+					Counts: window.Counts{TxPackets: 2, TxBytes: 100, RxPackets: 0, RxBytes: 0}},
 			},
-			Other:    rotate.Counts{TxPackets: 1, TxBytes: 2, RxPackets: 3, RxBytes: 4},
-			Stats:    rotate.Stats{Frames: 9, Tallied: 8, NonIP: 1, Drops: uint64(i), Folded: 1},
+			Other:    window.Counts{TxPackets: 1, TxBytes: 2, RxPackets: 3, RxBytes: 4},
+			Stats:    window.Stats{Frames: 9, Tallied: 8, NonIP: 1, Drops: uint64(i), Folded: 1},
 			GeoBuild: time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC),
 		})
 	}
@@ -116,18 +115,18 @@ func TestWindowsRoundTrip(t *testing.T) {
 	src := &fakeSource{ws: sampleWindows()}
 	_, c := serve(t, src)
 	for _, r := range []Range{{From: t0, To: t0.Add(time.Hour)}, {Last: 3}, {From: t0.Add(20 * time.Second), To: t0.Add(40 * time.Second)}} {
-		var got []*storage.Window
-		if err := c.Windows(context.Background(), r, query.Filter{}, func(w *storage.Window) error {
+		var got []*window.Window
+		if err := c.Windows(context.Background(), r, query.Filter{}, func(w *window.Window) error {
 			got = append(got, w)
 			return nil
 		}); err != nil {
 			t.Fatal(err)
 		}
-		var want []*storage.Window
+		var want []*window.Window
 		if r.Last > 0 {
-			src.Last(r.Last, func(w *storage.Window) error { want = append(want, w); return nil })
+			src.Last(r.Last, func(w *window.Window) error { want = append(want, w); return nil })
 		} else {
-			src.Windows(r.From, r.To, func(w *storage.Window) error { want = append(want, w); return nil })
+			src.Windows(r.From, r.To, func(w *window.Window) error { want = append(want, w); return nil })
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%+v: got\n%+v\nwant\n%+v", r, got, want)
@@ -135,14 +134,14 @@ func TestWindowsRoundTrip(t *testing.T) {
 	}
 	// An empty range is an empty array, not an error.
 	n := 0
-	if err := c.Windows(context.Background(), Range{From: t0.Add(-time.Hour), To: t0}, query.Filter{}, func(*storage.Window) error { n++; return nil }); err != nil || n != 0 {
+	if err := c.Windows(context.Background(), Range{From: t0.Add(-time.Hour), To: t0}, query.Filter{}, func(*window.Window) error { n++; return nil }); err != nil || n != 0 {
 		t.Errorf("empty range: %d windows, %v", n, err)
 	}
 }
 
 func TestWindowsReadErrorIs500(t *testing.T) {
 	_, c := serve(t, &fakeSource{windowErr: errors.New("disk on fire")})
-	err := c.Windows(context.Background(), Range{Last: 1}, query.Filter{}, func(*storage.Window) error { return nil })
+	err := c.Windows(context.Background(), Range{Last: 1}, query.Filter{}, func(*window.Window) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Errorf("got %v", err)
 	}
@@ -247,7 +246,7 @@ func TestStreamPublishes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ws := sampleWindows()
-	got := make(chan *storage.Window, len(ws))
+	got := make(chan *window.Window, len(ws))
 	done := make(chan error, 1)
 	go func() {
 		done <- c.Stream(ctx, func() error {
@@ -255,7 +254,7 @@ func TestStreamPublishes(t *testing.T) {
 				s.Publish(w)
 			}
 			return nil
-		}, func(w *storage.Window) error { got <- w; return nil })
+		}, func(w *window.Window) error { got <- w; return nil })
 	}()
 	for i, want := range ws {
 		select {
@@ -286,7 +285,7 @@ func TestShutdownEndsStreams(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- NewClient(path).Stream(context.Background(), func() error { close(subscribed); return nil },
-			func(*storage.Window) error { return nil })
+			func(*window.Window) error { return nil })
 	}()
 	<-subscribed
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -446,12 +445,12 @@ func TestListenPermissions(t *testing.T) {
 // the daemon answers 503 with Retry-After at once, and each is cut off
 // after writeTimeout without progress, after which others are served.
 func TestStalledClientsAreBoundedAndCutOff(t *testing.T) {
-	var ws []*storage.Window
+	var ws []*window.Window
 	for i := range 3000 {
-		w := &storage.Window{Start: t0.Add(time.Duration(i) * time.Minute), Length: time.Minute}
+		w := &window.Window{Start: t0.Add(time.Duration(i) * time.Minute), Length: time.Minute}
 		for j := range 40 {
-			w.Remotes = append(w.Remotes, storage.Remote{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(j)}), Country: "NL",
-				Counts: rotate.Counts{TxPackets: uint64(i), TxBytes: uint64(i * j)}})
+			w.Remotes = append(w.Remotes, window.Remote{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(j)}), Country: "NL",
+				Counts: window.Counts{TxPackets: uint64(i), TxBytes: uint64(i * j)}})
 		}
 		ws = append(ws, w)
 	}
@@ -518,7 +517,7 @@ func TestStreamOutlivesTheTimeouts(t *testing.T) {
 	subscribed := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go c.Stream(ctx, func() error { close(subscribed); return nil }, func(w *storage.Window) error {
+	go c.Stream(ctx, func() error { close(subscribed); return nil }, func(w *window.Window) error {
 		got <- w.Start
 		return nil
 	})

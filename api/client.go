@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // ErrNotRunning means no daemon answers on the socket: the file is missing
@@ -146,7 +146,7 @@ func (e *StatusError) Error() string { return e.Msg }
 
 // Windows reads the windows of r that pass f, oldest first, calling fn for
 // each as it arrives.
-func (c *Client) Windows(ctx context.Context, r Range, f query.Filter, fn func(*storage.Window) error) error {
+func (c *Client) Windows(ctx context.Context, r Range, f query.Filter, fn func(*window.Window) error) error {
 	resp, err := c.get(ctx, "/v1/windows", r.values(f))
 	if err != nil {
 		return err
@@ -195,7 +195,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // read: windows stored from then on reach fn. Stream returns nil when the
 // daemon ends the stream (it stops, or this reader fell too far behind),
 // ctx's error when ctx is done.
-func (c *Client) Stream(ctx context.Context, subscribed func() error, fn func(*storage.Window) error) error {
+func (c *Client) Stream(ctx context.Context, subscribed func() error, fn func(*window.Window) error) error {
 	resp, err := c.get(ctx, "/v1/stream", nil)
 	if err != nil {
 		return err

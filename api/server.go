@@ -44,14 +44,14 @@ import (
 
 	"github.com/dstwatch/dstwatch/internal/hub"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Source is what the server reads: the daemon's database and its state.
 // Windows and Last call fn outside any transaction, oldest first.
 type Source interface {
-	Windows(from, to time.Time, fn func(*storage.Window) error) error
-	Last(n int, fn func(*storage.Window) error) error
+	Windows(from, to time.Time, fn func(*window.Window) error) error
+	Last(n int, fn func(*window.Window) error) error
 	Status() (Status, error)
 }
 
@@ -182,7 +182,7 @@ func (s *Server) Serve(l net.Listener) error {
 
 // Publish hands a stored window to every stream subscriber. It never
 // blocks: a subscriber whose buffer is full is disconnected.
-func (s *Server) Publish(w *storage.Window) {
+func (s *Server) Publish(w *window.Window) {
 	if !s.hub.Active() {
 		return
 	}
@@ -369,7 +369,7 @@ func (p *params) filter() (query.Filter, error) {
 
 // read runs fn for each window of sp, holding a reader slot, which fn
 // must not block on a client (see windows).
-func (s *Server) read(ctx context.Context, sp span, fn func(*storage.Window) error) error {
+func (s *Server) read(ctx context.Context, sp span, fn func(*window.Window) error) error {
 	release, err := s.acquire(ctx)
 	if err != nil {
 		return err
@@ -378,8 +378,8 @@ func (s *Server) read(ctx context.Context, sp span, fn func(*storage.Window) err
 	return s.scan(ctx, sp, fn)
 }
 
-func (s *Server) scan(ctx context.Context, sp span, fn func(*storage.Window) error) error {
-	check := func(w *storage.Window) error {
+func (s *Server) scan(ctx context.Context, sp span, fn func(*window.Window) error) error {
+	check := func(w *window.Window) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -462,7 +462,7 @@ func (s *Server) windows(w http.ResponseWriter, r *http.Request) error {
 		return rc.Flush()
 	}
 	n := 0
-	err = s.scan(ctx, sp, func(win *storage.Window) error {
+	err = s.scan(ctx, sp, func(win *window.Window) error {
 		b, err := json.Marshal(query.ToWindowJSON(f.Apply(win)))
 		if err != nil {
 			return err
@@ -643,7 +643,7 @@ func (s *Server) answer(ctx context.Context, sp span, q query.Question) ([]query
 	if err != nil {
 		return nil, query.Summary{}, err
 	}
-	if err := s.read(ctx, sp, func(win *storage.Window) error {
+	if err := s.read(ctx, sp, func(win *window.Window) error {
 		agg.Add(q.Filter.Apply(win))
 		return nil
 	}); err != nil {

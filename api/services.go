@@ -9,9 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // GET /v1/services: traffic per service over a range (query --by
@@ -82,7 +81,7 @@ func (p *params) serviceQuestion() (query.ServiceQuestion, span, error) {
 		q.Filter.Ports = append(q.Filter.Ports, uint16(n))
 	}
 	for _, v := range p.list("proto") {
-		pr, err := capture.ParseProto(v)
+		pr, err := window.ParseProto(v)
 		if err != nil {
 			return q, sp, bad("%v", err)
 		}
@@ -119,7 +118,7 @@ func (s *Server) answerServices(ctx context.Context, sp span, q query.ServiceQue
 		return query.AnswerServices(rd, sp.from, sp.to, sp.last, q, ctx.Err)
 	}
 	a := query.NewServiceAggregator(q.Filter)
-	if err := s.read(ctx, sp, func(w *storage.Window) error { a.Add(w); return nil }); err != nil {
+	if err := s.read(ctx, sp, func(w *window.Window) error { a.Add(w); return nil }); err != nil {
 		return nil, query.Summary{}, err
 	}
 	return query.TopServices(a.Rows(q.Sort), q.Top), a.Summary(), nil

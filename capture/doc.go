@@ -2,7 +2,9 @@
 // and pcap/pcapng files. It decodes each frame only as deep as it must (link
 // layer, VLAN/QinQ, IPv4/IPv6), classifies it as egress, ingress or skipped,
 // applies the exclusions, and emits compact Events in batches through a Pipe.
-// It knows packets, not windows or storage.
+// It knows packets, not windows or storage. Which service a packet is counted
+// under is decided here (ports.go: PortSet, Services); the key it is packed
+// into (window.ServiceKey, window.Proto, window.Side) is package window's.
 //
 // The numbers are defined by Classifier.Classify: bytes are the IP total
 // length from the header (IPv6: 40 + payload length), never the captured

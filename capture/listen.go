@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // ProcNet is where ReadPortSet finds the socket tables and the sysctl.
@@ -64,8 +66,8 @@ func (p ProcNet) ReadPortSet(extra []uint16) (*PortSet, error) {
 	}
 	for _, t := range []struct {
 		file  string
-		proto Proto
-	}{{"tcp", ProtoTCP}, {"tcp6", ProtoTCP}, {"udp", ProtoUDP}, {"udp6", ProtoUDP}} {
+		proto window.Proto
+	}{{"tcp", window.ProtoTCP}, {"tcp6", window.ProtoTCP}, {"udp", window.ProtoUDP}, {"udp6", window.ProtoUDP}} {
 		f, err := os.Open(filepath.Join(netDir, t.file))
 		if err != nil {
 			if os.IsNotExist(err) && strings.HasSuffix(t.file, "6") {
@@ -105,7 +107,7 @@ func readEphemeralStart(path string) (uint16, error) {
 //
 // Addresses are hex in the kernel's byte order (each 32-bit word as the
 // host stores it, little-endian here); ports are big-endian hex.
-func readSocketTable(r io.Reader, proto Proto, ps *PortSet) error {
+func readSocketTable(r io.Reader, proto window.Proto, ps *PortSet) error {
 	sc := bufio.NewScanner(r)
 	first := true
 	for sc.Scan() {
@@ -130,12 +132,12 @@ func readSocketTable(r io.Reader, proto Proto, ps *PortSet) error {
 			return fmt.Errorf("state %q: %w", f[3], err)
 		}
 		switch proto {
-		case ProtoTCP:
+		case window.ProtoTCP:
 			if st != tcpListen {
 				ps.addConnected(proto, lport) // a connection: of a client unless the port also listens
 				continue
 			}
-		case ProtoUDP:
+		case window.ProtoUDP:
 			if rport != 0 || !remote.IsUnspecified() {
 				ps.addConnected(proto, lport) // connected: a client
 				continue

@@ -2,87 +2,14 @@ package capture
 
 import (
 	"encoding/binary"
-	"fmt"
-	"strconv"
-	"strings"
 	"sync/atomic"
+
+	"github.com/dstwatch/dstwatch/window"
 )
-
-// Proto is the protocol class a service is counted under.
-type Proto uint8
-
-const (
-	ProtoOther Proto = iota // any other IP protocol (and IPv6 whose header chain could not be followed)
-	ProtoTCP
-	ProtoUDP
-	ProtoICMP // ICMP and ICMPv6
-	NumProtos
-)
-
-var protoNames = [NumProtos]string{"other", "tcp", "udp", "icmp"}
-
-func (p Proto) String() string {
-	if p < NumProtos {
-		return protoNames[p]
-	}
-	return "other"
-}
-
-// ParseProto reads tcp, udp, icmp or other.
-func ParseProto(s string) (Proto, error) {
-	for i, n := range protoNames {
-		if strings.EqualFold(s, n) {
-			return Proto(i), nil
-		}
-	}
-	return 0, fmt.Errorf("protocol %q: want tcp, udp, icmp or other", s)
-}
-
-// Side says which end of a packet the service is on.
-type Side uint8
-
-const (
-	SideNone Side = iota // no port known: ICMP, other protocols, non-first fragments, truncated headers
-	SideIn               // a service of this host: the local port
-	SideOut              // a service this host uses: the remote port
-	// SideScan is traffic to local ports nothing listens on, from remotes
-	// the host did not talk to first: probes of closed ports and the
-	// kernel's refusals. One bucket per protocol, port 0, so that a scan
-	// of every port makes one row, not 65536 services.
-	SideScan
-	NumSides
-)
-
-var sideNames = [NumSides]string{"", "in", "out", "scan"}
-
-func (s Side) String() string {
-	if s < NumSides {
-		return sideNames[s]
-	}
-	return ""
-}
-
-// Service is a protocol, side and port packed into one integer, so that it
-// is a cheap hash key: port | proto<<16 | side<<18.
-type Service uint32
-
-// MakeService packs a service. Port is meaningful for TCP and UDP only.
-func MakeService(p Proto, s Side, port uint16) Service {
-	return Service(uint32(port) | uint32(p&3)<<16 | uint32(s&3)<<18)
-}
-
-func (s Service) Port() uint16 { return uint16(s) }
-func (s Service) Proto() Proto { return Proto(s >> 16 & 3) }
-func (s Service) Side() Side   { return Side(s >> 18 & 3) }
-
-// String is PORT/PROTO, as in 443/tcp; 0/icmp for the portless classes.
-func (s Service) String() string {
-	return strconv.Itoa(int(s.Port())) + "/" + s.Proto().String()
-}
 
 // Service returns the packet's service; meaningful for Egress and Ingress.
-func (e *Event) Service() Service {
-	return MakeService(Proto(e.Svc&3), Side(e.Svc>>2&3), e.Port)
+func (e *Event) Service() window.ServiceKey {
+	return window.MakeServiceKey(window.Proto(e.Svc&3), window.Side(e.Svc>>2&3), e.Port)
 }
 
 // DefaultEphemeralStart is Linux's default ip_local_port_range start: the
@@ -108,8 +35,8 @@ type PortSet struct {
 func NewPortSet(ephemeralStart uint16) *PortSet { return &PortSet{EphemeralStart: ephemeralStart} }
 
 // Add marks port as listened on for p (TCP or UDP; other classes are ignored).
-func (ps *PortSet) Add(p Proto, port uint16) {
-	if p == ProtoTCP || p == ProtoUDP {
+func (ps *PortSet) Add(p window.Proto, port uint16) {
+	if p == window.ProtoTCP || p == window.ProtoUDP {
 		ps.listen[p-1][port>>6] |= 1 << (port & 63)
 	}
 }
@@ -118,27 +45,27 @@ func (ps *PortSet) Add(p Proto, port uint16) {
 // looks like (--service-ports).
 func (ps *PortSet) AddService(port uint16) {
 	ps.extra[port>>6] |= 1 << (port & 63)
-	ps.Add(ProtoTCP, port)
-	ps.Add(ProtoUDP, port)
+	ps.Add(window.ProtoTCP, port)
+	ps.Add(window.ProtoUDP, port)
 }
 
 // addConnected marks port as a connected socket's (TCP or UDP).
-func (ps *PortSet) addConnected(p Proto, port uint16) {
-	if p == ProtoTCP || p == ProtoUDP {
+func (ps *PortSet) addConnected(p window.Proto, port uint16) {
+	if p == window.ProtoTCP || p == window.ProtoUDP {
 		ps.conn[p-1][port>>6] |= 1 << (port & 63)
 	}
 }
 
 // Listening reports whether p/port is marked.
-func (ps *PortSet) Listening(p Proto, port uint16) bool {
-	if p != ProtoTCP && p != ProtoUDP {
+func (ps *PortSet) Listening(p window.Proto, port uint16) bool {
+	if p != window.ProtoTCP && p != window.ProtoUDP {
 		return false
 	}
 	return ps.listen[p-1][port>>6]>>(port&63)&1 != 0
 }
 
 // Ports lists the marked ports of p, ascending.
-func (ps *PortSet) Ports(p Proto) []uint16 {
+func (ps *PortSet) Ports(p window.Proto) []uint16 {
 	var out []uint16
 	for port := 0; port < 65536; port++ {
 		if ps.Listening(p, uint16(port)) {
@@ -182,7 +109,7 @@ func NewServices(ps *PortSet) *Services {
 // sends older than the previous refresh are forgotten.
 func (s *Services) Store(ps *PortSet) {
 	for w := range s.seen {
-		keep := ps.listen[ProtoUDP-1][w]
+		keep := ps.listen[window.ProtoUDP-1][w]
 		if s.seen[w].Load()&^keep != 0 {
 			s.seen[w].And(keep)
 			s.clientFirst[w].And(keep)
@@ -217,16 +144,16 @@ func (c *Classifier) Services() *Services { return c.svc }
 // is the service" order; each step is a bit test in a bitset, so a packet
 // costs a few loads and no allocation.
 func (c *Classifier) service(ev *Event, proto uint8, l4 []byte) {
-	var p Proto
+	var p window.Proto
 	switch proto {
 	case 6:
-		p = ProtoTCP
+		p = window.ProtoTCP
 	case 17:
-		p = ProtoUDP
+		p = window.ProtoUDP
 	case 1, 58:
-		p = ProtoICMP
+		p = window.ProtoICMP
 	}
-	if (p != ProtoTCP && p != ProtoUDP) || len(l4) < 4 {
+	if (p != window.ProtoTCP && p != window.ProtoUDP) || len(l4) < 4 {
 		ev.Port, ev.Svc = 0, uint8(p)
 		return
 	}
@@ -240,9 +167,9 @@ func (c *Classifier) service(ev *Event, proto uint8, l4 []byte) {
 	}
 	side := c.side(ps, ev.Kind == Egress, p, local, remote, l4)
 	switch side {
-	case SideIn:
+	case window.SideIn:
 		ev.Port = local
-	case SideOut:
+	case window.SideOut:
 		ev.Port = remote
 	default:
 		ev.Port = 0
@@ -260,9 +187,9 @@ const (
 func bit(set *[1024]uint64, port uint16) bool { return set[port>>6]>>(port&63)&1 != 0 }
 
 // side decides which end of a TCP or UDP packet is the service.
-func (c *Classifier) side(ps *PortSet, egress bool, p Proto, local, remote uint16, l4 []byte) Side {
+func (c *Classifier) side(ps *PortSet, egress bool, p window.Proto, local, remote uint16, l4 []byte) window.Side {
 	if bit(&ps.extra, local) {
-		return SideIn
+		return window.SideIn
 	}
 	if !ps.Sockets {
 		// A replay: nothing says which ports were listened on. Well-known
@@ -270,18 +197,18 @@ func (c *Classifier) side(ps *PortSet, egress bool, p Proto, local, remote uint1
 		// else a local port below the ephemeral range is one.
 		switch {
 		case bit(&ps.listen[p-1], local):
-			return SideIn
+			return window.SideIn
 		case remote < 1024 && local >= 1024:
-			return SideOut
+			return window.SideOut
 		case local < ps.EphemeralStart:
-			return SideIn
+			return window.SideIn
 		}
-		return SideOut
+		return window.SideOut
 	}
-	if p == ProtoTCP {
+	if p == window.ProtoTCP {
 		// TCP's table is exact: a local service is a port in LISTEN.
 		if bit(&ps.listen[0], local) {
-			return SideIn
+			return window.SideIn
 		}
 		if len(l4) >= 14 {
 			// A SYN to a port nothing listens on is a probe (or a
@@ -289,11 +216,11 @@ func (c *Classifier) side(ps *PortSet, egress bool, p Proto, local, remote uint1
 			// such a port is mostly the kernel refusing one.
 			f := l4[13]
 			if (!egress && f&(tcpSYN|tcpACK) == tcpSYN) || (egress && f&tcpRST != 0) {
-				return SideScan
+				return window.SideScan
 			}
 		}
 		if bit(&ps.conn[0], local) || c.svc == nil {
-			return SideOut // a connection of this host's: it is the client
+			return window.SideOut // a connection of this host's: it is the client
 		}
 		return c.sentOrScan(p, egress, local)
 	}
@@ -302,16 +229,16 @@ func (c *Classifier) side(ps *PortSet, egress bool, p Proto, local, remote uint1
 	server := bit(&ps.listen[1], local)
 	switch {
 	case server && local < 1024:
-		return SideIn
+		return window.SideIn
 	case remote < 1024:
-		return SideOut // DNS, QUIC, NTP... from whatever port the client picked
+		return window.SideOut // DNS, QUIC, NTP... from whatever port the client picked
 	case server && (local == remote || local < ps.EphemeralStart):
 		// The kernel gives a socket that did not bind a port one from the
 		// ephemeral range: one outside it was chosen, as servers do.
-		return SideIn
+		return window.SideIn
 	case server:
 		if c.svc == nil {
-			return SideIn
+			return window.SideIn
 		}
 		// In the ephemeral range either may be: the first packet decides
 		// (a server is sent to first, a client sends first).
@@ -323,11 +250,11 @@ func (c *Classifier) side(ps *PortSet, egress bool, p Proto, local, remote uint1
 			s.seen[w].Or(b)
 		}
 		if s.clientFirst[w].Load()&b != 0 {
-			return SideOut
+			return window.SideOut
 		}
-		return SideIn
+		return window.SideIn
 	case bit(&ps.conn[1], local), c.svc == nil:
-		return SideOut
+		return window.SideOut
 	}
 	return c.sentOrScan(p, egress, local)
 }
@@ -337,19 +264,19 @@ func (c *Classifier) side(ps *PortSet, egress bool, p Proto, local, remote uint1
 // spoofed packet pretending to answer). The host sending from the port
 // says which: what it sends is a client's, and so is what comes back to
 // that port within one to two refresh periods.
-func (c *Classifier) sentOrScan(p Proto, egress bool, local uint16) Side {
+func (c *Classifier) sentOrScan(p window.Proto, egress bool, local uint16) window.Side {
 	s, w, b := c.svc, local>>6, uint64(1)<<(local&63)
 	if egress {
 		g := s.gen.Load()
 		if s.sent[g][p-1][w].Load()&b == 0 {
 			s.sent[g][p-1][w].Or(b)
 		}
-		return SideOut
+		return window.SideOut
 	}
 	if (s.sent[0][p-1][w].Load()|s.sent[1][p-1][w].Load())&b != 0 {
-		return SideOut
+		return window.SideOut
 	}
-	return SideScan
+	return window.SideScan
 }
 
 // IPv6 extension headers that service walks past to find the transport.

@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/dstwatch/dstwatch/internal/netnstest"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 func TestEventSize(t *testing.T) {
@@ -62,30 +63,30 @@ func raw6(src, dst string, proto byte, exts []byte, sport, dport uint16) []byte 
 func TestClassifyService(t *testing.T) {
 	c := NewClassifier([]netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8::1")}, nil)
 	ps := NewPortSet(32768)
-	ps.Add(ProtoTCP, 40000)
+	ps.Add(window.ProtoTCP, 40000)
 	c.SetServices(NewServices(ps))
 	const l4, r4, l6, r6 = "198.51.100.1", "203.0.113.9", "2001:db8::1", "2001:db8::9"
 	for _, tc := range []struct {
 		name  string
 		frame []byte
 		want  string
-		side  Side
+		side  window.Side
 	}{
-		{"listening above ephemeral", raw4(r4, l4, 6, 50000, 40000, 0), "40000/tcp", SideIn},
-		{"listening, udp not", raw4(r4, l4, 17, 50000, 40000, 0), "50000/udp", SideOut},
-		{"below ephemeral", raw4(l4, r4, 17, 32767, 50000, 0), "32767/udp", SideIn},
-		{"at ephemeral", raw4(l4, r4, 6, 32768, 443, 0), "443/tcp", SideOut},
-		{"first fragment", raw4(l4, r4, 6, 32768, 443, 0x2000), "443/tcp", SideOut},
-		{"later fragment", raw4(l4, r4, 6, 32768, 443, 185), "0/tcp", SideNone},
-		{"icmp", raw4(l4, r4, 1, 8, 0, 0), "0/icmp", SideNone},
-		{"gre", raw4(l4, r4, 47, 1, 2, 0), "0/other", SideNone},
-		{"ipv6 plain", raw6(r6, l6, 6, nil, 443, 50000), "443/tcp", SideOut},
-		{"ipv6 hop-by-hop, dest opts, routing", raw6(r6, l6, 17, []byte{0, 60, 43}, 53, 2000), "53/udp", SideOut},
-		{"replay: below ephemeral, high remote", raw6(r6, l6, 17, []byte{0, 60, 43}, 5353, 2000), "2000/udp", SideIn},
-		{"ipv6 icmpv6", raw6(r6, l6, 58, []byte{0}, 0, 0), "0/icmp", SideNone},
-		{"ipv6 esp", raw6(r6, l6, 50, nil, 1, 2), "0/other", SideNone},
-		{"ipv6 cut in the chain", raw6(r6, l6, 6, []byte{0, 60}, 443, 50000)[:49], "0/other", SideNone},
-		{"ipv6 cut in the ports", raw6(r6, l6, 6, []byte{0, 60}, 443, 50000)[:58], "0/tcp", SideNone},
+		{"listening above ephemeral", raw4(r4, l4, 6, 50000, 40000, 0), "40000/tcp", window.SideIn},
+		{"listening, udp not", raw4(r4, l4, 17, 50000, 40000, 0), "50000/udp", window.SideOut},
+		{"below ephemeral", raw4(l4, r4, 17, 32767, 50000, 0), "32767/udp", window.SideIn},
+		{"at ephemeral", raw4(l4, r4, 6, 32768, 443, 0), "443/tcp", window.SideOut},
+		{"first fragment", raw4(l4, r4, 6, 32768, 443, 0x2000), "443/tcp", window.SideOut},
+		{"later fragment", raw4(l4, r4, 6, 32768, 443, 185), "0/tcp", window.SideNone},
+		{"icmp", raw4(l4, r4, 1, 8, 0, 0), "0/icmp", window.SideNone},
+		{"gre", raw4(l4, r4, 47, 1, 2, 0), "0/other", window.SideNone},
+		{"ipv6 plain", raw6(r6, l6, 6, nil, 443, 50000), "443/tcp", window.SideOut},
+		{"ipv6 hop-by-hop, dest opts, routing", raw6(r6, l6, 17, []byte{0, 60, 43}, 53, 2000), "53/udp", window.SideOut},
+		{"replay: below ephemeral, high remote", raw6(r6, l6, 17, []byte{0, 60, 43}, 5353, 2000), "2000/udp", window.SideIn},
+		{"ipv6 icmpv6", raw6(r6, l6, 58, []byte{0}, 0, 0), "0/icmp", window.SideNone},
+		{"ipv6 esp", raw6(r6, l6, 50, nil, 1, 2), "0/other", window.SideNone},
+		{"ipv6 cut in the chain", raw6(r6, l6, 6, []byte{0, 60}, 443, 50000)[:49], "0/other", window.SideNone},
+		{"ipv6 cut in the ports", raw6(r6, l6, 6, []byte{0, 60}, 443, 50000)[:58], "0/tcp", window.SideNone},
 	} {
 		var ev Event
 		c.Classify(LinkRaw, tc.frame, 1<<17, DirUnknown, &ev)
@@ -102,12 +103,12 @@ func TestClassifyService(t *testing.T) {
 	binary.BigEndian.PutUint16(f[42:], 185<<3)
 	var ev Event
 	c.Classify(LinkRaw, f, 1<<17, DirUnknown, &ev)
-	if s := ev.Service(); s.String() != "0/tcp" || s.Side() != SideNone {
+	if s := ev.Service(); s.String() != "0/tcp" || s.Side() != window.SideNone {
 		t.Errorf("later ipv6 fragment: %v", s)
 	}
 	binary.BigEndian.PutUint16(f[42:], 1) // offset 0, more fragments: the first
 	c.Classify(LinkRaw, f, 1<<17, DirUnknown, &ev)
-	if s := ev.Service(); s.String() != "443/tcp" || s.Side() != SideOut {
+	if s := ev.Service(); s.String() != "443/tcp" || s.Side() != window.SideOut {
 		t.Errorf("first ipv6 fragment: %v", s)
 	}
 	if n := testing.AllocsPerRun(1000, func() { c.Classify(LinkRaw, f, 1<<17, DirUnknown, &ev) }); n != 0 {
@@ -164,10 +165,10 @@ func TestReadPortSet(t *testing.T) {
 		if ps.EphemeralStart != 20000 {
 			t.Errorf("ephemeral start %d, want 20000", ps.EphemeralStart)
 		}
-		if got := ps.Ports(ProtoTCP); !equalPorts(got, 7777, 8080, 45000) {
+		if got := ps.Ports(window.ProtoTCP); !equalPorts(got, 7777, 8080, 45000) {
 			t.Errorf("tcp %v, want 7777 8080 45000 (not 9090 on loopback, not the client %d)", got, clientPort)
 		}
-		if got := ps.Ports(ProtoUDP); !equalPorts(got, 5353, 7777) {
+		if got := ps.Ports(window.ProtoUDP); !equalPorts(got, 5353, 7777) {
 			t.Errorf("udp %v, want 5353 7777 (not the connected %d)", got, udpClient)
 		}
 		return nil
@@ -214,13 +215,13 @@ func TestClassifyServiceLive(t *testing.T) {
 	c := NewClassifier([]netip.Addr{netip.MustParseAddr("198.51.100.1")}, nil)
 	ps := NewPortSet(32768)
 	ps.Sockets = true
-	ps.Add(ProtoTCP, 8080)
-	ps.Add(ProtoUDP, 5353)  // mDNS server
-	ps.Add(ProtoUDP, 51820) // WireGuard server, in the ephemeral range
-	ps.Add(ProtoUDP, 45123) // an unconnected client socket: the table cannot tell
-	ps.Add(ProtoUDP, 53)
-	ps.addConnected(ProtoUDP, 40001)
-	ps.addConnected(ProtoTCP, 40003)
+	ps.Add(window.ProtoTCP, 8080)
+	ps.Add(window.ProtoUDP, 5353)  // mDNS server
+	ps.Add(window.ProtoUDP, 51820) // WireGuard server, in the ephemeral range
+	ps.Add(window.ProtoUDP, 45123) // an unconnected client socket: the table cannot tell
+	ps.Add(window.ProtoUDP, 53)
+	ps.addConnected(window.ProtoUDP, 40001)
+	ps.addConnected(window.ProtoTCP, 40003)
 	ps.AddService(40002)
 	svc := NewServices(ps)
 	c.SetServices(svc)
@@ -229,32 +230,32 @@ func TestClassifyServiceLive(t *testing.T) {
 		name  string
 		frame []byte
 		want  string
-		side  Side
+		side  window.Side
 	}{
-		{"tcp server", raw4(r, l, 6, 50000, 8080, 0), "8080/tcp", SideIn},
-		{"tcp client from a low port", raw4(l, r, 6, 2000, 9000, 0), "9000/tcp", SideOut},
-		{"its answer", raw4(r, l, 6, 9000, 2000, 0), "9000/tcp", SideOut},
-		{"an older connection of the host's", raw4(r, l, 6, 443, 40003, 0), "443/tcp", SideOut},
-		{"spoofed ack to a closed port", withFlags(raw4(r, l, 6, 41234, 2345, 0), tcpACK), "0/tcp", SideScan},
-		{"tcp syn to a closed port", withFlags(raw4(r, l, 6, 40000, 22, 0), tcpSYN), "0/tcp", SideScan},
-		{"tcp syn to a closed high port", withFlags(raw4(r, l, 6, 40000, 2222, 0), tcpSYN), "0/tcp", SideScan},
-		{"tcp refusal", withFlags(raw4(l, r, 6, 2222, 40000, 0), tcpRST|tcpACK), "0/tcp", SideScan},
-		{"tcp syn-ack to the host's connect", withFlags(raw4(r, l, 6, 9000, 2000, 0), tcpSYN|tcpACK), "9000/tcp", SideOut},
-		{"dns query from a random low port", raw4(l, r, 17, 1500, 53, 0), "53/udp", SideOut},
-		{"dns answer to it", raw4(r, l, 17, 53, 1500, 0), "53/udp", SideOut},
-		{"quic client", raw4(l, r, 17, 50123, 443, 0), "443/udp", SideOut},
-		{"local dns server", raw4(r, l, 17, 40000, 53, 0), "53/udp", SideIn},
-		{"mdns", raw4(l, "224.0.0.251", 17, 5353, 5353, 0), "5353/udp", SideIn},
-		{"mdns from a peer's random port", raw4(r, l, 17, 41000, 5353, 0), "5353/udp", SideIn},
-		{"wireguard: a peer writes first", raw4(r, l, 17, 41000, 51820, 0), "51820/udp", SideIn},
-		{"wireguard: the answer", raw4(l, r, 17, 51820, 41000, 0), "51820/udp", SideIn},
-		{"unconnected client sends first", raw4(l, r, 17, 45123, 3478, 0), "3478/udp", SideOut},
-		{"its answer", raw4(r, l, 17, 3478, 45123, 0), "3478/udp", SideOut},
-		{"connected client", raw4(r, l, 17, 3478, 40001, 0), "3478/udp", SideOut},
-		{"--service-ports", raw4(l, r, 17, 40002, 53, 0), "40002/udp", SideIn},
-		{"udp probe of a closed port", raw4(r, l, 17, 40000, 1234, 0), "0/udp", SideScan},
-		{"short-lived client sends", raw4(l, r, 17, 47000, 3478, 0), "3478/udp", SideOut},
-		{"its answer, no socket left", raw4(r, l, 17, 3478, 47000, 0), "3478/udp", SideOut},
+		{"tcp server", raw4(r, l, 6, 50000, 8080, 0), "8080/tcp", window.SideIn},
+		{"tcp client from a low port", raw4(l, r, 6, 2000, 9000, 0), "9000/tcp", window.SideOut},
+		{"its answer", raw4(r, l, 6, 9000, 2000, 0), "9000/tcp", window.SideOut},
+		{"an older connection of the host's", raw4(r, l, 6, 443, 40003, 0), "443/tcp", window.SideOut},
+		{"spoofed ack to a closed port", withFlags(raw4(r, l, 6, 41234, 2345, 0), tcpACK), "0/tcp", window.SideScan},
+		{"tcp syn to a closed port", withFlags(raw4(r, l, 6, 40000, 22, 0), tcpSYN), "0/tcp", window.SideScan},
+		{"tcp syn to a closed high port", withFlags(raw4(r, l, 6, 40000, 2222, 0), tcpSYN), "0/tcp", window.SideScan},
+		{"tcp refusal", withFlags(raw4(l, r, 6, 2222, 40000, 0), tcpRST|tcpACK), "0/tcp", window.SideScan},
+		{"tcp syn-ack to the host's connect", withFlags(raw4(r, l, 6, 9000, 2000, 0), tcpSYN|tcpACK), "9000/tcp", window.SideOut},
+		{"dns query from a random low port", raw4(l, r, 17, 1500, 53, 0), "53/udp", window.SideOut},
+		{"dns answer to it", raw4(r, l, 17, 53, 1500, 0), "53/udp", window.SideOut},
+		{"quic client", raw4(l, r, 17, 50123, 443, 0), "443/udp", window.SideOut},
+		{"local dns server", raw4(r, l, 17, 40000, 53, 0), "53/udp", window.SideIn},
+		{"mdns", raw4(l, "224.0.0.251", 17, 5353, 5353, 0), "5353/udp", window.SideIn},
+		{"mdns from a peer's random port", raw4(r, l, 17, 41000, 5353, 0), "5353/udp", window.SideIn},
+		{"wireguard: a peer writes first", raw4(r, l, 17, 41000, 51820, 0), "51820/udp", window.SideIn},
+		{"wireguard: the answer", raw4(l, r, 17, 51820, 41000, 0), "51820/udp", window.SideIn},
+		{"unconnected client sends first", raw4(l, r, 17, 45123, 3478, 0), "3478/udp", window.SideOut},
+		{"its answer", raw4(r, l, 17, 3478, 45123, 0), "3478/udp", window.SideOut},
+		{"connected client", raw4(r, l, 17, 3478, 40001, 0), "3478/udp", window.SideOut},
+		{"--service-ports", raw4(l, r, 17, 40002, 53, 0), "40002/udp", window.SideIn},
+		{"udp probe of a closed port", raw4(r, l, 17, 40000, 1234, 0), "0/udp", window.SideScan},
+		{"short-lived client sends", raw4(l, r, 17, 47000, 3478, 0), "3478/udp", window.SideOut},
+		{"its answer, no socket left", raw4(r, l, 17, 3478, 47000, 0), "3478/udp", window.SideOut},
 	} {
 		var ev Event
 		c.Classify(LinkRaw, tc.frame, 1<<17, DirUnknown, &ev)
@@ -266,17 +267,17 @@ func TestClassifyServiceLive(t *testing.T) {
 	// answer to that port now looks like a probe. A refresh without the
 	// unconnected client's socket forgets what its first packet said.
 	ps2 := *ps
-	ps2.listen[ProtoUDP-1][45123>>6] &^= 1 << (45123 & 63)
+	ps2.listen[window.ProtoUDP-1][45123>>6] &^= 1 << (45123 & 63)
 	svc.Store(&ps2)
 	svc.Store(&ps2)
 	for _, tc := range []struct {
 		name  string
 		frame []byte
 		want  string
-		side  Side
+		side  window.Side
 	}{
-		{"late answer", raw4(r, l, 17, 3478, 47000, 0), "0/udp", SideScan},
-		{"wireguard still in", raw4(l, r, 17, 51820, 41000, 0), "51820/udp", SideIn},
+		{"late answer", raw4(r, l, 17, 3478, 47000, 0), "0/udp", window.SideScan},
+		{"wireguard still in", raw4(l, r, 17, 51820, 41000, 0), "51820/udp", window.SideIn},
 	} {
 		var ev Event
 		c.Classify(LinkRaw, tc.frame, 1<<17, DirUnknown, &ev)

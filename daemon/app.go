@@ -28,6 +28,7 @@ import (
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
 	"github.com/dstwatch/dstwatch/web"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Config is everything the daemon needs to run; flags fill it in.
@@ -558,14 +559,14 @@ func (a *App) startBackground(ctx context.Context, live bool) (stop func()) {
 // lookup per unique remote per window, never per packet.
 // Anonymisation comes after the lookup, so countries stay exact while the
 // stored window never holds a full address.
-func (a *App) resolve(w *rotate.Window) *storage.Window {
-	sw := &storage.Window{Start: w.Start, Length: w.Length, Other: w.Other, Stats: w.Stats}
-	sw.Remotes = make([]storage.Remote, len(w.Remotes))
+func (a *App) resolve(w *rotate.Window) *window.Window {
+	sw := &window.Window{Start: w.Start, Length: w.Length, Other: w.Other, Stats: w.Stats}
+	sw.Remotes = make([]window.Remote, len(w.Remotes))
 	g := a.geo.Current() // one database for the whole window, even mid-reload
 	sw.GeoBuild = g.CountryBuild()
 	for i, r := range w.Remotes {
 		info := g.Lookup(r.Addr)
-		sw.Remotes[i] = storage.Remote{Addr: r.Addr, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg, Counts: r.Counts}
+		sw.Remotes[i] = window.Remote{Addr: r.Addr, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg, Counts: r.Counts}
 	}
 	sw.Services = a.resolveServices(w.Services, g)
 	if a.cfg.Anonymize != nil {
@@ -598,11 +599,11 @@ func (a *App) prune(newest time.Time) {
 
 // Windows, Last and Status make App the API's source.
 
-func (a *App) Windows(from, to time.Time, fn func(*storage.Window) error) error {
+func (a *App) Windows(from, to time.Time, fn func(*window.Window) error) error {
 	return a.db.Windows(from, to, fn)
 }
 
-func (a *App) Last(n int, fn func(*storage.Window) error) error { return a.db.Last(n, fn) }
+func (a *App) Last(n int, fn func(*window.Window) error) error { return a.db.Last(n, fn) }
 
 func (a *App) Status() (api.Status, error) {
 	st := api.Status{

@@ -3,7 +3,7 @@ package daemon
 import (
 	"time"
 
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // A Consumer is told of each window once it is stored: the sink fans a
@@ -18,13 +18,13 @@ import (
 // The record log is a local append, and the alert engine's queue (bounded)
 // is the one wait allowed, since the engine must see every window.
 type Consumer interface {
-	Stored(w *storage.Window)
+	Stored(w *window.Window)
 }
 
 // consumerFunc makes a function a Consumer.
-type consumerFunc func(*storage.Window)
+type consumerFunc func(*window.Window)
 
-func (f consumerFunc) Stored(w *storage.Window) { f(w) }
+func (f consumerFunc) Stored(w *window.Window) { f(w) }
 
 // consumers are the readers of stored windows, in the order the sink
 // tells them: the record log, the API's streams, the metrics, the
@@ -33,7 +33,7 @@ func (f consumerFunc) Stored(w *storage.Window) { f(w) }
 func (a *App) consumers(live bool) []Consumer {
 	rl := &recordLog{a: a}
 	if live {
-		a.db.Last(1, func(w *storage.Window) error { rl.resumed = w.Start; return nil })
+		a.db.Last(1, func(w *window.Window) error { rl.resumed = w.Start; return nil })
 	}
 	cs := []Consumer{rl}
 	if a.api != nil {
@@ -64,7 +64,7 @@ type recordLog struct {
 	resumed time.Time
 }
 
-func (r *recordLog) Stored(w *storage.Window) {
+func (r *recordLog) Stored(w *window.Window) {
 	a := r.a
 	write := a.rec.Write
 	if !r.resumed.IsZero() && w.Start.Equal(r.resumed) {

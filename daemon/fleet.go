@@ -8,6 +8,7 @@ import (
 	"github.com/dstwatch/dstwatch/fleet"
 	"github.com/dstwatch/dstwatch/metrics"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // The daemon's side of the export to ClickHouse (package fleet): opened by
@@ -52,7 +53,7 @@ func (a *App) startExport() (stop func()) {
 
 // exportStored tells the exporter about a stored window; it never blocks:
 // the exporter takes note and works from the outbox on its own goroutine.
-func (a *App) exportStored(w *storage.Window) { a.export.Stored([]*storage.Window{w}) }
+func (a *App) exportStored(w *window.Window) { a.export.Stored([]*window.Window{w}) }
 
 // exportPruned reports windows a prune deleted before their export.
 func (a *App) exportPruned(p storage.Pruned) {

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 const (
@@ -36,11 +36,11 @@ type writer struct {
 	consumers []Consumer // told of each stored window, in order (consumers.go)
 	// put stores a batch in one transaction: the DB's Put. A field, so
 	// that tests can make the store fail as a full disk does.
-	put       func([]*storage.Window) error
+	put       func([]*window.Window) error
 	maxQueued int // remotes the queue holds at most: maxQueuedRemotes
 
-	queue   []*storage.Window // resolved, oldest first
-	remotes int               // remotes held by queue
+	queue   []*window.Window // resolved, oldest first
+	remotes int              // remotes held by queue
 
 	newest   time.Time
 	prunedAt time.Time // newest window when we last pruned
@@ -87,7 +87,7 @@ func (wr *writer) run(closed <-chan *rotate.Closed, hup <-chan os.Signal) error 
 	}
 }
 
-func (wr *writer) enqueue(w *storage.Window) {
+func (wr *writer) enqueue(w *window.Window) {
 	if w.Start.After(wr.newest) {
 		wr.newest = w.Start
 	}

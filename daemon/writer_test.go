@@ -19,6 +19,7 @@ import (
 	"github.com/dstwatch/dstwatch/reclog"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // The writer's tests drive its real loop with windows a real tally closed,
@@ -80,7 +81,7 @@ func newTestWriter(t *testing.T, live bool) *testWriter {
 	tw.a = a
 	tw.wr = a.newWriter(live)
 	put := tw.wr.put
-	tw.wr.put = func(ws []*storage.Window) error {
+	tw.wr.put = func(ws []*window.Window) error {
 		tw.mu.Lock()
 		defer tw.mu.Unlock()
 		tw.tries = append(tw.tries, time.Now())
@@ -89,7 +90,7 @@ func newTestWriter(t *testing.T, live bool) *testWriter {
 		}
 		return put(ws)
 	}
-	tw.wr.consumers = append(tw.wr.consumers, consumerFunc(func(w *storage.Window) {
+	tw.wr.consumers = append(tw.wr.consumers, consumerFunc(func(w *window.Window) {
 		tw.mu.Lock()
 		defer tw.mu.Unlock()
 		tw.stored = append(tw.stored, w.Start)
@@ -124,7 +125,7 @@ func (tw *testWriter) told() []time.Time {
 func (tw *testWriter) inDB() []time.Time {
 	tw.t.Helper()
 	var out []time.Time
-	if err := tw.a.db.Windows(time.Unix(0, 0), time.Now().Add(24*time.Hour), func(w *storage.Window) error {
+	if err := tw.a.db.Windows(time.Unix(0, 0), time.Now().Add(24*time.Hour), func(w *window.Window) error {
 		out = append(out, w.Start)
 		return nil
 	}); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Config is what an Exporter needs.
@@ -97,7 +98,7 @@ func (e *Exporter) Start() {
 }
 
 // Stored tells the exporter that windows were stored. It never blocks.
-func (e *Exporter) Stored(ws []*storage.Window) {
+func (e *Exporter) Stored(ws []*window.Window) {
 	for _, w := range ws {
 		if u := w.Start.Unix(); u > e.newest.Load() {
 			e.newest.Store(u)
@@ -278,8 +279,8 @@ func (e *Exporter) step(ctx context.Context) (more bool, err error) {
 	var ws []versioned
 	for _, u := range order {
 		t := time.Unix(u, 0)
-		var w *storage.Window
-		if err := e.cfg.DB.Windows(t, t.Add(time.Second), func(x *storage.Window) error { w = x; return nil }); err != nil {
+		var w *window.Window
+		if err := e.cfg.DB.Windows(t, t.Add(time.Second), func(x *window.Window) error { w = x; return nil }); err != nil {
 			return false, err
 		}
 		if w == nil {
@@ -321,6 +322,6 @@ func (e *Exporter) step(ctx context.Context) (more bool, err error) {
 }
 
 type versioned struct {
-	w       *storage.Window
+	w       *window.Window
 	version uint64
 }

@@ -14,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/internal/chtest"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 var t0 = time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
@@ -26,11 +25,11 @@ var t0 = time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
 // randomWindows makes n 20 s windows from start with remotes drawn from a
 // small pool (so remotes recur), IPv4 and IPv6, some without a country or
 // AS, some folded into other, and a service or two.
-func randomWindows(rng *rand.Rand, start time.Time, n int) []*storage.Window {
+func randomWindows(rng *rand.Rand, start time.Time, n int) []*window.Window {
 	countries := []string{"NL", "DE", "US", ""}
-	var ws []*storage.Window
+	var ws []*window.Window
 	for i := range n {
-		w := &storage.Window{Start: start.Add(time.Duration(i) * 20 * time.Second), Length: 20 * time.Second}
+		w := &window.Window{Start: start.Add(time.Duration(i) * 20 * time.Second), Length: 20 * time.Second}
 		seen := map[netip.Addr]bool{}
 		for range 1 + rng.IntN(30) {
 			var a netip.Addr
@@ -47,8 +46,8 @@ func randomWindows(rng *rand.Rand, start time.Time, n int) []*storage.Window {
 			if rng.IntN(5) == 0 {
 				asn = 0
 			}
-			r := storage.Remote{Addr: a, Country: countries[rng.IntN(len(countries))], ASN: asn,
-				Counts: rotate.Counts{TxPackets: uint64(rng.IntN(100) + 1), TxBytes: uint64(rng.IntN(1e6)), RxPackets: uint64(rng.IntN(100)), RxBytes: uint64(rng.IntN(1e6))}}
+			r := window.Remote{Addr: a, Country: countries[rng.IntN(len(countries))], ASN: asn,
+				Counts: window.Counts{TxPackets: uint64(rng.IntN(100) + 1), TxBytes: uint64(rng.IntN(1e6)), RxPackets: uint64(rng.IntN(100)), RxBytes: uint64(rng.IntN(1e6))}}
 			if rng.IntN(7) == 0 {
 				r.TxPackets, r.TxBytes = 0, 0 // receive only
 				r.RxPackets++
@@ -60,22 +59,22 @@ func randomWindows(rng *rand.Rand, start time.Time, n int) []*storage.Window {
 			w.Stats.Tallied += r.Packets()
 		}
 		if rng.IntN(3) == 0 {
-			w.Other = rotate.Counts{TxPackets: 5, TxBytes: 500, RxPackets: 7, RxBytes: 700}
+			w.Other = window.Counts{TxPackets: 5, TxBytes: 500, RxPackets: 7, RxBytes: 700}
 			w.Stats.Folded = 3
 		}
 		w.Stats.Frames = w.Stats.Tallied + 4
 		w.Stats.NonIP, w.Stats.Drops = 4, uint64(rng.IntN(2))
-		for k, key := range []capture.Service{capture.MakeService(capture.ProtoTCP, capture.SideIn, 443), capture.MakeService(capture.ProtoUDP, capture.SideOut, 53)} {
-			svc := storage.Service{Key: key, Remotes: 5 + k + rng.IntN(3), Counts: rotate.Counts{TxPackets: 100, TxBytes: uint64(1e6 + rng.IntN(1e5)), RxPackets: 100, RxBytes: 5000}}
+		for k, key := range []window.ServiceKey{window.MakeServiceKey(window.ProtoTCP, window.SideIn, 443), window.MakeServiceKey(window.ProtoUDP, window.SideOut, 53)} {
+			svc := window.Service{Key: key, Remotes: 5 + k + rng.IntN(3), Counts: window.Counts{TxPackets: 100, TxBytes: uint64(1e6 + rng.IntN(1e5)), RxPackets: 100, RxBytes: 5000}}
 			for j := range min(len(w.Remotes), 2+k) {
 				r := w.Remotes[j]
-				r.Counts = rotate.Counts{TxPackets: uint64(j + 1), TxBytes: uint64(100*(5-j) + k), RxPackets: uint64(k), RxBytes: uint64(10 * k)}
+				r.Counts = window.Counts{TxPackets: uint64(j + 1), TxBytes: uint64(100*(5-j) + k), RxPackets: uint64(k), RxBytes: uint64(10 * k)}
 				svc.Top = append(svc.Top, r)
 			}
 			slices.SortFunc(svc.Top, heavierRemote)
 			w.Services = append(w.Services, svc)
 		}
-		slices.SortFunc(w.Services, func(x, y storage.Service) int {
+		slices.SortFunc(w.Services, func(x, y window.Service) int {
 			return cmp.Or(cmp.Compare(y.Bytes(), x.Bytes()), cmp.Compare(x.Key, y.Key))
 		})
 		ws = append(ws, w)
@@ -168,7 +167,7 @@ func compare(t *testing.T, r *Reader, db *storage.DB, hosts []string, from, to t
 	ctx := context.Background()
 	filters := testFilters
 	for fi, f := range []query.ServiceFilter{{}, {Filter: query.Filter{Direction: query.Rx}}, {Filter: filters[3]},
-		{Ports: []uint16{443, 53}, Protos: []capture.Proto{capture.ProtoTCP}}} {
+		{Ports: []uint16{443, 53}, Protos: []window.Proto{window.ProtoTCP}}} {
 		for _, top := range []int{0, 1} {
 			q := query.ServiceQuestion{Filter: f, Sort: query.SortBytes, Top: top}
 			want, _, err := query.AnswerServices(db, from, to, 0, q, nil)
@@ -188,8 +187,8 @@ func compare(t *testing.T, r *Reader, db *storage.DB, hosts []string, from, to t
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []*storage.Window
-	db.Windows(from, to, func(w *storage.Window) error {
+	var want []*window.Window
+	db.Windows(from, to, func(w *window.Window) error {
 		want = append(want, w)
 		return nil
 	})
@@ -216,10 +215,10 @@ func TestExportEqualsLocal(t *testing.T) {
 	}
 	e.Start()
 	for _, w := range ws[40:] {
-		if err := db.Put([]*storage.Window{w}); err != nil {
+		if err := db.Put([]*window.Window{w}); err != nil {
 			t.Fatal(err)
 		}
-		e.Stored([]*storage.Window{w})
+		e.Stored([]*window.Window{w})
 	}
 	waitExported(t, e)
 	// A window stored again is merged locally; its new copy replaces the old.
@@ -235,7 +234,7 @@ func TestExportEqualsLocal(t *testing.T) {
 	defer r.Close()
 	// The same rows once more, as after a crash before the outbox update.
 	var again []versioned
-	db.Windows(t0, t0.Add(time.Hour), func(w *storage.Window) error {
+	db.Windows(t0, t0.Add(time.Hour), func(w *window.Window) error {
 		if len(again) < 5 {
 			again = append(again, versioned{w, 1 << 40})
 		}
@@ -334,8 +333,8 @@ func TestParseURL(t *testing.T) {
 // A service read back from its columns is the service written, on every
 // side (a scan's too).
 func TestServiceKeySides(t *testing.T) {
-	for sd := range capture.Side(capture.NumSides) {
-		k := capture.MakeService(capture.ProtoTCP, sd, 443)
+	for sd := range window.Side(window.NumSides) {
+		k := window.MakeServiceKey(window.ProtoTCP, sd, 443)
 		if got := serviceKey(k.Proto().String(), k.Side().String(), k.Port()); got != k {
 			t.Errorf("side %q: read back as %v, want %v", sd, got, k)
 		}

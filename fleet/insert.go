@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // The column lists are explicit: 18.16 sends no columns for a batch
@@ -156,7 +156,7 @@ func NewSender(ctx context.Context, t Target, cluster string) (*Sender, error) {
 }
 
 // Send inserts ws as host's, all with the one version.
-func (s *Sender) Send(ctx context.Context, host string, ws []*storage.Window, version uint64) error {
+func (s *Sender) Send(ctx context.Context, host string, ws []*window.Window, version uint64) error {
 	vs := make([]versioned, len(ws))
 	for i, w := range ws {
 		vs[i] = versioned{w, version}
@@ -171,7 +171,7 @@ func (s *Sender) Close() error { return s.conn.Close() }
 // (24h), built from windows raw windows of raw version rawVersion, as the
 // exporter's own build would leave it: for load tools that make a month of
 // rollups without its billions of raw rows.
-func (s *Sender) SendRollup(ctx context.Context, host string, w *storage.Window, windows uint32, rawVersion uint64) error {
+func (s *Sender) SendRollup(ctx context.Context, host string, w *window.Window, windows uint32, rawVersion uint64) error {
 	t := hourTier
 	switch w.Length {
 	case time.Hour:

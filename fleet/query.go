@@ -12,10 +12,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // ByHost groups a fleet answer by the host that wrote the rows.
@@ -265,7 +263,7 @@ func (r *Reader) Aggregate(ctx context.Context, q Question) ([]query.Row, query.
 	// row, or each host's own for ByHost. A filter on remotes cannot see
 	// them, as in query.Filter.Apply.
 	if !q.Filter.SelectsRemotes() {
-		var total rotate.Counts
+		var total window.Counts
 		for _, o := range others {
 			if q.By != ByHost {
 				total.Add(o.Counts)
@@ -287,7 +285,7 @@ func (r *Reader) Aggregate(ctx context.Context, q Question) ([]query.Row, query.
 
 type hostCounts struct {
 	host string
-	rotate.Counts
+	window.Counts
 }
 
 // summary describes the units of p (raw windows and rollups) as
@@ -314,7 +312,7 @@ func (r *Reader) units(ctx context.Context, p plan, d query.Direction) (query.Su
 	for rows.Next() {
 		var n, hours, days, drops, folds, partials uint64
 		var first, last uint32
-		var st rotate.Stats
+		var st window.Stats
 		var h hostCounts
 		if err := rows.Scan(&h.host, &n, &hours, &days, &first, &last, &st.Frames, &st.Tallied, &st.NonIP, &st.Transit, &st.Malformed,
 			&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &partials, &drops, &folds,
@@ -352,7 +350,7 @@ func fromAddr16(s string) netip.Addr {
 // summed into one, oldest first, each remote's counts summed over the
 // hosts and its country and AS from the newest row. Filters are the
 // caller's to apply (query.Filter.Apply), as for local windows.
-func (r *Reader) Windows(ctx context.Context, q Question) ([]*storage.Window, error) {
+func (r *Reader) Windows(ctx context.Context, q Question) ([]*window.Window, error) {
 	where, err := r.where(ctx, q)
 	if err != nil {
 		return nil, err
@@ -365,12 +363,12 @@ func (r *Reader) Windows(ctx context.Context, q Question) ([]*storage.Window, er
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
-	var ws []*storage.Window
-	index := map[uint32]*storage.Window{}
+	var ws []*window.Window
+	index := map[uint32]*window.Window{}
 	for rows.Next() {
 		var start, secs, geo uint32
 		var partial uint8
-		w := &storage.Window{}
+		w := &window.Window{}
 		st, o := &w.Stats, &w.Other
 		if err := rows.Scan(&start, &secs, &geo, &st.Frames, &st.Tallied, &st.NonIP, &st.Transit, &st.Malformed,
 			&st.Excluded, &st.Local, &st.Drops, &st.Late, &st.Folded, &st.Oversize, &st.Spoofed, &st.Overflow, &partial,
@@ -378,7 +376,7 @@ func (r *Reader) Windows(ctx context.Context, q Question) ([]*storage.Window, er
 			rows.Close()
 			return nil, fmt.Errorf("clickhouse: %w", err)
 		}
-		st.Partial = rotate.Partial(partial)
+		st.Partial = window.Partial(partial)
 		w.Start, w.Length = time.Unix(int64(start), 0).UTC(), time.Duration(secs)*time.Second
 		if geo > 0 {
 			w.GeoBuild = time.Unix(int64(geo), 0).UTC()
@@ -399,7 +397,7 @@ func (r *Reader) Windows(ctx context.Context, q Question) ([]*storage.Window, er
 	for rows.Next() {
 		var start uint32
 		var a string
-		var rm storage.Remote
+		var rm window.Remote
 		c := &rm.Counts
 		if err := rows.Scan(&start, &a, &rm.Country, &rm.ASN, &rm.ASOrg, &c.TxPackets, &c.TxBytes, &c.RxPackets, &c.RxBytes); err != nil {
 			return nil, fmt.Errorf("clickhouse: %w", err)
@@ -431,18 +429,18 @@ func (r *Reader) current(where string) string {
 }
 
 // serviceKey reads a service's columns back.
-func serviceKey(proto, side string, port uint16) capture.Service {
-	p, err := capture.ParseProto(proto)
+func serviceKey(proto, side string, port uint16) window.ServiceKey {
+	p, err := window.ParseProto(proto)
 	if err != nil {
-		p = capture.ProtoOther
+		p = window.ProtoOther
 	}
-	s := capture.SideNone
-	for sd := range capture.Side(capture.NumSides) { // every side by its name, "scan" too
+	s := window.SideNone
+	for sd := range window.Side(window.NumSides) { // every side by its name, "scan" too
 		if sd.String() == side {
 			s = sd
 		}
 	}
-	return capture.MakeService(p, s, port)
+	return window.MakeServiceKey(p, s, port)
 }
 
 // serviceWhere selects services by port, protocol and side.
@@ -527,7 +525,7 @@ func (r *Reader) Services(ctx context.Context, q Question, f query.ServiceFilter
 	if err := rows.Err(); err != nil {
 		return nil, sum, fmt.Errorf("clickhouse: %w", err)
 	}
-	weight := func(c rotate.Counts) uint64 {
+	weight := func(c window.Counts) uint64 {
 		if q.Sort == query.SortPackets {
 			return c.Packets()
 		}
@@ -541,25 +539,25 @@ func (r *Reader) Services(ctx context.Context, q Question, f query.ServiceFilter
 
 // windowServices adds each window's services, summed over the hosts, with
 // their remote rows, in the order a stored window has them.
-func (r *Reader) windowServices(ctx context.Context, where string, index map[uint32]*storage.Window) error {
+func (r *Reader) windowServices(ctx context.Context, where string, index map[uint32]*window.Window) error {
 	type skey struct {
 		start uint32
-		svc   capture.Service
+		svc   window.ServiceKey
 	}
-	at := map[skey]*storage.Service{}
+	at := map[skey]*window.Service{}
 	rows, err := r.conn.Query(ctx, fmt.Sprintf(`SELECT toUInt32(window_start) AS s, proto, side, port, toUInt64(sum(remotes)), %s
 	FROM %s WHERE %s GROUP BY s, proto, side, port`, counts(query.Both, ""), r.table(tableServices), where))
 	if err != nil {
 		return fmt.Errorf("clickhouse: %w", err)
 	}
 	var svcs []skey
-	var all []storage.Service
+	var all []window.Service
 	for rows.Next() {
 		var start uint32
 		var proto, side string
 		var port uint16
 		var n uint64
-		var s storage.Service
+		var s window.Service
 		c := &s.Counts
 		if err := rows.Scan(&start, &proto, &side, &port, &n, &c.TxPackets, &c.TxBytes, &c.RxPackets, &c.RxBytes); err != nil {
 			rows.Close()
@@ -586,7 +584,7 @@ func (r *Reader) windowServices(ctx context.Context, where string, index map[uin
 		var start uint32
 		var proto, side, a string
 		var port uint16
-		var rm storage.Remote
+		var rm window.Remote
 		c := &rm.Counts
 		if err := rows.Scan(&start, &proto, &side, &port, &a, &rm.Country, &rm.ASN, &rm.ASOrg, &c.TxPackets, &c.TxBytes, &c.RxPackets, &c.RxBytes); err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
@@ -614,7 +612,7 @@ func (r *Reader) windowServices(ctx context.Context, where string, index map[uin
 		}
 	}
 	for _, w := range index {
-		slices.SortFunc(w.Services, func(x, y storage.Service) int {
+		slices.SortFunc(w.Services, func(x, y window.Service) int {
 			return cmp.Or(cmp.Compare(y.Bytes(), x.Bytes()), cmp.Compare(x.Key, y.Key))
 		})
 	}
@@ -623,6 +621,6 @@ func (r *Reader) windowServices(ctx context.Context, where string, index map[uin
 
 // heavierRemote orders remotes as a stored window does: bytes both ways
 // descending, then address.
-func heavierRemote(a, b storage.Remote) int {
+func heavierRemote(a, b window.Remote) int {
 	return cmp.Or(cmp.Compare(b.Bytes(), a.Bytes()), a.Addr.Compare(b.Addr))
 }

@@ -9,13 +9,13 @@ import (
 
 	"github.com/dstwatch/dstwatch/internal/chtest"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // spread makes n windows of length step from start out of randomWindows'
 // mix, so that a test covers days without storing thousands of windows.
-func spread(rng *rand.Rand, start time.Time, n int, step time.Duration) []*storage.Window {
+func spread(rng *rand.Rand, start time.Time, n int, step time.Duration) []*window.Window {
 	ws := randomWindows(rng, start, n)
 	for i, w := range ws {
 		w.Start, w.Length = start.Add(time.Duration(i)*step), step
@@ -39,7 +39,7 @@ func rollupRanges(start time.Time) [][2]time.Time {
 }
 
 // exportAll stores ws and waits until the exporter has sent them.
-func exportAll(t *testing.T, e *Exporter, db *storage.DB, ws []*storage.Window) {
+func exportAll(t *testing.T, e *Exporter, db *storage.DB, ws []*window.Window) {
 	t.Helper()
 	for i := 0; i < len(ws); i += 50 {
 		b := ws[i:min(i+50, len(ws))]
@@ -94,10 +94,10 @@ func TestRollupsEqualLocal(t *testing.T) {
 	late := spread(rng, start, 1, time.Minute)[0]
 	late.Start = time.Date(2026, 11, 28, 13, 31, 0, 0, time.UTC)
 	more := spread(rng, ws[len(ws)-1].End(), 1, 5*time.Minute)
-	if err := db.Put([]*storage.Window{late}); err != nil {
+	if err := db.Put([]*window.Window{late}); err != nil {
 		t.Fatal(err)
 	}
-	e.Stored([]*storage.Window{late})
+	e.Stored([]*window.Window{late})
 	if err := db.Put(more); err != nil {
 		t.Fatal(err)
 	}
@@ -152,14 +152,14 @@ func TestRollupsEqualRaw(t *testing.T) {
 	// h1's first window of 10:00 again, with more traffic and a higher version,
 	// as after a merge whose rebuild has not run yet.
 	c := r.conn
-	var w *storage.Window
+	var w *window.Window
 	rows, err := raw.Windows(context.Background(), Question{Hosts: []string{"h1"}, From: d.Add(10 * time.Hour), To: d.Add(10*time.Hour + 6*time.Minute)})
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("windows 10:00-10:06: %d, %v", len(rows), err)
 	}
 	w = rows[0]
 	w.Services = nil
-	w.Remotes[0].Counts.Add(rotate.Counts{TxPackets: 1000, TxBytes: 1e6})
+	w.Remotes[0].Counts.Add(window.Counts{TxPackets: 1000, TxBytes: 1e6})
 	if err := insert(context.Background(), c, "roll2", "h1", []versioned{{w, 1 << 30}}); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func sameAsRaw(t *testing.T, r, raw *Reader, hosts []string, from, to time.Time)
 
 // fixedGeo gives every remote one country and AS, so that raw and rolled-up
 // answers cannot differ in a remote's country.
-func fixedGeo(ws []*storage.Window) {
+func fixedGeo(ws []*window.Window) {
 	for _, w := range ws {
 		for i := range w.Remotes {
 			rm := &w.Remotes[i]

@@ -42,8 +42,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dstwatch/dstwatch/internal/webconfig"
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Label values with a meaning of their own.
@@ -196,15 +195,15 @@ func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
 
 var skipReasons = []struct {
 	name string
-	n    func(*rotate.Stats) uint64
+	n    func(*window.Stats) uint64
 }{
-	{"non_ip", func(s *rotate.Stats) uint64 { return s.NonIP }},
-	{"transit", func(s *rotate.Stats) uint64 { return s.Transit }},
-	{"malformed", func(s *rotate.Stats) uint64 { return s.Malformed }},
-	{"excluded", func(s *rotate.Stats) uint64 { return s.Excluded }},
-	{"local", func(s *rotate.Stats) uint64 { return s.Local }},
-	{"oversize", func(s *rotate.Stats) uint64 { return s.Oversize }},
-	{"spoofed", func(s *rotate.Stats) uint64 { return s.Spoofed }},
+	{"non_ip", func(s *window.Stats) uint64 { return s.NonIP }},
+	{"transit", func(s *window.Stats) uint64 { return s.Transit }},
+	{"malformed", func(s *window.Stats) uint64 { return s.Malformed }},
+	{"excluded", func(s *window.Stats) uint64 { return s.Excluded }},
+	{"local", func(s *window.Stats) uint64 { return s.Local }},
+	{"oversize", func(s *window.Stats) uint64 { return s.Oversize }},
+	{"spoofed", func(s *window.Stats) uint64 { return s.Spoofed }},
 }
 
 // CountryLabel is the country label of a stored country code: the code
@@ -228,15 +227,15 @@ func labelValue(s string) string {
 
 // Observe adds a stored window to the counters. The writer calls it once
 // per window, after the window was stored, from one goroutine.
-func (m *Metrics) Observe(w *storage.Window) {
+func (m *Metrics) Observe(w *window.Window) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	byCountry := map[string]*rotate.Counts{}
-	byASN := map[uint32]*rotate.Counts{}
+	byCountry := map[string]*window.Counts{}
+	byASN := map[uint32]*window.Counts{}
 	orgs := map[uint32]string{}
-	add := func(m map[string]*rotate.Counts, k string, c rotate.Counts) {
+	add := func(m map[string]*window.Counts, k string, c window.Counts) {
 		if m[k] == nil {
-			m[k] = &rotate.Counts{}
+			m[k] = &window.Counts{}
 		}
 		m[k].Add(c)
 	}
@@ -244,7 +243,7 @@ func (m *Metrics) Observe(w *storage.Window) {
 		r := &w.Remotes[i]
 		add(byCountry, CountryLabel(r.Country), r.Counts)
 		if byASN[r.ASN] == nil {
-			byASN[r.ASN] = &rotate.Counts{}
+			byASN[r.ASN] = &window.Counts{}
 		}
 		byASN[r.ASN].Add(r.Counts)
 		if r.ASOrg != "" {
@@ -253,14 +252,14 @@ func (m *Metrics) Observe(w *storage.Window) {
 	}
 	// Admit the window's heaviest ASNs while there is room, then sort
 	// every AS into its own series or "other".
-	window := make([]asnBytes, 0, len(byASN))
+	asns := make([]asnBytes, 0, len(byASN))
 	for asn, c := range byASN {
 		if asn != 0 {
-			window = append(window, asnBytes{asn, c.Bytes()})
+			asns = append(asns, asnBytes{asn, c.Bytes()})
 		}
 	}
-	m.asns.admit(window)
-	labelled := map[string]*rotate.Counts{}
+	m.asns.admit(asns)
+	labelled := map[string]*window.Counts{}
 	for asn, c := range byASN {
 		add(labelled, m.asns.label(asn), *c)
 	}
@@ -302,7 +301,7 @@ func (m *Metrics) Observe(w *storage.Window) {
 
 // addCounts adds each label's counts to the bytes and packets vectors,
 // both directions, so a label's four series appear together.
-func addCounts(bytes, packets *prometheus.CounterVec, by map[string]*rotate.Counts) {
+func addCounts(bytes, packets *prometheus.CounterVec, by map[string]*window.Counts) {
 	for l, c := range by {
 		bytes.WithLabelValues("tx", l).Add(float64(c.TxBytes))
 		bytes.WithLabelValues("rx", l).Add(float64(c.RxBytes))

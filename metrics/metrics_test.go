@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"bytes"
-	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -14,10 +13,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/prometheus/common/expfmt"
+	"github.com/dstwatch/dstwatch/internal/netnstest"
+	"github.com/dstwatch/dstwatch/window"
 
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/prometheus/common/expfmt"
 )
 
 // series gathers m as metric name -> "k=v,k=v" -> value.
@@ -56,16 +55,16 @@ func sumBy(s map[string]float64, label string) map[string]float64 {
 	return out
 }
 
-func remote(i int, cc string, asn uint32, tx, rx uint64) storage.Remote {
-	return storage.Remote{
+func remote(i int, cc string, asn uint32, tx, rx uint64) window.Remote {
+	return window.Remote{
 		Addr:    netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}),
 		Country: cc, ASN: asn,
-		Counts: rotate.Counts{TxPackets: 1, TxBytes: tx, RxPackets: 2, RxBytes: rx},
+		Counts: window.Counts{TxPackets: 1, TxBytes: tx, RxPackets: 2, RxBytes: rx},
 	}
 }
 
-func window(i int, rs ...storage.Remote) *storage.Window {
-	return &storage.Window{Start: time.Unix(int64(1_800_000_000+20*i), 0).UTC(), Length: 20 * time.Second, Remotes: rs}
+func mkWindow(i int, rs ...window.Remote) *window.Window {
+	return &window.Window{Start: time.Unix(int64(1_800_000_000+20*i), 0).UTC(), Length: 20 * time.Second, Remotes: rs}
 }
 
 func TestCountryLabel(t *testing.T) {
@@ -80,12 +79,12 @@ func TestCountryLabel(t *testing.T) {
 // however heavy later, go to "other".
 func TestASNAdmission(t *testing.T) {
 	m := New(Config{ASNTop: 3})
-	m.Observe(window(0, remote(1, "DE", 100, 100, 0), remote(2, "NL", 200, 50, 0), remote(3, "", 0, 7000, 0)))
-	w := window(1, remote(4, "DE", 300, 10, 0), remote(5, "US", 400, 1000, 0), remote(6, "JP", 500, 500, 0), remote(7, "xx", 600, 1, 0))
-	w.Other = rotate.Counts{TxBytes: 9, TxPackets: 3}
-	w.Stats = rotate.Stats{Folded: 4, Frames: 13, Tallied: 8, NonIP: 2, Oversize: 2, Spoofed: 1}
+	m.Observe(mkWindow(0, remote(1, "DE", 100, 100, 0), remote(2, "NL", 200, 50, 0), remote(3, "", 0, 7000, 0)))
+	w := mkWindow(1, remote(4, "DE", 300, 10, 0), remote(5, "US", 400, 1000, 0), remote(6, "JP", 500, 500, 0), remote(7, "xx", 600, 1, 0))
+	w.Other = window.Counts{TxBytes: 9, TxPackets: 3}
+	w.Stats = window.Stats{Folded: 4, Frames: 13, Tallied: 8, NonIP: 2, Oversize: 2, Spoofed: 1}
 	m.Observe(w)
-	m.Observe(window(2, remote(8, "JP", 500, 99999, 0), remote(1, "DE", 100, 1, 0)))
+	m.Observe(mkWindow(2, remote(8, "JP", 500, 99999, 0), remote(1, "DE", 100, 1, 0)))
 
 	s := series(t, m)
 	got := sumBy(s["dstwatch_asn_traffic_bytes_total"], "asn")
@@ -140,14 +139,14 @@ func TestASNBoundedAndMonotonic(t *testing.T) {
 	prev := map[string]map[string]float64{}
 	var total uint64
 	for i := range 300 {
-		var rs []storage.Remote
+		var rs []window.Remote
 		for j := range 1 + rng.IntN(40) {
 			tx, rx := rng.Uint64N(1e6), rng.Uint64N(1e6)
 			total += tx + rx
 			cc := []string{"DE", "NL", "", "zz", "US"}[rng.IntN(5)]
 			rs = append(rs, remote(j, cc, uint32(rng.IntN(1000)), tx, rx))
 		}
-		m.Observe(window(i, rs...))
+		m.Observe(mkWindow(i, rs...))
 		s := series(t, m)
 		for name, byLabels := range prev {
 			if !strings.HasPrefix(name, "dstwatch_") || !strings.HasSuffix(name, "_total") {
@@ -182,7 +181,7 @@ func TestASNBoundedAndMonotonic(t *testing.T) {
 
 func TestASNZeroTop(t *testing.T) {
 	m := New(Config{ASNTop: 0})
-	m.Observe(window(0, remote(1, "DE", 100, 5, 5)))
+	m.Observe(mkWindow(0, remote(1, "DE", 100, 5, 5)))
 	if got := sumBy(series(t, m)["dstwatch_asn_traffic_bytes_total"], "asn"); len(got) != 1 || got[Other] != 10 {
 		t.Errorf("got %v, want everything in other", got)
 	}
@@ -192,9 +191,9 @@ func TestASNInfoFollowsOrg(t *testing.T) {
 	m := New(Config{ASNTop: 2})
 	r := remote(1, "DE", 64500, 5, 5)
 	r.ASOrg = "Old Name"
-	m.Observe(window(0, r))
+	m.Observe(mkWindow(0, r))
 	r.ASOrg = "New Name"
-	m.Observe(window(1, r))
+	m.Observe(mkWindow(1, r))
 	info := series(t, m)["dstwatch_asn_info"]
 	if len(info) != 1 || info["asn=64500,org=New Name"] != 1 {
 		t.Errorf("asn_info %v, want one series with the new name", info)
@@ -211,9 +210,9 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		return Health{GeoIP: []GeoFile{{Path: "/x.mmdb", Type: "GeoLite2-Country", Build: time.Unix(1_700_000_000, 0)}},
 			Alerts: &Alerts{Active: 1, Suppressed: map[string]uint64{"queue": 2}}}
 	}})
-	w := window(0, remote(1, "DE", 64500, 5, 5), remote(2, "", 0, 1, 1))
+	w := mkWindow(0, remote(1, "DE", 64500, 5, 5), remote(2, "", 0, 1, 1))
 	w.Remotes[0].ASOrg = "Example"
-	w.Other = rotate.Counts{TxBytes: 1}
+	w.Other = window.Counts{TxBytes: 1}
 	m.Observe(w)
 	mfs, err := m.Gatherer().Gather()
 	if err != nil {
@@ -261,7 +260,7 @@ func TestInvalidUTF8Labels(t *testing.T) {
 	}})
 	r := remote(1, "NL", 64496, 100, 0)
 	r.ASOrg = "Bad \xc3\x28 Org"
-	m.Observe(window(0, r))
+	m.Observe(mkWindow(0, r))
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))

@@ -2,14 +2,14 @@ package metrics
 
 import (
 	"encoding/json"
-	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"os"
 	"os/exec"
 	"regexp"
 	"testing"
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/internal/netnstest"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 const (
@@ -25,9 +25,9 @@ func exported(t *testing.T) map[string]bool {
 	m := New(Config{ASNTop: 2, Health: func() Health {
 		return Health{GeoIP: []GeoFile{{Path: "/x.mmdb", Type: "GeoLite2-Country", Build: time.Now()}}}
 	}})
-	w := window(0, remote(1, "DE", 64500, 5, 5))
+	w := mkWindow(0, remote(1, "DE", 64500, 5, 5))
 	w.Remotes[0].ASOrg = "Example"
-	w.Other = rotate.Counts{TxBytes: 1}
+	w.Other = window.Counts{TxBytes: 1}
 	m.Observe(w)
 	names := map[string]bool{}
 	for name := range series(t, m) {

@@ -4,10 +4,8 @@ import (
 	"cmp"
 	"slices"
 
+	"github.com/dstwatch/dstwatch/window"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
 )
 
 // DefaultServiceTop is the default of --metrics-service-top.
@@ -41,7 +39,7 @@ func newServiceMetrics(max int) *serviceMetrics {
 	}
 }
 
-func sideLabel(s storage.Service) string {
+func sideLabel(s window.Service) string {
 	if l := s.Key.Side().String(); l != "" {
 		return l
 	}
@@ -50,7 +48,7 @@ func sideLabel(s storage.Service) string {
 
 // observe adds a window's services. Windows stored by an older dstwatch
 // have none; their traffic is in no service series.
-func (m *serviceMetrics) observe(ss []storage.Service) {
+func (m *serviceMetrics) observe(ss []window.Service) {
 	// ss is heaviest first: its first max services are the window's top.
 	for i := range ss[:min(len(ss), m.max)] {
 		if len(m.in) >= m.max {
@@ -58,14 +56,14 @@ func (m *serviceMetrics) observe(ss []storage.Service) {
 		}
 		m.in[svcLabel{ss[i].Key.String(), sideLabel(ss[i])}] = true
 	}
-	by := map[svcLabel]*rotate.Counts{}
+	by := map[svcLabel]*window.Counts{}
 	for i := range ss {
 		l := svcLabel{ss[i].Key.String(), sideLabel(ss[i])}
 		if !m.in[l] {
 			l = svcLabel{Other, Other}
 		}
 		if by[l] == nil {
-			by[l] = &rotate.Counts{}
+			by[l] = &window.Counts{}
 		}
 		by[l].Add(ss[i].Counts)
 	}

@@ -3,14 +3,12 @@ package metrics
 import (
 	"testing"
 
-	"github.com/dstwatch/dstwatch/capture"
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
-func svc(p capture.Proto, side capture.Side, port uint16, tx uint64) storage.Service {
-	return storage.Service{Key: capture.MakeService(p, side, port), Remotes: 1,
-		Counts: rotate.Counts{TxPackets: 1, TxBytes: tx, RxPackets: 2, RxBytes: 2 * tx}}
+func svc(p window.Proto, side window.Side, port uint16, tx uint64) window.Service {
+	return window.Service{Key: window.MakeServiceKey(p, side, port), Remotes: 1,
+		Counts: window.Counts{TxPackets: 1, TxBytes: tx, RxPackets: 2, RxBytes: 2 * tx}}
 }
 
 // The first ServiceTop services to rank in a window's top get series;
@@ -18,16 +16,16 @@ func svc(p capture.Proto, side capture.Side, port uint16, tx uint64) storage.Ser
 // and the totals are exact.
 func TestServiceSeriesBounded(t *testing.T) {
 	m := New(Config{ServiceTop: 2})
-	w1 := window(0)
-	w1.Services = []storage.Service{
-		svc(capture.ProtoTCP, capture.SideOut, 443, 1000),
-		svc(capture.ProtoTCP, capture.SideIn, 8080, 500),
-		svc(capture.ProtoICMP, capture.SideNone, 0, 10),
+	w1 := mkWindow(0)
+	w1.Services = []window.Service{
+		svc(window.ProtoTCP, window.SideOut, 443, 1000),
+		svc(window.ProtoTCP, window.SideIn, 8080, 500),
+		svc(window.ProtoICMP, window.SideNone, 0, 10),
 	}
-	w2 := window(1)
-	w2.Services = []storage.Service{
-		svc(capture.ProtoUDP, capture.SideOut, 53, 5000),
-		svc(capture.ProtoTCP, capture.SideOut, 443, 100),
+	w2 := mkWindow(1)
+	w2.Services = []window.Service{
+		svc(window.ProtoUDP, window.SideOut, 53, 5000),
+		svc(window.ProtoTCP, window.SideOut, 443, 100),
 	}
 	m.Observe(w1)
 	m.Observe(w2)

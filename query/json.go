@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // The JSON shapes below are a stable interface, documented in docs/cli.md:
@@ -25,12 +25,12 @@ type CountsJSON struct {
 }
 
 // ToCounts converts counts to their JSON shape.
-func ToCounts(c rotate.Counts) CountsJSON {
+func ToCounts(c window.Counts) CountsJSON {
 	return CountsJSON{c.TxPackets, c.TxBytes, c.RxPackets, c.RxBytes}
 }
 
-func (c CountsJSON) counts() rotate.Counts {
-	return rotate.Counts{TxPackets: c.TxPackets, TxBytes: c.TxBytes, RxPackets: c.RxPackets, RxBytes: c.RxBytes}
+func (c CountsJSON) counts() window.Counts {
+	return window.Counts{TxPackets: c.TxPackets, TxBytes: c.TxBytes, RxPackets: c.RxPackets, RxBytes: c.RxBytes}
 }
 
 // RemoteJSON is one remote: in a window, or a --by remote row (where Addr
@@ -79,7 +79,7 @@ type PeriodJSON struct {
 	CountsJSON
 }
 
-// StatsJSON is how a window's numbers came about (see rotate.Stats).
+// StatsJSON is how a window's numbers came about (see window.Stats).
 type StatsJSON struct {
 	Frames    uint64 `json:"frames"`
 	Tallied   uint64 `json:"tallied"`
@@ -120,20 +120,20 @@ type WindowServiceJSON struct {
 	Other CountsJSON   `json:"other"`
 }
 
-func toRemoteJSON(r *storage.Remote) RemoteJSON {
+func toRemoteJSON(r *window.Remote) RemoteJSON {
 	return RemoteJSON{r.Addr.String(), r.Country, r.ASN, r.ASOrg, ToCounts(r.Counts)}
 }
 
-func (j *RemoteJSON) remote() (storage.Remote, error) {
+func (j *RemoteJSON) remote() (window.Remote, error) {
 	a, err := netip.ParseAddr(j.Addr)
 	if err != nil {
-		return storage.Remote{}, fmt.Errorf("remote %q: %w", j.Addr, err)
+		return window.Remote{}, fmt.Errorf("remote %q: %w", j.Addr, err)
 	}
-	return storage.Remote{Addr: a, Country: j.Country, ASN: j.ASN, ASOrg: j.ASOrg, Counts: j.CountsJSON.counts()}, nil
+	return window.Remote{Addr: a, Country: j.Country, ASN: j.ASN, ASOrg: j.ASOrg, Counts: j.CountsJSON.counts()}, nil
 }
 
 // ToWindowJSON converts w, all of its remotes, to its JSON shape.
-func ToWindowJSON(w *storage.Window) WindowJSON {
+func ToWindowJSON(w *window.Window) WindowJSON {
 	s := w.Stats
 	out := WindowJSON{
 		Start: w.Start.UTC().Format(time.RFC3339), End: w.End().UTC().Format(time.RFC3339),
@@ -168,7 +168,7 @@ func ToWindowJSON(w *storage.Window) WindowJSON {
 }
 
 // FromWindowJSON is the inverse of ToWindowJSON.
-func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
+func FromWindowJSON(j *WindowJSON) (*window.Window, error) {
 	start, err := time.Parse(time.RFC3339, j.Start)
 	if err != nil {
 		return nil, fmt.Errorf("window start: %w", err)
@@ -181,14 +181,14 @@ func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
 		return nil, errors.New("window ends before it starts")
 	}
 	s := j.Stats
-	w := &storage.Window{
+	w := &window.Window{
 		Start: start.UTC(), Length: end.Sub(start), Other: j.Other.counts(),
-		Remotes: make([]storage.Remote, 0, len(j.Remotes)),
-		Stats: rotate.Stats{Frames: s.Frames, Tallied: s.Tallied, NonIP: s.NonIP, Transit: s.Transit,
+		Remotes: make([]window.Remote, 0, len(j.Remotes)),
+		Stats: window.Stats{Frames: s.Frames, Tallied: s.Tallied, NonIP: s.NonIP, Transit: s.Transit,
 			Malformed: s.Malformed, Excluded: s.Excluded, Local: s.Local, Drops: s.Drops, Late: s.Late, Folded: s.Folded,
 			Oversize: s.Oversize, Spoofed: s.Spoofed, Overflow: s.Overflow},
 	}
-	if w.Stats.Partial, err = rotate.ParsePartial(j.Partial); err != nil {
+	if w.Stats.Partial, err = window.ParsePartial(j.Partial); err != nil {
 		return nil, fmt.Errorf("window %s: %w", j.Start, err)
 	}
 	if s.GeoBuild != "" {
@@ -205,7 +205,7 @@ func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
 		w.Remotes = append(w.Remotes, r)
 	}
 	if len(j.Services) > 0 {
-		w.Services = make([]storage.Service, 0, len(j.Services))
+		w.Services = make([]window.Service, 0, len(j.Services))
 	}
 	for i := range j.Services {
 		js := &j.Services[i]
@@ -216,9 +216,9 @@ func FromWindowJSON(j *WindowJSON) (*storage.Window, error) {
 		if js.Remotes < 0 {
 			return nil, fmt.Errorf("window %s: service %q: %d remotes", j.Start, js.Service, js.Remotes)
 		}
-		s := storage.Service{Key: row.Key, Remotes: row.Remotes, Counts: row.Counts, Other: js.Other.counts()}
+		s := window.Service{Key: row.Key, Remotes: row.Remotes, Counts: row.Counts, Other: js.Other.counts()}
 		if len(js.Top) > 0 {
-			s.Top = make([]storage.Remote, 0, len(js.Top))
+			s.Top = make([]window.Remote, 0, len(js.Top))
 		}
 		for k := range js.Top {
 			r, err := js.Top[k].remote()
@@ -344,12 +344,12 @@ func damageFromJSON(js []DamageJSON) ([]storage.Damage, error) {
 	for _, j := range js {
 		d := storage.Damage{Err: j.Error}
 		switch j.Resolution {
-		case storage.Raw.String():
-			d.Tier = storage.Raw
-		case storage.Hourly.String():
-			d.Tier = storage.Hourly
-		case storage.Daily.String():
-			d.Tier = storage.Daily
+		case window.Raw.String():
+			d.Tier = window.Raw
+		case window.Hourly.String():
+			d.Tier = window.Hourly
+		case window.Daily.String():
+			d.Tier = window.Daily
 		default:
 			return nil, fmt.Errorf("summary damaged resolution %q: want window, hour or day", j.Resolution)
 		}
@@ -367,18 +367,18 @@ func FromSummaryJSON(j *SummaryJSON) (Summary, error) {
 	st := j.Stats
 	s := Summary{
 		Windows: j.Windows, Hours: j.HourlyRollups, Days: j.DailyRollups,
-		Stats: rotate.Stats{Frames: st.Frames, Tallied: st.Tallied, NonIP: st.NonIP, Transit: st.Transit,
+		Stats: window.Stats{Frames: st.Frames, Tallied: st.Tallied, NonIP: st.NonIP, Transit: st.Transit,
 			Malformed: st.Malformed, Excluded: st.Excluded, Local: st.Local, Drops: st.Drops, Late: st.Late, Folded: st.Folded,
 			Oversize: st.Oversize, Spoofed: st.Spoofed, Overflow: st.Overflow},
 		DropUnits: j.DropUnits, FoldUnits: j.FoldUnits, PartialUnits: j.PartialUnits, Capped: j.Capped,
 	}
 	switch j.Resolution {
-	case "", storage.Raw.String():
-		s.Resolution = storage.Raw
-	case storage.Hourly.String():
-		s.Resolution = storage.Hourly
-	case storage.Daily.String():
-		s.Resolution = storage.Daily
+	case "", window.Raw.String():
+		s.Resolution = window.Raw
+	case window.Hourly.String():
+		s.Resolution = window.Hourly
+	case window.Daily.String():
+		s.Resolution = window.Daily
 	default:
 		return s, fmt.Errorf("summary resolution %q: want window, hour or day", j.Resolution)
 	}

@@ -7,26 +7,26 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // serviceWindows are windows() with per-service tallies: a service with
 // rows and a rest, one whose rows are all of it, a portless one without
 // rows.
-func serviceWindows() []*storage.Window {
+func serviceWindows() []*window.Window {
 	ws := windows()
-	ws[0].Services = []storage.Service{
-		{Key: capture.MakeService(capture.ProtoTCP, capture.SideOut, 443), Remotes: 3,
-			Counts: c(2, 150, 5, 51), Other: c(1, 50, 0, 1), Top: []storage.Remote{
+	ws[0].Services = []window.Service{
+		{Key: window.MakeServiceKey(window.ProtoTCP, window.SideOut, 443), Remotes: 3,
+			Counts: c(2, 150, 5, 51), Other: c(1, 50, 0, 1), Top: []window.Remote{
 				{Addr: a1, Country: "NL", ASN: 1, Counts: c(1, 100, 0, 0)},
 				{Addr: a3, Country: "DE", ASN: 2, ASOrg: "Two", Counts: c(0, 0, 5, 50)},
 			}},
-		{Key: capture.MakeService(capture.ProtoICMP, capture.SideNone, 0), Remotes: 1, Counts: c(0, 0, 1, 1), Other: c(0, 0, 1, 1)},
+		{Key: window.MakeServiceKey(window.ProtoICMP, window.SideNone, 0), Remotes: 1, Counts: c(0, 0, 1, 1), Other: c(0, 0, 1, 1)},
 	}
-	ws[1].Services = []storage.Service{
-		{Key: capture.MakeService(capture.ProtoUDP, capture.SideIn, 53), Remotes: 2,
-			Counts: c(3, 1010, 3, 30), Top: []storage.Remote{
+	ws[1].Services = []window.Service{
+		{Key: window.MakeServiceKey(window.ProtoUDP, window.SideIn, 53), Remotes: 2,
+			Counts: c(3, 1010, 3, 30), Top: []window.Remote{
 				{Addr: a2, Country: "NL", ASN: 1, Counts: c(2, 1000, 2, 20)},
 				{Addr: a1, Country: "BE", ASN: 1, Counts: c(1, 10, 1, 10)},
 			}},
@@ -34,7 +34,7 @@ func serviceWindows() []*storage.Window {
 	return ws
 }
 
-func roundTrip(t *testing.T, w *storage.Window) (*storage.Window, []byte) {
+func roundTrip(t *testing.T, w *window.Window) (*window.Window, []byte) {
 	t.Helper()
 	b, err := json.Marshal(ToWindowJSON(w))
 	if err != nil {
@@ -63,8 +63,8 @@ func TestWindowJSONServices(t *testing.T) {
 	if err := db.Put(ws); err != nil {
 		t.Fatal(err)
 	}
-	var stored []*storage.Window
-	if err := db.Last(len(ws), func(w *storage.Window) error { stored = append(stored, w); return nil }); err != nil {
+	var stored []*window.Window
+	if err := db.Last(len(ws), func(w *window.Window) error { stored = append(stored, w); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(stored) != len(ws) {

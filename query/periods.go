@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Calendar groupings: totals per hour, day, week (from Monday) or month of
@@ -104,7 +105,7 @@ type periodState struct {
 	addrs map[netip.Addr]struct{}
 }
 
-func (a *Aggregator) addPeriod(w *storage.Window) {
+func (a *Aggregator) addPeriod(w *window.Window) {
 	p := &a.period
 	start := PeriodStart(a.by, w.Start, p.loc)
 	if p.cur < 0 || !a.rows[p.cur].Start.Equal(start) {
@@ -141,11 +142,11 @@ func (a *Aggregator) addPeriod(w *storage.Window) {
 // them: a local day is its hourly rollups (UTC daily rollups only where the
 // zone is UTC), a local month its whole UTC days' rollups and the hours at
 // its edges.
-func readPeriods(src Reader, b By, loc *time.Location, from, to time.Time, opt storage.SpanOptions, feed func(*storage.Window) error) (storage.Resolution, error) {
-	res := storage.Raw
+func readPeriods(src Reader, b By, loc *time.Location, from, to time.Time, opt storage.SpanOptions, feed func(*window.Window) error) (window.Resolution, error) {
+	res := window.Raw
 	for i, p := range Periods(b, from, to, loc) {
 		n := 0
-		r, err := src.SpanWith(p[0], p[1], opt, func(w *storage.Window) error {
+		r, err := src.SpanWith(p[0], p[1], opt, func(w *window.Window) error {
 			n++
 			return feed(w)
 		})

@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // monthWindows are 15-minute windows over October 2026 (Europe/Berlin
 // leaves summer time on the 25th), with pseudo-random counts for a pool
 // of remotes that recur across days. Some days are missing (the daemon
 // was down), some windows fold remotes into other.
-func monthWindows() []*storage.Window {
+func monthWindows() []*window.Window {
 	rng := rand.New(rand.NewPCG(16, 1))
 	var pool []netip.Addr
 	for i := range 40 {
@@ -25,12 +25,12 @@ func monthWindows() []*storage.Window {
 		pool = append(pool, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(i + 1), 15: 1}))
 	}
 	start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
-	var ws []*storage.Window
+	var ws []*window.Window
 	for t := start; t.Before(start.AddDate(0, 1, 0)); t = t.Add(15 * time.Minute) {
 		if t.Day() == 12 || (t.Day() == 20 && t.Hour() < 7) {
 			continue // daemon down
 		}
-		w := &storage.Window{Start: t, Length: 15 * time.Minute}
+		w := &window.Window{Start: t, Length: 15 * time.Minute}
 		seen := map[netip.Addr]bool{}
 		for range 1 + rng.IntN(6) {
 			a := pool[rng.IntN(len(pool))]
@@ -38,11 +38,11 @@ func monthWindows() []*storage.Window {
 				continue
 			}
 			seen[a] = true
-			w.Remotes = append(w.Remotes, storage.Remote{Addr: a, Country: "NL",
-				Counts: rotate.Counts{TxPackets: uint64(1 + rng.IntN(50)), TxBytes: uint64(rng.IntN(90000)), RxPackets: uint64(rng.IntN(40)), RxBytes: uint64(rng.IntN(70000))}})
+			w.Remotes = append(w.Remotes, window.Remote{Addr: a, Country: "NL",
+				Counts: window.Counts{TxPackets: uint64(1 + rng.IntN(50)), TxBytes: uint64(rng.IntN(90000)), RxPackets: uint64(rng.IntN(40)), RxBytes: uint64(rng.IntN(70000))}})
 		}
 		if rng.IntN(100) == 0 {
-			w.Other = rotate.Counts{TxPackets: 3, TxBytes: 300, RxPackets: 1, RxBytes: 40}
+			w.Other = window.Counts{TxPackets: 3, TxBytes: 300, RxPackets: 1, RxBytes: 40}
 			w.Stats.Folded = 2
 		}
 		ws = append(ws, w)
@@ -82,7 +82,7 @@ func TestAnswerPeriods(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sum.Resolution != storage.Raw {
+			if sum.Resolution != window.Raw {
 				t.Errorf("%s %s: resolution %v", loc, by, sum.Resolution)
 			}
 			if by == ByDay && loc != time.UTC && sum.Days != 0 {
@@ -94,7 +94,7 @@ func TestAnswerPeriods(t *testing.T) {
 			// The truth, from the raw windows of each whole period.
 			ps := Periods(by, from, to, loc)
 			type truth struct {
-				c       rotate.Counts
+				c       window.Counts
 				addrs   map[netip.Addr]bool
 				inexact bool
 			}
@@ -200,12 +200,12 @@ func TestAnswerPeriodsResolution(t *testing.T) {
 	}
 	q := Question{By: ByDay, Loc: berlin}
 	rows, sum, err := Answer(db, time.Date(2026, 9, 1, 0, 0, 0, 0, berlin), time.Date(2026, 10, 1, 0, 0, 0, 0, berlin), 0, q, nil)
-	if err != nil || len(rows) != 0 || sum.Resolution != storage.Raw {
+	if err != nil || len(rows) != 0 || sum.Resolution != window.Raw {
 		t.Errorf("empty September: %d rows, resolution %v, %v", len(rows), sum.Resolution, err)
 	}
 	// Early October: hourly rollups pruned, so a Berlin day is its UTC day.
 	rows, sum, err = Answer(db, time.Date(2026, 10, 2, 0, 0, 0, 0, berlin), time.Date(2026, 10, 5, 0, 0, 0, 0, berlin), 0, q, nil)
-	if err != nil || len(rows) != 3 || sum.Resolution != storage.Daily {
+	if err != nil || len(rows) != 3 || sum.Resolution != window.Daily {
 		t.Errorf("pruned October: %d rows, resolution %v, %v", len(rows), sum.Resolution, err)
 	}
 }

@@ -15,8 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Direction selects which way's counts a query keeps.
@@ -70,7 +69,7 @@ func (f Filter) SelectsRemotes() bool {
 // IsZero reports whether the filter keeps everything unchanged.
 func (f Filter) IsZero() bool { return !f.SelectsRemotes() && f.Direction == Both }
 
-func (f Filter) match(r *storage.Remote) bool {
+func (f Filter) match(r *window.Remote) bool {
 	if len(f.Remotes) > 0 && !slices.ContainsFunc(f.Remotes, func(p netip.Prefix) bool { return p.Contains(r.Addr) }) {
 		return false
 	}
@@ -85,7 +84,7 @@ func (f Filter) match(r *storage.Remote) bool {
 	return true
 }
 
-func (d Direction) apply(c rotate.Counts) rotate.Counts {
+func (d Direction) apply(c window.Counts) window.Counts {
 	switch d {
 	case Tx:
 		c.RxPackets, c.RxBytes = 0, 0
@@ -99,12 +98,12 @@ func (d Direction) apply(c rotate.Counts) rotate.Counts {
 // as Direction says, and remotes left with nothing counted dropped. The
 // window's stats are kept as they are: drops and folds describe the window,
 // not the selection. w itself is not changed; Apply is idempotent.
-func (f Filter) Apply(w *storage.Window) *storage.Window {
+func (f Filter) Apply(w *window.Window) *window.Window {
 	if f.IsZero() {
 		return w
 	}
 	out := *w
-	out.Remotes = make([]storage.Remote, 0, len(w.Remotes))
+	out.Remotes = make([]window.Remote, 0, len(w.Remotes))
 	for _, r := range w.Remotes {
 		if !f.match(&r) {
 			continue
@@ -117,7 +116,7 @@ func (f Filter) Apply(w *storage.Window) *storage.Window {
 	}
 	out.Other = f.Direction.apply(w.Other)
 	if f.SelectsRemotes() {
-		out.Other = rotate.Counts{}
+		out.Other = window.Counts{}
 	}
 	return &out
 }
@@ -168,7 +167,7 @@ func ParseSort(s string) (Sort, error) {
 	return "", fmt.Errorf("sort %q: want bytes or packets", s)
 }
 
-func (s Sort) weight(c rotate.Counts) uint64 {
+func (s Sort) weight(c window.Counts) uint64 {
 	if s == SortPackets {
 		return c.Packets()
 	}
@@ -193,7 +192,7 @@ type Row struct {
 	// lower bound (remotes folded by a cap have no address to count).
 	Start, End time.Time
 	Inexact    bool
-	rotate.Counts
+	window.Counts
 }
 
 // IsOther reports whether r is the folded rest.
@@ -276,7 +275,7 @@ func NewAggregatorFor(q Question) (*Aggregator, error) {
 // Add adds one window, which the caller has already filtered (Filter.Apply
 // keeps what the Summary needs: start, length, statistics, Capped). Windows
 // are expected oldest first: a remote's newest GeoIP answer wins.
-func (a *Aggregator) Add(w *storage.Window) {
+func (a *Aggregator) Add(w *window.Window) {
 	a.sum.add(w)
 	if a.by.IsPeriod() {
 		a.addPeriod(w)
@@ -360,7 +359,7 @@ func (a *Aggregator) countryRow(cc string) int32 {
 }
 
 // count adds r to row j and counts it as one of the row's distinct remotes.
-func (a *Aggregator) count(j int32, r *storage.Remote) {
+func (a *Aggregator) count(j int32, r *window.Remote) {
 	row := &a.rows[j]
 	row.Counts.Add(r.Counts)
 	if _, ok := a.seen.get(r.Addr, uint32(j)); !ok {
@@ -419,7 +418,7 @@ func SortRows(rows []Row, s Sort) {
 }
 
 // Aggregate filters ws and adds them up by by, ordered by s.
-func Aggregate(ws []*storage.Window, by By, f Filter, s Sort) ([]Row, error) {
+func Aggregate(ws []*window.Window, by By, f Filter, s Sort) ([]Row, error) {
 	a, err := NewAggregator(by)
 	if err != nil {
 		return nil, err
@@ -454,11 +453,11 @@ func Top(rows []Row, n int) []Row {
 
 // SortRemotes reorders a window's remotes heaviest first by s (ties by
 // address), in place. Stored windows are already in SortBytes order.
-func SortRemotes(w *storage.Window, s Sort) {
+func SortRemotes(w *window.Window, s Sort) {
 	if s == SortBytes {
 		return
 	}
-	slices.SortStableFunc(w.Remotes, func(a, b storage.Remote) int {
+	slices.SortStableFunc(w.Remotes, func(a, b window.Remote) int {
 		if n := cmp.Compare(s.weight(b.Counts), s.weight(a.Counts)); n != 0 {
 			return n
 		}
@@ -468,7 +467,7 @@ func SortRemotes(w *storage.Window, s Sort) {
 
 // TopRemotes returns w with at most n remotes (n <= 0: all), the rest added
 // to Other. w itself is not changed.
-func TopRemotes(w *storage.Window, n int) *storage.Window {
+func TopRemotes(w *window.Window, n int) *window.Window {
 	if n <= 0 || len(w.Remotes) <= n {
 		return w
 	}

@@ -7,12 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
-func c(tp, tb, rp, rb uint64) rotate.Counts {
-	return rotate.Counts{TxPackets: tp, TxBytes: tb, RxPackets: rp, RxBytes: rb}
+func c(tp, tb, rp, rb uint64) window.Counts {
+	return window.Counts{TxPackets: tp, TxBytes: tb, RxPackets: rp, RxBytes: rb}
 }
 
 var (
@@ -22,13 +21,13 @@ var (
 	a3 = netip.MustParseAddr("2001:db8::3")
 )
 
-func windows() []*storage.Window {
-	return []*storage.Window{
-		{Start: t0, Length: 20 * time.Second, Remotes: []storage.Remote{
+func windows() []*window.Window {
+	return []*window.Window{
+		{Start: t0, Length: 20 * time.Second, Remotes: []window.Remote{
 			{Addr: a1, Country: "NL", ASN: 1, Counts: c(1, 100, 0, 0)},
 			{Addr: a3, Country: "DE", ASN: 2, ASOrg: "Two", Counts: c(0, 0, 5, 50)},
-		}, Other: c(1, 1, 1, 1), Stats: rotate.Stats{Folded: 2}},
-		{Start: t0.Add(20 * time.Second), Length: 20 * time.Second, Remotes: []storage.Remote{
+		}, Other: c(1, 1, 1, 1), Stats: window.Stats{Folded: 2}},
+		{Start: t0.Add(20 * time.Second), Length: 20 * time.Second, Remotes: []window.Remote{
 			{Addr: a2, Country: "NL", ASN: 1, Counts: c(2, 1000, 2, 20)},
 			{Addr: a1, Country: "BE", ASN: 1, Counts: c(1, 10, 1, 10)}, // GeoIP changed its mind
 		}},
@@ -108,7 +107,7 @@ func TestAggregate(t *testing.T) {
 		t.Errorf("by asn: %+v", rows[0])
 	}
 	top := Top(rows, 1)
-	var sum, all rotate.Counts
+	var sum, all window.Counts
 	for _, r := range rows {
 		all.Add(r.Counts)
 	}

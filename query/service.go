@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dstwatch/dstwatch/capture"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // ByService groups by service (protocol, side, port). It is answered by
@@ -25,11 +24,11 @@ const ByService By = "service"
 type ServiceFilter struct {
 	Filter
 	Ports  []uint16
-	Protos []capture.Proto
-	Sides  []capture.Side
+	Protos []window.Proto
+	Sides  []window.Side
 }
 
-func (f *ServiceFilter) keeps(k capture.Service) bool {
+func (f *ServiceFilter) keeps(k window.ServiceKey) bool {
 	return (len(f.Ports) == 0 || slices.Contains(f.Ports, k.Port())) &&
 		(len(f.Protos) == 0 || slices.Contains(f.Protos, k.Proto())) &&
 		(len(f.Sides) == 0 || slices.Contains(f.Sides, k.Side()))
@@ -37,13 +36,13 @@ func (f *ServiceFilter) keeps(k capture.Service) bool {
 
 // ServiceRow is one service's traffic over a range.
 type ServiceRow struct {
-	Key capture.Service
+	Key window.ServiceKey
 	// Remotes is how many distinct remotes used it: exact for one raw
 	// window; over several units a lower bound (the distinct addresses of
 	// its rows, or the largest count of one unit if larger). With a
 	// remote-selecting filter, the distinct matching addresses.
 	Remotes int
-	rotate.Counts
+	window.Counts
 }
 
 // Name is PORT/PROTO, as in 443/tcp.
@@ -60,7 +59,7 @@ type ServiceJSON struct {
 }
 
 // Counts converts the JSON shape back.
-func (c CountsJSON) Counts() rotate.Counts { return c.counts() }
+func (c CountsJSON) Counts() window.Counts { return c.counts() }
 
 // ToServiceJSON converts a row to its JSON shape.
 func ToServiceJSON(r ServiceRow) ServiceJSON {
@@ -69,7 +68,7 @@ func ToServiceJSON(r ServiceRow) ServiceJSON {
 
 // FromServiceJSON is the inverse of ToServiceJSON.
 func FromServiceJSON(j ServiceJSON) (ServiceRow, error) {
-	p, err := capture.ParseProto(j.Proto)
+	p, err := window.ParseProto(j.Proto)
 	if err != nil {
 		return ServiceRow{}, err
 	}
@@ -77,20 +76,20 @@ func FromServiceJSON(j ServiceJSON) (ServiceRow, error) {
 	if err != nil {
 		return ServiceRow{}, err
 	}
-	return ServiceRow{Key: capture.MakeService(p, s, j.Port), Remotes: j.Remotes, Counts: j.CountsJSON.counts()}, nil
+	return ServiceRow{Key: window.MakeServiceKey(p, s, j.Port), Remotes: j.Remotes, Counts: j.CountsJSON.counts()}, nil
 }
 
 // ParseSide reads in, out, or "" / none.
-func ParseSide(s string) (capture.Side, error) {
+func ParseSide(s string) (window.Side, error) {
 	switch strings.ToLower(s) {
 	case "in":
-		return capture.SideIn, nil
+		return window.SideIn, nil
 	case "out":
-		return capture.SideOut, nil
+		return window.SideOut, nil
 	case "scan":
-		return capture.SideScan, nil
+		return window.SideScan, nil
 	case "", "none":
-		return capture.SideNone, nil
+		return window.SideNone, nil
 	}
 	return 0, fmt.Errorf("side %q: want in, out, scan or none", s)
 }
@@ -99,18 +98,18 @@ func ParseSide(s string) (capture.Side, error) {
 type ServiceAggregator struct {
 	f     ServiceFilter
 	rows  []ServiceRow
-	at    map[capture.Service]int
+	at    map[window.ServiceKey]int
 	addrs []map[netip.Addr]struct{}
 	sum   Summary
 }
 
 // NewServiceAggregator returns an aggregator keeping what f selects.
 func NewServiceAggregator(f ServiceFilter) *ServiceAggregator {
-	return &ServiceAggregator{f: f, at: map[capture.Service]int{}}
+	return &ServiceAggregator{f: f, at: map[window.ServiceKey]int{}}
 }
 
 // Add adds one window or rollup (unfiltered: the aggregator filters).
-func (a *ServiceAggregator) Add(w *storage.Window) {
+func (a *ServiceAggregator) Add(w *window.Window) {
 	a.sum.add(w)
 	sel := a.f.SelectsRemotes()
 	for i := range w.Services {
@@ -118,7 +117,7 @@ func (a *ServiceAggregator) Add(w *storage.Window) {
 		if !a.f.keeps(s.Key) {
 			continue
 		}
-		var c rotate.Counts
+		var c window.Counts
 		var matched []netip.Addr
 		if sel {
 			for j := range s.Top {

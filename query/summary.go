@@ -3,8 +3,8 @@ package query
 import (
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Summary describes what an answer was read from: how many raw windows and
@@ -14,17 +14,17 @@ import (
 type Summary struct {
 	Windows, Hours, Days int       // units read: raw windows, hourly and daily rollups
 	First, Last          time.Time // the first unit's start, the last one's end; zero when none
-	Stats                rotate.Stats
+	Stats                window.Stats
 	DropUnits, FoldUnits int    // units with kernel drops, with remotes folded by --max-remotes
-	PartialUnits         int    // units watched for only part of their time (rotate.Partial)
+	PartialUnits         int    // units watched for only part of their time (window.Partial)
 	Capped               uint64 // remote entries a rollup's cap folded into other
 
 	// Resolution is the coarsest unit an edge of the range was rounded to
-	// because finer data was pruned (storage.DB.Span); storage.Raw means
+	// because finer data was pruned (storage.DB.Span); window.Raw means
 	// the answer is exactly the raw windows'.
-	Resolution storage.Resolution
+	Resolution window.Resolution
 	// RawFrom is the start of the oldest raw window still stored, when
-	// Resolution is not storage.Raw; zero when none is left.
+	// Resolution is not window.Raw; zero when none is left.
 	RawFrom time.Time
 
 	// Damaged are the stored windows and rollups of the range whose values
@@ -41,7 +41,7 @@ func (s *Summary) Rollups() bool { return s.Hours+s.Days > 0 }
 // add counts one unit. A rollup is told from a window by its length (an
 // hour or a day): with --window 1h a raw window counts as an hourly rollup,
 // which holds exactly the same.
-func (s *Summary) add(w *storage.Window) {
+func (s *Summary) add(w *window.Window) {
 	switch w.Length {
 	case 24 * time.Hour:
 		s.Days++
@@ -69,8 +69,8 @@ func (s *Summary) add(w *storage.Window) {
 	s.Capped += w.Capped
 }
 
-// Summarize summarises windows read as they are (Resolution storage.Raw).
-func Summarize(ws []*storage.Window) Summary {
+// Summarize summarises windows read as they are (Resolution window.Raw).
+func Summarize(ws []*window.Window) Summary {
 	var s Summary
 	for _, w := range ws {
 		s.add(w)
@@ -81,15 +81,15 @@ func Summarize(ws []*storage.Window) Summary {
 // Reader is what an aggregate reads: *storage.DB, or the daemon in front
 // of it.
 type Reader interface {
-	Last(n int, fn func(*storage.Window) error) error
-	SpanWith(from, to time.Time, opt storage.SpanOptions, fn func(*storage.Window) error) (storage.Resolution, error)
+	Last(n int, fn func(*window.Window) error) error
+	SpanWith(from, to time.Time, opt storage.SpanOptions, fn func(*window.Window) error) (window.Resolution, error)
 	Bounds() (first, last time.Time, n int, err error)
 }
 
 // lastWither is a Reader that also says which damaged windows its Last
 // skipped (storage.DB.LastWith).
 type lastWither interface {
-	LastWith(n int, opt storage.SpanOptions, fn func(*storage.Window) error) error
+	LastWith(n int, opt storage.SpanOptions, fn func(*window.Window) error) error
 }
 
 // Question is one aggregate: grouping, filter, order and top N (0: all).
@@ -117,14 +117,14 @@ func Answer(src Reader, from, to time.Time, last int, q Question, check func() e
 	if err != nil {
 		return nil, Summary{}, err
 	}
-	var span func(from, to time.Time, opt storage.SpanOptions, fn func(*storage.Window) error) (storage.Resolution, error)
+	var span func(from, to time.Time, opt storage.SpanOptions, fn func(*window.Window) error) (window.Resolution, error)
 	if q.By.IsPeriod() {
-		span = func(from, to time.Time, opt storage.SpanOptions, fn func(*storage.Window) error) (storage.Resolution, error) {
+		span = func(from, to time.Time, opt storage.SpanOptions, fn func(*window.Window) error) (window.Resolution, error) {
 			return readPeriods(src, q.By, a.period.loc, from, to, opt, fn)
 		}
 	}
 	sum, err := readWith(src, span, from, to, last, storage.SpanOptions{Reuse: true}, check,
-		func(w *storage.Window) { a.Add(q.Filter.Apply(w)) }, a.Summary)
+		func(w *window.Window) { a.Add(q.Filter.Apply(w)) }, a.Summary)
 	if err != nil {
 		return nil, Summary{}, err
 	}
@@ -138,18 +138,18 @@ func Answer(src Reader, from, to time.Time, last int, q Question, check func() e
 // (calling check before each unit) and returns summary() completed with the
 // resolution the range was answered at.
 func read(src Reader, from, to time.Time, last int, opt storage.SpanOptions, check func() error,
-	add func(*storage.Window), summary func() Summary) (Summary, error) {
+	add func(*window.Window), summary func() Summary) (Summary, error) {
 	return readWith(src, nil, from, to, last, opt, check, add, summary)
 }
 
 // readWith is read with another way to read a range (nil: src.SpanWith).
-func readWith(src Reader, span func(from, to time.Time, opt storage.SpanOptions, fn func(*storage.Window) error) (storage.Resolution, error),
+func readWith(src Reader, span func(from, to time.Time, opt storage.SpanOptions, fn func(*window.Window) error) (window.Resolution, error),
 	from, to time.Time, last int, opt storage.SpanOptions, check func() error,
-	add func(*storage.Window), summary func() Summary) (Summary, error) {
+	add func(*window.Window), summary func() Summary) (Summary, error) {
 	if span == nil {
 		span = src.SpanWith
 	}
-	feed := func(w *storage.Window) error {
+	feed := func(w *window.Window) error {
 		if check != nil {
 			if err := check(); err != nil {
 				return err
@@ -158,7 +158,7 @@ func readWith(src Reader, span func(from, to time.Time, opt storage.SpanOptions,
 		add(w)
 		return nil
 	}
-	res := storage.Raw
+	res := window.Raw
 	var err error
 	var damaged []storage.Damage
 	opt.Damaged = func(d storage.Damage) { damaged = append(damaged, d) }
@@ -175,7 +175,7 @@ func readWith(src Reader, span func(from, to time.Time, opt storage.SpanOptions,
 	sum := summary()
 	sum.Resolution = res
 	sum.Damaged = damaged
-	if res != storage.Raw {
+	if res != window.Raw {
 		first, _, n, err := src.Bounds()
 		if err != nil {
 			return Summary{}, err

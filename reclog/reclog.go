@@ -18,8 +18,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/internal/units"
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Log appends window blocks to a file. Its methods are safe for concurrent
@@ -105,7 +104,7 @@ func (l *Log) rotatedAway() bool {
 
 // Write appends w's block: a header line, its top remotes (all when top <= 0)
 // and an others line for the rest. Times are shown in loc.
-func (l *Log) Write(w *storage.Window, top int, loc *time.Location) error {
+func (l *Log) Write(w *window.Window, top int, loc *time.Location) error {
 	var b strings.Builder
 	Format(&b, w, top, loc)
 	return l.write(b.String())
@@ -114,7 +113,7 @@ func (l *Log) Write(w *storage.Window, top int, loc *time.Location) error {
 // WriteContinued appends w's lines as the rest of a window whose block the
 // log already has (the daemon stopped and started again inside it): a
 // "+++ continued" line instead of a second header, then its remotes.
-func (l *Log) WriteContinued(w *storage.Window, top int, loc *time.Location) error {
+func (l *Log) WriteContinued(w *window.Window, top int, loc *time.Location) error {
 	var b strings.Builder
 	format(&b, w, top, loc, true)
 	return l.write(b.String())
@@ -166,13 +165,13 @@ func (l *Log) Close() error {
 // time, so that grep on a time or an address finds whole answers. A window
 // watched for only part of its time says so in its header ("partial
 // start"), so that its small numbers are not read as quiet traffic.
-func Format(b *strings.Builder, w *storage.Window, top int, loc *time.Location) {
+func Format(b *strings.Builder, w *window.Window, top int, loc *time.Location) {
 	format(b, w, top, loc, false)
 }
 
-func format(b *strings.Builder, w *storage.Window, top int, loc *time.Location, continued bool) {
+func format(b *strings.Builder, w *window.Window, top int, loc *time.Location, continued bool) {
 	ts := w.Start.In(loc).Format(time.RFC3339)
-	var total rotate.Counts
+	var total window.Counts
 	for i := range w.Remotes {
 		total.Add(w.Remotes[i].Counts)
 	}
@@ -199,7 +198,7 @@ func format(b *strings.Builder, w *storage.Window, top int, loc *time.Location, 
 		line(b, ts, r.Counts, country(r.Country), r.Addr.String())
 	}
 	if n < len(w.Remotes) || !w.Other.IsZero() {
-		var rest rotate.Counts
+		var rest window.Counts
 		for _, r := range w.Remotes[n:] {
 			rest.Add(r.Counts)
 		}
@@ -208,7 +207,7 @@ func format(b *strings.Builder, w *storage.Window, top int, loc *time.Location, 
 	}
 }
 
-func line(b *strings.Builder, ts string, c rotate.Counts, cc, who string) {
+func line(b *strings.Builder, ts string, c window.Counts, cc, who string) {
 	fmt.Fprintf(b, "%s  tx %10s %7s pkts  rx %10s %7s pkts  %-2s %s\n", ts,
 		units.Bytes(c.TxBytes), units.Count(c.TxPackets),
 		units.Bytes(c.RxBytes), units.Count(c.RxPackets), cc, who)

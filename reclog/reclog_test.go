@@ -8,26 +8,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
-func window(start time.Time) *storage.Window {
-	return &storage.Window{
+func mkWindow(start time.Time) *window.Window {
+	return &window.Window{
 		Start: start, Length: 20 * time.Second,
-		Remotes: []storage.Remote{
-			{Addr: netip.MustParseAddr("203.0.113.5"), Country: "JP", Counts: rotate.Counts{TxPackets: 812, TxBytes: 1153434, RxPackets: 301, RxBytes: 20787}},
-			{Addr: netip.MustParseAddr("2001:db8::7"), Counts: rotate.Counts{TxPackets: 3, TxBytes: 300}},
-			{Addr: netip.MustParseAddr("198.51.100.9"), Country: "NL", Counts: rotate.Counts{RxPackets: 1, RxBytes: 60}},
+		Remotes: []window.Remote{
+			{Addr: netip.MustParseAddr("203.0.113.5"), Country: "JP", Counts: window.Counts{TxPackets: 812, TxBytes: 1153434, RxPackets: 301, RxBytes: 20787}},
+			{Addr: netip.MustParseAddr("2001:db8::7"), Counts: window.Counts{TxPackets: 3, TxBytes: 300}},
+			{Addr: netip.MustParseAddr("198.51.100.9"), Country: "NL", Counts: window.Counts{RxPackets: 1, RxBytes: 60}},
 		},
-		Other: rotate.Counts{TxPackets: 10, TxBytes: 1000},
-		Stats: rotate.Stats{Frames: 1130, Tallied: 1127, Transit: 3, Folded: 4},
+		Other: window.Counts{TxPackets: 10, TxBytes: 1000},
+		Stats: window.Stats{Frames: 1130, Tallied: 1127, Transit: 3, Folded: 4},
 	}
 }
 
 func TestFormat(t *testing.T) {
 	var b strings.Builder
-	Format(&b, window(time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)), 2, time.UTC)
+	Format(&b, mkWindow(time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)), 2, time.UTC)
 	want := `2026-11-22T13:20:00Z === window 20s remotes 7  tx 1.10 MiB 825 pkts  rx 20.4 KiB 302 pkts  frames 1130 skipped 3 drops 0 late 0 folded 4 ===
 2026-11-22T13:20:00Z  tx   1.10 MiB     812 pkts  rx   20.3 KiB     301 pkts  JP 203.0.113.5
 2026-11-22T13:20:00Z  tx      300 B       3 pkts  rx        0 B       0 pkts  -- 2001:db8::7
@@ -47,21 +46,21 @@ func TestReopensAfterRotation(t *testing.T) {
 	}
 	defer l.Close()
 	t0 := time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)
-	if err := l.Write(window(t0), 0, time.UTC); err != nil {
+	if err := l.Write(mkWindow(t0), 0, time.UTC); err != nil {
 		t.Fatal(err)
 	}
 	// logrotate without copytruncate: rename, then the daemon must notice.
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Write(window(t0.Add(20*time.Second)), 0, time.UTC); err != nil {
+	if err := l.Write(mkWindow(t0.Add(20*time.Second)), 0, time.UTC); err != nil {
 		t.Fatal(err)
 	}
 	// Deleted away: recreated.
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Write(window(t0.Add(40*time.Second)), 0, time.UTC); err != nil {
+	if err := l.Write(mkWindow(t0.Add(40*time.Second)), 0, time.UTC); err != nil {
 		t.Fatal(err)
 	}
 	old, _ := os.ReadFile(path + ".1")
@@ -89,9 +88,9 @@ func TestReopensAfterRotation(t *testing.T) {
 // after a restart is a continuation line, not a second header.
 func TestPartialAndContinued(t *testing.T) {
 	start := time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)
-	r := storage.Remote{Addr: netip.MustParseAddr("198.51.100.2"), Country: "NL", Counts: rotate.Counts{TxPackets: 9, TxBytes: 12400, RxPackets: 8, RxBytes: 2070}}
-	w := &storage.Window{Start: start, Length: 20 * time.Second, Remotes: []storage.Remote{r},
-		Stats: rotate.Stats{Frames: 17, Tallied: 17, Partial: rotate.PartialStop | rotate.PartialOutage}}
+	r := window.Remote{Addr: netip.MustParseAddr("198.51.100.2"), Country: "NL", Counts: window.Counts{TxPackets: 9, TxBytes: 12400, RxPackets: 8, RxBytes: 2070}}
+	w := &window.Window{Start: start, Length: 20 * time.Second, Remotes: []window.Remote{r},
+		Stats: window.Stats{Frames: 17, Tallied: 17, Partial: window.PartialStop | window.PartialOutage}}
 	path := filepath.Join(t.TempDir(), "records.log")
 	l, err := Open(path, 0)
 	if err != nil {
@@ -101,7 +100,7 @@ func TestPartialAndContinued(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := *w
-	again.Stats.Partial = rotate.PartialStart
+	again.Stats.Partial = window.PartialStart
 	if err := l.WriteContinued(&again, 0, time.UTC); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Style is the CSS of the HTML report, also used by the dashboard.
@@ -29,7 +29,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"t":    func(t time.Time, loc *time.Location) string { return t.In(loc).Format("2006-01-02 15:04:05") },
 	"dur":  Duration,
 	"rate": Rate,
-	"total": func(c rotate.Counts) uint64 {
+	"total": func(c window.Counts) uint64 {
 		return c.Bytes()
 	},
 }).Parse(`<!DOCTYPE html>

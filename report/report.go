@@ -13,8 +13,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Source is where a report reads: the daemon's API or the database.
@@ -25,13 +24,13 @@ type Source interface {
 	Services(ctx context.Context, from, to time.Time, top int) ([]query.ServiceRow, error)
 	// Windows calls fn with every raw window starting in [from, to),
 	// oldest first.
-	Windows(ctx context.Context, from, to time.Time, fn func(*storage.Window) error) error
+	Windows(ctx context.Context, from, to time.Time, fn func(*window.Window) error) error
 }
 
 // WindowReader is a database, or the daemon in front of it.
 type WindowReader interface {
 	query.Reader
-	Windows(from, to time.Time, fn func(*storage.Window) error) error
+	Windows(from, to time.Time, fn func(*window.Window) error) error
 }
 
 // Local is a Source reading a WindowReader in this process.
@@ -46,8 +45,8 @@ func (l Local) Services(ctx context.Context, from, to time.Time, top int) ([]que
 	return rows, err
 }
 
-func (l Local) Windows(ctx context.Context, from, to time.Time, fn func(*storage.Window) error) error {
-	return l.R.Windows(from, to, func(w *storage.Window) error {
+func (l Local) Windows(ctx context.Context, from, to time.Time, fn func(*window.Window) error) error {
+	return l.R.Windows(from, to, func(w *window.Window) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -59,14 +58,14 @@ func (l Local) Windows(ctx context.Context, from, to time.Time, fn func(*storage
 type Point struct {
 	Start  time.Time
 	Length time.Duration
-	rotate.Counts
+	window.Counts
 }
 
 // Busy is one of the busiest raw windows.
 type Busy struct {
 	Start  time.Time
 	Length time.Duration
-	rotate.Counts
+	window.Counts
 }
 
 // Gap is a time without stored windows: the daemon was down, or not yet
@@ -78,7 +77,7 @@ type Report struct {
 	From, To  time.Time
 	Generated time.Time
 	Summary   query.Summary
-	Total     rotate.Counts // all traffic of the range: the by-remote rows summed
+	Total     window.Counts // all traffic of the range: the by-remote rows summed
 	Remotes   []query.Row
 	Countries []query.Row
 	// CountryBytes is every known country's bytes, both ways, for the map.
@@ -157,10 +156,10 @@ func Collect(ctx context.Context, src Source, from, to, now time.Time, o Options
 	if now.Before(end) {
 		end = now
 	}
-	err = src.Windows(ctx, from, to, func(w *storage.Window) error {
+	err = src.Windows(ctx, from, to, func(w *window.Window) error {
 		r.Windows++
 		lengths[w.Length]++
-		var c rotate.Counts
+		var c window.Counts
 		for i := range w.Remotes {
 			c.Add(w.Remotes[i].Counts)
 		}
@@ -194,7 +193,7 @@ func Collect(ctx context.Context, src Source, from, to, now time.Time, o Options
 	// begin for pruning, and after the last one beyond the open window.
 	// Rollups that start before the raw windows do show the daemon ran
 	// then: the gap ends where the first unit read begins.
-	if r.Windows > 0 && r.Summary.Resolution == storage.Raw && r.RawFrom.After(from) {
+	if r.Windows > 0 && r.Summary.Resolution == window.Raw && r.RawFrom.After(from) {
 		first := r.RawFrom
 		if f := r.Summary.First; !f.IsZero() && f.Before(first) {
 			first = f

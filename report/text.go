@@ -10,8 +10,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // TimeFormat is how reports print times.
@@ -49,10 +48,10 @@ func (r *Report) Notes(loc *time.Location) []string {
 	if n := len(s.Damaged); n > 0 {
 		out = append(out, fmt.Sprintf("%d stored windows or rollups are damaged and left out, their counts are missing (the first: %s); dstwatch compact drops them", n, s.Damaged[0]))
 	}
-	if s.Resolution != storage.Raw {
+	if s.Resolution != window.Raw {
 		out = append(out, fmt.Sprintf("answered at %s resolution: raw windows before %s were pruned", s.Resolution, s.RawFrom.In(loc).Format(TimeFormat)))
 	}
-	if r.Windows > 0 && r.RawFrom.After(r.From) && s.Resolution == storage.Raw && len(r.Gaps) > 0 && r.Gaps[0].From.Equal(r.From) && r.Gaps[0].To.Equal(r.RawFrom) {
+	if r.Windows > 0 && r.RawFrom.After(r.From) && s.Resolution == window.Raw && len(r.Gaps) > 0 && r.Gaps[0].From.Equal(r.From) && r.Gaps[0].To.Equal(r.RawFrom) {
 		// said by the gap itself
 	} else if r.Windows > 0 && r.RawFrom.After(r.From.Add(r.Window)) {
 		out = append(out, fmt.Sprintf("raw windows begin %s: the chart and the busiest windows cover only the time from then", r.RawFrom.In(loc).Format(TimeFormat)))
@@ -159,7 +158,7 @@ func (r *Report) WriteText(w io.Writer, loc *time.Location) error {
 	fmt.Fprintf(w, "Exact:    tx_bytes=%d tx_packets=%d rx_bytes=%d rx_packets=%d\n", t.TxBytes, t.TxPackets, t.RxBytes, t.RxPackets)
 	fmt.Fprintf(w, "Read from %s\n", describeUnits(r.Summary))
 
-	table := func(title, head string, rows [][]string, counts []rotate.Counts) {
+	table := func(title, head string, rows [][]string, counts []window.Counts) {
 		fmt.Fprintf(w, "\n%s\n\n", title)
 		if len(rows) == 0 {
 			fmt.Fprintln(w, "  (none)")
@@ -175,7 +174,7 @@ func (r *Report) WriteText(w io.Writer, loc *time.Location) error {
 		tw.Flush()
 	}
 	var rows [][]string
-	var cs []rotate.Counts
+	var cs []window.Counts
 	for _, row := range r.Remotes {
 		rows = append(rows, []string{RowName(row, query.ByRemote), CC(row.Country)})
 		if row.IsOther() {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Config says how windows are cut.
@@ -65,7 +66,7 @@ func (c Config) Validate() error {
 // garbage collector nothing to scan.
 type row struct {
 	addr [16]byte
-	Counts
+	window.Counts
 	// svc is the first service the remote used in this window. While it
 	// uses no other (mixed false), its (service, remote) tally is the row's
 	// own Counts and the pair table is not touched: most remotes speak one
@@ -81,13 +82,13 @@ type row struct {
 type Closed struct {
 	Start  time.Time
 	Length time.Duration
-	Stats  Stats
+	Stats  window.Stats
 	rows   []row
 	free   chan<- []row // where Finish hands rows back for the next window's table; nil: nowhere
 
 	pairs      []pair // (service, remote) tallies, service.go
 	serviceTop int
-	overflow   Counts // remotes past the open window's bound, already summed
+	overflow   window.Counts // remotes past the open window's bound, already summed
 }
 
 // Remotes is the number of distinct remotes tallied.
@@ -181,11 +182,11 @@ func selectFirst[T any](s []T, k int, cmp func(a, b T) int) {
 	}
 }
 
-// window is the open window.
-type window struct {
+// openWindow is the open window.
+type openWindow struct {
 	start    int64         // Unix ns
 	deadline time.Duration // on the monotonic clock; live windows only
-	stats    Stats
+	stats    window.Stats
 	outages  uint64 // Tally.outages when the window opened
 }
 
@@ -198,7 +199,7 @@ const MaxFuture = 48 * time.Hour
 type Tally struct {
 	cfg       Config
 	length    int64 // ns
-	cur       *window
+	cur       *openWindow
 	badStamps uint64 // frames with impossible timestamps, not yet counted in a window
 	// closedEnd is the end of the newest closed window: no window may start
 	// before it, so a window that was handed to the writer is never reopened,
@@ -229,8 +230,8 @@ type Tally struct {
 	suspect   [suspectMax]capture.Event
 	nSuspect  int
 	releasing bool
-	overflow  Counts // the open window's remotes past the table's bound
-	sink      uint64 // what table.touch read, kept so that its loads are not optimised away
+	overflow  window.Counts // the open window's remotes past the table's bound
+	sink      uint64        // what table.touch read, kept so that its loads are not optimised away
 }
 
 // suspectMax is how many frames in a row must agree on a jump ahead before a
@@ -277,7 +278,7 @@ func (t *Tally) open(start int64, c clock) {
 	start = max(start, t.closedEnd)
 	// Sized like the previous window: growing a table of 100k remotes from
 	// nothing costs more than tallying them.
-	w := &window{start: start}
+	w := &openWindow{start: start}
 	var buf []row
 	select {
 	case buf = <-t.free:
@@ -287,11 +288,11 @@ func (t *Tally) open(start int64, c clock) {
 	t.pairs.reset(t.pairHint)
 	if t.cfg.Live {
 		if !t.opened && c.wall > start {
-			w.stats.Partial |= PartialStart
+			w.stats.Partial |= window.PartialStart
 		}
 		w.outages = t.outages.Load()
 		if t.down.Load() > 0 {
-			w.stats.Partial |= PartialOutage
+			w.stats.Partial |= window.PartialOutage
 		}
 		// The deadline is set on the monotonic clock, so a wall clock stepped
 		// back by an hour cannot keep a window open for an hour.
@@ -319,7 +320,7 @@ func (t *Tally) close() {
 	w := t.cur
 	t.cur = nil
 	if t.cfg.Live && (t.down.Load() > 0 || t.outages.Load() != w.outages) {
-		w.stats.Partial |= PartialOutage
+		w.stats.Partial |= window.PartialOutage
 	}
 	t.closedEnd = w.start + t.length
 	t.hint = t.tab.remotes()
@@ -334,7 +335,7 @@ func (t *Tally) close() {
 		serviceTop: t.cfg.ServiceTop,
 		overflow:   t.overflow,
 	})
-	t.overflow = Counts{}
+	t.overflow = window.Counts{}
 }
 
 // add tallies one batch. c is only used to set a live window's deadline.
@@ -525,7 +526,7 @@ func (t *Tally) flushAt(wall int64) {
 	t.release(clock{})
 	if t.cur != nil {
 		if t.cfg.Live && wall < t.cur.start+t.length {
-			t.cur.stats.Partial |= PartialStop // the daemon stops inside it
+			t.cur.stats.Partial |= window.PartialStop // the daemon stops inside it
 		}
 		t.cur.stats.Frames += t.badStamps
 		t.cur.stats.Malformed += t.badStamps

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 const L = 20 * time.Second
@@ -38,8 +39,8 @@ func newTally(t *testing.T, live bool) (*Tally, *recorder) {
 	return New(cfg, r.emit), r
 }
 
-func counts(w *Window) map[string]Counts {
-	m := map[string]Counts{}
+func counts(w *Window) map[string]window.Counts {
+	m := map[string]window.Counts{}
 	for _, r := range w.Remotes {
 		m[r.Addr.String()] = r.Counts
 	}
@@ -67,19 +68,19 @@ func TestBoundaryAndReasons(t *testing.T) {
 	if !w0.Start.Equal(base) || !w1.Start.Equal(base.Add(L)) || !w2.Start.Equal(base.Add(3*L)) {
 		t.Fatalf("starts %v %v %v", w0.Start, w1.Start, w2.Start)
 	}
-	if got, want := counts(w0)["203.0.113.5"], (Counts{1, 100, 1, 60}); got != want {
+	if got, want := counts(w0)["203.0.113.5"], (window.Counts{TxPackets: 1, TxBytes: 100, RxPackets: 1, RxBytes: 60}); got != want {
 		t.Errorf("w0 203.0.113.5 = %+v, want %+v", got, want)
 	}
-	if got, want := w0.Stats, (Stats{Frames: 3, Tallied: 2, Transit: 1}); got != want {
+	if got, want := w0.Stats, (window.Stats{Frames: 3, Tallied: 2, Transit: 1}); got != want {
 		t.Errorf("w0 stats = %+v, want %+v", got, want)
 	}
-	if got, want := counts(w1)["2001:db8::5"], (Counts{TxPackets: 1, TxBytes: 1500}); got != want {
+	if got, want := counts(w1)["2001:db8::5"], (window.Counts{TxPackets: 1, TxBytes: 1500}); got != want {
 		t.Errorf("w1 2001:db8::5 = %+v, want %+v", got, want)
 	}
-	if got, want := w1.Stats, (Stats{Frames: 5, Tallied: 1, NonIP: 1, Malformed: 1, Excluded: 1, Local: 1}); got != want {
+	if got, want := w1.Stats, (window.Stats{Frames: 5, Tallied: 1, NonIP: 1, Malformed: 1, Excluded: 1, Local: 1}); got != want {
 		t.Errorf("w1 stats = %+v, want %+v", got, want)
 	}
-	if got, want := counts(w2)["198.51.100.9"], (Counts{RxPackets: 1, RxBytes: 40}); got != want {
+	if got, want := counts(w2)["198.51.100.9"], (window.Counts{RxPackets: 1, RxBytes: 40}); got != want {
 		t.Errorf("w2 = %+v, want %+v", got, want)
 	}
 }
@@ -97,7 +98,7 @@ func TestLateFrameCountsInOpenWindow(t *testing.T) {
 		t.Fatalf("closed %d windows, want 2", len(rec.got))
 	}
 	w1 := rec.got[1].Finish(0)
-	if got, want := counts(w1)["203.0.113.6"], (Counts{TxPackets: 1, TxBytes: 70}); got != want {
+	if got, want := counts(w1)["203.0.113.6"], (window.Counts{TxPackets: 1, TxBytes: 70}); got != want {
 		t.Errorf("late remote = %+v, want %+v", got, want)
 	}
 	if w1.Stats.Late != 1 || w1.Stats.Frames != 2 || w1.Stats.Drops != 7 {
@@ -123,13 +124,13 @@ func TestFinishCapKeepsHeaviestAndFoldsTheRest(t *testing.T) {
 	if want := "[203.0.113.2 203.0.113.3 203.0.113.4]"; fmtSlice(order) != want {
 		t.Errorf("kept %v, want %v", order, want)
 	}
-	if want := (Counts{1, 10, 1, 5}); w.Other != want {
+	if want := (window.Counts{TxPackets: 1, TxBytes: 10, RxPackets: 1, RxBytes: 5}); w.Other != want {
 		t.Errorf("other = %+v, want %+v", w.Other, want)
 	}
 	if w.Stats.Folded != 1 {
 		t.Errorf("folded = %d, want 1", w.Stats.Folded)
 	}
-	var total Counts
+	var total window.Counts
 	for _, r := range w.Remotes {
 		total.Add(r.Counts)
 	}
@@ -332,7 +333,7 @@ func TestServicesPastThePairCapStayExact(t *testing.T) {
 	rec := &recorder{}
 	tl := New(Config{Length: L, MaxOpenRemotes: 4}, rec.emit)
 	var evs []capture.Event
-	svc := uint8(capture.ProtoTCP) | uint8(capture.SideOut)<<2
+	svc := uint8(window.ProtoTCP) | uint8(window.SideOut)<<2
 	for i := range 10 {
 		addr := netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}).As16()
 		for _, port := range []uint16{443, 80} {
@@ -345,12 +346,12 @@ func TestServicesPastThePairCapStayExact(t *testing.T) {
 	tl.flush()
 	w := rec.got[0].Finish(0)
 	per := map[uint16]uint64{}
-	var sum Counts
+	var sum window.Counts
 	for _, s := range w.Services {
 		sum.Add(s.Counts)
 		per[s.Key.Port()] += s.TxPackets
 	}
-	if sum != (Counts{TxPackets: 60, TxBytes: 6000}) || per[443] != 30 || per[80] != 30 {
+	if sum != (window.Counts{TxPackets: 60, TxBytes: 6000}) || per[443] != 30 || per[80] != 30 {
 		t.Fatalf("services add up to %+v (443: %d, 80: %d); want 60 packets, 6000 bytes, 30 each", sum, per[443], per[80])
 	}
 }
@@ -463,12 +464,12 @@ func TestOpenBoundFoldsRemotesAndServices(t *testing.T) {
 	var evs []capture.Event
 	for i := range n {
 		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i), 14: byte(i >> 8), 13: byte(i >> 16)}).As16()
-		proto := capture.ProtoTCP
+		proto := window.ProtoTCP
 		if i%2 == 1 {
-			proto = capture.ProtoUDP
+			proto = window.ProtoUDP
 		}
 		evs = append(evs, capture.Event{TS: base.UnixNano(), Remote: a, Len: 100, Kind: capture.Ingress,
-			Port: uint16(i / 2), Svc: uint8(proto) | uint8(capture.SideOut)<<2})
+			Port: uint16(i / 2), Svc: uint8(proto) | uint8(window.SideOut)<<2})
 	}
 	for i := 0; i < len(evs); i += capture.BatchSize {
 		tl.add(evs[i:min(i+capture.BatchSize, len(evs))], clock{})
@@ -478,7 +479,7 @@ func TestOpenBoundFoldsRemotesAndServices(t *testing.T) {
 	}
 	tl.flush()
 	w := rec.got[0].Finish(0)
-	var sum Counts
+	var sum window.Counts
 	for _, s := range w.Services {
 		sum.Add(s.Counts)
 	}
@@ -486,7 +487,7 @@ func TestOpenBoundFoldsRemotesAndServices(t *testing.T) {
 	for _, r := range w.Remotes {
 		all.Add(r.Counts)
 	}
-	want := Counts{RxPackets: n, RxBytes: 100 * n}
+	want := window.Counts{RxPackets: n, RxBytes: 100 * n}
 	if sum != want || all != want || w.Stats.Overflow != n-3 || len(w.Remotes) != 3 {
 		t.Fatalf("services %+v, remotes+other %+v, overflow %d, %d remotes; want %+v, %d, 3", sum, all, w.Stats.Overflow, len(w.Remotes), want, n-3)
 	}
@@ -517,7 +518,7 @@ func TestLivePartialWindows(t *testing.T) {
 	tl.tick(at(5*L+600*time.Millisecond, 95600*time.Millisecond)) // the fifth opened while a source was down
 	tl.tick(at(6*L+600*time.Millisecond, 115600*time.Millisecond))
 	tl.flushAt(base.Add(6*L + 3*time.Second).UnixNano()) // stops 3 s into the seventh
-	want := []Partial{PartialStart, 0, PartialOutage, PartialOutage, PartialOutage, 0, PartialStop}
+	want := []window.Partial{window.PartialStart, 0, window.PartialOutage, window.PartialOutage, window.PartialOutage, 0, window.PartialStop}
 	if len(rec.got) != len(want) {
 		t.Fatalf("%d windows, want %d", len(rec.got), len(want))
 	}
@@ -527,12 +528,12 @@ func TestLivePartialWindows(t *testing.T) {
 		}
 	}
 	// Adding windows joins their reasons.
-	s := Stats{Partial: PartialStart}
-	s.Add(Stats{Partial: PartialStop})
+	s := window.Stats{Partial: window.PartialStart}
+	s.Add(window.Stats{Partial: window.PartialStop})
 	if s.Partial.String() != "start,stop" {
 		t.Errorf("joined: %q", s.Partial)
 	}
-	if p, err := ParsePartial(s.Partial.Names()); err != nil || p != s.Partial {
+	if p, err := window.ParsePartial(s.Partial.Names()); err != nil || p != s.Partial {
 		t.Errorf("ParsePartial: %v %v", p, err)
 	}
 
@@ -555,7 +556,7 @@ func BenchmarkFinishFlood(b *testing.B) {
 		binary.BigEndian.PutUint64(a[8:], uint64(i+1)*0x9e3779b97f4a7c15)
 		rows[i].addr = a
 		rows[i].RxPackets, rows[i].RxBytes = 1, uint64(40+rng.IntN(20))
-		rows[i].svc = uint32(capture.MakeService(capture.ProtoTCP, capture.Side(1+rng.IntN(2)), uint16(1+rng.IntN(65535))))
+		rows[i].svc = uint32(window.MakeServiceKey(window.ProtoTCP, window.Side(1+rng.IntN(2)), uint16(1+rng.IntN(65535))))
 	}
 	b.ReportAllocs()
 	for range b.N {

@@ -11,10 +11,11 @@ import (
 	"sync"
 
 	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Per-service tallies. Every tallied packet belongs to one service
-// (capture.Service: protocol, side, port); the tally keeps one row per
+// (window.ServiceKey: protocol, side, port); the tally keeps one row per
 // (service, remote) pair of the open window, so that a closed window has
 // exact totals per service, exact counts of distinct remotes per service,
 // and each service's heaviest remotes.
@@ -22,12 +23,6 @@ import (
 // DefaultServiceTop is how many remotes a service keeps with rows of their
 // own in a window; the rest are summed in its Other.
 const DefaultServiceTop = 20
-
-// ServicesWithTop is how many services (the heaviest) of one window keep
-// per-remote rows; lighter ones keep their totals and remote counts only.
-// It bounds a window whose packets spread over thousands of ports (a port
-// scan) to a few thousand rows.
-const ServicesWithTop = 200
 
 // The (service, remote) rows of one open window are bounded like its
 // remotes (Config.MaxOpenRemotes). Past the bound, a packet of a pair not
@@ -40,7 +35,7 @@ const ServicesWithTop = 200
 const maxFoldRows = 1 << 15
 
 // lastFold is the fold row of services past maxFoldRows.
-const lastFold = foldBit | uint32(capture.ProtoOther)<<16
+const lastFold = foldBit | uint32(window.ProtoOther)<<16
 
 // foldBit marks a service's fold row (address zero) in the pair table.
 const foldBit = 1 << 31
@@ -50,23 +45,23 @@ var zeroAddr [16]byte // the fold rows' address
 // ServiceRemote is one remote's traffic with a service.
 type ServiceRemote struct {
 	Addr netip.Addr // IPv4 unmapped
-	Counts
+	window.Counts
 }
 
 // Service is one service's traffic in a window.
 type Service struct {
-	Key     capture.Service
-	Remotes int             // distinct remotes (a lower bound if the window was over its open bound)
-	Counts                  // all of its traffic
-	Top     []ServiceRemote // its heaviest remotes (bytes, then address), at most the service top
-	Other   Counts          // Counts minus Top
+	Key           window.ServiceKey
+	Remotes       int             // distinct remotes (a lower bound if the window was over its open bound)
+	window.Counts                 // all of its traffic
+	Top           []ServiceRemote // its heaviest remotes (bytes, then address), at most the service top
+	Other         window.Counts   // Counts minus Top
 }
 
 // pair is one (service, remote) tally of the open window.
 type pair struct {
 	addr [16]byte
 	svc  uint32
-	Counts
+	window.Counts
 }
 
 // pairTable is table (table.go) keyed by address and service.
@@ -244,7 +239,7 @@ func (a *topHeap) offer(p *pair, top int) {
 	}
 }
 
-// svcKeys is the number of distinct service keys: capture.Service packs
+// svcKeys is the number of distinct service keys: window.ServiceKey packs
 // port, protocol and side into 20 bits.
 const svcKeys = 1 << 20
 
@@ -259,7 +254,7 @@ var svcIndexes = sync.Pool{New: func() any { return new([svcKeys]int32) }}
 
 // svcTotal is one service's totals while finishServices runs.
 type svcTotal struct {
-	Counts
+	window.Counts
 	remotes int
 	key     uint32
 }
@@ -284,7 +279,7 @@ var svcScratches = sync.Pool{New: func() any { return new(svcScratch) }}
 
 // finishServices sums rows (single-service remotes) and pairs per service,
 // then, in a second pass, keeps the top heaviest remotes of the
-// ServicesWithTop heaviest services in bounded heaps: no list of every
+// window.ServicesWithTop heaviest services in bounded heaps: no list of every
 // (service, remote) pair is built or sorted, and a window spread over
 // thousands of services (a scan of every port) holds heaps for only 200 of
 // them, so the writer needs little memory besides what the tally holds.
@@ -338,7 +333,7 @@ func finishServices(rows []row, pairs []pair, top int) []Service {
 	if top > 0 {
 		// The heaviest services are offered their remotes: idx points at
 		// their heap (rank + 1) while the second pass runs.
-		heaps = make([]topHeap, min(len(order), ServicesWithTop))
+		heaps = make([]topHeap, min(len(order), window.ServicesWithTop))
 		for n := range heaps {
 			idx[order[n].key] = int32(n + 1)
 		}
@@ -365,7 +360,7 @@ func finishServices(rows []row, pairs []pair, top int) []Service {
 	services := make([]Service, len(order))
 	for n, o := range order {
 		t := &tots[o.pos]
-		s := Service{Key: capture.Service(t.key), Remotes: t.remotes, Counts: t.Counts, Other: t.Counts}
+		s := Service{Key: window.ServiceKey(t.key), Remotes: t.remotes, Counts: t.Counts, Other: t.Counts}
 		if n < len(heaps) {
 			h := heaps[n].heap
 			slices.SortFunc(h, func(x, y pair) int { return heavierPair(&x, &y) })
@@ -411,6 +406,6 @@ func sortRanks(order []svcRank, sc *svcScratch, idx *[svcKeys]int32) {
 	sc.packed = packed[:0]
 }
 
-func subCounts(a, b Counts) Counts {
-	return Counts{a.TxPackets - b.TxPackets, a.TxBytes - b.TxBytes, a.RxPackets - b.RxPackets, a.RxBytes - b.RxBytes}
+func subCounts(a, b window.Counts) window.Counts {
+	return window.Counts{TxPackets: a.TxPackets - b.TxPackets, TxBytes: a.TxBytes - b.TxBytes, RxPackets: a.RxPackets - b.RxPackets, RxBytes: a.RxBytes - b.RxBytes}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // TestTableMatchesMap tallies windows of very different sizes (so tables are
@@ -19,9 +20,9 @@ func TestTableMatchesMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	var closed []*Closed
 	tl := New(Config{Length: L}, func(c *Closed) { closed = append(closed, c) })
-	var truths []map[netip.Addr]Counts
+	var truths []map[netip.Addr]window.Counts
 	for wi, remotes := range []int{5, 3000, 40, 70000, 70000, 1, 20000} {
-		truth := map[netip.Addr]Counts{}
+		truth := map[netip.Addr]window.Counts{}
 		var evs []capture.Event
 		for i := range 3 * remotes {
 			var a [16]byte
@@ -60,7 +61,7 @@ func TestTableMatchesMap(t *testing.T) {
 	checkWindow(t, closed[0], truths[0])
 }
 
-func checkWindow(t *testing.T, c *Closed, truth map[netip.Addr]Counts) {
+func checkWindow(t *testing.T, c *Closed, truth map[netip.Addr]window.Counts) {
 	t.Helper()
 	if c.Remotes() != len(truth) {
 		t.Fatalf("window %v: %d remotes, want %d", c.Start, c.Remotes(), len(truth))

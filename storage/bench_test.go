@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // BenchmarkPutLarge is one 100k-remote window per Put: encode, one
@@ -25,7 +25,7 @@ func BenchmarkPutLarge(b *testing.B) {
 		c := *w
 		c.Start = t0.Add(time.Duration(i) * 20 * time.Second)
 		i++
-		if err := db.Put([]*Window{&c}); err != nil {
+		if err := db.Put([]*window.Window{&c}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -40,15 +40,15 @@ func BenchmarkPutLarge(b *testing.B) {
 // iteration is the whole month.
 func BenchmarkIngestMonth(b *testing.B) {
 	const windows, batch = 130_000, 1000
-	ws := make([]*Window, windows)
+	ws := make([]*window.Window, windows)
 	for i := range ws {
-		w := &Window{Start: t0.Add(time.Duration(i) * 20 * time.Second), Length: 20 * time.Second,
-			Stats: rotate.Stats{Frames: 1000, Tallied: 990, NonIP: 10}}
+		w := &window.Window{Start: t0.Add(time.Duration(i) * 20 * time.Second), Length: 20 * time.Second,
+			Stats: window.Stats{Frames: 1000, Tallied: 990, NonIP: 10}}
 		for j := range 10 {
-			w.Remotes = append(w.Remotes, Remote{
+			w.Remotes = append(w.Remotes, window.Remote{
 				Addr:    netip.AddrFrom4([4]byte{198, 51, 100, byte(j)}),
 				Country: "NL", ASN: uint32(64500 + j), ASOrg: "org",
-				Counts: rotate.Counts{TxPackets: uint64(100 - j), TxBytes: uint64(100_000 - j), RxPackets: 50, RxBytes: 4000},
+				Counts: window.Counts{TxPackets: uint64(100 - j), TxBytes: uint64(100_000 - j), RxPackets: 50, RxBytes: 4000},
 			})
 		}
 		ws[i] = w

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Damage is one stored window or rollup whose value does not decode: a
@@ -16,7 +18,7 @@ import (
 // write, so one bad value neither stops storing nor fails every query over
 // its range; its counts are lost. Compact drops damaged values.
 type Damage struct {
-	Tier  Resolution
+	Tier  window.Resolution
 	Start time.Time // UTC
 	Err   string    // what the decoder found
 }
@@ -24,9 +26,9 @@ type Damage struct {
 func (d Damage) String() string {
 	what := "window"
 	switch d.Tier {
-	case Hourly:
+	case window.Hourly:
 		what = "hourly rollup"
-	case Daily:
+	case window.Daily:
 		what = "daily rollup"
 	}
 	return what + " " + d.Start.UTC().Format(time.RFC3339)
@@ -42,7 +44,7 @@ func isDamage(err error) bool { return errors.Is(err, errCorrupt) }
 
 // noteDamage remembers d (once per tier and start) and tells OnDamage about
 // a new one. It may run inside a transaction, on any goroutine.
-func (db *DB) noteDamage(r Resolution, k []byte, err error) Damage {
+func (db *DB) noteDamage(r window.Resolution, k []byte, err error) Damage {
 	d := Damage{Tier: r, Start: keyTime(k), Err: err.Error()}
 	db.dmu.Lock()
 	i := slices.IndexFunc(db.damage, func(o Damage) bool { return o.Tier == d.Tier && o.Start.Equal(d.Start) })
@@ -69,13 +71,13 @@ func (db *DB) Damaged() []Damage {
 // in the caller's transaction, and lists what it deleted.
 func dropDamaged(tx *bolt.Tx) ([]Damage, error) {
 	var dropped []Damage
-	for _, r := range []Resolution{Raw, Hourly, Daily} {
+	for _, r := range []window.Resolution{window.Raw, window.Hourly, window.Daily} {
 		b := tx.Bucket(tierBucket(r))
 		if b == nil {
 			continue
 		}
 		var keys [][]byte
-		var w Window
+		var w window.Window
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if err := unmarshalInto(&w, k, v); err != nil {
@@ -117,7 +119,7 @@ func lostIn(tx *bolt.Tx, from, to time.Time) []Damage {
 		if len(k) != len(keyLostPrefix)+keyLen {
 			continue
 		}
-		out = append(out, Damage{Tier: Raw, Start: keyTime(k[len(keyLostPrefix):]),
+		out = append(out, Damage{Tier: window.Raw, Start: keyTime(k[len(keyLostPrefix):]),
 			Err: "left out of the rollups: " + string(v)})
 	}
 	return out

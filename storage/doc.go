@@ -1,8 +1,9 @@
 // Package storage owns dstwatch's database: one bbolt file that keeps every
 // closed window, hourly and daily rollups of them, and the on-disk format of
 // that file. It knows bbolt and bytes; it does not know packets, sockets or
-// .mmdb files. Windows come from the sink (rotate's window plus geo answers)
-// and go to queries.
+// .mmdb files. The windows it keeps are package window's (window.Window:
+// rotate's window plus geo answers, put by the sink) and go to queries as
+// such; storage owns their encoding, not their shape.
 //
 // # Opening
 //
@@ -64,7 +65,7 @@
 //	id 1  header
 //	      uvarint  window length in seconds (> 0)
 //	      uvarint  GeoIP database build time, Unix seconds; 0 = none
-//	id 2  stats: one uvarint per rotate.Stats field, in this order:
+//	id 2  stats: one uvarint per window.Stats field, in this order:
 //	      Frames, Tallied, NonIP, Transit, Malformed, Excluded, Local,
 //	      Drops, Late, Folded, Oversize, Spoofed, Overflow, Partial (the
 //	      last four were appended later; a shorter section from an older

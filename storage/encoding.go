@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // valueVersion is the first byte of every window value. It changes only if
@@ -51,7 +51,7 @@ func keyTime(k []byte) time.Time {
 // MarshalWindow encodes w as a window value (see the package documentation
 // for the layout). w.Start goes into the key, not the value. A Country that
 // is not two upper-case ASCII letters is stored as unknown.
-func MarshalWindow(w *Window) []byte {
+func MarshalWindow(w *window.Window) []byte {
 	// Most remotes take 15-30 bytes; sizing up front avoids regrowing a
 	// multi-megabyte buffer several times for a large window.
 	buf := make([]byte, 0, 128+len(w.Remotes)*28)
@@ -119,7 +119,7 @@ func appendSection(buf []byte, id uint64, payload []byte) []byte {
 	return append(buf, payload...)
 }
 
-func appendCounts(b []byte, c rotate.Counts) []byte {
+func appendCounts(b []byte, c window.Counts) []byte {
 	b = binary.AppendUvarint(b, c.TxPackets)
 	b = binary.AppendUvarint(b, c.TxBytes)
 	b = binary.AppendUvarint(b, c.RxPackets)
@@ -135,7 +135,7 @@ func uvarintLen(v uint64) int {
 	return n
 }
 
-func remoteLen(r *Remote) int {
+func remoteLen(r *window.Remote) int {
 	n := 1 + 4 + 2
 	if a := r.Addr.Unmap(); a.Is6() {
 		n = 1 + 16 + 2
@@ -144,7 +144,7 @@ func remoteLen(r *Remote) int {
 		uvarintLen(r.RxPackets) + uvarintLen(r.RxBytes)
 }
 
-func appendRemote(b []byte, r *Remote) []byte {
+func appendRemote(b []byte, r *window.Remote) []byte {
 	// Unmap so a v4-mapped address a caller forgot to normalise is stored
 	// (and later merged) as the IPv4 address it is.
 	a := r.Addr.Unmap()
@@ -180,8 +180,8 @@ func corrupt(format string, args ...any) error {
 // against the bytes left before anything is allocated. Sections with ids it
 // does not know are skipped, so files from a later minor change still read.
 // Remote.ASOrg is left empty: organisations live in their own bucket.
-func UnmarshalWindow(key, val []byte) (*Window, error) {
-	w := &Window{}
+func UnmarshalWindow(key, val []byte) (*window.Window, error) {
+	w := &window.Window{}
 	if err := unmarshalInto(w, key, val); err != nil {
 		return nil, err
 	}
@@ -190,7 +190,7 @@ func UnmarshalWindow(key, val []byte) (*Window, error) {
 
 // unmarshalInto is UnmarshalWindow into w, reusing the capacity of
 // w.Remotes; every other field of w is overwritten.
-func unmarshalInto(w *Window, key, val []byte) error {
+func unmarshalInto(w *window.Window, key, val []byte) error {
 	return unmarshalWith(w, key, val, decodeAll)
 }
 
@@ -202,8 +202,8 @@ const (
 )
 
 // unmarshalWith decodes into w as mode says.
-func unmarshalWith(w *Window, key, val []byte, mode int) error {
-	*w = Window{Remotes: w.Remotes[:0], Groups: w.Groups[:0]}
+func unmarshalWith(w *window.Window, key, val []byte, mode int) error {
+	*w = window.Window{Remotes: w.Remotes[:0], Groups: w.Groups[:0]}
 	if len(key) != keyLen {
 		return corrupt("key is %d bytes, want %d", len(key), keyLen)
 	}
@@ -308,7 +308,7 @@ func hasSection(rest []byte, id uint64) bool {
 	return false
 }
 
-func decodeGroupList(w *Window, p []byte) error {
+func decodeGroupList(w *window.Window, p []byte) error {
 	count, n := binary.Uvarint(p)
 	if n <= 0 {
 		return corrupt("groups: bad count")
@@ -319,7 +319,7 @@ func decodeGroupList(w *Window, p []byte) error {
 	}
 	w.Groups = w.Groups[:0]
 	for i := range count {
-		var g Group
+		var g window.Group
 		if len(p) < 2 {
 			return corrupt("group %d: truncated", i)
 		}
@@ -354,7 +354,7 @@ func decodeGroupList(w *Window, p []byte) error {
 	return nil
 }
 
-func decodeHeader(w *Window, p []byte) error {
+func decodeHeader(w *window.Window, p []byte) error {
 	length, n := binary.Uvarint(p)
 	if n <= 0 {
 		return corrupt("header: bad length")
@@ -378,9 +378,9 @@ func decodeHeader(w *Window, p []byte) error {
 	return nil
 }
 
-func decodeStats(s *rotate.Stats, p []byte) error {
+func decodeStats(s *window.Stats, p []byte) error {
 	var partial uint64
-	defer func() { s.Partial = rotate.Partial(partial) }()
+	defer func() { s.Partial = window.Partial(partial) }()
 	fields := [...]*uint64{&s.Frames, &s.Tallied, &s.NonIP, &s.Transit, &s.Malformed,
 		&s.Excluded, &s.Local, &s.Drops, &s.Late, &s.Folded, &s.Oversize, &s.Spoofed, &s.Overflow, &partial}
 	for i, f := range fields {
@@ -401,7 +401,7 @@ func decodeStats(s *rotate.Stats, p []byte) error {
 	return nil
 }
 
-func decodeCounts(p []byte) (c rotate.Counts, rest []byte, ok bool) {
+func decodeCounts(p []byte) (c window.Counts, rest []byte, ok bool) {
 	var n1, n2, n3, n4 int
 	c.TxPackets, n1 = uvarint(p)
 	if n1 <= 0 {
@@ -445,7 +445,7 @@ var countries = func() (t [26 * 26]string) {
 
 func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
 
-func decodeRemotes(w *Window, p []byte) error {
+func decodeRemotes(w *window.Window, p []byte) error {
 	count, n := binary.Uvarint(p)
 	if n <= 0 {
 		return corrupt("remotes: bad count")
@@ -460,11 +460,11 @@ func decodeRemotes(w *Window, p []byte) error {
 	if uint64(cap(w.Remotes)) >= count {
 		w.Remotes = w.Remotes[:count]
 	} else {
-		w.Remotes = make([]Remote, count)
+		w.Remotes = make([]window.Remote, count)
 	}
 	for i := range w.Remotes {
 		r := &w.Remotes[i]
-		*r = Remote{}
+		*r = window.Remote{}
 		if len(p) < 1 {
 			return corrupt("remote %d: truncated", i)
 		}

@@ -11,15 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // bigWindow has n remotes, a quarter of them IPv6, with realistic count
 // sizes, sorted as rotate hands them over.
-func bigWindow(start time.Time, n int) *Window {
-	w := &Window{Start: start, Length: 20 * time.Second, GeoBuild: time.Unix(1740000000, 0).UTC(),
-		Stats: rotate.Stats{Frames: 5_000_000, Tallied: 4_900_000, Drops: 12}}
-	w.Remotes = make([]Remote, n)
+func bigWindow(start time.Time, n int) *window.Window {
+	w := &window.Window{Start: start, Length: 20 * time.Second, GeoBuild: time.Unix(1740000000, 0).UTC(),
+		Stats: window.Stats{Frames: 5_000_000, Tallied: 4_900_000, Drops: 12}}
+	w.Remotes = make([]window.Remote, n)
 	for i := range w.Remotes {
 		r := &w.Remotes[i]
 		if i%4 == 3 {
@@ -34,7 +34,7 @@ func bigWindow(start time.Time, n int) *Window {
 		r.ASN = uint32(i%3000 + 1)
 		r.ASOrg = fmt.Sprintf("AS org %d", r.ASN)
 		p := uint64(n-i) + 3
-		r.Counts = rotate.Counts{TxPackets: p, TxBytes: p * 700, RxPackets: p / 2, RxBytes: p * 90}
+		r.Counts = window.Counts{TxPackets: p, TxBytes: p * 700, RxPackets: p / 2, RxBytes: p * 90}
 	}
 	sortRemotes(w.Remotes)
 	return w
@@ -80,9 +80,9 @@ func TestUnmarshalRejects(t *testing.T) {
 }
 
 // seedWindows are the valid encodings in testdata/fuzz/FuzzUnmarshalWindow.
-func seedWindows() []*Window {
+func seedWindows() []*window.Window {
 	small := sampleWindow(t0)
-	empty := &Window{Start: t0, Length: time.Minute}
+	empty := &window.Window{Start: t0, Length: time.Minute}
 	geo := sampleWindow(t0.Add(time.Hour))
 	geo.GeoBuild = time.Unix(1740000000, 0).UTC()
 	rollup := bigWindow(t0, 30)
@@ -90,7 +90,7 @@ func seedWindows() []*Window {
 	for i := range rollup.Groups {
 		rollup.Groups[i].ASOrg = ""
 	}
-	return []*Window{small, empty, geo, bigWindow(t0, 40), rollup}
+	return []*window.Window{small, empty, geo, bigWindow(t0, 40), rollup}
 }
 
 // TestWriteFuzzSeeds regenerates the seed corpus when asked:
@@ -163,8 +163,8 @@ func BenchmarkUnmarshalWindow(b *testing.B) {
 // carries them.
 func TestStatsSectionOlderAndNewer(t *testing.T) {
 	start := time.Unix(1_800_000_000, 0).UTC()
-	w := &Window{Start: start, Length: 20 * time.Second,
-		Stats: rotate.Stats{Frames: 10, Tallied: 4, Malformed: 1, Oversize: 2, Spoofed: 3}}
+	w := &window.Window{Start: start, Length: 20 * time.Second,
+		Stats: window.Stats{Frames: 10, Tallied: 4, Malformed: 1, Oversize: 2, Spoofed: 3}}
 	got, err := UnmarshalWindow(windowKey(start), MarshalWindow(w))
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestStatsSectionOlderAndNewer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (rotate.Stats{Frames: 7, Tallied: 5, NonIP: 1, Malformed: 1, Drops: 3}); old.Stats != want {
+	if want := (window.Stats{Frames: 7, Tallied: 5, NonIP: 1, Malformed: 1, Drops: 3}); old.Stats != want {
 		t.Fatalf("old stats %+v, want %+v", old.Stats, want)
 	}
 }
@@ -194,8 +194,8 @@ func TestStatsSectionOlderAndNewer(t *testing.T) {
 // merging joins the sets, and a value beyond a byte is refused as corrupt.
 func TestStatsPartial(t *testing.T) {
 	start := time.Unix(1_800_000_000, 0).UTC()
-	w := &Window{Start: start, Length: 20 * time.Second,
-		Stats: rotate.Stats{Frames: 10, Tallied: 10, Overflow: 4, Partial: rotate.PartialStart | rotate.PartialOutage}}
+	w := &window.Window{Start: start, Length: 20 * time.Second,
+		Stats: window.Stats{Frames: 10, Tallied: 10, Overflow: 4, Partial: window.PartialStart | window.PartialOutage}}
 	got, err := UnmarshalWindow(windowKey(start), MarshalWindow(w))
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +213,7 @@ func TestStatsPartial(t *testing.T) {
 		return appendSection(val, secStats, stats)
 	}
 	old, err := UnmarshalWindow(windowKey(start), section(7, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2))
-	if err != nil || old.Stats != (rotate.Stats{Frames: 7, Tallied: 7, Overflow: 2}) {
+	if err != nil || old.Stats != (window.Stats{Frames: 7, Tallied: 7, Overflow: 2}) {
 		t.Fatalf("thirteen counters: %+v %v", old.Stats, err)
 	}
 	if _, err := UnmarshalWindow(windowKey(start), section(7, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 256)); !errors.Is(err, errCorrupt) {
@@ -225,17 +225,17 @@ func TestStatsPartial(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	stop := &Window{Start: start, Length: 20 * time.Second, Stats: rotate.Stats{Partial: rotate.PartialStop}}
-	again := &Window{Start: start, Length: 20 * time.Second, Stats: rotate.Stats{Partial: rotate.PartialStart}}
-	if err := d.Put([]*Window{stop}); err != nil {
+	stop := &window.Window{Start: start, Length: 20 * time.Second, Stats: window.Stats{Partial: window.PartialStop}}
+	again := &window.Window{Start: start, Length: 20 * time.Second, Stats: window.Stats{Partial: window.PartialStart}}
+	if err := d.Put([]*window.Window{stop}); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Put([]*Window{again}); err != nil {
+	if err := d.Put([]*window.Window{again}); err != nil {
 		t.Fatal(err)
 	}
-	var merged rotate.Partial
-	d.Last(1, func(w *Window) error { merged = w.Stats.Partial; return nil })
-	if merged != rotate.PartialStart|rotate.PartialStop {
+	var merged window.Partial
+	d.Last(1, func(w *window.Window) error { merged = w.Stats.Partial; return nil })
+	if merged != window.PartialStart|window.PartialStop {
 		t.Errorf("merged partial %q, want start,stop", merged)
 	}
 }

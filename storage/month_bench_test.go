@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // The month profile: a busy proxy. 30 days of 20 s windows (129,600); each
@@ -43,9 +43,9 @@ var (
 	monthTook time.Duration
 )
 
-func monthPoolRemotes() []storage.Remote {
+func monthPoolRemotes() []window.Remote {
 	rng := rand.New(rand.NewPCG(42, 42))
-	rs := make([]storage.Remote, monthPool)
+	rs := make([]window.Remote, monthPool)
 	for i := range rs {
 		var a netip.Addr
 		if i%4 == 3 {
@@ -54,7 +54,7 @@ func monthPoolRemotes() []storage.Remote {
 			a = netip.AddrFrom4([4]byte{byte(1 + rng.IntN(220)), byte(rng.Uint32()), byte(i >> 8), byte(i)})
 		}
 		c := rng.IntN(monthCountry)
-		rs[i] = storage.Remote{
+		rs[i] = window.Remote{
 			Addr:    a,
 			Country: string([]byte{'A' + byte(c/26), 'A' + byte(c%26)}),
 			ASN:     uint32(64500 + rng.IntN(monthASNs)),
@@ -104,10 +104,10 @@ func writeMonth(path string) error {
 	rng := rand.New(rand.NewPCG(1, 1))
 	zipf := rand.NewZipf(rng, 1.1, 1, monthPool-1)
 	seen := make([]int, monthPool) // window index + 1 that last took each remote
-	var batch []*storage.Window
+	var batch []*window.Window
 	for i := range monthWindows {
-		w := &storage.Window{Start: monthStart.Add(time.Duration(i) * 20 * time.Second), Length: 20 * time.Second,
-			Remotes: make([]storage.Remote, 0, monthPerWin)}
+		w := &window.Window{Start: monthStart.Add(time.Duration(i) * 20 * time.Second), Length: 20 * time.Second,
+			Remotes: make([]window.Remote, 0, monthPerWin)}
 		for len(w.Remotes) < monthPerWin {
 			var k int
 			if len(w.Remotes) < monthPerWin/2 {
@@ -122,7 +122,7 @@ func writeMonth(path string) error {
 			r := pool[k]
 			f := 0.5 + rng.Float64()
 			by := uint64(2e6/math.Pow(float64(k+1), 0.8)*f) + 60
-			r.Counts = rotate.Counts{TxPackets: by/1200 + 1, TxBytes: by, RxPackets: by/2400 + 1, RxBytes: by / 20}
+			r.Counts = window.Counts{TxPackets: by/1200 + 1, TxBytes: by, RxPackets: by/2400 + 1, RxBytes: by / 20}
 			w.Remotes = append(w.Remotes, r)
 			w.Stats.Tallied += r.TxPackets + r.RxPackets
 		}
@@ -172,12 +172,12 @@ func benchMonth(b *testing.B, by query.By, top int) {
 			b.Fatal(err)
 		}
 		n = 0
-		res, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: true}, func(w *storage.Window) error {
+		res, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: true}, func(w *window.Window) error {
 			n++
 			a.Add(w)
 			return nil
 		})
-		if err != nil || res != storage.Raw {
+		if err != nil || res != window.Raw {
 			b.Fatalf("Span: %v, resolution %s", err, res)
 		}
 		rows = query.Top(a.Rows(query.SortBytes), top)
@@ -207,7 +207,7 @@ func benchSpanOnly(b *testing.B, reuse bool) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var remotes int
-		if _, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: reuse}, func(w *storage.Window) error {
+		if _, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: reuse}, func(w *window.Window) error {
 			remotes += len(w.Remotes)
 			return nil
 		}); err != nil {
@@ -225,16 +225,16 @@ func BenchmarkMonthByCountryGroups(b *testing.B) {
 	db := openMonth(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		rows := map[string]*rotate.Counts{}
-		row := func(c string) *rotate.Counts {
+		rows := map[string]*window.Counts{}
+		row := func(c string) *window.Counts {
 			r := rows[c]
 			if r == nil {
-				r = &rotate.Counts{}
+				r = &window.Counts{}
 				rows[c] = r
 			}
 			return r
 		}
-		_, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: true, Groups: true}, func(w *storage.Window) error {
+		_, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: true, Groups: true}, func(w *window.Window) error {
 			for i := range w.Groups {
 				row(w.Groups[i].Country).Add(w.Groups[i].Counts)
 			}
@@ -302,8 +302,8 @@ func BenchmarkMonthByRemoteAddrKeyed(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		rows := make(map[netip.Addr]*query.Row, 32_000)
-		var other rotate.Counts
-		_, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: true}, func(w *storage.Window) error {
+		var other window.Counts
+		_, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: true}, func(w *window.Window) error {
 			for i := range w.Remotes {
 				r := &w.Remotes[i]
 				row := rows[r.Addr]

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // The outbox is how windows leave the file for an export (the fleet's
@@ -68,7 +70,7 @@ func outboxAdd(ob *bolt.Bucket, windowKey []byte) error {
 
 // putOutbox adds an entry per window to the outbox, if there is one; Put
 // calls it in its transaction, with ws sorted by start.
-func putOutbox(tx *bolt.Tx, ws []*Window) error {
+func putOutbox(tx *bolt.Tx, ws []*window.Window) error {
 	ob := tx.Bucket(bucketOutbox)
 	if ob == nil {
 		return nil

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dstwatch/dstwatch/window"
 )
 
 func pendingStarts(t *testing.T, db *DB) ([]time.Time, []uint64) {
@@ -32,7 +34,7 @@ func TestOutbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Put([]*Window{sampleWindow(t0)}); err != nil {
+	if err := db.Put([]*window.Window{sampleWindow(t0)}); err != nil {
 		t.Fatal(err)
 	}
 	if ts, _ := pendingStarts(t, db); len(ts) != 0 {
@@ -46,7 +48,7 @@ func TestOutbox(t *testing.T) {
 		t.Fatalf("second EnableOutbox = %v, %v", created, err)
 	}
 	w1, w2 := t0.Add(20*time.Second), t0.Add(40*time.Second)
-	if err := db.Put([]*Window{sampleWindow(w2), sampleWindow(w1)}); err != nil {
+	if err := db.Put([]*window.Window{sampleWindow(w2), sampleWindow(w1)}); err != nil {
 		t.Fatal(err)
 	}
 	ts, seqs := pendingStarts(t, db)
@@ -56,7 +58,7 @@ func TestOutbox(t *testing.T) {
 	if err := db.Exported(seqs[1]); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Put([]*Window{sampleWindow(t0)}); err != nil { // merged into an exported window
+	if err := db.Put([]*window.Window{sampleWindow(t0)}); err != nil { // merged into an exported window
 		t.Fatal(err)
 	}
 	db.Close()
@@ -85,7 +87,7 @@ func TestOutboxPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	old, recent := t0, t0.Add(5*time.Hour)
-	if err := db.Put([]*Window{sampleWindow(old), sampleWindow(old.Add(20 * time.Second)), sampleWindow(recent)}); err != nil {
+	if err := db.Put([]*window.Window{sampleWindow(old), sampleWindow(old.Add(20 * time.Second)), sampleWindow(recent)}); err != nil {
 		t.Fatal(err)
 	}
 	p, err := db.PruneTiers(recent, Retention{Windows: time.Hour})

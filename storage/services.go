@@ -8,25 +8,11 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/dstwatch/dstwatch/capture"
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // secServices is the per-service section (format 3): see doc.go.
 const secServices = 7
-
-// Service is one service's traffic in a window or rollup: rotate's service
-// plus what geo knew about its top remotes.
-type Service struct {
-	Key capture.Service // protocol, side, port
-	// Remotes is how many distinct remotes used it: exact in a raw
-	// window; in a rollup or a merged window, a lower bound (the largest
-	// of its parts', or the distinct addresses of its rows if more).
-	Remotes       int
-	rotate.Counts          // all of its traffic
-	Top           []Remote // its heaviest remotes, heaviest first
-	Other         rotate.Counts
-}
 
 // Rollup caps for per-service rows: how many remotes one service keeps in
 // an hourly or daily rollup, and how many services (the heaviest) keep
@@ -38,7 +24,7 @@ const (
 	RollupServices   = 200
 )
 
-func appendServices(buf []byte, ss []Service) []byte {
+func appendServices(buf []byte, ss []window.Service) []byte {
 	if len(ss) == 0 {
 		return buf
 	}
@@ -60,7 +46,7 @@ func appendServices(buf []byte, ss []Service) []byte {
 // minServiceLen is the smallest encoding of one service.
 const minServiceLen = 2 + 1 + 1 + 4 + 1
 
-func decodeServices(w *Window, p []byte) error {
+func decodeServices(w *window.Window, p []byte) error {
 	count, n := binary.Uvarint(p)
 	if n <= 0 {
 		return corrupt("services: bad count")
@@ -69,14 +55,14 @@ func decodeServices(w *Window, p []byte) error {
 	if count > uint64(len(p)/minServiceLen) {
 		return corrupt("services: %d services cannot fit in %d bytes", count, len(p))
 	}
-	w.Services = make([]Service, count)
+	w.Services = make([]window.Service, count)
 	for i := range w.Services {
 		s := &w.Services[i]
 		if len(p) < 2 {
 			return corrupt("service %d: truncated", i)
 		}
-		proto, side := capture.Proto(p[0]), capture.Side(p[1])
-		if proto >= capture.NumProtos || side >= capture.NumSides {
+		proto, side := window.Proto(p[0]), window.Side(p[1])
+		if proto >= window.NumProtos || side >= window.NumSides {
 			return corrupt("service %d: protocol %d side %d", i, p[0], p[1])
 		}
 		p = p[2:]
@@ -85,7 +71,7 @@ func decodeServices(w *Window, p []byte) error {
 			return corrupt("service %d: bad port", i)
 		}
 		p = p[n:]
-		s.Key = capture.MakeService(proto, side, uint16(port))
+		s.Key = window.MakeServiceKey(proto, side, uint16(port))
 		rem, n := uvarint(p)
 		if n <= 0 || rem > 1<<40 {
 			return corrupt("service %d: bad remote count", i)
@@ -103,7 +89,7 @@ func decodeServices(w *Window, p []byte) error {
 		p = p[n:]
 		s.Other = s.Counts
 		if top > 0 {
-			s.Top = make([]Remote, top)
+			s.Top = make([]window.Remote, top)
 		}
 		for j := range s.Top {
 			var err error
@@ -128,7 +114,7 @@ func decodeServices(w *Window, p []byte) error {
 }
 
 // decodeOneRemote decodes one remote as section 4 encodes it.
-func decodeOneRemote(r *Remote, p []byte) ([]byte, error) {
+func decodeOneRemote(r *window.Remote, p []byte) ([]byte, error) {
 	if len(p) < 1 {
 		return nil, corrupt("truncated")
 	}
@@ -173,25 +159,25 @@ func decodeOneRemote(r *Remote, p []byte) ([]byte, error) {
 
 // svcAcc adds services up (rollups, and a window stored twice).
 type svcAcc struct {
-	list  []Service
-	at    map[capture.Service]int
+	list  []window.Service
+	at    map[window.ServiceKey]int
 	addrs []map[netip.Addr]int // per service: address -> index in Top
 }
 
-func newSvcAcc(base []Service) *svcAcc {
-	a := &svcAcc{at: map[capture.Service]int{}}
+func newSvcAcc(base []window.Service) *svcAcc {
+	a := &svcAcc{at: map[window.ServiceKey]int{}}
 	a.add(base)
 	return a
 }
 
-func (a *svcAcc) add(ss []Service) {
+func (a *svcAcc) add(ss []window.Service) {
 	for i := range ss {
 		s := &ss[i]
 		j, ok := a.at[s.Key]
 		if !ok {
 			j = len(a.list)
 			a.at[s.Key] = j
-			a.list = append(a.list, Service{Key: s.Key})
+			a.list = append(a.list, window.Service{Key: s.Key})
 			a.addrs = append(a.addrs, map[netip.Addr]int{})
 		}
 		e := &a.list[j]
@@ -220,7 +206,7 @@ func (a *svcAcc) add(ss []Service) {
 
 // result sorts the services heaviest first, keeps at most top rows for the
 // services services heaviest (the rest go to Other), and sets Other.
-func (a *svcAcc) result(top, services int) []Service {
+func (a *svcAcc) result(top, services int) []window.Service {
 	out := a.list
 	sortServices(out)
 	for i := range out {
@@ -246,8 +232,8 @@ func (a *svcAcc) result(top, services int) []Service {
 	return out
 }
 
-func sortServices(ss []Service) {
-	slices.SortFunc(ss, func(a, b Service) int {
+func sortServices(ss []window.Service) {
+	slices.SortFunc(ss, func(a, b window.Service) int {
 		if c := cmp.Compare(b.Bytes(), a.Bytes()); c != 0 {
 			return c
 		}
@@ -258,23 +244,23 @@ func sortServices(ss []Service) {
 // mergeServices is merge (windows.go) for services: sums per service and
 // per remote row, the larger remote count, and as many rows as the larger
 // list had.
-func mergeServices(old, newer []Service) []Service {
+func mergeServices(old, newer []window.Service) []window.Service {
 	if len(old) == 0 && len(newer) == 0 {
 		return nil
 	}
 	top := 0
-	for _, l := range [][]Service{old, newer} {
+	for _, l := range [][]window.Service{old, newer} {
 		for i := range l {
 			top = max(top, len(l[i].Top))
 		}
 	}
 	a := newSvcAcc(old)
 	a.add(newer)
-	return a.result(top, max(len(old), len(newer), rotate.ServicesWithTop))
+	return a.result(top, max(len(old), len(newer), window.ServicesWithTop))
 }
 
 // The rollup side: acc (tiers.go) keeps one svcAcc.
-func (a *acc) addServices(w *Window) {
+func (a *acc) addServices(w *window.Window) {
 	if a.svc == nil {
 		a.svc = newSvcAcc(a.w.Services)
 	}

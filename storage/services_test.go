@@ -9,27 +9,26 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/dstwatch/dstwatch/capture"
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 var (
-	svcHTTPS = capture.MakeService(capture.ProtoTCP, capture.SideOut, 443)
-	svcWeb   = capture.MakeService(capture.ProtoTCP, capture.SideIn, 8080)
-	svcICMP  = capture.MakeService(capture.ProtoICMP, capture.SideNone, 0)
+	svcHTTPS = window.MakeServiceKey(window.ProtoTCP, window.SideOut, 443)
+	svcWeb   = window.MakeServiceKey(window.ProtoTCP, window.SideIn, 8080)
+	svcICMP  = window.MakeServiceKey(window.ProtoICMP, window.SideNone, 0)
 )
 
-func svcWindow(start time.Time, k uint64) *Window {
+func svcWindow(start time.Time, k uint64) *window.Window {
 	a := netip.MustParseAddr("203.0.113.5")
 	b := netip.MustParseAddr("2001:db8::9")
-	c := rotate.Counts{TxPackets: 3 * k, TxBytes: 300 * k, RxPackets: 2 * k, RxBytes: 200 * k}
-	return &Window{Start: start, Length: 20 * time.Second,
-		Remotes: []Remote{{Addr: a, Country: "JP", ASN: 64500, Counts: c}},
-		Services: []Service{
-			{Key: svcHTTPS, Remotes: 3, Counts: rotate.Counts{TxPackets: 10 * k, TxBytes: 1000 * k, RxPackets: 10 * k, RxBytes: 9000 * k},
-				Top: []Remote{{Addr: a, Country: "JP", ASN: 64500, Counts: c}, {Addr: b, Counts: rotate.Counts{TxPackets: k, TxBytes: 100 * k}}}},
-			{Key: svcWeb, Remotes: 1, Counts: rotate.Counts{RxPackets: k, RxBytes: 60 * k}},
-			{Key: svcICMP, Remotes: 1, Counts: rotate.Counts{TxPackets: k, TxBytes: 84 * k}},
+	c := window.Counts{TxPackets: 3 * k, TxBytes: 300 * k, RxPackets: 2 * k, RxBytes: 200 * k}
+	return &window.Window{Start: start, Length: 20 * time.Second,
+		Remotes: []window.Remote{{Addr: a, Country: "JP", ASN: 64500, Counts: c}},
+		Services: []window.Service{
+			{Key: svcHTTPS, Remotes: 3, Counts: window.Counts{TxPackets: 10 * k, TxBytes: 1000 * k, RxPackets: 10 * k, RxBytes: 9000 * k},
+				Top: []window.Remote{{Addr: a, Country: "JP", ASN: 64500, Counts: c}, {Addr: b, Counts: window.Counts{TxPackets: k, TxBytes: 100 * k}}}},
+			{Key: svcWeb, Remotes: 1, Counts: window.Counts{RxPackets: k, RxBytes: 60 * k}},
+			{Key: svcICMP, Remotes: 1, Counts: window.Counts{TxPackets: k, TxBytes: 84 * k}},
 		}}
 }
 
@@ -51,14 +50,14 @@ func TestServicesRoundTrip(t *testing.T) {
 	}
 	// A decoder that does not know section 7 (a format 2 build) skips it:
 	// the value without it decodes to the same window minus services.
-	old := MarshalWindow(&Window{Start: w.Start, Length: w.Length, Remotes: w.Remotes})
+	old := MarshalWindow(&window.Window{Start: w.Start, Length: w.Length, Remotes: w.Remotes})
 	if v := MarshalWindow(w); len(v) <= len(old) || string(v[:len(old)]) != string(old) {
 		t.Fatal("section 7 is not appended after the sections of format 2")
 	}
 }
 
-func sub(a, b rotate.Counts) rotate.Counts {
-	return rotate.Counts{TxPackets: a.TxPackets - b.TxPackets, TxBytes: a.TxBytes - b.TxBytes,
+func sub(a, b window.Counts) window.Counts {
+	return window.Counts{TxPackets: a.TxPackets - b.TxPackets, TxBytes: a.TxBytes - b.TxBytes,
 		RxPackets: a.RxPackets - b.RxPackets, RxBytes: a.RxBytes - b.RxBytes}
 }
 
@@ -75,29 +74,29 @@ func TestServicesCorrupt(t *testing.T) {
 func TestServicesRollupAndMerge(t *testing.T) {
 	db := openTemp(t)
 	hour := floorHour(t0)
-	var ws []*Window
+	var ws []*window.Window
 	for i := range 3 {
 		ws = append(ws, svcWindow(hour.Add(time.Duration(i)*20*time.Second), uint64(i+1)))
 	}
 	if err := db.Put(ws); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Put([]*Window{svcWindow(hour, 1)}); err != nil { // merged: k 1+1
+	if err := db.Put([]*window.Window{svcWindow(hour, 1)}); err != nil { // merged: k 1+1
 		t.Fatal(err)
 	}
 	// A window of the next hour seals the first.
-	if err := db.Put([]*Window{svcWindow(hour.Add(time.Hour), 1)}); err != nil {
+	if err := db.Put([]*window.Window{svcWindow(hour.Add(time.Hour), 1)}); err != nil {
 		t.Fatal(err)
 	}
-	var got []*Window
-	if _, err := db.Span(hour, hour.Add(time.Hour), func(w *Window) error { got = append(got, w); return nil }); err != nil {
+	var got []*window.Window
+	if _, err := db.Span(hour, hour.Add(time.Hour), func(w *window.Window) error { got = append(got, w); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[0].Length != time.Hour {
 		t.Fatalf("span gave %d units, want the hourly rollup", len(got))
 	}
 	const k = 1 + 1 + 2 + 3
-	want := map[capture.Service]rotate.Counts{
+	want := map[window.ServiceKey]window.Counts{
 		svcHTTPS: {TxPackets: 10 * k, TxBytes: 1000 * k, RxPackets: 10 * k, RxBytes: 9000 * k},
 		svcWeb:   {RxPackets: k, RxBytes: 60 * k},
 		svcICMP:  {TxPackets: k, TxBytes: 84 * k},
@@ -143,7 +142,7 @@ func TestUpgradeFormat2(t *testing.T) {
 		return nil
 	})
 	n := 0
-	if err := db.Windows(t0, t0.Add(time.Hour), func(w *Window) error {
+	if err := db.Windows(t0, t0.Add(time.Hour), func(w *window.Window) error {
 		n++
 		if len(w.Services) != 0 || len(w.Remotes) != 53 {
 			t.Errorf("window %v: %d services, %d remotes", w.Start, len(w.Services), len(w.Remotes))

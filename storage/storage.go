@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -14,7 +13,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/dstwatch/dstwatch/internal/safefile"
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Errors that Open returns, wrapped with the path and what to do. Test for
@@ -43,57 +42,6 @@ var (
 	// window was ever written there. Nothing was created.
 	ErrNoData = errors.New("no data yet")
 )
-
-// Window is one closed window as stored: rotate's window plus what the sink
-// resolved for each remote.
-type Window struct {
-	Start    time.Time     // UTC, epoch-aligned
-	Length   time.Duration // whole seconds
-	Remotes  []Remote      // heaviest first: by Bytes() desc, then address asc
-	Other    rotate.Counts // remotes folded by the cardinality cap
-	Stats    rotate.Stats
-	GeoBuild time.Time // build time of the country database used; zero when none
-
-	// Capped is set in rollups only (Length of an hour or a day): how many
-	// remote entries (one per remote per raw window) the rollup's cap
-	// folded into Other. Zero means every remote of the rollup's raw
-	// windows has its own row. A row always holds exactly its remote's sum
-	// over those windows; the folded remotes are wholly in Other.
-	Capped uint64
-
-	// Groups is set in rollups only: the rows of Remotes summed per
-	// (Country, ASN) pair, ordered by country then ASN. Other is not in
-	// any group. Span with SpanOptions.Groups delivers rollups with Groups
-	// and without Remotes, for answers by country or AS that need not
-	// decode every remote.
-	Groups []Group
-
-	// Services are the traffic per service, heaviest first (services.go);
-	// none in windows stored before format 3.
-	Services []Service
-}
-
-// Group is the sum of a rollup's remote rows that share a country and an
-// AS number.
-type Group struct {
-	Country string // "" unknown
-	ASN     uint32 // 0 unknown
-	ASOrg   string
-	Remotes int // remote rows in this group, in this rollup
-	rotate.Counts
-}
-
-// End is the first instant after the window.
-func (w *Window) End() time.Time { return w.Start.Add(w.Length) }
-
-// Remote is one remote address with its counts and what geo knew about it.
-type Remote struct {
-	Addr    netip.Addr // IPv4 unmapped
-	Country string     // ISO 3166-1 alpha-2, "" when unknown
-	ASN     uint32     // 0 when unknown
-	ASOrg   string     // organisation of ASN, "" when unknown
-	rotate.Counts
-}
 
 // Options configure Open.
 type Options struct {
@@ -176,7 +124,7 @@ func Open(path string, opt Options) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{path: path, orgs: make(map[uint32]string), caps: capsOf(opt), timeout: opt.Timeout, onDamage: opt.OnDamage}
-	db.caps.damage = func(r Resolution, k []byte, err error) { db.noteDamage(r, k, err) }
+	db.caps.damage = func(r window.Resolution, k []byte, err error) { db.noteDamage(r, k, err) }
 	if !fresh {
 		b, err := openBolt(path, true, opt)
 		if err != nil {

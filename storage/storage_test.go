@@ -17,7 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -33,34 +33,34 @@ func openTemp(t *testing.T) *DB {
 }
 
 // sampleWindow has every field distinct, so a swapped field fails a test.
-func sampleWindow(start time.Time) *Window {
-	return &Window{
+func sampleWindow(start time.Time) *window.Window {
+	return &window.Window{
 		Start:  start,
 		Length: 20 * time.Second,
-		Remotes: []Remote{
+		Remotes: []window.Remote{
 			{Addr: netip.MustParseAddr("2001:db8::1"), Country: "DE", ASN: 64500, ASOrg: "Example Org",
-				Counts: rotate.Counts{TxPackets: 11, TxBytes: 1_000_001, RxPackets: 13, RxBytes: 2_000_003}},
+				Counts: window.Counts{TxPackets: 11, TxBytes: 1_000_001, RxPackets: 13, RxBytes: 2_000_003}},
 			{Addr: netip.MustParseAddr("198.51.100.7"), Country: "FR", ASN: 4200000000, ASOrg: "Big ASN Ltd",
-				Counts: rotate.Counts{TxPackets: 21, TxBytes: 300_000, RxPackets: 23, RxBytes: 400_000}},
+				Counts: window.Counts{TxPackets: 21, TxBytes: 300_000, RxPackets: 23, RxBytes: 400_000}},
 			{Addr: netip.MustParseAddr("203.0.113.9"),
-				Counts: rotate.Counts{TxPackets: 1, TxBytes: 60, RxPackets: 0, RxBytes: 0}},
+				Counts: window.Counts{TxPackets: 1, TxBytes: 60, RxPackets: 0, RxBytes: 0}},
 		},
-		Other: rotate.Counts{TxPackets: 31, TxBytes: 32, RxPackets: 33, RxBytes: 34},
-		Stats: rotate.Stats{Frames: 101, Tallied: 102, NonIP: 103, Transit: 104, Malformed: 105,
+		Other: window.Counts{TxPackets: 31, TxBytes: 32, RxPackets: 33, RxBytes: 34},
+		Stats: window.Stats{Frames: 101, Tallied: 102, NonIP: 103, Transit: 104, Malformed: 105,
 			Excluded: 106, Local: 107, Drops: 108, Late: 109, Folded: 110, Oversize: 111, Spoofed: 112},
 	}
 }
 
-func collect(t *testing.T, f func(fn func(*Window) error) error) []*Window {
+func collect(t *testing.T, f func(fn func(*window.Window) error) error) []*window.Window {
 	t.Helper()
-	var ws []*Window
-	if err := f(func(w *Window) error { ws = append(ws, w); return nil }); err != nil {
+	var ws []*window.Window
+	if err := f(func(w *window.Window) error { ws = append(ws, w); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return ws
 }
 
-func starts(ws []*Window) []time.Time {
+func starts(ws []*window.Window) []time.Time {
 	var ts []time.Time
 	for _, w := range ws {
 		ts = append(ts, w.Start)
@@ -74,14 +74,14 @@ func TestRoundTrip(t *testing.T) {
 	b := sampleWindow(t0.Add(20 * time.Second))
 	b.GeoBuild = time.Date(2025, 2, 25, 6, 7, 8, 0, time.UTC)
 	b.Remotes = nil
-	if err := db.Put([]*Window{a, b}); err != nil {
+	if err := db.Put([]*window.Window{a, b}); err != nil {
 		t.Fatal(err)
 	}
-	got := collect(t, func(fn func(*Window) error) error { return db.Windows(t0, t0.Add(time.Hour), fn) })
+	got := collect(t, func(fn func(*window.Window) error) error { return db.Windows(t0, t0.Add(time.Hour), fn) })
 	if len(got) != 2 {
 		t.Fatalf("got %d windows, want 2", len(got))
 	}
-	for i, want := range []*Window{a, b} {
+	for i, want := range []*window.Window{a, b} {
 		if !reflect.DeepEqual(got[i], want) {
 			t.Errorf("window %d:\n got %+v\nwant %+v", i, got[i], want)
 		}
@@ -99,11 +99,11 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	got = collect(t, func(fn func(*Window) error) error { return db2.Last(1, fn) })
+	got = collect(t, func(fn func(*window.Window) error) error { return db2.Last(1, fn) })
 	if len(got) != 1 || !reflect.DeepEqual(got[0], b) {
 		t.Fatalf("after reopen: %+v", got)
 	}
-	got = collect(t, func(fn func(*Window) error) error { return db2.Windows(t0, t0.Add(time.Second), fn) })
+	got = collect(t, func(fn func(*window.Window) error) error { return db2.Windows(t0, t0.Add(time.Second), fn) })
 	if len(got) != 1 || got[0].Remotes[0].ASOrg != "Example Org" || got[0].Remotes[1].ASOrg != "Big ASN Ltd" {
 		t.Fatalf("after reopen: %+v", got)
 	}
@@ -148,49 +148,49 @@ func TestMerge(t *testing.T) {
 	a := netip.MustParseAddr("198.51.100.1")
 	b := netip.MustParseAddr("198.51.100.2")
 	c := netip.MustParseAddr("2001:db8::c")
-	first := &Window{
+	first := &window.Window{
 		Start: t0, Length: 10 * time.Second,
-		Remotes: []Remote{
-			{Addr: a, Country: "US", ASN: 1, ASOrg: "one", Counts: rotate.Counts{TxPackets: 1, TxBytes: 100, RxPackets: 2, RxBytes: 200}},
-			{Addr: b, Country: "NL", ASN: 2, ASOrg: "two", Counts: rotate.Counts{TxPackets: 3, TxBytes: 50, RxPackets: 4, RxBytes: 60}},
+		Remotes: []window.Remote{
+			{Addr: a, Country: "US", ASN: 1, ASOrg: "one", Counts: window.Counts{TxPackets: 1, TxBytes: 100, RxPackets: 2, RxBytes: 200}},
+			{Addr: b, Country: "NL", ASN: 2, ASOrg: "two", Counts: window.Counts{TxPackets: 3, TxBytes: 50, RxPackets: 4, RxBytes: 60}},
 		},
-		Other:    rotate.Counts{TxPackets: 1, TxBytes: 2, RxPackets: 3, RxBytes: 4},
-		Stats:    rotate.Stats{Frames: 10, Tallied: 9, NonIP: 1, Drops: 5, Late: 1, Folded: 2},
+		Other:    window.Counts{TxPackets: 1, TxBytes: 2, RxPackets: 3, RxBytes: 4},
+		Stats:    window.Stats{Frames: 10, Tallied: 9, NonIP: 1, Drops: 5, Late: 1, Folded: 2},
 		GeoBuild: time.Unix(1000, 0).UTC(),
 	}
-	second := &Window{
+	second := &window.Window{
 		Start: t0, Length: 20 * time.Second,
-		Remotes: []Remote{
-			{Addr: b, Country: "BE", ASN: 3, ASOrg: "three", Counts: rotate.Counts{TxPackets: 10, TxBytes: 1000, RxPackets: 20, RxBytes: 2000}},
-			{Addr: c, Country: "", ASN: 0, Counts: rotate.Counts{TxPackets: 5, TxBytes: 500, RxPackets: 0, RxBytes: 0}},
+		Remotes: []window.Remote{
+			{Addr: b, Country: "BE", ASN: 3, ASOrg: "three", Counts: window.Counts{TxPackets: 10, TxBytes: 1000, RxPackets: 20, RxBytes: 2000}},
+			{Addr: c, Country: "", ASN: 0, Counts: window.Counts{TxPackets: 5, TxBytes: 500, RxPackets: 0, RxBytes: 0}},
 			// Newer lookup failed: a known answer stays.
-			{Addr: a, Country: "", ASN: 0, Counts: rotate.Counts{TxPackets: 1, TxBytes: 1, RxPackets: 1, RxBytes: 1}},
+			{Addr: a, Country: "", ASN: 0, Counts: window.Counts{TxPackets: 1, TxBytes: 1, RxPackets: 1, RxBytes: 1}},
 		},
-		Other:    rotate.Counts{TxPackets: 10, TxBytes: 20, RxPackets: 30, RxBytes: 40},
-		Stats:    rotate.Stats{Frames: 100, Tallied: 90, Transit: 3, Malformed: 4, Excluded: 5, Local: 6, Drops: 7, Late: 8, Folded: 9},
+		Other:    window.Counts{TxPackets: 10, TxBytes: 20, RxPackets: 30, RxBytes: 40},
+		Stats:    window.Stats{Frames: 100, Tallied: 90, Transit: 3, Malformed: 4, Excluded: 5, Local: 6, Drops: 7, Late: 8, Folded: 9},
 		GeoBuild: time.Unix(2000, 0).UTC(),
 	}
 	firstCopy := *first
-	firstCopy.Remotes = append([]Remote(nil), first.Remotes...)
-	if err := db.Put([]*Window{first}); err != nil {
+	firstCopy.Remotes = append([]window.Remote(nil), first.Remotes...)
+	if err := db.Put([]*window.Window{first}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Put([]*Window{second}); err != nil {
+	if err := db.Put([]*window.Window{second}); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(first, &firstCopy) {
 		t.Fatal("Put modified its input")
 	}
-	got := collect(t, func(fn func(*Window) error) error { return db.Last(10, fn) })
-	want := &Window{
+	got := collect(t, func(fn func(*window.Window) error) error { return db.Last(10, fn) })
+	want := &window.Window{
 		Start: t0, Length: 20 * time.Second,
-		Remotes: []Remote{
-			{Addr: b, Country: "BE", ASN: 3, ASOrg: "three", Counts: rotate.Counts{TxPackets: 13, TxBytes: 1050, RxPackets: 24, RxBytes: 2060}},
-			{Addr: c, Counts: rotate.Counts{TxPackets: 5, TxBytes: 500}},
-			{Addr: a, Country: "US", ASN: 1, ASOrg: "one", Counts: rotate.Counts{TxPackets: 2, TxBytes: 101, RxPackets: 3, RxBytes: 201}},
+		Remotes: []window.Remote{
+			{Addr: b, Country: "BE", ASN: 3, ASOrg: "three", Counts: window.Counts{TxPackets: 13, TxBytes: 1050, RxPackets: 24, RxBytes: 2060}},
+			{Addr: c, Counts: window.Counts{TxPackets: 5, TxBytes: 500}},
+			{Addr: a, Country: "US", ASN: 1, ASOrg: "one", Counts: window.Counts{TxPackets: 2, TxBytes: 101, RxPackets: 3, RxBytes: 201}},
 		},
-		Other: rotate.Counts{TxPackets: 11, TxBytes: 22, RxPackets: 33, RxBytes: 44},
-		Stats: rotate.Stats{Frames: 110, Tallied: 99, NonIP: 1, Transit: 3, Malformed: 4, Excluded: 5, Local: 6,
+		Other: window.Counts{TxPackets: 11, TxBytes: 22, RxPackets: 33, RxBytes: 44},
+		Stats: window.Stats{Frames: 110, Tallied: 99, NonIP: 1, Transit: 3, Malformed: 4, Excluded: 5, Local: 6,
 			Drops: 12, Late: 9, Folded: 11},
 		GeoBuild: time.Unix(2000, 0).UTC(),
 	}
@@ -199,10 +199,10 @@ func TestMerge(t *testing.T) {
 	}
 
 	// The same start twice in one Put merges too.
-	if err := db.Put([]*Window{first, first}); err != nil {
+	if err := db.Put([]*window.Window{first, first}); err != nil {
 		t.Fatal(err)
 	}
-	got = collect(t, func(fn func(*Window) error) error { return db.Last(10, fn) })
+	got = collect(t, func(fn func(*window.Window) error) error { return db.Last(10, fn) })
 	if f := got[0].Stats.Frames; f != 130 {
 		t.Fatalf("frames after merging twice more = %d, want 130", f)
 	}
@@ -210,10 +210,10 @@ func TestMerge(t *testing.T) {
 
 func TestRanges(t *testing.T) {
 	db := openTemp(t)
-	var ws []*Window
+	var ws []*window.Window
 	// Put in reverse order: Put sorts.
 	for i := 9; i >= 0; i-- {
-		ws = append(ws, &Window{Start: t0.Add(time.Duration(i) * time.Minute), Length: time.Minute})
+		ws = append(ws, &window.Window{Start: t0.Add(time.Duration(i) * time.Minute), Length: time.Minute})
 	}
 	if err := db.Put(ws); err != nil {
 		t.Fatal(err)
@@ -241,7 +241,7 @@ func TestRanges(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := starts(collect(t, func(fn func(*Window) error) error { return db.Windows(tt.from, tt.to, fn) }))
+			got := starts(collect(t, func(fn func(*window.Window) error) error { return db.Windows(tt.from, tt.to, fn) }))
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %v, want %v", got, tt.want)
 			}
@@ -249,7 +249,7 @@ func TestRanges(t *testing.T) {
 	}
 
 	for _, n := range []int{0, 1, 3, 10, 20} {
-		got := starts(collect(t, func(fn func(*Window) error) error { return db.Last(n, fn) }))
+		got := starts(collect(t, func(fn func(*window.Window) error) error { return db.Last(n, fn) }))
 		want := span(max(0, 10-n), 10)
 		if n == 0 {
 			want = nil
@@ -261,7 +261,7 @@ func TestRanges(t *testing.T) {
 
 	stop := errors.New("stop")
 	seen := 0
-	if err := db.Windows(at(0), at(10), func(*Window) error { seen++; return stop }); err != stop || seen != 1 {
+	if err := db.Windows(at(0), at(10), func(*window.Window) error { seen++; return stop }); err != stop || seen != 1 {
 		t.Errorf("callback error: err %v after %d windows", err, seen)
 	}
 
@@ -290,15 +290,15 @@ func TestRanges(t *testing.T) {
 func TestScanBatches(t *testing.T) {
 	db := openTemp(t)
 	const n = scanBatch*2 + 7
-	var ws []*Window
+	var ws []*window.Window
 	for i := range n {
-		ws = append(ws, &Window{Start: t0.Add(time.Duration(i) * 10 * time.Second), Length: 10 * time.Second,
-			Stats: rotate.Stats{Frames: uint64(i)}})
+		ws = append(ws, &window.Window{Start: t0.Add(time.Duration(i) * 10 * time.Second), Length: 10 * time.Second,
+			Stats: window.Stats{Frames: uint64(i)}})
 	}
 	if err := db.Put(ws); err != nil {
 		t.Fatal(err)
 	}
-	got := collect(t, func(fn func(*Window) error) error { return db.Windows(t0, t0.Add(24*time.Hour), fn) })
+	got := collect(t, func(fn func(*window.Window) error) error { return db.Windows(t0, t0.Add(24*time.Hour), fn) })
 	if len(got) != n {
 		t.Fatalf("got %d windows, want %d", len(got), n)
 	}
@@ -307,7 +307,7 @@ func TestScanBatches(t *testing.T) {
 			t.Fatalf("window %d has frames %d", i, w.Stats.Frames)
 		}
 	}
-	got = collect(t, func(fn func(*Window) error) error { return db.Last(scanBatch+3, fn) })
+	got = collect(t, func(fn func(*window.Window) error) error { return db.Last(scanBatch+3, fn) })
 	if len(got) != scanBatch+3 || got[0].Stats.Frames != n-scanBatch-3 {
 		t.Fatalf("Last: %d windows, first frames %d", len(got), got[0].Stats.Frames)
 	}
@@ -317,18 +317,18 @@ func TestPutRejects(t *testing.T) {
 	db := openTemp(t)
 	tests := []struct {
 		name string
-		w    Window
+		w    window.Window
 	}{
-		{"fractional start", Window{Start: t0.Add(time.Millisecond), Length: time.Second}},
-		{"zero length", Window{Start: t0}},
-		{"fractional length", Window{Start: t0, Length: 1500 * time.Millisecond}},
-		{"before 1970", Window{Start: time.Unix(-20, 0), Length: 10 * time.Second}},
-		{"invalid address", Window{Start: t0, Length: time.Second, Remotes: []Remote{{}}}},
+		{"fractional start", window.Window{Start: t0.Add(time.Millisecond), Length: time.Second}},
+		{"zero length", window.Window{Start: t0}},
+		{"fractional length", window.Window{Start: t0, Length: 1500 * time.Millisecond}},
+		{"before 1970", window.Window{Start: time.Unix(-20, 0), Length: 10 * time.Second}},
+		{"invalid address", window.Window{Start: t0, Length: time.Second, Remotes: []window.Remote{{}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ok := &Window{Start: t0.Add(-time.Minute), Length: time.Minute}
-			if err := db.Put([]*Window{ok, &tt.w}); err == nil {
+			ok := &window.Window{Start: t0.Add(-time.Minute), Length: time.Minute}
+			if err := db.Put([]*window.Window{ok, &tt.w}); err == nil {
 				t.Fatal("no error")
 			}
 			if _, _, n, _ := db.Bounds(); n != 0 {
@@ -371,7 +371,7 @@ func TestReopen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.Put([]*Window{{Start: t0.Add(time.Duration(i) * time.Minute), Length: time.Minute}}); err != nil {
+		if err := db.Put([]*window.Window{{Start: t0.Add(time.Duration(i) * time.Minute), Length: time.Minute}}); err != nil {
 			t.Fatal(err)
 		}
 		db.Close()
@@ -384,7 +384,7 @@ func TestReopen(t *testing.T) {
 	if _, _, n, _ := db.Bounds(); n != 3 {
 		t.Fatalf("n = %d", n)
 	}
-	if err := db.Put([]*Window{{Start: t0, Length: time.Minute}}); err == nil {
+	if err := db.Put([]*window.Window{{Start: t0, Length: time.Minute}}); err == nil {
 		t.Fatal("Put on a read-only handle succeeded")
 	}
 }
@@ -429,12 +429,12 @@ func writeDstwatch(t *testing.T, path string, windows int) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ws []*Window
+	var ws []*window.Window
 	for i := range windows {
 		w := sampleWindow(t0.Add(time.Duration(i) * 20 * time.Second))
 		for j := range 50 {
-			w.Remotes = append(w.Remotes, Remote{Addr: netip.AddrFrom4([4]byte{10, 0, byte(i), byte(j)}),
-				Counts: rotate.Counts{TxBytes: 1}})
+			w.Remotes = append(w.Remotes, window.Remote{Addr: netip.AddrFrom4([4]byte{10, 0, byte(i), byte(j)}),
+				Counts: window.Counts{TxBytes: 1}})
 		}
 		sortRemotes(w.Remotes)
 		ws = append(ws, w)

@@ -9,30 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dstwatch/dstwatch/window"
 	bolt "go.etcd.io/bbolt"
 )
-
-// Resolution is a tier of stored history: raw windows, hourly rollups or
-// daily rollups (UTC days).
-type Resolution int
-
-const (
-	Raw    Resolution = iota // the windows as stored (e.g. 20 s)
-	Hourly                   // rollups of [h, h+1h), h a whole UTC hour
-	Daily                    // rollups of [d, d+24h), d a UTC midnight
-)
-
-func (r Resolution) String() string {
-	switch r {
-	case Raw:
-		return "window"
-	case Hourly:
-		return "hour"
-	case Daily:
-		return "day"
-	}
-	return fmt.Sprintf("Resolution(%d)", int(r))
-}
 
 // Default rollup caps: how many remotes one rollup keeps with their own row.
 //
@@ -55,10 +34,10 @@ const (
 // a damaged value they skip (nil: not reported).
 type caps struct {
 	hour, day int
-	damage    func(r Resolution, key []byte, err error)
+	damage    func(r window.Resolution, key []byte, err error)
 }
 
-func (c caps) skip(r Resolution, key []byte, err error) {
+func (c caps) skip(r window.Resolution, key []byte, err error) {
 	if c.damage != nil {
 		c.damage(r, key, err)
 	}
@@ -75,8 +54,8 @@ func capsOf(o Options) caps {
 	return c
 }
 
-func (c caps) of(r Resolution) int {
-	if r == Daily {
+func (c caps) of(r window.Resolution) int {
+	if r == window.Daily {
 		return c.day
 	}
 	return c.hour
@@ -159,18 +138,18 @@ func putTime(meta *bolt.Bucket, key []byte, t time.Time) error {
 	return meta.Put(key, binary.BigEndian.AppendUint64(nil, uint64(t.Unix())))
 }
 
-func tierBucket(r Resolution) []byte {
+func tierBucket(r window.Resolution) []byte {
 	switch r {
-	case Hourly:
+	case window.Hourly:
 		return bucketHours
-	case Daily:
+	case window.Daily:
 		return bucketDays
 	}
 	return bucketWindows
 }
 
-func tierLength(r Resolution) time.Duration {
-	if r == Daily {
+func tierLength(r window.Resolution) time.Duration {
+	if r == window.Daily {
 		return 24 * time.Hour
 	}
 	return time.Hour
@@ -184,20 +163,20 @@ func tierLength(r Resolution) time.Duration {
 // come heaviest remote first, so of one window the heaviest get the last
 // free rows.
 type acc struct {
-	w   *Window
+	w   *window.Window
 	at  map[[16]byte]int
 	cap int
 	svc *svcAcc // services.go
 }
 
-func newAcc(start time.Time, r Resolution, cap int) *acc {
-	return &acc{w: &Window{Start: start, Length: tierLength(r)}, at: map[[16]byte]int{}, cap: cap}
+func newAcc(start time.Time, r window.Resolution, cap int) *acc {
+	return &acc{w: &window.Window{Start: start, Length: tierLength(r)}, at: map[[16]byte]int{}, cap: cap}
 }
 
 // loadAcc starts from the stored rollup at start, when there is one. A
 // stored rollup that does not decode is returned as errCorrupt, for the
 // caller to skip.
-func loadAcc(b *bolt.Bucket, start time.Time, r Resolution, cap int) (*acc, error) {
+func loadAcc(b *bolt.Bucket, start time.Time, r window.Resolution, cap int) (*acc, error) {
 	a := newAcc(start, r, cap)
 	k := windowKey(start)
 	v := b.Get(k)
@@ -217,7 +196,7 @@ func loadAcc(b *bolt.Bucket, start time.Time, r Resolution, cap int) (*acc, erro
 	return a, nil
 }
 
-func (a *acc) add(w *Window) {
+func (a *acc) add(w *window.Window) {
 	m := a.w
 	a.addServices(w)
 	m.Stats.Add(w.Stats)
@@ -261,13 +240,13 @@ func (a *acc) store(b *bolt.Bucket) error {
 }
 
 // groupsOf sums remotes per (country, ASN), ordered by country then ASN.
-func groupsOf(rs []Remote) []Group {
+func groupsOf(rs []window.Remote) []window.Group {
 	type key struct {
 		c   string
 		asn uint32
 	}
 	at := map[key]int{}
-	var gs []Group
+	var gs []window.Group
 	for i := range rs {
 		r := &rs[i]
 		k := key{r.Country, r.ASN}
@@ -275,12 +254,12 @@ func groupsOf(rs []Remote) []Group {
 		if !ok {
 			j = len(gs)
 			at[k] = j
-			gs = append(gs, Group{Country: r.Country, ASN: r.ASN})
+			gs = append(gs, window.Group{Country: r.Country, ASN: r.ASN})
 		}
 		gs[j].Remotes++
 		gs[j].Counts.Add(r.Counts)
 	}
-	slices.SortFunc(gs, func(a, b Group) int {
+	slices.SortFunc(gs, func(a, b window.Group) int {
 		if a.Country != b.Country {
 			return strings.Compare(a.Country, b.Country)
 		}
@@ -292,7 +271,7 @@ func groupsOf(rs []Remote) []Group {
 // accs holds the rollups one transaction touches, keyed by start, loaded
 // on first use and stored once at the end.
 type accs struct {
-	r     Resolution
+	r     window.Resolution
 	cap   int
 	c     caps
 	b     *bolt.Bucket
@@ -300,7 +279,7 @@ type accs struct {
 	order []int64
 }
 
-func newAccs(tx *bolt.Tx, r Resolution, c caps) *accs {
+func newAccs(tx *bolt.Tx, r window.Resolution, c caps) *accs {
 	return &accs{r: r, cap: c.of(r), c: c, b: tx.Bucket(tierBucket(r)), m: map[int64]*acc{}}
 }
 
@@ -343,9 +322,9 @@ func (s *accs) store() error {
 // stored ones: only their counts are new), in start order. Windows of hours
 // that are already sealed are added to their hourly and daily rollups
 // directly; then every hour before the newest window's hour is sealed.
-func rollUp(tx *bolt.Tx, ws []*Window, c caps) error {
+func rollUp(tx *bolt.Tx, ws []*window.Window, c caps) error {
 	sealed := getTime(tx.Bucket(bucketMeta), keySealed)
-	hours, days := newAccs(tx, Hourly, c), newAccs(tx, Daily, c)
+	hours, days := newAccs(tx, window.Hourly, c), newAccs(tx, window.Daily, c)
 	for _, w := range ws {
 		if !w.Start.Before(sealed) {
 			break
@@ -387,7 +366,7 @@ func seal(tx *bolt.Tx, to time.Time, c caps) error {
 		return nil
 	}
 	hb := tx.Bucket(bucketHours)
-	days := newAccs(tx, Daily, c)
+	days := newAccs(tx, window.Daily, c)
 	var hour *acc
 	flush := func() error {
 		if hour == nil {
@@ -396,12 +375,12 @@ func seal(tx *bolt.Tx, to time.Time, c caps) error {
 		h := hour // nothing stored yet: the usual case
 		if hb.Get(windowKey(hour.w.Start)) != nil {
 			var err error
-			h, err = loadAcc(hb, hour.w.Start, Hourly, c.hour)
+			h, err = loadAcc(hb, hour.w.Start, window.Hourly, c.hour)
 			switch {
 			case isDamage(err):
 				// The raw windows are the truth of an hour being sealed:
 				// a damaged rollup of it is replaced by their sum.
-				c.skip(Hourly, windowKey(hour.w.Start), err)
+				c.skip(window.Hourly, windowKey(hour.w.Start), err)
 				h = hour
 			case err != nil:
 				return err
@@ -416,14 +395,14 @@ func seal(tx *bolt.Tx, to time.Time, c caps) error {
 	cur := tx.Bucket(bucketWindows).Cursor()
 	// One Window decoded into again and again: add copies what it keeps,
 	// and a month's replay seals 130k windows.
-	w := &Window{}
+	w := &window.Window{}
 	for k, v := cur.Seek(windowKey(from)); k != nil && bytes.Compare(k, end) < 0; k, v = cur.Next() {
 		err := unmarshalInto(w, k, v)
 		if isDamage(err) {
 			// Left out of its rollups (reported, and recorded so that
 			// queries over them say so); the rest of the hour is
 			// rolled up, and storing goes on.
-			c.skip(Raw, k, err)
+			c.skip(window.Raw, k, err)
 			if err := putLost(tx, k, err); err != nil {
 				return err
 			}
@@ -436,7 +415,7 @@ func seal(tx *bolt.Tx, to time.Time, c caps) error {
 			if err := flush(); err != nil {
 				return err
 			}
-			hour = newAcc(h, Hourly, c.hour)
+			hour = newAcc(h, window.Hourly, c.hour)
 		}
 		hour.add(w)
 		d, err := days.get(floorDay(w.Start))
@@ -477,7 +456,7 @@ func upgradeTiers(tx *bolt.Tx, c caps) error {
 // many. Before raw windows go, every hour they touch is sealed, so their
 // counts live on in the rollups. The file does not shrink; bbolt reuses the
 // pages.
-func (db *DB) PruneTier(r Resolution, before time.Time) (int, error) {
+func (db *DB) PruneTier(r window.Resolution, before time.Time) (int, error) {
 	n := 0
 	err := db.bolt.Update(func(tx *bolt.Tx) (err error) {
 		n, err = pruneTier(tx, r, before, db.caps)
@@ -498,15 +477,15 @@ func (db *DB) PruneTiers(newest time.Time, keep Retention) (Pruned, error) {
 	var p Pruned
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		for _, t := range []struct {
-			r    Resolution
+			r    window.Resolution
 			keep time.Duration
 			n    *int
-		}{{Raw, keep.Windows, &p.Windows}, {Hourly, keep.Hours, &p.Hours}, {Daily, keep.Days, &p.Days}} {
+		}{{window.Raw, keep.Windows, &p.Windows}, {window.Hourly, keep.Hours, &p.Hours}, {window.Daily, keep.Days, &p.Days}} {
 			if t.keep <= 0 {
 				continue
 			}
 			cut := newest.Add(-t.keep)
-			if t.r == Raw {
+			if t.r == window.Raw {
 				cut = floorHour(cut)
 			} else {
 				cut = floorDay(cut)
@@ -516,7 +495,7 @@ func (db *DB) PruneTiers(newest time.Time, keep Retention) (Pruned, error) {
 				return err
 			}
 			*t.n = n
-			if t.r == Raw && n > 0 {
+			if t.r == window.Raw && n > 0 {
 				if p.Unexported, err = pruneOutbox(tx, ceilSecond(cut)); err != nil { // outbox.go
 					return err
 				}
@@ -530,9 +509,9 @@ func (db *DB) PruneTiers(newest time.Time, keep Retention) (Pruned, error) {
 	return p, nil
 }
 
-func pruneTier(tx *bolt.Tx, r Resolution, before time.Time, c caps) (int, error) {
+func pruneTier(tx *bolt.Tx, r window.Resolution, before time.Time, c caps) (int, error) {
 	before = ceilSecond(before)
-	if r == Raw {
+	if r == window.Raw {
 		meta := tx.Bucket(bucketMeta)
 		if to := ceilHour(before); to.After(getTime(meta, keySealed)) {
 			if err := seal(tx, to, c); err != nil {
@@ -554,13 +533,13 @@ func pruneTier(tx *bolt.Tx, r Resolution, before time.Time, c caps) (int, error)
 			return 0, err
 		}
 	}
-	if r == Daily {
+	if r == window.Daily {
 		if err := pruneLost(tx, before); err != nil {
 			return 0, err
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
-	key := map[Resolution][]byte{Raw: keyPrunedWindows, Hourly: keyPrunedHours, Daily: keyPrunedDays}[r]
+	key := map[window.Resolution][]byte{window.Raw: keyPrunedWindows, window.Hourly: keyPrunedHours, window.Daily: keyPrunedDays}[r]
 	if before.After(getTime(meta, key)) {
 		if err := putTime(meta, key, before); err != nil {
 			return 0, err
@@ -574,7 +553,7 @@ func pruneTier(tx *bolt.Tx, r Resolution, before time.Time, c caps) (int, error)
 // have rollups: the windows of the newest hour are not in any yet, and the
 // daily rollup of the newest day holds only its sealed hours. Sealed
 // reports up to where rollups are complete.
-func (db *DB) Rollups(r Resolution, from, to time.Time, fn func(*Window) error) error {
+func (db *DB) Rollups(r window.Resolution, from, to time.Time, fn func(*window.Window) error) error {
 	return db.scanBucket(tierBucket(r), clampKey(from), clampKey(to), -1, fn, nil)
 }
 
@@ -605,21 +584,21 @@ func (t *tiers) dayOK(d time.Time) bool {
 // segment is one piece of a Span plan: the raw windows starting in
 // [start, end), or the rollup of tier r starting at start.
 type segment struct {
-	r          Resolution
+	r          window.Resolution
 	start, end time.Time
 }
 
 // plan splits [from, to) into segments, coarsest first where it is exact,
 // and reports the coarsest resolution an edge had to be rounded to.
-func (t *tiers) plan(from, to time.Time) ([]segment, Resolution) {
+func (t *tiers) plan(from, to time.Time) ([]segment, window.Resolution) {
 	var segs []segment
-	res := Raw
+	res := window.Raw
 	addRaw := func(a, b time.Time) {
-		if n := len(segs); n > 0 && segs[n-1].r == Raw && segs[n-1].end.Equal(a) {
+		if n := len(segs); n > 0 && segs[n-1].r == window.Raw && segs[n-1].end.Equal(a) {
 			segs[n-1].end = b
 			return
 		}
-		segs = append(segs, segment{Raw, a, b})
+		segs = append(segs, segment{window.Raw, a, b})
 	}
 	for cur := from; cur.Before(to); {
 		h := floorHour(cur)
@@ -628,27 +607,27 @@ func (t *tiers) plan(from, to time.Time) ([]segment, Resolution) {
 		dayAligned := aligned && cur.Equal(floorDay(cur))
 		switch {
 		case dayAligned && !cur.Add(24*time.Hour).After(to) && t.dayOK(cur):
-			segs = append(segs, segment{Daily, cur, cur.Add(24 * time.Hour)})
+			segs = append(segs, segment{window.Daily, cur, cur.Add(24 * time.Hour)})
 			cur = cur.Add(24 * time.Hour)
 			continue
 		case aligned && !next.After(to) && t.hourOK(cur):
-			segs = append(segs, segment{Hourly, cur, next})
+			segs = append(segs, segment{window.Hourly, cur, next})
 		case !cur.Before(t.rawFloor):
 			addRaw(cur, minTime(next, to))
 		// From here on the raw windows of [cur, next) were pruned: a
 		// coarser unit that starts in the range stands for them.
 		case aligned && t.hourOK(cur):
-			segs = append(segs, segment{Hourly, cur, next})
-			res = max(res, Hourly)
+			segs = append(segs, segment{window.Hourly, cur, next})
+			res = max(res, window.Hourly)
 		case dayAligned && t.dayOK(cur):
-			segs = append(segs, segment{Daily, cur, cur.Add(24 * time.Hour)})
-			res = Daily
+			segs = append(segs, segment{window.Daily, cur, cur.Add(24 * time.Hour)})
+			res = window.Daily
 			cur = cur.Add(24 * time.Hour)
 			continue
 		case t.hourOK(h):
-			res = max(res, Hourly) // left out: its hour starts before cur
+			res = max(res, window.Hourly) // left out: its hour starts before cur
 		case t.dayOK(floorDay(cur)):
-			res = Daily // left out: its day starts before cur
+			res = window.Daily // left out: its day starts before cur
 		}
 		cur = minTime(next, to)
 	}
@@ -710,30 +689,30 @@ type SpanOptions struct {
 // methods. A Prune that runs between the transactions of a long span may
 // remove units the span had planned to read; they are then missing from
 // the answer. An error from fn stops the span and is returned as is.
-func (db *DB) Span(from, to time.Time, fn func(*Window) error) (Resolution, error) {
+func (db *DB) Span(from, to time.Time, fn func(*window.Window) error) (window.Resolution, error) {
 	return db.SpanWith(from, to, SpanOptions{}, fn)
 }
 
 // SpanWith is Span with options.
-func (db *DB) SpanWith(from, to time.Time, opt SpanOptions, fn func(*Window) error) (Resolution, error) {
+func (db *DB) SpanWith(from, to time.Time, opt SpanOptions, fn func(*window.Window) error) (window.Resolution, error) {
 	from, to = ceilSecond(from), ceilSecond(to)
 	if !from.Before(to) {
-		return Raw, nil
+		return window.Raw, nil
 	}
 	var segs []segment
-	var res Resolution
+	var res window.Resolution
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		t := readTiers(tx)
 		segs, res = t.plan(from, to)
 		return nil
 	})
 	if err != nil {
-		return Raw, fmt.Errorf("read %s: %w", db.path, err)
+		return window.Raw, fmt.Errorf("read %s: %w", db.path, err)
 	}
 
 	const ahead = 8 // windows decoded ahead of fn
-	out := make(chan *Window, ahead)
-	free := make(chan *Window, 2*ahead)
+	out := make(chan *window.Window, ahead)
+	free := make(chan *window.Window, 2*ahead)
 	stop := make(chan struct{})
 	readErr := make(chan error, 1)
 	var skipped []Damage // written by the reader before it sends to readErr
@@ -772,8 +751,8 @@ func (db *DB) SpanWith(from, to time.Time, opt SpanOptions, fn func(*Window) err
 // readSegments decodes the plan's windows in order and sends them to out,
 // in read transactions of at most scanBatch windows or spanBatch remotes.
 // A value that does not decode is skipped and added to skipped.
-func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window, out chan<- *Window, stop <-chan struct{}, skipped *[]Damage) error {
-	newWindow := func() *Window {
+func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *window.Window, out chan<- *window.Window, stop <-chan struct{}, skipped *[]Damage) error {
+	newWindow := func() *window.Window {
 		if opt.Reuse {
 			select {
 			case w := <-free:
@@ -781,9 +760,9 @@ func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window,
 			default:
 			}
 		}
-		return &Window{}
+		return &window.Window{}
 	}
-	var batch []*Window
+	var batch []*window.Window
 	send := func() bool {
 		for _, w := range batch {
 			select {
@@ -802,7 +781,7 @@ func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window,
 			for ; i < len(segs) && n < spanBatch && len(batch) < scanBatch; i++ {
 				s := segs[i]
 				b := tx.Bucket(tierBucket(s.r))
-				if s.r != Raw {
+				if s.r != window.Raw {
 					k := windowKey(s.start)
 					v := b.Get(k)
 					if v == nil {
@@ -838,7 +817,7 @@ func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window,
 					}
 					w := newWindow()
 					if err := unmarshalInto(w, k, v); isDamage(err) {
-						*skipped = append(*skipped, db.noteDamage(Raw, k, err))
+						*skipped = append(*skipped, db.noteDamage(window.Raw, k, err))
 						continue
 					} else if err != nil {
 						return fmt.Errorf("window %s: %w", keyTime(k).Format(time.RFC3339), err)
@@ -887,7 +866,7 @@ type TierUsage struct {
 func (db *DB) Usage() ([3]TierUsage, error) {
 	var u [3]TierUsage
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		for _, r := range []Resolution{Raw, Hourly, Daily} {
+		for _, r := range []window.Resolution{window.Raw, window.Hourly, window.Daily} {
 			t := &u[r]
 			c := tx.Bucket(tierBucket(r)).Cursor()
 			for k, v := c.First(); k != nil; k, v = c.Next() {

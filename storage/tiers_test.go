@@ -12,7 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // day0 is a UTC midnight, so tests can place windows on hour and day edges.
@@ -21,16 +21,16 @@ var day0 = time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC)
 // sum is what a set of windows adds up to: totals, statistics and per
 // remote counts.
 type sum struct {
-	Total   rotate.Counts // every remote plus other
-	Other   rotate.Counts
-	Stats   rotate.Stats
-	Remotes map[netip.Addr]rotate.Counts
+	Total   window.Counts // every remote plus other
+	Other   window.Counts
+	Stats   window.Stats
+	Remotes map[netip.Addr]window.Counts
 	Capped  uint64
 }
 
-func newSum() *sum { return &sum{Remotes: map[netip.Addr]rotate.Counts{}} }
+func newSum() *sum { return &sum{Remotes: map[netip.Addr]window.Counts{}} }
 
-func (s *sum) add(w *Window) error {
+func (s *sum) add(w *window.Window) error {
 	for _, r := range w.Remotes {
 		c := s.Remotes[r.Addr]
 		c.Add(r.Counts)
@@ -44,8 +44,8 @@ func (s *sum) add(w *Window) error {
 	return nil
 }
 
-var pool = func() []Remote {
-	var rs []Remote
+var pool = func() []window.Remote {
+	var rs []window.Remote
 	for i := range 300 {
 		var a netip.Addr
 		if i%5 == 4 {
@@ -53,16 +53,16 @@ var pool = func() []Remote {
 		} else {
 			a = netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
 		}
-		rs = append(rs, Remote{Addr: a, Country: []string{"DE", "US", "NL", ""}[i%4], ASN: uint32(64500 + i%20), ASOrg: "org"})
+		rs = append(rs, window.Remote{Addr: a, Country: []string{"DE", "US", "NL", ""}[i%4], ASN: uint32(64500 + i%20), ASOrg: "org"})
 	}
 	return rs
 }()
 
 // randomWindow has 0-8 remotes of pool with random counts.
-func randomWindow(rng *rand.Rand, start time.Time) *Window {
-	w := &Window{Start: start, Length: 20 * time.Second,
-		Stats: rotate.Stats{Frames: rng.Uint64N(1000), Tallied: rng.Uint64N(900), Drops: rng.Uint64N(3), Folded: rng.Uint64N(2)},
-		Other: rotate.Counts{TxPackets: rng.Uint64N(3), TxBytes: rng.Uint64N(300)}}
+func randomWindow(rng *rand.Rand, start time.Time) *window.Window {
+	w := &window.Window{Start: start, Length: 20 * time.Second,
+		Stats: window.Stats{Frames: rng.Uint64N(1000), Tallied: rng.Uint64N(900), Drops: rng.Uint64N(3), Folded: rng.Uint64N(2)},
+		Other: window.Counts{TxPackets: rng.Uint64N(3), TxBytes: rng.Uint64N(300)}}
 	seen := map[int]bool{}
 	for range rng.IntN(9) {
 		i := rng.IntN(len(pool))
@@ -71,7 +71,7 @@ func randomWindow(rng *rand.Rand, start time.Time) *Window {
 		}
 		seen[i] = true
 		r := pool[i]
-		r.Counts = rotate.Counts{TxPackets: rng.Uint64N(100), TxBytes: rng.Uint64N(1e6), RxPackets: rng.Uint64N(100), RxBytes: rng.Uint64N(1e5)}
+		r.Counts = window.Counts{TxPackets: rng.Uint64N(100), TxBytes: rng.Uint64N(1e6), RxPackets: rng.Uint64N(100), RxBytes: rng.Uint64N(1e5)}
 		w.Remotes = append(w.Remotes, r)
 	}
 	sortRemotes(w.Remotes)
@@ -83,7 +83,7 @@ func randomWindow(rng *rand.Rand, start time.Time) *Window {
 // already sealed, some of them stored a second time).
 func fillRandom(t *testing.T, db *DB, rng *rand.Rand, days int) {
 	t.Helper()
-	var ws []*Window
+	var ws []*window.Window
 	for at := day0.Add(7 * time.Minute); at.Before(day0.Add(time.Duration(days) * 24 * time.Hour)); at = at.Add(20 * time.Second) {
 		if rng.IntN(100) < 70 { // gaps: hours with few or no windows
 			continue
@@ -99,7 +99,7 @@ func fillRandom(t *testing.T, db *DB, rng *rand.Rand, days int) {
 	}
 	for range 40 {
 		w := randomWindow(rng, day0.Add(time.Duration(rng.IntN(days*4320))*20*time.Second))
-		if err := db.Put([]*Window{w}); err != nil {
+		if err := db.Put([]*window.Window{w}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -119,12 +119,12 @@ func randomTime(rng *rand.Rand, days int) time.Time {
 	return t
 }
 
-func spanSum(t *testing.T, db *DB, from, to time.Time) (*sum, Resolution, int) {
+func spanSum(t *testing.T, db *DB, from, to time.Time) (*sum, window.Resolution, int) {
 	t.Helper()
 	s := newSum()
 	n := 0
 	last := time.Time{}
-	res, err := db.Span(from, to, func(w *Window) error {
+	res, err := db.Span(from, to, func(w *window.Window) error {
 		if w.Start.Before(last) {
 			t.Fatalf("Span out of order: %s after %s", w.Start, last)
 		}
@@ -166,7 +166,7 @@ func TestSpanEqualsRaw(t *testing.T) {
 		}
 		got, res, n := spanSum(t, db, from, to)
 		want := rawSum(t, db, from, to)
-		if res != Raw {
+		if res != window.Raw {
 			t.Fatalf("[%s, %s): resolution %s with every raw window kept", from, to, res)
 		}
 		if !reflect.DeepEqual(got, want) {
@@ -175,7 +175,7 @@ func TestSpanEqualsRaw(t *testing.T) {
 		if d := to.Sub(from); d > 26*time.Hour {
 			daily++
 			var rn int
-			db.Windows(from, to, func(*Window) error { rn++; return nil })
+			db.Windows(from, to, func(*window.Window) error { rn++; return nil })
 			if n >= rn/2 {
 				t.Errorf("[%s, %s): %d windows from Span, %d raw: rollups were not used", from, to, n, rn)
 			}
@@ -191,9 +191,9 @@ func TestRollupsMatchRaw(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	fillRandom(t, db, rng, 2)
 	sealed, _ := db.Sealed()
-	for _, r := range []Resolution{Hourly, Daily} {
+	for _, r := range []window.Resolution{window.Hourly, window.Daily} {
 		n := 0
-		err := db.Rollups(r, day0.Add(-24*time.Hour), day0.Add(5*24*time.Hour), func(w *Window) error {
+		err := db.Rollups(r, day0.Add(-24*time.Hour), day0.Add(5*24*time.Hour), func(w *window.Window) error {
 			n++
 			if w.Length != tierLength(r) {
 				t.Errorf("%s rollup %s: length %s", r, w.Start, w.Length)
@@ -232,16 +232,16 @@ func TestCaps(t *testing.T) {
 	fillRandom(t, db, rng, 2)
 	sealed, _ := db.Sealed()
 
-	for _, r := range []Resolution{Hourly, Daily} {
+	for _, r := range []window.Resolution{window.Hourly, window.Daily} {
 		capped := 0
-		err := db.Rollups(r, day0, day0.Add(3*24*time.Hour), func(w *Window) error {
+		err := db.Rollups(r, day0, day0.Add(3*24*time.Hour), func(w *window.Window) error {
 			got := newSum()
 			got.add(w)
 			want := rawSum(t, db, w.Start, minTime(w.End(), sealed))
 			if got.Total != want.Total || got.Stats != want.Stats {
 				t.Errorf("%s %s: totals %+v %+v, raw %+v %+v", r, w.Start, got.Total, got.Stats, want.Total, want.Stats)
 			}
-			if max := map[Resolution]int{Hourly: 5, Daily: 12}[r]; len(w.Remotes) > max {
+			if max := map[window.Resolution]int{window.Hourly: 5, window.Daily: 12}[r]; len(w.Remotes) > max {
 				t.Errorf("%s %s: %d remotes over the cap %d", r, w.Start, len(w.Remotes), max)
 			}
 			folded := len(want.Remotes) - len(got.Remotes)
@@ -251,7 +251,7 @@ func TestCaps(t *testing.T) {
 			if w.Capped > 0 {
 				capped++
 			}
-			var rest rotate.Counts
+			var rest window.Counts
 			for a, c := range want.Remotes {
 				if g, ok := got.Remotes[a]; !ok {
 					rest.Add(c)
@@ -318,7 +318,7 @@ func TestDamagedValuesSkipped(t *testing.T) {
 	}
 	defer db.Close()
 	rng := rand.New(rand.NewPCG(7, 8))
-	var ws []*Window
+	var ws []*window.Window
 	for i := range 3 * 180 {
 		ws = append(ws, randomWindow(rng, day0.Add(time.Duration(i)*20*time.Second)))
 	}
@@ -338,27 +338,27 @@ func TestDamagedValuesSkipped(t *testing.T) {
 	merged := day0.Add(2*time.Hour + 20*time.Minute)
 	corruptKey(bucketWindows, merged)
 	fresh := randomWindow(rng, merged)
-	if err := db.Put([]*Window{randomWindow(rng, day0.Add(30*time.Minute)), fresh, randomWindow(rng, day0.Add(5*time.Hour))}); err != nil {
+	if err := db.Put([]*window.Window{randomWindow(rng, day0.Add(30*time.Minute)), fresh, randomWindow(rng, day0.Add(5*time.Hour))}); err != nil {
 		t.Fatal(err)
 	}
-	var got []*Window
-	db.Windows(merged, merged.Add(time.Second), func(w *Window) error { got = append(got, w); return nil })
+	var got []*window.Window
+	db.Windows(merged, merged.Add(time.Second), func(w *window.Window) error { got = append(got, w); return nil })
 	if len(got) != 1 || !reflect.DeepEqual(got[0].Stats, fresh.Stats) || len(got[0].Remotes) != len(fresh.Remotes) {
 		t.Errorf("the damaged window was not replaced by the new one: %v", got)
 	}
 	// 2. Sealing meets a damaged window: left out, storing goes on.
 	lost := day0.Add(5*time.Hour + 20*time.Second)
-	if err := db.Put([]*Window{randomWindow(rng, lost)}); err != nil {
+	if err := db.Put([]*window.Window{randomWindow(rng, lost)}); err != nil {
 		t.Fatal(err)
 	}
 	corruptKey(bucketWindows, lost)
-	if err := db.Put([]*Window{randomWindow(rng, day0.Add(6*time.Hour))}); err != nil {
+	if err := db.Put([]*window.Window{randomWindow(rng, day0.Add(6*time.Hour))}); err != nil {
 		t.Fatalf("sealing over a damaged window: %v", err)
 	}
 	// 3. A late window for a damaged hourly rollup: stored raw, the
 	// rollup left as it is.
 	corruptKey(bucketHours, day0.Add(time.Hour))
-	if err := db.Put([]*Window{randomWindow(rng, day0.Add(time.Hour+time.Minute))}); err != nil {
+	if err := db.Put([]*window.Window{randomWindow(rng, day0.Add(time.Hour+time.Minute))}); err != nil {
 		t.Fatalf("Put into a damaged rollup's hour: %v", err)
 	}
 	want := []string{"window " + merged.Format(time.RFC3339), "window " + lost.Format(time.RFC3339), "hourly rollup " + day0.Add(time.Hour).Format(time.RFC3339)}
@@ -380,12 +380,12 @@ func TestDamagedValuesSkipped(t *testing.T) {
 		{day0.Add(time.Hour), day0.Add(2 * time.Hour), "hourly rollup " + day0.Add(time.Hour).Format(time.RFC3339)},
 	} {
 		var ds []string
-		_, err := db.SpanWith(tc.from, tc.to, SpanOptions{Damaged: func(d Damage) { ds = append(ds, d.String()) }}, func(*Window) error { return nil })
+		_, err := db.SpanWith(tc.from, tc.to, SpanOptions{Damaged: func(d Damage) { ds = append(ds, d.String()) }}, func(*window.Window) error { return nil })
 		if err != nil || !reflect.DeepEqual(ds, []string{tc.want}) {
 			t.Errorf("span %v..%v: %v, damaged %q, want %q", tc.from, tc.to, err, ds, tc.want)
 		}
 	}
-	if err := db.Windows(day0, day0.Add(7*time.Hour), func(*Window) error { return nil }); err != nil {
+	if err := db.Windows(day0, day0.Add(7*time.Hour), func(*window.Window) error { return nil }); err != nil {
 		t.Errorf("Windows over a damaged window: %v", err)
 	}
 	path := db.Path()
@@ -411,8 +411,8 @@ func TestRestoreAddsOnlyNewCounts(t *testing.T) {
 	db := openTemp(t)
 	rng := rand.New(rand.NewPCG(9, 10))
 	a, b := randomWindow(rng, day0.Add(10*time.Minute)), randomWindow(rng, day0.Add(10*time.Minute))
-	for _, w := range []*Window{a, b, randomWindow(rng, day0.Add(2*time.Hour)), a, randomWindow(rng, day0.Add(3*time.Hour))} {
-		if err := db.Put([]*Window{w}); err != nil {
+	for _, w := range []*window.Window{a, b, randomWindow(rng, day0.Add(2*time.Hour)), a, randomWindow(rng, day0.Add(3*time.Hour))} {
+		if err := db.Put([]*window.Window{w}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -421,10 +421,10 @@ func TestRestoreAddsOnlyNewCounts(t *testing.T) {
 		t.Fatalf("sealed %s", sealed)
 	}
 	want := rawSum(t, db, day0, day0.Add(time.Hour))
-	for _, r := range []Resolution{Hourly, Daily} {
+	for _, r := range []window.Resolution{window.Hourly, window.Daily} {
 		got := newSum()
 		db.Rollups(r, day0, day0.Add(time.Second), got.add)
-		if r == Daily {
+		if r == window.Daily {
 			want = rawSum(t, db, day0, sealed)
 		}
 		if got.Total != want.Total {
@@ -437,7 +437,7 @@ func TestRestoreAddsOnlyNewCounts(t *testing.T) {
 		t.Fatal("Span differs from raw")
 	}
 	ex := newSum()
-	for _, w := range []*Window{a, b, a} {
+	for _, w := range []*window.Window{a, b, a} {
 		ex.add(w)
 	}
 	if ex.Total != want.Total {
@@ -449,10 +449,10 @@ func TestRetention(t *testing.T) {
 	db := openTemp(t)
 	rng := rand.New(rand.NewPCG(11, 12))
 	// 6 days of windows, one every 10 minutes.
-	var ws []*Window
+	var ws []*window.Window
 	for at := day0; at.Before(day0.Add(6 * 24 * time.Hour)); at = at.Add(10 * time.Minute) {
 		w := randomWindow(rng, at)
-		w.Remotes = append(w.Remotes, Remote{Addr: netip.MustParseAddr("192.0.2.1"), Counts: rotate.Counts{TxPackets: 1}})
+		w.Remotes = append(w.Remotes, window.Remote{Addr: netip.MustParseAddr("192.0.2.1"), Counts: window.Counts{TxPackets: 1}})
 		sortRemotes(w.Remotes)
 		ws = append(ws, w)
 	}
@@ -484,23 +484,23 @@ func TestRetention(t *testing.T) {
 	}
 	tests := []struct {
 		from, to         time.Time
-		res              Resolution
+		res              window.Resolution
 		wantFrom, wantTo time.Time // the raw range the answer equals
 	}{
 		// All raw: exact.
-		{day0.Add(4*24*time.Hour + 11*time.Hour + 5*time.Minute), day0.Add(5*24*time.Hour + 3*time.Minute), Raw,
+		{day0.Add(4*24*time.Hour + 11*time.Hour + 5*time.Minute), day0.Add(5*24*time.Hour + 3*time.Minute), window.Raw,
 			day0.Add(4*24*time.Hour + 11*time.Hour + 5*time.Minute), day0.Add(5*24*time.Hour + 3*time.Minute)},
 		// Whole hours and days where raw is gone: still exact.
-		{day0.Add(2 * 24 * time.Hour), day0.Add(4*24*time.Hour + 11*time.Hour + 30*time.Minute), Raw,
+		{day0.Add(2 * 24 * time.Hour), day0.Add(4*24*time.Hour + 11*time.Hour + 30*time.Minute), window.Raw,
 			day0.Add(2 * 24 * time.Hour), day0.Add(4*24*time.Hour + 11*time.Hour + 30*time.Minute)},
-		{day0, day0.Add(6 * 24 * time.Hour), Raw, day0, day0.Add(6 * 24 * time.Hour)},
+		{day0, day0.Add(6 * 24 * time.Hour), window.Raw, day0, day0.Add(6 * 24 * time.Hour)},
 		// Edges inside pruned raw, hours kept: whole hours by their start.
-		{day0.Add(3*24*time.Hour + 10*time.Hour + 30*time.Minute), day0.Add(3*24*time.Hour + 14*time.Hour + 30*time.Minute), Hourly,
+		{day0.Add(3*24*time.Hour + 10*time.Hour + 30*time.Minute), day0.Add(3*24*time.Hour + 14*time.Hour + 30*time.Minute), window.Hourly,
 			day0.Add(3*24*time.Hour + 11*time.Hour), day0.Add(3*24*time.Hour + 15*time.Hour)},
 		// Edges inside pruned hours, days kept: whole days by their start.
-		{day0.Add(10 * time.Hour), day0.Add(24*time.Hour + 3*time.Hour), Daily,
+		{day0.Add(10 * time.Hour), day0.Add(24*time.Hour + 3*time.Hour), window.Daily,
 			day0.Add(24 * time.Hour), day0.Add(2 * 24 * time.Hour)},
-		{day0.Add(10 * time.Hour), day0.Add(2*24*time.Hour + 3*time.Hour + 10*time.Minute), Daily,
+		{day0.Add(10 * time.Hour), day0.Add(2*24*time.Hour + 3*time.Hour + 10*time.Minute), window.Daily,
 			day0.Add(24 * time.Hour), day0.Add(2*24*time.Hour + 4*time.Hour)},
 	}
 	for _, tc := range tests {
@@ -514,7 +514,7 @@ func TestRetention(t *testing.T) {
 		}
 	}
 	// Days pruned too: nothing is left before the cut.
-	if n, err := db.PruneTier(Daily, day0.Add(24*time.Hour)); n != 1 || err != nil {
+	if n, err := db.PruneTier(window.Daily, day0.Add(24*time.Hour)); n != 1 || err != nil {
 		t.Fatalf("PruneTier(Daily) = %d, %v", n, err)
 	}
 	if got, _, n := spanSum(t, db, day0, day0.Add(24*time.Hour)); n != 0 || !got.Total.IsZero() {
@@ -523,7 +523,7 @@ func TestRetention(t *testing.T) {
 	// A window stored late into a pruned raw hour still reaches its
 	// rollups (the hour is sealed), so totals keep matching.
 	late := randomWindow(rng, day0.Add(3*24*time.Hour+12*time.Hour+5*time.Second))
-	if err := db.Put([]*Window{late}); err != nil {
+	if err := db.Put([]*window.Window{late}); err != nil {
 		t.Fatal(err)
 	}
 	ws = append(ws, late)
@@ -538,7 +538,7 @@ func TestRetention(t *testing.T) {
 func TestPruneSeals(t *testing.T) {
 	db := openTemp(t)
 	rng := rand.New(rand.NewPCG(13, 14))
-	var ws []*Window
+	var ws []*window.Window
 	want := newSum()
 	for i := range 100 {
 		w := randomWindow(rng, day0.Add(time.Duration(i)*time.Minute))
@@ -552,14 +552,14 @@ func TestPruneSeals(t *testing.T) {
 		t.Fatalf("Prune = %d, %v", n, err)
 	}
 	got, res, _ := spanSum(t, db, day0, day0.Add(2*time.Hour))
-	if !reflect.DeepEqual(got, want) || res != Raw {
+	if !reflect.DeepEqual(got, want) || res != window.Raw {
 		t.Fatalf("after prune (%s): %+v, want %+v", res, got.Total, want.Total)
 	}
 }
 
 // writeFormat1 writes a file as format 1 code did: meta, windows and asn
 // buckets, windows as values, format version 1.
-func writeFormat1(t *testing.T, path string, ws []*Window) {
+func writeFormat1(t *testing.T, path string, ws []*window.Window) {
 	t.Helper()
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
@@ -592,7 +592,7 @@ func writeFormat1(t *testing.T, path string, ws []*Window) {
 func TestUpgradeFromFormat1(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v1.db")
 	rng := rand.New(rand.NewPCG(15, 16))
-	var ws []*Window
+	var ws []*window.Window
 	for at := day0.Add(-3 * time.Hour); at.Before(day0.Add(30 * time.Hour)); at = at.Add(time.Duration(20+rng.IntN(5)*20) * time.Second) {
 		ws = append(ws, randomWindow(rng, at))
 	}
@@ -622,9 +622,9 @@ func TestUpgradeFromFormat1(t *testing.T) {
 		return nil
 	})
 	sealed, _ := db.Sealed()
-	for _, r := range []Resolution{Hourly, Daily} {
+	for _, r := range []window.Resolution{window.Hourly, window.Daily} {
 		n := 0
-		db.Rollups(r, time.Time{}, day0.Add(10*24*time.Hour), func(w *Window) error {
+		db.Rollups(r, time.Time{}, day0.Add(10*24*time.Hour), func(w *window.Window) error {
 			n++
 			got := newSum()
 			got.add(w)
@@ -633,7 +633,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 			}
 			return nil
 		})
-		if want := map[Resolution]int{Hourly: 32, Daily: 3}[r]; n != want {
+		if want := map[window.Resolution]int{window.Hourly: 32, window.Daily: 3}[r]; n != want {
 			t.Errorf("%d %s rollups, want %d", n, r, want)
 		}
 	}
@@ -650,7 +650,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 func TestUpgradeSkipsDamagedWindow(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v1.db")
 	rng := rand.New(rand.NewPCG(17, 18))
-	var ws []*Window
+	var ws []*window.Window
 	for i := range 500 {
 		ws = append(ws, randomWindow(rng, day0.Add(time.Duration(i)*time.Minute)))
 	}
@@ -738,14 +738,14 @@ func TestSpanGroups(t *testing.T) {
 		if to.Before(from) {
 			from, to = to, from
 		}
-		got, want := map[key]rotate.Counts{}, map[key]rotate.Counts{}
-		add := func(m map[key]rotate.Counts, k key, c rotate.Counts) {
+		got, want := map[key]window.Counts{}, map[key]window.Counts{}
+		add := func(m map[key]window.Counts, k key, c window.Counts) {
 			s := m[k]
 			s.Add(c)
 			m[k] = s
 		}
 		groups := 0
-		_, err := db.SpanWith(from, to, SpanOptions{Groups: true, Reuse: true}, func(w *Window) error {
+		_, err := db.SpanWith(from, to, SpanOptions{Groups: true, Reuse: true}, func(w *window.Window) error {
 			if w.Length >= time.Hour && len(w.Remotes) > 0 {
 				t.Fatalf("rollup %s with remotes in groups mode", w.Start)
 			}
@@ -765,7 +765,7 @@ func TestSpanGroups(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		db.Windows(from, to, func(w *Window) error {
+		db.Windows(from, to, func(w *window.Window) error {
 			for _, r := range w.Remotes {
 				add(want, key{r.Country, r.ASN}, r.Counts)
 			}
@@ -779,7 +779,7 @@ func TestSpanGroups(t *testing.T) {
 }
 
 func TestGroupsRoundTrip(t *testing.T) {
-	w := &Window{Start: day0, Length: time.Hour, Capped: 7, Remotes: pool[:40]}
+	w := &window.Window{Start: day0, Length: time.Hour, Capped: 7, Remotes: pool[:40]}
 	w.Groups = groupsOf(w.Remotes)
 	for i := range w.Groups {
 		w.Groups[i].ASOrg = ""
@@ -791,7 +791,7 @@ func TestGroupsRoundTrip(t *testing.T) {
 	if got.Capped != 7 || !reflect.DeepEqual(got.Groups, w.Groups) || len(got.Remotes) != 40 {
 		t.Fatalf("round trip: %+v", got)
 	}
-	var g Window
+	var g window.Window
 	if err := unmarshalWith(&g, windowKey(day0), MarshalWindow(w), decodeGroups); err != nil || len(g.Remotes) != 0 || len(g.Groups) != len(w.Groups) {
 		t.Fatalf("groups only: %d remotes, %d groups, %v", len(g.Remotes), len(g.Groups), err)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // scanBatch is how many windows Windows and Last decode per read
@@ -26,7 +28,7 @@ const scanBatch = 256
 // summed by address, Other and Stats are summed, Length is the larger,
 // and Country, ASN and GeoBuild come from the newer unless it does not know
 // them. ws is not modified.
-func (db *DB) Put(ws []*Window) error {
+func (db *DB) Put(ws []*window.Window) error {
 	if len(ws) == 0 {
 		return nil
 	}
@@ -36,7 +38,7 @@ func (db *DB) Put(ws []*Window) error {
 		}
 	}
 	sorted := slices.Clone(ws)
-	slices.SortStableFunc(sorted, func(a, b *Window) int { return a.Start.Compare(b.Start) })
+	slices.SortStableFunc(sorted, func(a, b *window.Window) int { return a.Start.Compare(b.Start) })
 	for i, w := range sorted {
 		if !remotesSorted(w.Remotes) {
 			c := *w
@@ -71,7 +73,7 @@ func (db *DB) Put(ws []*Window) error {
 				case isDamage(err):
 					// Its counts are lost either way; the new ones
 					// replace it rather than be refused with it.
-					db.caps.skip(Raw, k, err)
+					db.caps.skip(window.Raw, k, err)
 				case err != nil:
 					return fmt.Errorf("merge window %s with the stored one: %w (nothing was written)",
 						w.Start.UTC().Format(time.RFC3339), err)
@@ -119,7 +121,7 @@ func (db *DB) Put(ws []*Window) error {
 	return nil
 }
 
-func validate(w *Window) error {
+func validate(w *window.Window) error {
 	switch {
 	case w.Start.Unix() < 0:
 		return errors.New("start before 1970")
@@ -138,25 +140,25 @@ func validate(w *Window) error {
 
 func asnKey(asn uint32) []byte { return binary.BigEndian.AppendUint32(nil, asn) }
 
-func compareRemotes(a, b *Remote) int {
+func compareRemotes(a, b *window.Remote) int {
 	if c := cmp.Compare(b.Bytes(), a.Bytes()); c != 0 {
 		return c
 	}
 	return a.Addr.Compare(b.Addr)
 }
 
-func remotesSorted(rs []Remote) bool {
-	return slices.IsSortedFunc(rs, func(a, b Remote) int { return compareRemotes(&a, &b) })
+func remotesSorted(rs []window.Remote) bool {
+	return slices.IsSortedFunc(rs, func(a, b window.Remote) int { return compareRemotes(&a, &b) })
 }
 
-func sortRemotes(rs []Remote) {
-	slices.SortFunc(rs, func(a, b Remote) int { return compareRemotes(&a, &b) })
+func sortRemotes(rs []window.Remote) {
+	slices.SortFunc(rs, func(a, b window.Remote) int { return compareRemotes(&a, &b) })
 }
 
 // merge returns old and newer combined into a new window; neither input
 // is modified.
-func merge(old, newer *Window) *Window {
-	m := &Window{
+func merge(old, newer *window.Window) *window.Window {
+	m := &window.Window{
 		Start:    old.Start,
 		Length:   max(old.Length, newer.Length),
 		Other:    old.Other,
@@ -170,7 +172,7 @@ func merge(old, newer *Window) *Window {
 	m.Stats.Add(newer.Stats)
 	m.Services = mergeServices(old.Services, newer.Services)
 
-	m.Remotes = make([]Remote, 0, len(old.Remotes)+len(newer.Remotes))
+	m.Remotes = make([]window.Remote, 0, len(old.Remotes)+len(newer.Remotes))
 	m.Remotes = append(m.Remotes, old.Remotes...)
 	at := make(map[[16]byte]int, len(m.Remotes))
 	for i := range m.Remotes {
@@ -204,22 +206,22 @@ func merge(old, newer *Window) *Window {
 // transaction, so it may be slow or call other DB methods; a window written
 // meanwhile after the last one seen is included. An error from fn stops the
 // scan and is returned as is.
-func (db *DB) Windows(from, to time.Time, fn func(*Window) error) error {
+func (db *DB) Windows(from, to time.Time, fn func(*window.Window) error) error {
 	return db.scan(clampKey(from), clampKey(to), -1, fn)
 }
 
-func (db *DB) scan(from, to []byte, limit int, fn func(*Window) error) error {
+func (db *DB) scan(from, to []byte, limit int, fn func(*window.Window) error) error {
 	return db.scanBucket(bucketWindows, from, to, limit, fn, nil)
 }
 
 // Last calls fn for the n newest windows, oldest first.
-func (db *DB) Last(n int, fn func(*Window) error) error {
+func (db *DB) Last(n int, fn func(*window.Window) error) error {
 	return db.LastWith(n, SpanOptions{}, fn)
 }
 
 // LastWith is Last, and tells opt.Damaged (the only option it uses) about
 // each damaged window it skipped, after the last call to fn.
-func (db *DB) LastWith(n int, opt SpanOptions, fn func(*Window) error) error {
+func (db *DB) LastWith(n int, opt SpanOptions, fn func(*window.Window) error) error {
 	if n <= 0 {
 		return nil
 	}
@@ -270,16 +272,16 @@ func clampKey(t time.Time) []byte {
 // scanBatch per transaction.
 // A value that does not decode is skipped, noted (Damaged) and, when
 // skipped is not nil, added to it.
-func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*Window) error, skipped *[]Damage) error {
-	tier := Raw
-	for _, r := range []Resolution{Hourly, Daily} {
+func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*window.Window) error, skipped *[]Damage) error {
+	tier := window.Raw
+	for _, r := range []window.Resolution{window.Hourly, window.Daily} {
 		if bytes.Equal(bucket, tierBucket(r)) {
 			tier = r
 		}
 	}
 	next := from
 	for next != nil && limit != 0 {
-		var batch []*Window
+		var batch []*window.Window
 		err := db.bolt.View(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucket).Cursor()
 			k, v := c.Seek(next)
@@ -322,7 +324,7 @@ func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*Window) er
 
 // fillOrgs sets Remote.ASOrg from the cache, falling back to the asn
 // bucket. Unknown ASNs are not cached: their name may be written later.
-func (db *DB) fillOrgs(tx *bolt.Tx, w *Window) {
+func (db *DB) fillOrgs(tx *bolt.Tx, w *window.Window) {
 	var ab *bolt.Bucket
 	db.mu.Lock()
 	defer db.mu.Unlock()
@@ -381,5 +383,5 @@ func (db *DB) Bounds() (first, last time.Time, n int, err error) {
 // does not shrink; bbolt reuses the pages. Organisation names are kept:
 // they are few and later windows share them.
 func (db *DB) Prune(before time.Time) (int, error) {
-	return db.PruneTier(Raw, before)
+	return db.PruneTier(window.Raw, before)
 }

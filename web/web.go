@@ -27,7 +27,7 @@ import (
 	"github.com/dstwatch/dstwatch/internal/webconfig"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/report"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 //go:embed assets
@@ -377,7 +377,7 @@ type WindowEvent struct {
 	Top   []RowJSON `json:"top"`
 }
 
-func windowEvent(w *storage.Window, loc *time.Location) WindowEvent {
+func windowEvent(w *window.Window, loc *time.Location) WindowEvent {
 	var c = w.Other
 	for i := range w.Remotes {
 		c.Add(w.Remotes[i].Counts)
@@ -401,7 +401,7 @@ func windowEvent(w *storage.Window, loc *time.Location) WindowEvent {
 
 func (s *Server) current(w http.ResponseWriter, r *http.Request) {
 	var ev *WindowEvent
-	err := s.cfg.Reader.Last(1, func(win *storage.Window) error {
+	err := s.cfg.Reader.Last(1, func(win *window.Window) error {
 		e := windowEvent(win, s.cfg.Location)
 		ev = &e
 		return nil
@@ -415,7 +415,7 @@ func (s *Server) current(w http.ResponseWriter, r *http.Request) {
 
 // Publish hands a stored window to the open event streams; a stream that
 // lags 16 windows behind is dropped (the page reconnects).
-func (s *Server) Publish(win *storage.Window) {
+func (s *Server) Publish(win *window.Window) {
 	if !s.hub.Active() {
 		return
 	}

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/internal/netnstest"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // bigDB writes n one-minute windows of 40 remotes each, ending an hour
@@ -31,12 +31,12 @@ func bigDB(t *testing.T, n int) string {
 	}
 	defer d.Close()
 	start := time.Now().Add(-time.Hour - time.Duration(n)*time.Minute).Truncate(time.Minute)
-	var ws []*storage.Window
+	var ws []*window.Window
 	for i := range n {
-		w := &storage.Window{Start: start.Add(time.Duration(i) * time.Minute), Length: time.Minute}
+		w := &window.Window{Start: start.Add(time.Duration(i) * time.Minute), Length: time.Minute}
 		for j := range 40 {
-			c := rotate.Counts{TxPackets: uint64(i + j + 1), TxBytes: uint64(1000 * (i + j + 1))}
-			w.Remotes = append(w.Remotes, storage.Remote{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(j + 1)}), Country: "NL", Counts: c})
+			c := window.Counts{TxPackets: uint64(i + j + 1), TxBytes: uint64(1000 * (i + j + 1))}
+			w.Remotes = append(w.Remotes, window.Remote{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(j + 1)}), Country: "NL", Counts: c})
 			w.Stats.Tallied += c.TxPackets
 		}
 		ws = append(ws, w)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // steadyTraffic sends small datagrams from B to A until ctx is done.
@@ -94,7 +95,7 @@ func TestKill9LosesNothingAnnounced(t *testing.T) {
 	}
 	stored := map[time.Time]bool{}
 	var frames uint64
-	d.Windows(time.Unix(0, 0), time.Now().Add(time.Hour), func(w *storage.Window) error {
+	d.Windows(time.Unix(0, 0), time.Now().Add(time.Hour), func(w *window.Window) error {
 		stored[w.Start] = true
 		frames += w.Stats.Frames
 		return nil

@@ -15,20 +15,19 @@ import (
 	"github.com/dstwatch/dstwatch/fleet"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // writeQuery prints ws (oldest first, as stored) as o asks. Both ways of
 // reading, API and file, end here, so their output cannot differ.
-func writeQuery(w io.Writer, ws []*storage.Window, o queryOpts) error {
+func writeQuery(w io.Writer, ws []*window.Window, o queryOpts) error {
 	if o.by == query.ByWindow {
-		shown := make([]*storage.Window, len(ws))
+		shown := make([]*window.Window, len(ws))
 		for i, win := range ws {
 			win = o.filter.Apply(win)
 			if o.sort != query.SortBytes {
 				c := *win
-				c.Remotes = append([]storage.Remote(nil), win.Remotes...)
+				c.Remotes = append([]window.Remote(nil), win.Remotes...)
 				query.SortRemotes(&c, o.sort)
 				win = &c
 			}
@@ -105,7 +104,7 @@ func damageNote(sum query.Summary) string {
 
 // resolutionNote is "" for an answer that is exactly the raw windows'.
 func resolutionNote(sum query.Summary, loc *time.Location) string {
-	if sum.Resolution == storage.Raw {
+	if sum.Resolution == window.Raw {
 		return ""
 	}
 	if sum.RawFrom.IsZero() {
@@ -122,14 +121,14 @@ func encodeJSON(w io.Writer, v any) error {
 
 var countsHeader = []string{"tx_packets", "tx_bytes", "rx_packets", "rx_bytes"}
 
-func countsRecord(c rotate.Counts) []string {
+func countsRecord(c window.Counts) []string {
 	return []string{
 		strconv.FormatUint(c.TxPackets, 10), strconv.FormatUint(c.TxBytes, 10),
 		strconv.FormatUint(c.RxPackets, 10), strconv.FormatUint(c.RxBytes, 10),
 	}
 }
 
-func writeWindowsCSV(w io.Writer, ws []*storage.Window) error {
+func writeWindowsCSV(w io.Writer, ws []*window.Window) error {
 	cw := csv.NewWriter(w)
 	cw.Write(append([]string{"start", "end", "addr", "country", "asn"}, countsHeader...))
 	for _, win := range ws {
@@ -263,11 +262,11 @@ func describeUnits(sum query.Summary) string {
 	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 }
 
-func totalsLine(lead string, t rotate.Counts) string {
+func totalsLine(lead string, t window.Counts) string {
 	return fmt.Sprintf("%s%s\t%s\t%s\t%s\t", lead, units.Bytes(t.TxBytes), units.Count(t.TxPackets), units.Bytes(t.RxBytes), units.Count(t.RxPackets))
 }
 
-func (o queryOpts) weight(c rotate.Counts) uint64 {
+func (o queryOpts) weight(c window.Counts) uint64 {
 	if o.sort == query.SortPackets {
 		return c.Packets()
 	}
@@ -275,7 +274,7 @@ func (o queryOpts) weight(c rotate.Counts) uint64 {
 }
 
 func writeRowsTable(w io.Writer, sum query.Summary, rows []query.Row, o queryOpts) error {
-	var total rotate.Counts
+	var total window.Counts
 	for _, r := range rows {
 		total.Add(r.Counts)
 	}
@@ -349,10 +348,10 @@ func writeRowsTable(w io.Writer, sum query.Summary, rows []query.Row, o queryOpt
 	return writeQualityNotes(w, sum, o)
 }
 
-func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
+func writeWindowsTable(w io.Writer, ws []*window.Window, o queryOpts) error {
 	loc := o.location()
-	var total rotate.Counts
-	sums := make([]rotate.Counts, len(ws))
+	var total window.Counts
+	sums := make([]window.Counts, len(ws))
 	for i, win := range ws {
 		for _, r := range win.Remotes {
 			sums[i].Add(r.Counts)
@@ -389,7 +388,7 @@ func writeWindowsTable(w io.Writer, ws []*storage.Window, o queryOpts) error {
 // writeNamedRemotes is the remote table with a NAME column (--names): each
 // remote's reverse-DNS name, looked up now (rdns bounds and times the
 // lookups), shown, never stored.
-func writeNamedRemotes(w io.Writer, tw *tabwriter.Writer, sum query.Summary, rows []query.Row, total rotate.Counts, o queryOpts, line func(string, query.Row)) error {
+func writeNamedRemotes(w io.Writer, tw *tabwriter.Writer, sum query.Summary, rows []query.Row, total window.Counts, o queryOpts, line func(string, query.Row)) error {
 	addr := func(r *query.Row) netip.Addr {
 		if r.Addr.IsValid() {
 			return r.Addr

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // runIn runs the real binary with TZ=zone. Setting time.Local in this
@@ -129,7 +129,7 @@ func TestQueryPeriodsAPIEqualsFile(t *testing.T) {
 	for _, r := range rows {
 		start, _ := time.Parse(time.RFC3339, r.Start)
 		end, _ := time.Parse(time.RFC3339, r.End)
-		var want rotate.Counts
+		var want window.Counts
 		for _, w := range historyWindows() {
 			if !w.Start.Before(start) && w.Start.Before(end) {
 				for _, rm := range w.Remotes {

@@ -17,8 +17,8 @@ import (
 	"github.com/dstwatch/dstwatch/api"
 	dstwatchd "github.com/dstwatch/dstwatch/daemon"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // historyStart is a UTC midnight; historyWindows cover three days from it.
@@ -27,32 +27,32 @@ var historyStart = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 // historyWindows are 15-minute windows over three days, each with a few
 // remotes of a pool of 12 (IPv4 and IPv6, several countries and ASes, one
 // unknown), an other row now and then, and drops and folds in some.
-func historyWindows() []*storage.Window {
-	var pool []storage.Remote
+func historyWindows() []*window.Window {
+	var pool []window.Remote
 	for i := range 12 {
 		a := netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)})
 		if i%3 == 2 {
 			a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i + 1)})
 		}
-		r := storage.Remote{Addr: a, Country: []string{"NL", "DE", "JP", "US"}[i%4], ASN: uint32(64496 + i%5)}
+		r := window.Remote{Addr: a, Country: []string{"NL", "DE", "JP", "US"}[i%4], ASN: uint32(64496 + i%5)}
 		r.ASOrg = []string{"Alpha", "Beta", "Gamma", "Delta", "Epsilon"}[i%5]
 		if i == 11 {
 			r.Country, r.ASN, r.ASOrg = "", 0, ""
 		}
 		pool = append(pool, r)
 	}
-	var ws []*storage.Window
+	var ws []*window.Window
 	for i := range 3 * 96 {
-		w := &storage.Window{Start: historyStart.Add(time.Duration(i) * 15 * time.Minute), Length: 15 * time.Minute}
+		w := &window.Window{Start: historyStart.Add(time.Duration(i) * 15 * time.Minute), Length: 15 * time.Minute}
 		for j := range 3 + i%5 {
 			r := pool[(i*7+j*5)%len(pool)]
 			n := uint64(1 + (i*13+j*31)%97)
-			r.Counts = rotate.Counts{TxPackets: n, TxBytes: n * 1000, RxPackets: n / 2, RxBytes: n * 70}
+			r.Counts = window.Counts{TxPackets: n, TxBytes: n * 1000, RxPackets: n / 2, RxBytes: n * 70}
 			w.Remotes = append(w.Remotes, r)
 			w.Stats.Tallied += r.TxPackets + r.RxPackets
 		}
 		if i%7 == 0 {
-			w.Other = rotate.Counts{TxPackets: 3, TxBytes: 300, RxPackets: 1, RxBytes: 60}
+			w.Other = window.Counts{TxPackets: 3, TxBytes: 300, RxPackets: 1, RxBytes: 60}
 			w.Stats.Folded = 2
 		}
 		if i%50 == 3 {
@@ -81,7 +81,7 @@ func historyDB(t *testing.T) string {
 // rawAnswer is what the raw windows starting in [from, to) add up to.
 func rawAnswer(t *testing.T, from, to time.Time, by query.By) string {
 	t.Helper()
-	var ws []*storage.Window
+	var ws []*window.Window
 	for _, w := range historyWindows() {
 		if !w.Start.Before(from) && w.Start.Before(to) {
 			ws = append(ws, w)
@@ -257,7 +257,7 @@ func TestQueryTiersAPIEqualsFile(t *testing.T) {
 
 // writeFormat1 writes a database as dstwatch with format 1 (before the
 // rollup tiers) did: meta, windows and asn buckets.
-func writeFormat1(t *testing.T, path string, ws []*storage.Window) {
+func writeFormat1(t *testing.T, path string, ws []*window.Window) {
 	t.Helper()
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
@@ -306,7 +306,7 @@ func TestFormat1UpgradedOnOpen(t *testing.T) {
 	}
 	u, err := d.Usage()
 	d.Close()
-	if err != nil || u[storage.Hourly].Units == 0 || u[storage.Daily].Units == 0 {
+	if err != nil || u[window.Hourly].Units == 0 || u[window.Daily].Units == 0 {
 		t.Fatalf("after the upgrade: %+v %v; want hourly and daily rollups", u, err)
 	}
 	code, out, stderr := runCmd(t, q...)

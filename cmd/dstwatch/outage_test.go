@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/internal/netnstest"
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 func rxFrom(t *testing.T, db, remote string) uint64 {
@@ -71,7 +71,7 @@ func TestInterfaceOutages(t *testing.T) {
 			var outage, whole int
 			for _, w := range readAll(t, db) {
 				switch {
-				case w.Stats.Partial&rotate.PartialOutage != 0:
+				case w.Stats.Partial&window.PartialOutage != 0:
 					outage++
 				case w.Stats.Partial == 0:
 					whole++

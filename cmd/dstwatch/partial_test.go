@@ -10,8 +10,7 @@ import (
 
 	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // untilInto sleeps until at is past a boundary of windows of length l.
@@ -62,7 +61,7 @@ func TestPartialWindowsLive(t *testing.T) {
 		t.Fatalf("%d windows stored, want at least 4", len(ws))
 	}
 	merged := ws[len(ws)-2] // stopped and started again inside it
-	want := map[time.Time]rotate.Partial{ws[0].Start: rotate.PartialStart, merged.Start: rotate.PartialStart | rotate.PartialStop, ws[len(ws)-1].Start: rotate.PartialStop}
+	want := map[time.Time]window.Partial{ws[0].Start: window.PartialStart, merged.Start: window.PartialStart | window.PartialStop, ws[len(ws)-1].Start: window.PartialStop}
 	for _, w := range ws {
 		if w.Stats.Partial != want[w.Start] {
 			t.Errorf("window %s: partial %q, want %q", w.Start.Format(time.TimeOnly), w.Stats.Partial, want[w.Start])
@@ -93,7 +92,7 @@ func TestPartialWindowsLive(t *testing.T) {
 		t.Errorf("no partial start and stop in the JSON:\n%s", js)
 	}
 	_, table, _ := runCmd(t, "query", "--db", db, "--by", "window", "--utc", "--from", ws[0].Start.Format(time.RFC3339), "--to", ws[len(ws)-1].End().Format(time.RFC3339))
-	rowOf := func(w *storage.Window) string {
+	rowOf := func(w *window.Window) string {
 		for _, l := range strings.Split(table, "\n") {
 			if strings.HasPrefix(strings.TrimSpace(l), w.Start.Format("2006-01-02 15:04:05 UTC")) {
 				return l

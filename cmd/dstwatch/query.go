@@ -16,6 +16,7 @@ import (
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/rdns"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 const queryHelp = `Usage: dstwatch query [flags]
@@ -189,7 +190,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return queryServices(ctx, stdout, stderr, st, o, svc)
 	}
 	var (
-		ws    []*storage.Window
+		ws    []*window.Window
 		rows  []query.Row
 		sum   query.Summary
 		empty bool
@@ -325,9 +326,9 @@ func (s *store) close() {
 	}
 }
 
-func (s *store) windows(ctx context.Context, r api.Range) ([]*storage.Window, error) {
-	var ws []*storage.Window
-	add := func(w *storage.Window) error {
+func (s *store) windows(ctx context.Context, r api.Range) ([]*window.Window, error) {
+	var ws []*window.Window
+	add := func(w *window.Window) error {
 		ws = append(ws, w)
 		return nil
 	}

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -39,8 +39,8 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
-func counts(tp, tb, rp, rb uint64) rotate.Counts {
-	return rotate.Counts{TxPackets: tp, TxBytes: tb, RxPackets: rp, RxBytes: rb}
+func counts(tp, tb, rp, rb uint64) window.Counts {
+	return window.Counts{TxPackets: tp, TxBytes: tb, RxPackets: rp, RxBytes: rb}
 }
 
 // goldenStart is 00:00:00 UTC on the day Europe/Berlin leaves summer time:
@@ -49,32 +49,32 @@ var goldenStart = time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC)
 
 // goldenWindows are four 30-minute windows across the DST change, with
 // exact content: kernel drops in one, remotes folded by the cap in two.
-func goldenWindows() []*storage.Window {
+func goldenWindows() []*window.Window {
 	geo := time.Date(2026, 10, 20, 0, 0, 0, 0, time.UTC)
 	nl := netip.MustParseAddr("198.51.100.2")
 	jp := netip.MustParseAddr("203.0.113.9")
 	de := netip.MustParseAddr("2001:db8::7")
 	unk := netip.MustParseAddr("192.0.2.77")
-	w := func(i int, rs []storage.Remote, other rotate.Counts, st rotate.Stats) *storage.Window {
-		return &storage.Window{Start: goldenStart.Add(time.Duration(i) * 30 * time.Minute), Length: 30 * time.Minute,
+	w := func(i int, rs []window.Remote, other window.Counts, st window.Stats) *window.Window {
+		return &window.Window{Start: goldenStart.Add(time.Duration(i) * 30 * time.Minute), Length: 30 * time.Minute,
 			Remotes: rs, Other: other, Stats: st, GeoBuild: geo}
 	}
-	return []*storage.Window{
-		w(0, []storage.Remote{
+	return []*window.Window{
+		w(0, []window.Remote{
 			{Addr: nl, Country: "NL", ASN: 64496, ASOrg: "Example NL", Counts: counts(1200, 1_500_000, 3400, 52_000_000)},
 			{Addr: jp, Country: "JP", ASN: 64500, ASOrg: "Example Transit", Counts: counts(10, 5_000, 12, 900)},
-		}, rotate.Counts{}, rotate.Stats{Frames: 4622, Tallied: 4622}),
-		w(1, []storage.Remote{
+		}, window.Counts{}, window.Stats{Frames: 4622, Tallied: 4622}),
+		w(1, []window.Remote{
 			{Addr: de, Country: "DE", ASN: 64501, ASOrg: "Example Six", Counts: counts(70_000, 98_000_000, 35_000, 2_100_000)},
 			{Addr: nl, Country: "NL", ASN: 64496, ASOrg: "Example NL", Counts: counts(300, 400_000, 900, 1_300_000)},
-		}, counts(5, 500, 7, 700), rotate.Stats{Frames: 106_212, Tallied: 106_212, Drops: 4_321, Folded: 3}),
-		w(2, []storage.Remote{
+		}, counts(5, 500, 7, 700), window.Stats{Frames: 106_212, Tallied: 106_212, Drops: 4_321, Folded: 3}),
+		w(2, []window.Remote{
 			{Addr: unk, Counts: counts(2, 120, 2, 120)},
-		}, rotate.Counts{}, rotate.Stats{Frames: 9, Tallied: 4, NonIP: 5}),
-		w(3, []storage.Remote{
+		}, window.Counts{}, window.Stats{Frames: 9, Tallied: 4, NonIP: 5}),
+		w(3, []window.Remote{
 			{Addr: jp, Country: "JP", ASN: 64500, ASOrg: "Example Transit", Counts: counts(800, 1_100_000, 800, 64_000)},
 			{Addr: nl, Country: "NL", ASN: 64496, ASOrg: "Example NL", Counts: counts(100, 9_000, 100, 9_000)},
-		}, counts(40, 40_000, 40, 40_000), rotate.Stats{Frames: 1880, Tallied: 1880, Folded: 12}),
+		}, counts(40, 40_000, 40, 40_000), window.Stats{Frames: 1880, Tallied: 1880, Folded: 12}),
 	}
 }
 

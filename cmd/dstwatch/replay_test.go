@@ -16,8 +16,8 @@ import (
 
 	"github.com/dstwatch/dstwatch/internal/mmdbtest"
 	"github.com/dstwatch/dstwatch/internal/pcapgen"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 var (
@@ -68,15 +68,15 @@ func wantGeo(a netip.Addr) (string, uint32) {
 	return "", 0
 }
 
-func readAll(t *testing.T, db string) []*storage.Window {
+func readAll(t *testing.T, db string) []*window.Window {
 	t.Helper()
 	d, err := storage.Open(db, storage.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	var ws []*storage.Window
-	if err := d.Windows(time.Unix(0, 0), time.Now().Add(24*time.Hour*365*10), func(w *storage.Window) error {
+	var ws []*window.Window
+	if err := d.Windows(time.Unix(0, 0), time.Now().Add(24*time.Hour*365*10), func(w *window.Window) error {
 		ws = append(ws, w)
 		return nil
 	}); err != nil {
@@ -86,7 +86,7 @@ func readAll(t *testing.T, db string) []*storage.Window {
 }
 
 // compare checks every stored window, remote and count against the truth.
-func compare(t *testing.T, got []*storage.Window, want []pcapgen.WindowTruth, times uint64) {
+func compare(t *testing.T, got []*window.Window, want []pcapgen.WindowTruth, times uint64) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("stored %d windows, want %d", len(got), len(want))
@@ -96,7 +96,7 @@ func compare(t *testing.T, got []*storage.Window, want []pcapgen.WindowTruth, ti
 		if !w.Start.Equal(tr.Start) {
 			t.Fatalf("window %d starts %v, want %v", i, w.Start, tr.Start)
 		}
-		wantStats := rotate.Stats{Frames: tr.Frames, Tallied: tr.Tallied, NonIP: tr.NonIP, Transit: tr.Transit,
+		wantStats := window.Stats{Frames: tr.Frames, Tallied: tr.Tallied, NonIP: tr.NonIP, Transit: tr.Transit,
 			Malformed: tr.Malformed, Excluded: tr.Excluded, Local: tr.Local, Oversize: tr.Oversize, Spoofed: tr.Spoofed}
 		wantStats = scaleStats(wantStats, times)
 		if w.Stats != wantStats {
@@ -111,7 +111,7 @@ func compare(t *testing.T, got []*storage.Window, want []pcapgen.WindowTruth, ti
 				t.Errorf("window %v: unexpected remote %v", w.Start, r.Addr)
 				continue
 			}
-			wc := rotate.Counts{TxPackets: c.TxPackets * times, TxBytes: c.TxBytes * times, RxPackets: c.RxPackets * times, RxBytes: c.RxBytes * times}
+			wc := window.Counts{TxPackets: c.TxPackets * times, TxBytes: c.TxBytes * times, RxPackets: c.RxPackets * times, RxBytes: c.RxBytes * times}
 			if r.Counts != wc {
 				t.Errorf("window %v remote %v: %+v, want %+v", w.Start, r.Addr, r.Counts, wc)
 			}
@@ -122,8 +122,8 @@ func compare(t *testing.T, got []*storage.Window, want []pcapgen.WindowTruth, ti
 	}
 }
 
-func scaleStats(s rotate.Stats, k uint64) rotate.Stats {
-	var out rotate.Stats
+func scaleStats(s window.Stats, k uint64) window.Stats {
+	var out window.Stats
 	for range k {
 		out.Add(s)
 	}
@@ -282,10 +282,10 @@ func TestReplayCapFoldsIntoOther(t *testing.T) {
 		t.Fatalf("%d windows, want %d", len(got), len(truth))
 	}
 	for i, w := range got {
-		var want, sum rotate.Counts
+		var want, sum window.Counts
 		var heaviest []uint64
 		for _, c := range truth[i].Remotes {
-			want.Add(rotate.Counts(c))
+			want.Add(window.Counts(c))
 			heaviest = append(heaviest, c.TxBytes+c.RxBytes)
 		}
 		for _, r := range w.Remotes {
@@ -376,12 +376,12 @@ func TestQueryOutputs(t *testing.T) {
 	}
 
 	// --by country --format csv adds up the range.
-	want := map[string]rotate.Counts{}
+	want := map[string]window.Counts{}
 	for _, w := range truth {
 		for a, c := range w.Remotes {
 			cc, _ := wantGeo(a)
 			x := want[cc]
-			x.Add(rotate.Counts(c))
+			x.Add(window.Counts(c))
 			want[cc] = x
 		}
 	}
@@ -700,7 +700,7 @@ func TestReplayHostileFrames(t *testing.T) {
 // the windows its stamps say.
 func TestReplayStampOutlierAndRealGap(t *testing.T) {
 	country, asn := geoFiles(t)
-	replay := func(t *testing.T, pkts []pcapgen.Packet) []*storage.Window {
+	replay := func(t *testing.T, pkts []pcapgen.Packet) []*window.Window {
 		t.Helper()
 		dir := t.TempDir()
 		file := filepath.Join(dir, "in.pcap")
@@ -771,12 +771,12 @@ func TestReplayOpenBoundFoldsExactly(t *testing.T) {
 	}
 	folded := 0
 	for i, w := range got {
-		var want, kept, services rotate.Counts
+		var want, kept, services window.Counts
 		for _, c := range truth[i].Remotes {
-			want.Add(rotate.Counts(c))
+			want.Add(window.Counts(c))
 		}
 		for _, r := range w.Remotes {
-			if c := rotate.Counts(truth[i].Remotes[r.Addr]); r.Counts != c {
+			if c := window.Counts(truth[i].Remotes[r.Addr]); r.Counts != c {
 				t.Errorf("window %v remote %v: %+v, want %+v", w.Start, r.Addr, r.Counts, c)
 			}
 			kept.Add(r.Counts)

@@ -8,18 +8,19 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/dstwatch/dstwatch/reclog"
 	"io"
 	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/dstwatch/dstwatch/reclog"
+	"github.com/dstwatch/dstwatch/window"
+
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/report"
-	"github.com/dstwatch/dstwatch/storage"
 )
 
 const reportHelp = `Usage: dstwatch report [flags]
@@ -256,7 +257,7 @@ func (s storeSource) Services(ctx context.Context, from, to time.Time, top int) 
 	return rows, err
 }
 
-func (s storeSource) Windows(ctx context.Context, from, to time.Time, fn func(*storage.Window) error) error {
+func (s storeSource) Windows(ctx context.Context, from, to time.Time, fn func(*window.Window) error) error {
 	if s.st.client != nil {
 		return s.st.client.Windows(ctx, api.Range{From: from, To: to}, query.Filter{}, fn)
 	}

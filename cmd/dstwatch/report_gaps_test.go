@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // windowsDB stores one-remote 20-second windows starting at starts.
@@ -18,9 +19,9 @@ func windowsDB(t *testing.T, starts ...time.Time) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ws []*storage.Window
+	var ws []*window.Window
 	for _, s := range starts {
-		ws = append(ws, &storage.Window{Start: s, Length: 20 * time.Second, Remotes: []storage.Remote{
+		ws = append(ws, &window.Window{Start: s, Length: 20 * time.Second, Remotes: []window.Remote{
 			{Addr: netip.MustParseAddr("198.51.100.7"), Country: "NL", Counts: counts(1, 100, 1, 100)}}})
 	}
 	if err := d.Put(ws); err != nil {
@@ -109,9 +110,9 @@ func TestReportGapBeforeRollups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ws []*storage.Window
+	var ws []*window.Window
 	for s := t0; s.Before(t0.Add(72 * time.Hour)); s = s.Add(5 * time.Minute) {
-		ws = append(ws, &storage.Window{Start: s, Length: 5 * time.Minute, Remotes: []storage.Remote{
+		ws = append(ws, &window.Window{Start: s, Length: 5 * time.Minute, Remotes: []window.Remote{
 			{Addr: netip.MustParseAddr("198.51.100.7"), Counts: counts(1, 100, 1, 100)}}})
 	}
 	if err := d.Put(ws); err != nil {

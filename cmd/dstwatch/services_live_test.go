@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/internal/netnstest"
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // tcpEcho listens on addr in ns and echoes every connection until the
@@ -105,8 +105,8 @@ func TestLiveServices(t *testing.T) {
 	d.stop(t)
 
 	ws := readAll(t, db)
-	var remotes, services rotate.Counts
-	got := map[string]rotate.Counts{}
+	var remotes, services window.Counts
+	got := map[string]window.Counts{}
 	for _, w := range ws {
 		for _, r := range w.Remotes {
 			if r.Addr != netnstest.B4 {
@@ -138,7 +138,7 @@ func TestLiveServices(t *testing.T) {
 			t.Errorf("%s: %+v", name, c)
 		}
 	}
-	if c, want := got["45000/udp in"], (rotate.Counts{RxPackets: 50, RxBytes: 50 * 128}); c != want {
+	if c, want := got["45000/udp in"], (window.Counts{RxPackets: 50, RxBytes: 50 * 128}); c != want {
 		t.Errorf("45000/udp in: %+v, want %+v", c, want)
 	}
 	if _, ok := got["8080/tcp in"]; !ok {
@@ -319,8 +319,8 @@ func TestLiveServicesOrdinaryClients(t *testing.T) {
 	}
 	d.stop(t)
 
-	got := map[string]rotate.Counts{}
-	var remotes, services rotate.Counts
+	got := map[string]window.Counts{}
+	var remotes, services window.Counts
 	for _, w := range readAll(t, db) {
 		for _, r := range w.Remotes {
 			remotes.Add(r.Counts)
@@ -336,7 +336,7 @@ func TestLiveServicesOrdinaryClients(t *testing.T) {
 	if remotes != services {
 		t.Errorf("services add up to %+v, remotes to %+v", services, remotes)
 	}
-	want := map[string]rotate.Counts{
+	want := map[string]window.Counts{
 		"53/udp out":   {TxPackets: queries, RxPackets: queries},
 		"443/udp out":  {TxPackets: 5, RxPackets: 5},
 		"3478/udp out": {TxPackets: 5, RxPackets: 5},

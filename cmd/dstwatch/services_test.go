@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/internal/pcapgen"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // servicePackets are the cases of the service rule, each at a known
@@ -54,7 +54,7 @@ func servicePackets(start time.Time) []pcapgen.Packet {
 }
 
 // compareServices checks every stored window's services against the truth.
-func compareServices(t *testing.T, got []*storage.Window, want map[int64]map[pcapgen.ServiceKey]*pcapgen.ServiceCounts) {
+func compareServices(t *testing.T, got []*window.Window, want map[int64]map[pcapgen.ServiceKey]*pcapgen.ServiceCounts) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%d windows, want %d", len(got), len(want))

@@ -11,8 +11,8 @@ import (
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // offlineStatusJSON is status --format json when no daemon runs.
@@ -43,7 +43,7 @@ func offlineStatus(w io.Writer, db, sock, format string, loc *time.Location) err
 	} else {
 		out.DB = &stats
 		if last != nil {
-			var c rotate.Counts
+			var c window.Counts
 			for _, r := range last.Remotes {
 				c.Add(r.Counts)
 			}
@@ -79,7 +79,7 @@ func offlineStatus(w io.Writer, db, sock, format string, loc *time.Location) err
 
 // readOffline reads the database's status and its newest window, read-only
 // and with a short timeout: a daemon with another --socket holds its lock.
-func readOffline(path string) (api.DBStats, *storage.Window, error) {
+func readOffline(path string) (api.DBStats, *window.Window, error) {
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return api.DBStats{}, nil, fmt.Errorf("%s: no such file (nothing stored yet, or give --db)", path)
@@ -98,8 +98,8 @@ func readOffline(path string) (api.DBStats, *storage.Window, error) {
 	if err != nil {
 		return stats, nil, err
 	}
-	var last *storage.Window
-	err = d.Last(1, func(w *storage.Window) error {
+	var last *window.Window
+	err = d.Last(1, func(w *window.Window) error {
 		last = w
 		return nil
 	})

@@ -14,7 +14,7 @@ import (
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/reclog"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 const tailHelp = `Usage: dstwatch tail [flags]
@@ -99,7 +99,7 @@ func tailText(ctx context.Context, path string, n int, follow bool, stdout, stde
 	})
 }
 
-func writeWindowLine(w io.Writer, win *storage.Window) error {
+func writeWindowLine(w io.Writer, win *window.Window) error {
 	b, err := json.Marshal(query.ToWindowJSON(win))
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func tailJSON(ctx context.Context, db, socket string, dbGiven bool, n int, follo
 				r.From, r.To = newest.Add(time.Second), time.Now().Add(24*time.Hour)
 			}
 			first = false
-			return c.Windows(ctx, r, query.Filter{}, func(w *storage.Window) error {
+			return c.Windows(ctx, r, query.Filter{}, func(w *window.Window) error {
 				if w.Start.After(newest) {
 					newest = w.Start
 				}
@@ -174,7 +174,7 @@ func tailJSON(ctx context.Context, db, socket string, dbGiven bool, n int, follo
 				return writeWindowLine(stdout, w)
 			})
 		}
-		err := c.Stream(ctx, fill, func(w *storage.Window) error {
+		err := c.Stream(ctx, fill, func(w *window.Window) error {
 			if !w.Start.After(gapEnd) {
 				return nil
 			}

@@ -19,13 +19,11 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/dstwatch/dstwatch/api"
-	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/rdns"
 	"github.com/dstwatch/dstwatch/report"
-	"github.com/dstwatch/dstwatch/rotate"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 const topHelp = `Usage: dstwatch top [flags]
@@ -67,7 +65,7 @@ type topView struct {
 	n       int // windows held
 	rows    int // rows shown at most
 	loc     *time.Location
-	windows []*storage.Window
+	windows []*window.Window
 	width   int
 	height  int
 	live    bool
@@ -79,7 +77,7 @@ type topView struct {
 	named func()
 }
 
-func (v *topView) add(w *storage.Window) {
+func (v *topView) add(w *window.Window) {
 	if k := len(v.windows); k > 0 && !w.Start.After(v.windows[k-1].Start) {
 		return // already held (the stream may repeat the fill's last)
 	}
@@ -137,7 +135,7 @@ func topBits(v float64) string {
 }
 
 // topKey is what a window's remote adds to under grouping by.
-func topKey(by query.By, r *storage.Remote) string {
+func topKey(by query.By, r *window.Remote) string {
 	switch by {
 	case query.ByCountry:
 		return r.Country
@@ -159,7 +157,7 @@ func (v *topView) lines() ([]topLine, query.Summary) {
 	rows = query.Top(rows, v.rows)
 	sum := query.Summarize(v.windows)
 	// per-window series of each row's key
-	key := func(r *storage.Remote) string { return topKey(v.by, r) }
+	key := func(r *window.Remote) string { return topKey(v.by, r) }
 	series := map[string][]uint64{}
 	for i, w := range v.windows {
 		fw := f.Apply(w)
@@ -173,7 +171,7 @@ func (v *topView) lines() ([]topLine, query.Summary) {
 			s[i] += v.weight(fw.Remotes[j].Counts.Bytes(), fw.Remotes[j].Counts.Packets())
 		}
 	}
-	var newest *storage.Window
+	var newest *window.Window
 	if len(v.windows) > 0 {
 		newest = f.Apply(v.windows[len(v.windows)-1])
 	}
@@ -210,7 +208,7 @@ func (v *topView) lines() ([]topLine, query.Summary) {
 func (v *topView) serviceLines() ([]topLine, query.Summary) {
 	f := query.ServiceFilter{Filter: query.Filter{Direction: v.dir}}
 	a := query.NewServiceAggregator(f)
-	series := map[capture.Service][]uint64{}
+	series := map[window.ServiceKey][]uint64{}
 	for i, w := range v.windows {
 		a.Add(w)
 		for j := range w.Services {
@@ -228,7 +226,7 @@ func (v *topView) serviceLines() ([]topLine, query.Summary) {
 		}
 	}
 	rows := query.TopServices(a.Rows(v.sort), v.rows)
-	var newest *storage.Window
+	var newest *window.Window
 	if len(v.windows) > 0 {
 		newest = v.windows[len(v.windows)-1]
 	}
@@ -244,7 +242,7 @@ func (v *topView) serviceLines() ([]topLine, query.Summary) {
 		l.cc = strconv.Itoa(r.Remotes)
 		l.series = series[r.Key]
 		if newest != nil {
-			var c rotate.Counts
+			var c window.Counts
 			for j := range newest.Services {
 				if newest.Services[j].Key == r.Key {
 					c.Add(topDirection(v.dir, newest.Services[j].Counts))
@@ -258,7 +256,7 @@ func (v *topView) serviceLines() ([]topLine, query.Summary) {
 }
 
 // topDirection is c as direction d counts it (query.Filter's rule).
-func topDirection(d query.Direction, c rotate.Counts) rotate.Counts {
+func topDirection(d query.Direction, c window.Counts) window.Counts {
 	switch d {
 	case query.Tx:
 		c.RxPackets, c.RxBytes = 0, 0
@@ -382,7 +380,7 @@ var (
 // Update, View and Init make topView a bubbletea model.
 func (v *topView) Init() tea.Cmd { return nil }
 
-type topWindowMsg struct{ w *storage.Window }
+type topWindowMsg struct{ w *window.Window }
 
 // topNamedMsg says a reverse-DNS answer came in: draw again.
 type topNamedMsg struct{}
@@ -584,7 +582,7 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err := v.plain(stdout); err != nil {
 			return err
 		}
-		return followWindows(ctx, client, v.windowsEnd(), func(w *storage.Window) error {
+		return followWindows(ctx, client, v.windowsEnd(), func(w *window.Window) error {
 			v.add(w)
 			fmt.Fprintln(stdout)
 			return v.plain(stdout)
@@ -598,7 +596,7 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	v.named = func() { go p.Send(topNamedMsg{}) } // not from inside Update's call of lines
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go followWindows(sctx, client, v.windowsEnd(), func(w *storage.Window) error {
+	go followWindows(sctx, client, v.windowsEnd(), func(w *window.Window) error {
 		p.Send(topWindowMsg{w})
 		return nil
 	}, func(live bool, why string) {
@@ -632,7 +630,7 @@ func (v *topView) windowsEnd() time.Time {
 // started yet) it polls the socket every second, then fetches what it
 // missed and resubscribes. state (if not nil) hears when the stream is
 // live and when it is not, and why.
-func followWindows(ctx context.Context, client func() *api.Client, newest time.Time, fn func(*storage.Window) error, state func(live bool, why string)) error {
+func followWindows(ctx context.Context, client func() *api.Client, newest time.Time, fn func(*window.Window) error, state func(live bool, why string)) error {
 	live := false
 	say := func(l bool, why string) {
 		if state != nil {
@@ -650,7 +648,7 @@ func followWindows(ctx context.Context, client func() *api.Client, newest time.T
 			if newest.IsZero() {
 				return nil
 			}
-			return c.Windows(ctx, api.Range{From: newest.Add(time.Second), To: time.Now().Add(24 * time.Hour)}, query.Filter{}, func(w *storage.Window) error {
+			return c.Windows(ctx, api.Range{From: newest.Add(time.Second), To: time.Now().Add(24 * time.Hour)}, query.Filter{}, func(w *window.Window) error {
 				if w.Start.After(newest) {
 					newest = w.Start
 					return fn(w)
@@ -658,7 +656,7 @@ func followWindows(ctx context.Context, client func() *api.Client, newest time.T
 				return nil
 			})
 		}
-		err := c.Stream(ctx, fill, func(w *storage.Window) error {
+		err := c.Stream(ctx, fill, func(w *window.Window) error {
 			if !w.Start.After(newest) {
 				return nil
 			}

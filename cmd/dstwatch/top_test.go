@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"image"
 	"image/color"
 	"image/draw"
@@ -22,41 +21,42 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dstwatch/dstwatch/internal/netnstest"
+	"github.com/dstwatch/dstwatch/window"
+
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
 
 	"github.com/dstwatch/dstwatch/api"
-	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
 	"github.com/dstwatch/dstwatch/report"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
 )
 
 // topServices are the services serviceWindows spreads remotes over.
-var topServices = []capture.Service{
-	capture.MakeService(capture.ProtoTCP, capture.SideOut, 443),
-	capture.MakeService(capture.ProtoUDP, capture.SideOut, 53),
-	capture.MakeService(capture.ProtoTCP, capture.SideIn, 22),
-	capture.MakeService(capture.ProtoICMP, capture.SideNone, 0),
-	capture.MakeService(capture.ProtoTCP, capture.SideIn, 8443),
+var topServices = []window.ServiceKey{
+	window.MakeServiceKey(window.ProtoTCP, window.SideOut, 443),
+	window.MakeServiceKey(window.ProtoUDP, window.SideOut, 53),
+	window.MakeServiceKey(window.ProtoTCP, window.SideIn, 22),
+	window.MakeServiceKey(window.ProtoICMP, window.SideNone, 0),
+	window.MakeServiceKey(window.ProtoTCP, window.SideIn, 8443),
 }
 
 // serviceWindows are historyWindows with per-service tallies: each remote
 // of a window uses one service, the folded rest is 443/tcp out's other.
-func serviceWindows() []*storage.Window {
+func serviceWindows() []*window.Window {
 	ws := historyWindows()
 	for i, w := range ws {
-		at := map[capture.Service]int{}
+		at := map[window.ServiceKey]int{}
 		for j, r := range w.Remotes {
 			k := topServices[(i+j)%len(topServices)]
 			n, ok := at[k]
 			if !ok {
 				n = len(w.Services)
 				at[k] = n
-				w.Services = append(w.Services, storage.Service{Key: k})
+				w.Services = append(w.Services, window.Service{Key: k})
 			}
 			s := &w.Services[n]
 			s.Counts.Add(r.Counts)
@@ -67,18 +67,18 @@ func serviceWindows() []*storage.Window {
 			k := topServices[0]
 			if _, ok := at[k]; !ok {
 				at[k] = len(w.Services)
-				w.Services = append(w.Services, storage.Service{Key: k})
+				w.Services = append(w.Services, window.Service{Key: k})
 			}
 			s := &w.Services[at[k]]
 			s.Counts.Add(w.Other)
 			s.Other.Add(w.Other)
 			s.Remotes += int(w.Stats.Folded)
 		}
-		slices.SortFunc(w.Services, func(a, b storage.Service) int {
+		slices.SortFunc(w.Services, func(a, b window.Service) int {
 			return cmp.Or(cmp.Compare(b.Bytes(), a.Bytes()), cmp.Compare(a.Key, b.Key))
 		})
 		for k := range w.Services {
-			slices.SortStableFunc(w.Services[k].Top, func(a, b storage.Remote) int {
+			slices.SortStableFunc(w.Services[k].Top, func(a, b window.Remote) int {
 				return cmp.Or(cmp.Compare(b.Bytes(), a.Bytes()), a.Addr.Compare(b.Addr))
 			})
 		}
@@ -125,7 +125,7 @@ func TestTopPlain(t *testing.T) {
 		if r.IsOther() {
 			cc = ""
 		} else {
-			var c rotate.Counts
+			var c window.Counts
 			for _, nr := range newest.Remotes {
 				if nr.Addr.String() == r.Key {
 					c.Add(nr.Counts)
@@ -165,7 +165,7 @@ func TestTopPlainServices(t *testing.T) {
 		if r.Remotes == query.OtherService {
 			remotes = ""
 		} else {
-			var c rotate.Counts
+			var c window.Counts
 			for _, s := range newest.Services {
 				if s.Key == r.Key {
 					c.Add(s.Counts)
@@ -316,7 +316,7 @@ func TestTopInTmux(t *testing.T) {
 	}
 	for _, r := range srows {
 		name := report.ServiceName(r)
-		var c rotate.Counts
+		var c window.Counts
 		for _, s := range newest.Services {
 			if s.Key == r.Key {
 				c.Add(s.Counts)
@@ -343,10 +343,10 @@ func TestTopInTmux(t *testing.T) {
 
 	// A window stored now arrives over the stream, with its services.
 	hw := historyWindows()
-	far := storage.Remote{Addr: netip.MustParseAddr("192.0.2.99"), Country: "US", Counts: rotate.Counts{TxPackets: 9, TxBytes: 99 << 20, RxPackets: 1, RxBytes: 1000}}
-	w := &storage.Window{Start: hw[len(hw)-1].End(), Length: 15 * time.Minute, Remotes: []storage.Remote{far},
-		Services: []storage.Service{{Key: capture.MakeService(capture.ProtoTCP, capture.SideIn, 8080), Remotes: 1, Counts: far.Counts, Top: []storage.Remote{far}}}}
-	if err := d.Put([]*storage.Window{w}); err != nil {
+	far := window.Remote{Addr: netip.MustParseAddr("192.0.2.99"), Country: "US", Counts: window.Counts{TxPackets: 9, TxBytes: 99 << 20, RxPackets: 1, RxBytes: 1000}}
+	w := &window.Window{Start: hw[len(hw)-1].End(), Length: 15 * time.Minute, Remotes: []window.Remote{far},
+		Services: []window.Service{{Key: window.MakeServiceKey(window.ProtoTCP, window.SideIn, 8080), Remotes: 1, Counts: far.Counts, Top: []window.Remote{far}}}}
+	if err := d.Put([]*window.Window{w}); err != nil {
 		t.Fatal(err)
 	}
 	srv.Publish(w)
@@ -459,7 +459,7 @@ func TestTopBeforeTheDaemon(t *testing.T) {
 
 // topSeries is what each row's sparkline draws: per window of ws, the
 // bytes (or packets) of the remotes that key(r) groups under name.
-func topSeries(ws []*storage.Window, name string, key func(*storage.Remote) string, packets bool) []uint64 {
+func topSeries(ws []*window.Window, name string, key func(*window.Remote) string, packets bool) []uint64 {
 	s := make([]uint64, len(ws))
 	for i, w := range ws {
 		for j := range w.Remotes {
@@ -570,7 +570,7 @@ func TestTopAt80Columns(t *testing.T) {
 					continue
 				}
 				l := lineOf(pane, r.Key)
-				var c rotate.Counts
+				var c window.Counts
 				for _, nr := range newest.Remotes {
 					if nr.Addr.String() == r.Key {
 						c.Add(nr.Counts)
@@ -587,7 +587,7 @@ func TestTopAt80Columns(t *testing.T) {
 				}
 				// Rates in their fixed columns, then the sparkline to the end.
 				rt := fmt.Sprintf(" %8s %8s  ", topBits(float64(c.TxBytes)*8/newest.Length.Seconds()), topBits(float64(c.RxBytes)*8/newest.Length.Seconds()))
-				spark, err := sparkOf(pane, topSeries(held, r.Key, func(x *storage.Remote) string { return x.Addr.String() }, packets))
+				spark, err := sparkOf(pane, topSeries(held, r.Key, func(x *window.Remote) string { return x.Addr.String() }, packets))
 				if err != nil {
 					return append(bad, err.Error())
 				}
@@ -618,7 +618,7 @@ func TestTopAt80Columns(t *testing.T) {
 			want := []string{" " + units.Bytes(r.TxBytes) + " ", " " + units.Bytes(r.RxBytes) + " "}
 			if !r.IsOther() {
 				want = append(want, " "+strconv.Itoa(r.Remotes)+" ")
-				spark, err := sparkOf(pane, topSeries(held, r.Key, func(x *storage.Remote) string { return strconv.FormatUint(uint64(x.ASN), 10) }, false))
+				spark, err := sparkOf(pane, topSeries(held, r.Key, func(x *window.Remote) string { return strconv.FormatUint(uint64(x.ASN), 10) }, false))
 				if err != nil {
 					return append(bad, err.Error())
 				}

@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
-	"github.com/dstwatch/dstwatch/capture"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // Per-service queries (query --by service), and the two commands for
@@ -46,7 +45,7 @@ func (f *svcFlags) filter(base query.Filter) (query.ServiceFilter, error) {
 		sf.Ports = append(sf.Ports, uint16(n))
 	}
 	for _, s := range f.protos {
-		p, err := capture.ParseProto(s)
+		p, err := window.ParseProto(s)
 		if err != nil {
 			return sf, fmt.Errorf("%w: --proto %q: want tcp, udp, icmp or other", errUsage, s)
 		}
@@ -119,7 +118,7 @@ func writeServices(stdout io.Writer, rows []query.ServiceRow, sum query.Summary,
 	if sum.Units() == 0 {
 		return none()
 	}
-	var total rotate.Counts
+	var total window.Counts
 	for _, r := range rows {
 		total.Add(r.Counts)
 	}
@@ -292,7 +291,7 @@ func cmdValue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	var c rotate.Counts
+	var c window.Counts
 	var sum query.Summary
 	remotesN := 0
 	if sf.given() {
@@ -401,7 +400,7 @@ func cmdDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 		for _, r := range rows {
-			if r.Key.Side() == capture.SideScan && !given["side"] {
+			if r.Key.Side() == window.SideScan && !given["side"] {
 				continue // probes of closed ports: one bucket, not a service to monitor
 			}
 			data = append(data, map[string]string{"{#SERVICE}": r.Name(), "{#PROTO}": r.Key.Proto().String(),

@@ -20,9 +20,9 @@ import (
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/internal/netnstest"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
 	"github.com/dstwatch/dstwatch/web"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 // serveWeb serves the dashboard over db on loopback.
@@ -54,7 +54,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	to := historyStart.Add(2*24*time.Hour + 13*time.Hour + 30*time.Minute)
 	remotes := queryRows(t, path, "remote", 0, from, to)
 	countries := queryRows(t, path, "country", 10, from, to)
-	var total rotate.Counts
+	var total window.Counts
 	for _, r := range remotes {
 		total.Add(r.Counts)
 	}
@@ -104,8 +104,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 
 	// A window stored now reaches the page over the event stream.
-	w := &storage.Window{Start: time.Now().Truncate(time.Minute), Length: 20 * time.Second, Remotes: []storage.Remote{
-		{Addr: netip.MustParseAddr("192.0.2.9"), Country: "US", Counts: rotate.Counts{TxPackets: 3, TxBytes: 123456, RxPackets: 2, RxBytes: 7890}},
+	w := &window.Window{Start: time.Now().Truncate(time.Minute), Length: 20 * time.Second, Remotes: []window.Remote{
+		{Addr: netip.MustParseAddr("192.0.2.9"), Country: "US", Counts: window.Counts{TxPackets: 3, TxBytes: 123456, RxPackets: 2, RxBytes: 7890}},
 	}}
 	srv.Publish(w)
 	if !b.waitJS(`return document.getElementById("cur-tx").dataset.exact === "123456" && document.getElementById("cur-rx").dataset.exact === "7890"`, 10*time.Second) {
@@ -225,7 +225,7 @@ func TestLiveDashboard(t *testing.T) {
 	json.NewDecoder(r2.Body).Decode(&v)
 	r2.Body.Close()
 	rows := queryRows(t, db, "remote", 0, from, to)
-	var want rotate.Counts
+	var want window.Counts
 	for _, r := range rows {
 		want.Add(r.Counts)
 	}

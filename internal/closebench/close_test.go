@@ -19,9 +19,10 @@ import (
 	"github.com/dstwatch/dstwatch/internal/mmdbtest"
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
-const window = 20 * time.Second
+const length = 20 * time.Second
 
 var t0 = time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)
 
@@ -63,11 +64,11 @@ func closedWindows(n, remotes int) []*rotate.Closed {
 	var out []*rotate.Closed
 	p := capture.NewPipe(4)
 	done := make(chan struct{})
-	tl := rotate.New(rotate.Config{Length: window}, func(c *rotate.Closed) { out = append(out, c) })
+	tl := rotate.New(rotate.Config{Length: length}, func(c *rotate.Closed) { out = append(out, c) })
 	go func() { tl.Run(p); close(done) }()
 	batch := p.Get()
 	for w := range n {
-		ts := t0.Add(time.Duration(w) * window).UnixNano()
+		ts := t0.Add(time.Duration(w) * length).UnixNano()
 		for i := range remotes {
 			var a [16]byte
 			a[0], a[1], a[2], a[3] = 0x20, 0x01, 0x0d, 0xb8
@@ -89,12 +90,12 @@ func closedWindows(n, remotes int) []*rotate.Closed {
 }
 
 // resolve is cmd/dstwatch's App.resolve.
-func resolve(g *geo.DB, w *rotate.Window) *storage.Window {
-	sw := &storage.Window{Start: w.Start, Length: w.Length, Other: w.Other, Stats: w.Stats, GeoBuild: g.CountryBuild()}
-	sw.Remotes = make([]storage.Remote, len(w.Remotes))
+func resolve(g *geo.DB, w *rotate.Window) *window.Window {
+	sw := &window.Window{Start: w.Start, Length: w.Length, Other: w.Other, Stats: w.Stats, GeoBuild: g.CountryBuild()}
+	sw.Remotes = make([]window.Remote, len(w.Remotes))
 	for i, r := range w.Remotes {
 		info := g.Lookup(r.Addr)
-		sw.Remotes[i] = storage.Remote{Addr: r.Addr, Counts: r.Counts, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg}
+		sw.Remotes[i] = window.Remote{Addr: r.Addr, Counts: r.Counts, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg}
 	}
 	return sw
 }
@@ -120,13 +121,13 @@ func BenchmarkCloseWindow(b *testing.B) {
 					windows = closedWindows(4, 100_000)
 					// Distinct window starts per batch, as the daemon writes.
 					for _, c := range windows {
-						c.Start = c.Start.Add(time.Duration(i) * window)
+						c.Start = c.Start.Add(time.Duration(i) * length)
 					}
 					b.StartTimer()
 				}
 				c := windows[0]
 				windows = windows[1:]
-				if err := db.Put([]*storage.Window{resolve(g, c.Finish(cap))}); err != nil {
+				if err := db.Put([]*window.Window{resolve(g, c.Finish(cap))}); err != nil {
 					b.Fatal(err)
 				}
 			}

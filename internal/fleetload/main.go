@@ -31,8 +31,8 @@ import (
 
 	"github.com/dstwatch/dstwatch/fleet"
 	"github.com/dstwatch/dstwatch/query"
-	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 func main() {
@@ -41,7 +41,7 @@ func main() {
 	remotes := flag.Int("remotes", 1000, "remotes per window")
 	pool := flag.Int("pool", 200000, "distinct remote addresses the fleet talks to")
 	span := flag.Duration("span", 6*time.Hour, "history per host, ending now")
-	window := flag.Duration("window", 20*time.Second, "window length")
+	length := flag.Duration("window", 20*time.Second, "window length")
 	batch := flag.Int("batch", 64, "windows per insert")
 	exportCPU := flag.Bool("export-cpu", false, "measure the exporter's CPU per window instead")
 	days := flag.Int("days", 0, "play this many days as rolled up (see the package comment) instead of -span of raw windows")
@@ -70,20 +70,20 @@ func main() {
 	}
 	if *days > 0 {
 		loadMonth(ctx, s, t, month{hosts: *hosts, days: *days, remotes: *remotes, hourRemotes: *hourRemotes, dayRemotes: *dayRemotes,
-			window: *window, batch: *batch, runs: *runs, queryOnly: *queryOnly}, addrs)
+			window: *length, batch: *batch, runs: *runs, queryOnly: *queryOnly}, addrs)
 		return
 	}
-	end := time.Now().Truncate(*window)
+	end := time.Now().Truncate(*length)
 	start := end.Add(-*span)
-	n := int(*span / *window)
+	n := int(*span / *length)
 	rows := 0
 	began := time.Now()
 	for h := range *hosts {
 		rng := rand.New(rand.NewPCG(uint64(h), 7))
 		host := fmt.Sprintf("host%02d", h)
-		var ws []*storage.Window
+		var ws []*window.Window
 		for i := range n {
-			ws = append(ws, window1(rng, addrs, start.Add(time.Duration(i)**window), *window, *remotes))
+			ws = append(ws, window1(rng, addrs, start.Add(time.Duration(i)**length), *length, *remotes))
 			if len(ws) == *batch || i == n-1 {
 				if err := s.Send(ctx, host, ws, 1); err != nil {
 					fail(err)
@@ -137,15 +137,15 @@ func loadMonth(ctx context.Context, s *fleet.Sender, t fleet.Target, m month, ad
 		host := fmt.Sprintf("host%02d", h)
 		// Every window's row; remote rows for the edges only.
 		t0 := time.Now()
-		var ws []*storage.Window
+		var ws []*window.Window
 		for i := range n {
 			st := from.Add(time.Duration(i) * m.window)
-			var w *storage.Window
+			var w *window.Window
 			if st.Before(h0) || !st.Before(h1) {
 				w = window1(rng, addrs, st, m.window, m.remotes)
 				rawRows += len(w.Remotes)
 			} else {
-				w = &storage.Window{Start: st.UTC(), Length: m.window}
+				w = &window.Window{Start: st.UTC(), Length: m.window}
 				w.Stats.Frames, w.Stats.Tallied = 1000, 1000
 			}
 			ws = append(ws, w)
@@ -216,7 +216,7 @@ func loadMonth(ctx context.Context, s *fleet.Sender, t fleet.Target, m month, ad
 
 // rollup1 is a rollup of k distinct remotes drawn as window1 draws them,
 // with a rollup's counts (window1's times the windows it stands for).
-func rollup1(rng *rand.Rand, addrs []netip.Addr, start time.Time, length time.Duration, k int) *storage.Window {
+func rollup1(rng *rand.Rand, addrs []netip.Addr, start time.Time, length time.Duration, k int) *window.Window {
 	w := window1(rng, addrs, start, length, k)
 	f := uint64(length / (20 * time.Second) / 50) // each remote in about one window of fifty
 	for i := range w.Remotes {
@@ -230,8 +230,8 @@ func rollup1(rng *rand.Rand, addrs []netip.Addr, start time.Time, length time.Du
 
 // window1 is one window of k remotes drawn from addrs, skewed so that a
 // few remotes are everywhere, as real traffic is.
-func window1(rng *rand.Rand, addrs []netip.Addr, start time.Time, length time.Duration, k int) *storage.Window {
-	w := &storage.Window{Start: start.UTC(), Length: length}
+func window1(rng *rand.Rand, addrs []netip.Addr, start time.Time, length time.Duration, k int) *window.Window {
+	w := &window.Window{Start: start.UTC(), Length: length}
 	seen := make(map[int]bool, k)
 	cc := []string{"NL", "DE", "US", "JP", "FR", "GB", ""}
 	for len(w.Remotes) < k && len(seen) < len(addrs) {
@@ -240,9 +240,9 @@ func window1(rng *rand.Rand, addrs []netip.Addr, start time.Time, length time.Du
 			continue
 		}
 		seen[i] = true
-		c := rotate.Counts{TxPackets: uint64(rng.IntN(1000) + 1), RxPackets: uint64(rng.IntN(1000))}
+		c := window.Counts{TxPackets: uint64(rng.IntN(1000) + 1), RxPackets: uint64(rng.IntN(1000))}
 		c.TxBytes, c.RxBytes = c.TxPackets*uint64(60+rng.IntN(1400)), c.RxPackets*uint64(60+rng.IntN(1400))
-		w.Remotes = append(w.Remotes, storage.Remote{Addr: addrs[i], Country: cc[i%len(cc)], ASN: uint32(64496 + i%200), Counts: c})
+		w.Remotes = append(w.Remotes, window.Remote{Addr: addrs[i], Country: cc[i%len(cc)], ASN: uint32(64496 + i%200), Counts: c})
 		w.Stats.Tallied += c.Packets()
 	}
 	w.Stats.Frames = w.Stats.Tallied
@@ -286,11 +286,11 @@ func measureExport(ctx context.Context, t fleet.Target, k int) {
 	var wall time.Duration
 	for i := range n {
 		w := window1(rng, addrs, start.Add(time.Duration(i)*20*time.Second), 20*time.Second, k)
-		if err := db.Put([]*storage.Window{w}); err != nil {
+		if err := db.Put([]*window.Window{w}); err != nil {
 			fail(err)
 		}
 		c0, t0 := cpu(), time.Now()
-		e.Stored([]*storage.Window{w})
+		e.Stored([]*window.Window{w})
 		for e.Lag().Exported < uint64(i+1) {
 			time.Sleep(200 * time.Microsecond)
 		}

@@ -1,11 +1,9 @@
-package rotate
+package window
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
-	"time"
 )
 
 // Counts are one remote's tallies, each way. Bytes are IP total length.
@@ -120,24 +118,3 @@ func (s *Stats) Add(o Stats) {
 func (s Stats) Skipped() uint64 {
 	return s.NonIP + s.Transit + s.Malformed + s.Excluded + s.Local + s.Oversize + s.Spoofed
 }
-
-// Remote is one remote address with its counts.
-type Remote struct {
-	Addr netip.Addr // IPv4 unmapped
-	Counts
-}
-
-// Window is one closed, epoch-aligned time window.
-type Window struct {
-	Start   time.Time     // UTC, a multiple of Length since the Unix epoch
-	Length  time.Duration // whole seconds
-	Remotes []Remote      // heaviest first (bytes both ways, then address); at most the cap
-	Other   Counts        // sum of the remotes folded by the cap
-	Stats   Stats
-	// Services are the window's traffic per service, heaviest first
-	// (service.go); not capped by the remotes' cap.
-	Services []Service
-}
-
-// End is the first instant after the window.
-func (w *Window) End() time.Time { return w.Start.Add(w.Length) }
