@@ -16,7 +16,7 @@ import (
 // closed hours are rolled up, or the batch is sent again). An hour is
 // closed once the host has exported a window of a later hour, and a day
 // once all its hours are, as the local database seals its rollups
-// (storage/tiers.go). A rollup is built again whenever its raw rows
+// (storage/rollup.go). A rollup is built again whenever its raw rows
 // changed: a window sent late into a closed hour, or sent again after the
 // bbolt file merged it.
 //

@@ -259,7 +259,7 @@ func mergeServices(old, newer []window.Service) []window.Service {
 	return a.result(top, max(len(old), len(newer), window.ServicesWithTop))
 }
 
-// The rollup side: acc (tiers.go) keeps one svcAcc.
+// The rollup side: acc (rollup.go) keeps one svcAcc.
 func (a *acc) addServices(w *window.Window) {
 	if a.svc == nil {
 		a.svc = newSvcAcc(a.w.Services)
