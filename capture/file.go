@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -48,7 +47,7 @@ const (
 type File struct {
 	name string
 	f    *os.File
-	r    *bufio.Reader
+	r    recordSource
 	off  int64 // file offset of the next unread byte, for error messages
 	ng   bool
 	bo   binary.ByteOrder
@@ -82,8 +81,8 @@ func OpenFile(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open capture file: %w", err)
 	}
-	pf := &File{name: path, f: f, r: bufio.NewReaderSize(f, readBuffer)}
-	if err := pf.readHeader(); err != nil {
+	pf := &File{name: path, f: f, r: newSource(f)}
+	if err := pf.readHeaderGuarded(); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -91,10 +90,21 @@ func OpenFile(path string) (*File, error) {
 }
 
 // Close closes the file.
-func (f *File) Close() error { return f.f.Close() }
+func (f *File) Close() error {
+	merr := f.r.close()
+	if err := f.f.Close(); err != nil {
+		return err
+	}
+	return merr
+}
 
 func (f *File) errorf(format string, args ...any) error {
 	return fmt.Errorf("%s: "+format, append([]any{f.name}, args...)...)
+}
+
+func (f *File) readHeaderGuarded() (err error) {
+	defer f.faultGuard(&err)()
+	return f.readHeader()
 }
 
 func (f *File) readHeader() error {
@@ -141,9 +151,9 @@ func (f *File) discard(n int) {
 // clean end of file, an error wrapping ErrTruncated if the file ends
 // mid-record (after emitting every complete packet), and ctx.Err() if ctx is
 // cancelled first. It does not close p.Full: several sources may share p.
-func (f *File) Run(ctx context.Context, c *Classifier, p *Pipe) error {
+func (f *File) Run(ctx context.Context, c *Classifier, p *Pipe) (err error) {
+	defer f.faultGuard(&err)()
 	batch := getBatch(p)
-	var err error
 	if f.ng {
 		batch, err = f.runNg(ctx, c, p, batch)
 	} else {

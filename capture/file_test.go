@@ -150,6 +150,11 @@ func runFile(t testing.TB, path string, c *Classifier) ([]Event, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return runOpened(f, c)
+}
+
+// runOpened is runFile on a file already opened.
+func runOpened(f *File, c *Classifier) ([]Event, error) {
 	p := NewPipe(4)
 	done := make(chan []Event)
 	go func() {
@@ -160,7 +165,7 @@ func runFile(t testing.TB, path string, c *Classifier) ([]Event, error) {
 		}
 		done <- all
 	}()
-	err = f.Run(context.Background(), c, p)
+	err := f.Run(context.Background(), c, p)
 	close(p.Full)
 	return <-done, err
 }
