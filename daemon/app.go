@@ -555,26 +555,6 @@ func (a *App) startBackground(ctx context.Context, live bool) (stop func()) {
 	return func() { stopBg(); bg.Wait() }
 }
 
-// resolve gives each remote of a closed window its country and ASN: one
-// lookup per unique remote per window, never per packet.
-// Anonymisation comes after the lookup, so countries stay exact while the
-// stored window never holds a full address.
-func (a *App) resolve(w *rotate.Window) *window.Window {
-	sw := &window.Window{Start: w.Start, Length: w.Length, Other: w.Other, Stats: w.Stats}
-	sw.Remotes = make([]window.Remote, len(w.Remotes))
-	g := a.geo.Current() // one database for the whole window, even mid-reload
-	sw.GeoBuild = g.CountryBuild()
-	for i, r := range w.Remotes {
-		info := g.Lookup(r.Addr)
-		sw.Remotes[i] = window.Remote{Addr: r.Addr, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg, Counts: r.Counts}
-	}
-	sw.Services = a.resolveServices(w.Services, g)
-	if a.cfg.Anonymize != nil {
-		anon.Apply(a.cfg.Anonymize, sw)
-	}
-	return sw
-}
-
 // prune applies the retention of each tier, measured back from the newest
 // window rather than from now, so that replaying an old capture keeps it.
 // Raw windows are rolled up before they go.

@@ -4,12 +4,7 @@ import (
 	"context"
 	"net/netip"
 
-	"github.com/dstwatch/dstwatch/anon"
-	"github.com/dstwatch/dstwatch/window"
-
 	"github.com/dstwatch/dstwatch/capture"
-	"github.com/dstwatch/dstwatch/geo"
-	"github.com/dstwatch/dstwatch/rotate"
 )
 
 // Per-service wiring: which local ports are services (the kernel's socket
@@ -54,34 +49,4 @@ func (a *App) newClassifier(local []netip.Addr) *capture.Classifier {
 	c := capture.NewClassifier(local, a.cfg.Exclude)
 	c.SetServices(a.services)
 	return c
-}
-
-// resolveServices gives each service's top remotes their country and ASN,
-// and anonymises them as the window's remotes are (merging rows that map
-// to one value).
-func (a *App) resolveServices(ss []rotate.Service, g *geo.DB) []window.Service {
-	if len(ss) == 0 {
-		return nil
-	}
-	out := make([]window.Service, len(ss))
-	for i, s := range ss {
-		o := window.Service{Key: s.Key, Remotes: s.Remotes, Counts: s.Counts, Other: s.Other}
-		if len(s.Top) > 0 {
-			o.Top = make([]window.Remote, 0, len(s.Top))
-		}
-		for _, r := range s.Top {
-			info := g.Lookup(r.Addr)
-			o.Top = append(o.Top, window.Remote{Addr: r.Addr, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg, Counts: r.Counts})
-		}
-		if a.cfg.Anonymize != nil {
-			o.Top = anon.Remotes(a.cfg.Anonymize, o.Top)
-			// Distinct anonymised values: never more than the rows show
-			// when the window's list was complete.
-			if s.Remotes == len(s.Top) {
-				o.Remotes = len(o.Top)
-			}
-		}
-		out[i] = o
-	}
-	return out
 }

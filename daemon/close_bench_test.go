@@ -1,9 +1,10 @@
-// Package closebench measures what closing a window costs the daemon's writer
-// goroutine, off the counting path: Finish (select the heaviest remotes under
-// the cap, sort them), one GeoIP lookup per stored remote in a country and an
-// ASN database, and storage.Put of the window (one bbolt transaction, fsync).
-// It is the writer's loop in cmd/dstwatch, minus the record log.
-package closebench
+package daemon
+
+// What closing a window costs the writer goroutine, off the counting path:
+// Finish (select the heaviest remotes under the cap, sort them), one GeoIP
+// lookup per stored remote in a country and an ASN database, and
+// storage.Put of the window (one bbolt transaction, fsync): the writer's
+// loop minus the record log.
 
 import (
 	"encoding/binary"
@@ -22,14 +23,14 @@ import (
 	"github.com/dstwatch/dstwatch/window"
 )
 
-const length = 20 * time.Second
+const benchWindow = 20 * time.Second
 
-var t0 = time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)
+var benchT0 = time.Date(2026, 11, 22, 13, 20, 0, 0, time.UTC)
 
-// geoDBs writes a country and an ASN database that cut 2001:db8::/32 into
+// benchGeoDBs writes a country and an ASN database that cut 2001:db8::/32 into
 // /48s, so every lookup walks 48 levels of a 65k-network tree, as lookups in
 // the real GeoLite2 files do for IPv6.
-func geoDBs(b *testing.B) *geo.DB {
+func benchGeoDBs(b *testing.B) *geo.DB {
 	dir := b.TempDir()
 	cc := map[string]string{}
 	as := map[string]mmdbtest.Entry{}
@@ -56,19 +57,19 @@ func geoDBs(b *testing.B) *geo.DB {
 	return g
 }
 
-// closedWindows tallies n windows of `remotes` remotes each (scattered IPv6
+// benchClosedWindows tallies n windows of `remotes` remotes each (scattered IPv6
 // addresses, skewed counts) through rotate.Tally.Run, as the daemon does,
 // and returns them closed.
-func closedWindows(n, remotes int) []*rotate.Closed {
+func benchClosedWindows(n, remotes int) []*rotate.Closed {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var out []*rotate.Closed
 	p := capture.NewPipe(4)
 	done := make(chan struct{})
-	tl := rotate.New(rotate.Config{Length: length}, func(c *rotate.Closed) { out = append(out, c) })
+	tl := rotate.New(rotate.Config{Length: benchWindow}, func(c *rotate.Closed) { out = append(out, c) })
 	go func() { tl.Run(p); close(done) }()
 	batch := p.Get()
 	for w := range n {
-		ts := t0.Add(time.Duration(w) * length).UnixNano()
+		ts := benchT0.Add(time.Duration(w) * benchWindow).UnixNano()
 		for i := range remotes {
 			var a [16]byte
 			a[0], a[1], a[2], a[3] = 0x20, 0x01, 0x0d, 0xb8
@@ -89,23 +90,12 @@ func closedWindows(n, remotes int) []*rotate.Closed {
 	return out
 }
 
-// resolve is cmd/dstwatch's App.resolve.
-func resolve(g *geo.DB, w *rotate.Window) *window.Window {
-	sw := &window.Window{Start: w.Start, Length: w.Length, Other: w.Other, Stats: w.Stats, GeoBuild: g.CountryBuild()}
-	sw.Remotes = make([]window.Remote, len(w.Remotes))
-	for i, r := range w.Remotes {
-		info := g.Lookup(r.Addr)
-		sw.Remotes[i] = window.Remote{Addr: r.Addr, Counts: r.Counts, Country: info.Country, ASN: info.ASN, ASOrg: info.ASOrg}
-	}
-	return sw
-}
-
 // BenchmarkCloseWindow is the writer's work for one closed 100k-remote
 // window: Finish, GeoIP for every stored remote, storage.Put. One op is one
 // window; the target is < 200 ms. "cap" is --max-remotes (10000 is the
 // default; 0 stores all 100k).
 func BenchmarkCloseWindow(b *testing.B) {
-	g := geoDBs(b)
+	g := benchGeoDBs(b)
 	for _, cap := range []int{10000, 0} {
 		b.Run(fmt.Sprintf("remotes=100k/cap=%d", cap), func(b *testing.B) {
 			db, err := storage.Open(filepath.Join(b.TempDir(), "b.db"), storage.Options{Timeout: time.Second})
@@ -118,16 +108,16 @@ func BenchmarkCloseWindow(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				if len(windows) == 0 {
 					b.StopTimer()
-					windows = closedWindows(4, 100_000)
+					windows = benchClosedWindows(4, 100_000)
 					// Distinct window starts per batch, as the daemon writes.
 					for _, c := range windows {
-						c.Start = c.Start.Add(time.Duration(i) * length)
+						c.Start = c.Start.Add(time.Duration(i) * benchWindow)
 					}
 					b.StartTimer()
 				}
 				c := windows[0]
 				windows = windows[1:]
-				if err := db.Put([]*window.Window{resolve(g, c.Finish(cap))}); err != nil {
+				if err := db.Put([]*window.Window{resolveWindow(g, nil, c.Finish(cap))}); err != nil {
 					b.Fatal(err)
 				}
 			}
