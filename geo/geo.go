@@ -85,7 +85,6 @@ type file struct {
 	info   FileInfo
 	reader *maxminddb.Reader
 	cache  *recordCache
-	blocks *blockCache
 }
 
 // recordCache remembers decoded records by their offset in the data
@@ -187,7 +186,6 @@ func openFile(path string) (file, error) {
 		},
 		reader: r,
 		cache:  new(recordCache),
-		blocks: new(blockCache),
 	}
 	var probeErr error
 	f.info.Country, f.info.ASN, probeErr = offers(r)
@@ -392,30 +390,11 @@ func (d *DB) Lookup(a netip.Addr) Info {
 // lookup answers a from one file; ok is false when the address is not in
 // the file or its record cannot be decoded.
 func (f *file) lookup(a netip.Addr) (Info, bool) {
-	key, v4 := blockKey(a)
-	slot := f.blocks.slot(key)
-	if b := slot.Load(); b != nil && b.key == key {
-		if !b.found {
-			return Info{}, false
-		}
-		return f.record(b.offset, f.reader.LookupOffset(b.offset))
-	}
 	res := f.reader.Lookup(a)
-	// The tree says which network a's answer holds for; when that network
-	// covers a's whole block, every address of the block gets the same
-	// answer, found or not, without walking the tree again.
-	if p := res.Prefix(); p.Addr().Is4() == v4 && p.Bits() <= blockBits(v4) && res.Err() == nil {
-		slot.Store(&cachedBlock{key: key, offset: res.Offset(), found: res.Found()})
-	}
 	if !res.Found() {
 		return Info{}, false
 	}
-	return f.record(res.Offset(), res)
-}
-
-// record is the decoded record at off (res points there), from the cache
-// when it is there.
-func (f *file) record(off uintptr, res maxminddb.Result) (Info, bool) {
+	off := res.Offset()
 	slot := f.cache.slot(off)
 	if c := slot.Load(); c != nil && c.offset == off {
 		return c.info, true
@@ -427,44 +406,6 @@ func (f *file) record(off uintptr, res maxminddb.Result) (Info, bool) {
 	c := &cachedRecord{offset: off, info: rec.info()}
 	slot.Store(c)
 	return c.info, true
-}
-
-// blockCache remembers, per /24 of IPv4 and /48 of IPv6, the record of the
-// network that holds the whole block. Walking the tree is most of a lookup
-// once records come from recordCache (IPv6: one node per bit, 48 and more
-// of them), and the remotes of one host crowd into few such blocks, window
-// after window (a CDN, a cloud region, an ISP's pool). A network smaller
-// than its block is never remembered: its neighbours may answer otherwise.
-// Like recordCache it is direct-mapped, lock-free and bounded: 16,384
-// slots, a collision costs a walk.
-type blockCache [1 << 14]atomic.Pointer[cachedBlock]
-
-type cachedBlock struct {
-	key    uint64
-	offset uintptr
-	found  bool
-}
-
-func (c *blockCache) slot(key uint64) *atomic.Pointer[cachedBlock] {
-	return &c[key*0x9E3779B97F4A7C15>>(64-14)]
-}
-
-// blockKey is a's block as one number: the /24 of an IPv4 address with the
-// top bit set, the /48 of an IPv6 one.
-func blockKey(a netip.Addr) (uint64, bool) {
-	if a.Is4() {
-		b := a.As4()
-		return 1<<63 | uint64(b[0])<<16 | uint64(b[1])<<8 | uint64(b[2]), true
-	}
-	b := a.As16()
-	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5]), false
-}
-
-func blockBits(v4 bool) int {
-	if v4 {
-		return 24
-	}
-	return 48
 }
 
 // Files describes the opened files in the order they were given.
