@@ -346,7 +346,7 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 	// retention counted from the newest window, prune the history.
 	future := time.Now().Add(MaxFuture).UnixNano()
 	if t.cur != nil {
-		t.sink += t.tab.touch(evs)
+		t.sink += t.tab.touch(evs, &t.pairs)
 	}
 	for i := range evs {
 		ev := &evs[i]

@@ -326,6 +326,35 @@ func BenchmarkAddMany(b *testing.B) {
 	}
 }
 
+// BenchmarkAddManyServices is BenchmarkAddMany with every remote using
+// one of five services at random, packet by packet (browsers and scanners:
+// the scan mix), so that nearly every packet is also tallied in the
+// (service, remote) pair table. ns/op is per event.
+func BenchmarkAddManyServices(b *testing.B) {
+	const remotes = 100_000
+	rng := rand.New(rand.NewPCG(5, 6))
+	ports := []uint16{80, 443, 22, 25, 853}
+	evs := make([]capture.Event, 1<<20)
+	for i := range evs {
+		r := rng.IntN(remotes)
+		a := [16]byte{0x20, 0x01, 0x0d, 0xb8}
+		a[4], a[5], a[6], a[7] = byte(r*7919), byte(r>>16), byte(r>>8), byte(r)
+		a[15] = 1
+		evs[i] = capture.Event{TS: base.UnixNano(), Kind: capture.Kind(i & 1), Len: 100, Remote: a,
+			Port: ports[rng.IntN(len(ports))], Svc: uint8(capture.ProtoTCP) | uint8(capture.SideOut)<<2}
+	}
+	tl := New(Config{Length: time.Hour}, func(*Closed) {})
+	for i := 0; i < len(evs); i += capture.BatchSize {
+		tl.add(evs[i:i+capture.BatchSize], clock{})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += capture.BatchSize {
+		j := i % len(evs)
+		tl.add(evs[j:j+capture.BatchSize], clock{})
+	}
+}
+
 // Past the pair cap, remotes that switch services hand their first
 // service's counts to the service's shared fold row: added, never
 // overwritten, so the services still add up to every packet.

@@ -145,12 +145,13 @@ const prefetchMin = 1 << 15
 // batch are independent of one another, so the CPU overlaps their cache
 // misses, where get's probe of one remote waits for the one before: in a
 // window of 100k remotes most of the tally's time was those waits.
-func (t *table) touch(evs []capture.Event) uint64 {
+func (t *table) touch(evs []capture.Event, pairs *pairTable) uint64 {
 	if len(t.index) < prefetchMin {
 		return 0
 	}
 	var sink uint64
 	var slots [capture.BatchSize]uint32
+	var evAt [capture.BatchSize]uint16
 	n := 0
 	for i := range evs {
 		ev := &evs[i]
@@ -158,13 +159,30 @@ func (t *table) touch(evs []capture.Event) uint64 {
 			continue
 		}
 		h := t.hash(binary.LittleEndian.Uint64(ev.Remote[:8]), binary.LittleEndian.Uint64(ev.Remote[8:]))
-		slots[n] = uint32(h >> t.shift)
+		slots[n], evAt[n] = uint32(h>>t.shift), uint16(i)
 		sink += t.index[slots[n]]
 		n++
 	}
-	for _, i := range slots[:n] {
+	// The remotes that use several services are tallied in the pair table
+	// too (a scan's, a browser's): their pair entries next, once their
+	// rows say so.
+	m := 0
+	for k, i := range slots[:n] {
 		if e := t.index[i]; e != 0 && int(uint32(e)) <= len(t.rows) {
-			sink += t.rows[uint32(e)-1].TxPackets
+			r := &t.rows[uint32(e)-1]
+			sink += r.TxPackets
+			if r.mixed && len(pairs.index) >= prefetchMin {
+				ev := &evs[evAt[k]]
+				h := pairs.hash(binary.LittleEndian.Uint64(ev.Remote[:8]), binary.LittleEndian.Uint64(ev.Remote[8:]), uint32(ev.Service()))
+				slots[m] = uint32(h >> pairs.shift)
+				sink += pairs.index[slots[m]]
+				m++
+			}
+		}
+	}
+	for _, i := range slots[:m] {
+		if e := pairs.index[i]; e != 0 && int(uint32(e)) <= len(pairs.rows) {
+			sink += pairs.rows[uint32(e)-1].TxPackets
 		}
 	}
 	return sink
