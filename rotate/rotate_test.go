@@ -341,7 +341,7 @@ func BenchmarkAddManyServices(b *testing.B) {
 		a[4], a[5], a[6], a[7] = byte(r*7919), byte(r>>16), byte(r>>8), byte(r)
 		a[15] = 1
 		evs[i] = capture.Event{TS: base.UnixNano(), Kind: capture.Kind(i & 1), Len: 100, Remote: a,
-			Port: ports[rng.IntN(len(ports))], Svc: uint8(capture.ProtoTCP) | uint8(capture.SideOut)<<2}
+			Port: ports[rng.IntN(len(ports))], Svc: uint8(window.ProtoTCP) | uint8(window.SideOut)<<2}
 	}
 	tl := New(Config{Length: time.Hour}, func(*Closed) {})
 	for i := 0; i < len(evs); i += capture.BatchSize {
