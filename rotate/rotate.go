@@ -85,6 +85,8 @@ type Closed struct {
 	Stats  window.Stats
 	rows   []row
 	free   chan<- []row // where Finish hands rows back for the next window's table; nil: nowhere
+	// freePairs is free for the pair table's arrays.
+	freePairs chan<- []pair
 
 	pairs      []pair // (service, remote) tallies, service.go
 	serviceTop int
@@ -208,9 +210,10 @@ type Tally struct {
 	tab       table // the open window's remotes
 	hint      int   // remotes in the previous window, to size the next table
 	emit      func(*Closed)
-	// free holds row arrays of finished windows for reuse. Two: one window
-	// is being finished while the next one closes.
-	free chan []row
+	// free and freePairs hold the arrays of finished windows for reuse.
+	// Two each: one window is being finished while the next one closes.
+	free      chan []row
+	freePairs chan []pair
 
 	pairs    pairTable // the open window's (service, remote) tallies
 	pairHint int
@@ -243,9 +246,10 @@ const suspectMax = 8
 
 // New returns a Tally that hands every closed window to emit.
 func New(cfg Config, emit func(*Closed)) *Tally {
-	t := &Tally{cfg: cfg, length: int64(cfg.Length), closedEnd: minInt64, emit: emit, free: make(chan []row, 2)}
-	t.tab.max = cfg.openBound()
-	t.pairs.max = cfg.openBound()
+	t := &Tally{cfg: cfg, length: int64(cfg.Length), closedEnd: minInt64, emit: emit,
+		free: make(chan []row, 2), freePairs: make(chan []pair, 2)}
+	t.tab.max, t.tab.free = cfg.openBound(), t.free
+	t.pairs.max, t.pairs.free = cfg.openBound(), t.freePairs
 	return t
 }
 
@@ -279,12 +283,7 @@ func (t *Tally) open(start int64, c clock) {
 	// Sized like the previous window: growing a table of 100k remotes from
 	// nothing costs more than tallying them.
 	w := &openWindow{start: start}
-	var buf []row
-	select {
-	case buf = <-t.free:
-	default:
-	}
-	t.tab.reset(t.hint, buf)
+	t.tab.reset(t.hint)
 	t.pairs.reset(t.pairHint)
 	if t.cfg.Live {
 		if !t.opened && c.wall > start {
@@ -332,6 +331,7 @@ func (t *Tally) close() {
 		rows:       t.tab.take(),
 		free:       t.free,
 		pairs:      t.pairs.take(),
+		freePairs:  t.freePairs,
 		serviceTop: t.cfg.ServiceTop,
 		overflow:   t.overflow,
 	})

@@ -72,6 +72,9 @@ type pairTable struct {
 	limit int
 	seed  [2]uint64
 	max   int // rows besides fold rows; 0: no bound
+	// free brings back the pair arrays of finished windows, as table's.
+	free chan []pair
+	want int
 }
 
 func (t *pairTable) reset(n int) {
@@ -83,11 +86,8 @@ func (t *pairTable) reset(n int) {
 	}
 	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
 	t.limit = size / 2
-	want := n + n/8
-	if t.max > 0 {
-		want = min(want, t.bound())
-	}
-	t.rows = make([]pair, 0, want)
+	t.want = wantRows(n, t.bound())
+	t.rows = startArray(t.free, t.want)
 	t.seed = [2]uint64{rand.Uint64() | 1, rand.Uint64()}
 }
 
@@ -128,7 +128,7 @@ func (t *pairTable) get(addr *[16]byte, svc uint32) *pair {
 				return t.get(addr, svc)
 			}
 			if len(t.rows) == cap(t.rows) {
-				t.rows = growTo(t.rows, t.bound())
+				t.rows = roomFor(t.free, t.rows, t.want, t.bound())
 			}
 			t.rows = append(t.rows, pair{addr: *addr, svc: svc})
 			t.index[i] = tag | uint64(len(t.rows))
@@ -185,6 +185,12 @@ func (c *Closed) services(rows []row) []Service {
 		top = DefaultServiceTop
 	}
 	s := finishServices(rows, c.pairs, top)
+	if c.freePairs != nil {
+		select {
+		case c.freePairs <- c.pairs:
+		default:
+		}
+	}
 	c.pairs = nil
 	return s
 }

@@ -35,6 +35,10 @@ type table struct {
 	// for a new remote past it. It bounds the open window's memory however
 	// many addresses a flood of spoofed sources brings.
 	max int
+	// free brings the row arrays of windows the writer has finished, to be
+	// adopted when the rows outgrow their array (see recycled).
+	free chan []row
+	want int // rows expected: the previous window's and an eighth
 }
 
 // minIndex keeps the index of a quiet window small: a month of 20 s windows
@@ -51,10 +55,13 @@ func indexFor(n int) int {
 }
 
 // reset makes t an empty table sized for n remotes (the previous window's
-// count, so a steady load never grows it). It reuses t's own index when its
-// size is right, and buf (a previous window's rows, handed back by Finish)
-// when it is large enough.
-func (t *table) reset(n int, buf []row) {
+// count, so a steady load never grows its index). It reuses t's own index
+// when its size is right. Rows go into a finished window's array when one
+// is back already and large enough; else they start small and move into one
+// when they outgrow their array (grow): at the switch from one window to
+// the next the writer still holds the one that closed, and allocating the
+// next one's rows in full then held both at once.
+func (t *table) reset(n int) {
 	size := indexFor(n)
 	if len(t.index) == size {
 		clear(t.index)
@@ -63,18 +70,59 @@ func (t *table) reset(n int, buf []row) {
 	}
 	t.shift = uint(64 - bits.TrailingZeros(uint(size)))
 	t.limit = size / 2
-	// An eighth of headroom: a window a little busier than the last one
-	// should not copy all its rows to grow.
-	want := n + n/8
-	if t.max > 0 {
-		want = min(want, t.max)
-	}
-	if cap(buf) >= want && cap(buf) <= 2*want+minIndex {
-		t.rows = buf[:0]
-	} else {
-		t.rows = make([]row, 0, want)
-	}
+	t.want = wantRows(n, t.max)
+	t.rows = startArray(t.free, t.want)
 	t.seed = [2]uint64{rand.Uint64() | 1, rand.Uint64()}
+}
+
+// wantRows is the array a window sized for n rows should have: an eighth of
+// headroom, so that a window a little busier than the last one does not
+// copy all its rows, within the bound (0: none).
+func wantRows(n, bound int) int {
+	want := n + n/8
+	if bound > 0 {
+		want = min(want, bound)
+	}
+	return max(want, 1)
+}
+
+// startRows is the array a table starts with when no finished one fits.
+const startRows = 1024
+
+// recycled returns rows (copied) in a finished window's array from free
+// whose capacity is within [least, most], or rows as they are when none
+// is. An array of the wrong size is left to the collector: too large, it
+// would hold on to a flood's memory for good.
+func recycled[T any](free chan []T, rows []T, least, most int) []T {
+	for {
+		select {
+		case buf := <-free:
+			if cap(buf) >= least && cap(buf) <= most {
+				return append(buf[:0], rows...)
+			}
+			continue
+		default:
+			return rows
+		}
+	}
+}
+
+// startArray is reset's array for a window expected to hold want rows.
+func startArray[T any](free chan []T, want int) []T {
+	if r := recycled(free, []T(nil), want, 2*want+startRows); r != nil {
+		return r
+	}
+	return make([]T, 0, min(want, startRows))
+}
+
+// roomFor gives a full array room for more: a finished window's array if one
+// is back (up to twice the window's expected size), else twice the
+// capacity (growTo).
+func roomFor[T any](free chan []T, rows []T, want, bound int) []T {
+	if r := recycled(free, rows, cap(rows)+1, 2*want+startRows); cap(r) > len(r) {
+		return r
+	}
+	return growTo(rows, bound)
 }
 
 func (t *table) hash(hi, lo uint64) uint64 {
@@ -102,7 +150,7 @@ func (t *table) get(addr *[16]byte) *row {
 				return t.get(addr)
 			}
 			if len(t.rows) == cap(t.rows) {
-				t.rows = growTo(t.rows, t.max)
+				t.rows = roomFor(t.free, t.rows, t.want, t.max)
 			}
 			t.rows = append(t.rows, row{addr: *addr})
 			t.index[i] = tag | uint64(len(t.rows))
