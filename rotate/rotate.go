@@ -103,6 +103,9 @@ func (c *Closed) Remotes() int { return len(c.rows) }
 func (c *Closed) Finish(maxRemotes int) *Window {
 	rows := c.rows
 	w := &Window{Start: c.Start, Length: c.Length, Stats: c.Stats, Other: c.overflow}
+	// Services first: the pairs name their remotes by row position, which
+	// ordering the rows would change.
+	w.Services = c.services(rows)
 	keep := len(rows)
 	if maxRemotes > 0 && keep > maxRemotes {
 		keep = maxRemotes
@@ -117,7 +120,6 @@ func (c *Closed) Finish(maxRemotes int) *Window {
 		}
 		w.Stats.Folded += uint64(len(rows) - keep)
 	}
-	w.Services = c.services(rows)
 	w.Remotes = make([]Remote, keep)
 	for i := range w.Remotes {
 		w.Remotes[i] = Remote{Addr: netip.AddrFrom16(rows[i].addr).Unmap(), Counts: rows[i].Counts}
@@ -389,7 +391,7 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 		switch ev.Kind {
 		case capture.Egress, capture.Ingress:
 			w.stats.Tallied++
-			r := t.tab.get(&ev.Remote)
+			r, pos := t.tab.get(&ev.Remote)
 			if r == nil {
 				// The window holds as many remotes as it may: this one is
 				// summed, exactly, where folded remotes are.
@@ -406,7 +408,7 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 				// A second service: what the row holds so far was all its
 				// first service's; from here on the pair table keeps both.
 				r.mixed = true
-				t.pairs.get(&r.addr, r.svc).Counts.Add(r.Counts) // Add: past the pair cap this is the service's shared fold row
+				t.pairs.get(pos, r.svc).Counts.Add(r.Counts) // Add: past the pair cap this is the service's shared fold row
 			}
 			if ev.Kind == capture.Egress {
 				r.TxPackets++
@@ -416,7 +418,7 @@ func (t *Tally) add(evs []capture.Event, c clock) {
 				r.RxBytes += uint64(ev.Len)
 			}
 			if r.mixed {
-				t.pairs.add(ev)
+				t.pairs.add(pos, ev)
 			}
 		case capture.SkipNonIP:
 			w.stats.NonIP++
@@ -484,7 +486,7 @@ func (t *Tally) release(c clock) {
 // for: into the window's Other and into its service's fold row, so that
 // the window's and the services' totals stay exact.
 func (t *Tally) addOverflow(ev *capture.Event) {
-	p := t.pairs.get(&zeroAddr, uint32(ev.Service())|foldBit)
+	p := t.pairs.get(foldPos, uint32(ev.Service())|foldBit)
 	if ev.Kind == capture.Egress {
 		t.overflow.TxPackets++
 		t.overflow.TxBytes += uint64(ev.Len)

@@ -385,6 +385,46 @@ func TestServicesPastThePairCapStayExact(t *testing.T) {
 	}
 }
 
+// A service's top remotes carry their own address and counts, whatever
+// order the window's rows are sorted and capped in: the pair table names
+// remotes by row position, which Finish reorders.
+func TestServiceTopsNameTheirRemotes(t *testing.T) {
+	rec := &recorder{}
+	tl := New(Config{Length: L}, rec.emit)
+	var evs []capture.Event
+	svc := uint8(window.ProtoTCP) | uint8(window.SideOut)<<2
+	// Remote i sends i+1 packets of 100 bytes to :80 and one to :443:
+	// they arrive lightest first, so sorting reverses them.
+	for i := range 20 {
+		addr := netip.AddrFrom4([4]byte{203, 0, 113, byte(i + 1)}).As16()
+		for range i + 1 {
+			evs = append(evs, capture.Event{TS: base.UnixNano(), Remote: addr, Len: 100, Kind: capture.Egress, Port: 80, Svc: svc})
+		}
+		evs = append(evs, capture.Event{TS: base.UnixNano(), Remote: addr, Len: 40, Kind: capture.Egress, Port: 443, Svc: svc})
+	}
+	tl.add(evs, clock{})
+	tl.flush()
+	w := rec.got[0].Finish(5)
+	if len(w.Remotes) != 5 || w.Remotes[0].Addr != netip.MustParseAddr("203.0.113.20") {
+		t.Fatalf("remotes %v, want the 5 heaviest, 203.0.113.20 first", w.Remotes)
+	}
+	for _, s := range w.Services {
+		if len(s.Top) != 20 {
+			t.Fatalf("service %v: %d top remotes, want all 20", s.Key, len(s.Top))
+		}
+		for _, r := range s.Top {
+			n := uint64(r.Addr.As4()[3]) // remote i+1 is 203.0.113.(i+1)
+			want := window.Counts{TxPackets: n, TxBytes: 100 * n}
+			if s.Key.Port() == 443 {
+				want = window.Counts{TxPackets: 1, TxBytes: 40}
+			}
+			if r.Counts != want {
+				t.Errorf("service %v: remote %v has %+v, want %+v", s.Key, r.Addr, r.Counts, want)
+			}
+		}
+	}
+}
+
 // Impossible timestamps (before 1970, days ahead of the clock) cut no
 // window; they are counted as malformed in the window that is open.
 func TestImpossibleTimestampsCutNoWindow(t *testing.T) {

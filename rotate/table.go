@@ -131,9 +131,10 @@ func (t *table) hash(hi, lo uint64) uint64 {
 	return h ^ l
 }
 
-// get returns the row of addr, adding it if it is new; nil when it is new
-// and the table holds max rows. The pointer is valid until the next get.
-func (t *table) get(addr *[16]byte) *row {
+// get returns the row of addr and its position, adding it if it is new;
+// nil when it is new and the table holds max rows. The pointer is valid
+// until the next get; the position for as long as the window is open.
+func (t *table) get(addr *[16]byte) (*row, uint32) {
 	hi := binary.LittleEndian.Uint64(addr[:8])
 	lo := binary.LittleEndian.Uint64(addr[8:])
 	h := t.hash(hi, lo)
@@ -143,7 +144,7 @@ func (t *table) get(addr *[16]byte) *row {
 		e := t.index[i]
 		if e == 0 {
 			if t.max > 0 && len(t.rows) >= t.max {
-				return nil
+				return nil, 0
 			}
 			if len(t.rows) >= t.limit {
 				t.grow()
@@ -154,12 +155,12 @@ func (t *table) get(addr *[16]byte) *row {
 			}
 			t.rows = append(t.rows, row{addr: *addr})
 			t.index[i] = tag | uint64(len(t.rows))
-			return &t.rows[len(t.rows)-1]
+			return &t.rows[len(t.rows)-1], uint32(len(t.rows) - 1)
 		}
 		if e&^(1<<32-1) == tag {
 			r := &t.rows[uint32(e)-1]
 			if binary.LittleEndian.Uint64(r.addr[:8]) == hi && binary.LittleEndian.Uint64(r.addr[8:]) == lo {
-				return r
+				return r, uint32(e) - 1
 			}
 		}
 	}
@@ -220,8 +221,9 @@ func (t *table) touch(evs []capture.Event, pairs *pairTable) uint64 {
 			r := &t.rows[uint32(e)-1]
 			sink += r.TxPackets
 			if r.mixed && len(pairs.index) >= prefetchMin {
-				ev := &evs[evAt[k]]
-				h := pairs.hash(binary.LittleEndian.Uint64(ev.Remote[:8]), binary.LittleEndian.Uint64(ev.Remote[8:]), uint32(ev.Service()))
+				// The entry probed first is the row's only when the hash
+				// bits match; a collision merely prefetches in vain.
+				h := pairs.hash(pairKey(uint32(e)-1, uint32(evs[evAt[k]].Service())))
 				slots[m] = uint32(h >> pairs.shift)
 				sink += pairs.index[slots[m]]
 				m++
