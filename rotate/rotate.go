@@ -100,9 +100,9 @@ func (c *Closed) Remotes() int { return len(c.rows) }
 // and keeps at most maxRemotes of them; the rest are summed into Other and
 // counted in Stats.Folded, so that the window's totals stay exact.
 // maxRemotes <= 0 keeps every remote.
-func (c *Closed) Finish(maxRemotes int) *Window {
+func (c *Closed) Finish(maxRemotes int) *window.Window {
 	rows := c.rows
-	w := &Window{Start: c.Start, Length: c.Length, Stats: c.Stats, Other: c.overflow}
+	w := &window.Window{Start: c.Start, Length: c.Length, Stats: c.Stats, Other: c.overflow}
 	// Services first: the pairs name their remotes by row position, which
 	// ordering the rows would change.
 	w.Services = c.services(rows)
@@ -120,9 +120,9 @@ func (c *Closed) Finish(maxRemotes int) *Window {
 		}
 		w.Stats.Folded += uint64(len(rows) - keep)
 	}
-	w.Remotes = make([]Remote, keep)
+	w.Remotes = make([]window.Remote, keep)
 	for i := range w.Remotes {
-		w.Remotes[i] = Remote{Addr: netip.AddrFrom16(rows[i].addr).Unmap(), Counts: rows[i].Counts}
+		w.Remotes[i] = window.Remote{Addr: netip.AddrFrom16(rows[i].addr).Unmap(), Counts: rows[i].Counts}
 	}
 	c.rows = nil
 	if c.free != nil {

@@ -39,7 +39,7 @@ func newTally(t *testing.T, live bool) (*Tally, *recorder) {
 	return New(cfg, r.emit), r
 }
 
-func counts(w *Window) map[string]window.Counts {
+func counts(w *window.Window) map[string]window.Counts {
 	m := map[string]window.Counts{}
 	for _, r := range w.Remotes {
 		m[r.Addr.String()] = r.Counts

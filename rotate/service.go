@@ -42,21 +42,6 @@ const foldBit = 1 << 31
 
 const foldPos = 1<<32 - 1
 
-// ServiceRemote is one remote's traffic with a service.
-type ServiceRemote struct {
-	Addr netip.Addr // IPv4 unmapped
-	window.Counts
-}
-
-// Service is one service's traffic in a window.
-type Service struct {
-	Key           window.ServiceKey
-	Remotes       int             // distinct remotes (a lower bound if the window was over its open bound)
-	window.Counts                 // all of its traffic
-	Top           []ServiceRemote // its heaviest remotes (bytes, then address), at most the service top
-	Other         window.Counts   // Counts minus Top
-}
-
 // pair is one (service, remote) tally of the open window: the remote is
 // its row's position in the window's table (pairKey), not its address, so
 // that a pair is 40 bytes instead of 56 and a probe compares one word. The
@@ -186,7 +171,7 @@ func (t *pairTable) add(pos uint32, ev *capture.Event) {
 
 // services sums the window up per service: the remotes that used a single
 // service are their own pair (their row), the others are in the pair table.
-func (c *Closed) services(rows []row) []Service {
+func (c *Closed) services(rows []row) []window.Service {
 	top := c.serviceTop
 	if top == 0 {
 		top = DefaultServiceTop
@@ -302,7 +287,7 @@ var svcScratches = sync.Pool{New: func() any { return new(svcScratch) }}
 // (service, remote) pair is built or sorted, and a window spread over
 // thousands of services (a scan of every port) holds heaps for only 200 of
 // them, so the writer needs little memory besides what the tally holds.
-func finishServices(rows []row, pairs []pair, top int) []Service {
+func finishServices(rows []row, pairs []pair, top int) []window.Service {
 	idx := svcIndexes.Get().(*[svcKeys]int32)
 	defer svcIndexes.Put(idx)
 	sc := svcScratches.Get().(*svcScratch)
@@ -376,19 +361,27 @@ func finishServices(rows []row, pairs []pair, top int) []Service {
 			idx[order[n].key] = 0
 		}
 	}
-	services := make([]Service, len(order))
+	services := make([]window.Service, len(order))
+	tops := 0
+	for n := range heaps {
+		tops += len(heaps[n].heap)
+	}
+	// One array for every service's top rows, which the writer then
+	// resolves in place.
+	remotes := make([]window.Remote, 0, tops)
 	for n, o := range order {
 		t := &tots[o.pos]
-		s := Service{Key: window.ServiceKey(t.key), Remotes: t.remotes, Counts: t.Counts, Other: t.Counts}
+		s := window.Service{Key: window.ServiceKey(t.key), Remotes: t.remotes, Counts: t.Counts, Other: t.Counts}
 		if n < len(heaps) {
 			h := heaps[n].heap
 			slices.SortFunc(h, func(x, y topEntry) int { return heavierPair(&x, &y) })
-			s.Top = make([]ServiceRemote, len(h))
+			start := len(remotes)
 			for x := range h {
 				p := &h[x]
-				s.Top[x] = ServiceRemote{Addr: netip.AddrFrom16(p.addr).Unmap(), Counts: p.Counts}
+				remotes = append(remotes, window.Remote{Addr: netip.AddrFrom16(p.addr).Unmap(), Counts: p.Counts})
 				s.Other = subCounts(s.Other, p.Counts)
 			}
+			s.Top = remotes[start:len(remotes):len(remotes)]
 		}
 		services[n] = s
 	}

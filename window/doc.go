@@ -8,7 +8,7 @@
 // It holds types and their arithmetic only, and imports only the standard
 // library, so that a package which reads windows (a query, a report, the
 // record log, metrics) need not import the database, and the database need
-// not import the packet decoder. The open window and the closed window
-// before geo resolution (rotate.Window) belong to rotate; how a window is
-// encoded on disk belongs to storage.
+// not import the packet decoder. rotate's Finish makes a Window with the
+// geo fields empty, which the daemon's writer fills in; the open window
+// belongs to rotate, how a window is encoded on disk to storage.
 package window

@@ -78,13 +78,14 @@ func (s ServiceKey) String() string {
 	return strconv.Itoa(int(s.Port())) + "/" + s.Proto().String()
 }
 
-// Service is one service's traffic in a window or rollup: rotate's service
-// plus what geo knew about its top remotes.
+// Service is one service's traffic in a window or rollup, with what geo
+// knew about its top remotes.
 type Service struct {
 	Key ServiceKey // protocol, side, port
 	// Remotes is how many distinct remotes used it: exact in a raw
-	// window; in a rollup or a merged window, a lower bound (the largest
-	// of its parts', or the distinct addresses of its rows if more).
+	// window that stayed within its open bound (else a lower bound); in a
+	// rollup or a merged window, a lower bound (the largest of its parts',
+	// or the distinct addresses of its rows if more).
 	Remotes int
 	Counts           // all of its traffic
 	Top     []Remote // its heaviest remotes, heaviest first
