@@ -633,3 +633,21 @@ func BenchmarkFinishFlood(b *testing.B) {
 		c.Finish(10000)
 	}
 }
+
+func TestRadixSortMatchesSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, n := range []int{1, 2, radixMin, 150_000} {
+		for _, mask := range []uint64{^uint64(0), 0xffffffff000fffff, 0xff, 0} {
+			s := make([]uint64, n)
+			for i := range s {
+				s[i] = rng.Uint64() & mask
+			}
+			want := slices.Clone(s)
+			slices.Sort(want)
+			radixSort(s, make([]uint64, n))
+			if !slices.Equal(s, want) {
+				t.Fatalf("n=%d mask=%x: radix order differs from slices.Sort", n, mask)
+			}
+		}
+	}
+}

@@ -277,6 +277,7 @@ type svcScratch struct {
 	tots   []svcTotal
 	order  []svcRank
 	packed []uint64
+	spare  []uint64 // radixSort's other buffer
 }
 
 var svcScratches = sync.Pool{New: func() any { return new(svcScratch) }}
@@ -410,7 +411,11 @@ func sortRanks(order []svcRank, sc *svcScratch, idx *[svcKeys]int32) {
 	for _, o := range order {
 		packed = append(packed, uint64(^uint32(o.bytes))<<32|uint64(o.key))
 	}
-	slices.Sort(packed)
+	if len(packed) < radixMin {
+		slices.Sort(packed)
+	} else {
+		sc.spare = radixSort(packed, slices.Grow(sc.spare[:0], len(packed))[:len(packed)])
+	}
 	for n, p := range packed {
 		key := uint32(p)
 		order[n] = svcRank{bytes: uint64(^uint32(p >> 32)), key: key, pos: idx[key] - 1}
@@ -420,4 +425,43 @@ func sortRanks(order []svcRank, sc *svcScratch, idx *[svcKeys]int32) {
 
 func subCounts(a, b window.Counts) window.Counts {
 	return window.Counts{TxPackets: a.TxPackets - b.TxPackets, TxBytes: a.TxBytes - b.TxBytes, RxPackets: a.RxPackets - b.RxPackets, RxBytes: a.RxBytes - b.RxBytes}
+}
+
+// radixMin is the number of keys from which radixSort beats slices.Sort
+// (a flood's window: 150k services).
+const radixMin = 1 << 12
+
+// radixSort sorts s in place, ascending, by 16-bit digits from the lowest
+// (four passes at most; a digit that is the same in every key is skipped,
+// as the unused bits of sortRanks' keys are), with spare (len(s)) as the
+// other buffer. It returns spare for reuse.
+func radixSort(s, spare []uint64) []uint64 {
+	var count [1 << 16]int32
+	src, dst := s, spare
+	for shift := uint(0); shift < 64; shift += 16 {
+		clear(count[:])
+		for _, v := range src {
+			count[v>>shift&0xffff]++
+		}
+		if count[src[0]>>shift&0xffff] == int32(len(src)) {
+			continue // every key has this digit
+		}
+		pos := int32(0)
+		for d := range count {
+			c := count[d]
+			count[d] = pos
+			pos += c
+		}
+		for _, v := range src {
+			d := v >> shift & 0xffff
+			dst[count[d]] = v
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &s[0] {
+		copy(s, src)
+		return src
+	}
+	return dst
 }

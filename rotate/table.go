@@ -112,7 +112,11 @@ func startArray[T any](free chan []T, want int) []T {
 	if r := recycled(free, []T(nil), want, 2*want+startRows); r != nil {
 		return r
 	}
-	return make([]T, 0, min(want, startRows))
+	// A quarter: a writer that keeps up hands an array back before the
+	// window needs more; one that is behind (a flood's windows) does not,
+	// and growing from a few rows then copied the window's rows again and
+	// again.
+	return make([]T, 0, min(want, max(startRows, want/4)))
 }
 
 // roomFor gives a full array room for more: a finished window's array if one
