@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 	"syscall"
+	"unsafe"
 )
 
 // recordSource is what the file reader parses from: a window of the file's
@@ -144,10 +145,21 @@ func (f *File) faultGuard(err *error) func() {
 	return func() {
 		debug.SetPanicOnFault(old)
 		if p := recover(); p != nil {
-			if _, ok := p.(interface{ Addr() uintptr }); !ok {
-				panic(p)
+			fault, ok := p.(interface{ Addr() uintptr })
+			if !ok || !f.mapped(fault.Addr()) {
+				panic(p) // not a page of the capture: a bug, not the file
 			}
 			*err = f.errorf("near offset %d: the file shrank while it was read: %w", f.off, ErrTruncated)
 		}
 	}
+}
+
+// mapped reports whether addr is in the file's current mapping.
+func (f *File) mapped(addr uintptr) bool {
+	r, ok := f.r.(*mapReader)
+	if !ok || len(r.m) == 0 {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(&r.m[0]))
+	return addr >= start && addr < start+uintptr(len(r.m))
 }
