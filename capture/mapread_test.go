@@ -104,19 +104,7 @@ func TestMappedFileShrinks(t *testing.T) {
 	if err := os.Truncate(path, int64(len(full)/2)); err != nil {
 		t.Fatal(err)
 	}
-	p := NewPipe(4)
-	done := make(chan []Event)
-	go func() {
-		var all []Event
-		for b := range p.Full {
-			all = append(all, b...)
-			p.Put(b)
-		}
-		done <- all
-	}()
-	err = f.Run(t.Context(), testClassifier(), p)
-	close(p.Full)
-	got := <-done
+	got, err := runOpened(f, testClassifier())
 	if !errors.Is(err, ErrTruncated) || !strings.Contains(err.Error(), "shrank while it was read") {
 		t.Fatalf("err = %v, want the fault reported as truncation", err)
 	}

@@ -314,6 +314,12 @@ func BenchmarkAddMany(b *testing.B) {
 	for i := range evs {
 		evs[i] = capture.Event{TS: base.UnixNano(), Kind: capture.Kind(i & 1), Len: 100, Remote: addrs[rng.IntN(remotes)]}
 	}
+	benchAddEvents(b, evs)
+}
+
+// benchAddEvents tallies evs (a multiple of the batch size) once to size
+// the tables, then in batches, b.N events in all.
+func benchAddEvents(b *testing.B, evs []capture.Event) {
 	tl := New(Config{Length: time.Hour}, func(*Closed) {})
 	for i := 0; i < len(evs); i += capture.BatchSize {
 		tl.add(evs[i:i+capture.BatchSize], clock{})
@@ -343,16 +349,7 @@ func BenchmarkAddManyServices(b *testing.B) {
 		evs[i] = capture.Event{TS: base.UnixNano(), Kind: capture.Kind(i & 1), Len: 100, Remote: a,
 			Port: ports[rng.IntN(len(ports))], Svc: uint8(window.ProtoTCP) | uint8(window.SideOut)<<2}
 	}
-	tl := New(Config{Length: time.Hour}, func(*Closed) {})
-	for i := 0; i < len(evs); i += capture.BatchSize {
-		tl.add(evs[i:i+capture.BatchSize], clock{})
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i += capture.BatchSize {
-		j := i % len(evs)
-		tl.add(evs[j:j+capture.BatchSize], clock{})
-	}
+	benchAddEvents(b, evs)
 }
 
 // Past the pair cap, remotes that switch services hand their first
