@@ -19,11 +19,11 @@ func (a *App) Windows(ctx context.Context, r query.Range, fn func(*window.Window
 }
 
 func (a *App) Aggregate(ctx context.Context, r query.Range, q query.Question) ([]query.Row, query.Summary, error) {
-	return query.Answer(ctx, a.db, r, q)
+	return query.Local(a.db).Aggregate(ctx, r, q)
 }
 
 func (a *App) Services(ctx context.Context, r query.Range, q query.ServiceQuestion) ([]query.ServiceRow, query.Summary, error) {
-	return query.AnswerServices(ctx, a.db, r, q)
+	return query.Local(a.db).Services(ctx, r, q)
 }
 
 func (a *App) Usage(ctx context.Context) ([3]query.Tier, error) {
