@@ -75,7 +75,7 @@ type Options struct {
 	// (storage.DB.Windows); may be nil. It seeds the sums of bytes rules
 	// over a period when their evaluation (re)starts: at start, after a
 	// gap, and when a reload changed the rule.
-	History func(from, to time.Time, fn func(*window.Window) error) error
+	History func(ctx context.Context, from, to time.Time, fn func(*window.Window) error) error
 }
 
 // Engine evaluates rules on windows and keeps incidents.

@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -21,11 +22,11 @@ type evaluator struct {
 	log *slog.Logger
 	// hist reads stored windows with from <= Start < to, oldest first; may
 	// be nil (Options.History).
-	hist  func(from, to time.Time, fn func(*window.Window) error) error
+	hist  func(ctx context.Context, from, to time.Time, fn func(*window.Window) error) error
 	state map[string]*ruleState // rule name -> what it remembers
 }
 
-func newEvaluator(log *slog.Logger, hist func(from, to time.Time, fn func(*window.Window) error) error) evaluator {
+func newEvaluator(log *slog.Logger, hist func(ctx context.Context, from, to time.Time, fn func(*window.Window) error) error) evaluator {
 	return evaluator{log: log, hist: hist, state: map[string]*ruleState{}}
 }
 
@@ -73,7 +74,9 @@ func (v *evaluator) seed(r *Rule, from, end time.Time, length time.Duration) []h
 		return nil
 	}
 	var out []histWindow
-	err := v.hist(from, end, func(w *window.Window) error {
+	// The sink's goroutine has no request that could go away: the read is
+	// bounded by the rule's period.
+	err := v.hist(context.Background(), from, end, func(w *window.Window) error {
 		if w.Length == length && !w.Start.Before(from) && w.Start.Before(end) {
 			out = append(out, histWindow{w.Start, aggregate(r, w)})
 		}

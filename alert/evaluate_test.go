@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"context"
 	"log/slog"
 	"testing"
 	"time"
@@ -129,7 +130,7 @@ rules:
 		win(1, remote{addr: "192.0.2.1", txBytes: 100 << 10}, remote{addr: "192.0.2.2", txBytes: 900 << 10}),
 	}
 	var asked [2]time.Time
-	hist := func(from, to time.Time, fn func(*window.Window) error) error {
+	hist := func(_ context.Context, from, to time.Time, fn func(*window.Window) error) error {
 		asked = [2]time.Time{from, to}
 		for _, w := range stored {
 			if !w.Start.Before(from) && w.Start.Before(to) {

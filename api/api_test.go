@@ -34,31 +34,55 @@ type fakeSource struct {
 	status    Status
 }
 
-func (f *fakeSource) Windows(from, to time.Time, fn func(*window.Window) error) error {
+func (f *fakeSource) Windows(ctx context.Context, r query.Range, fn func(*window.Window) error) error {
 	if f.windowErr != nil {
 		return f.windowErr
 	}
-	for _, w := range f.ws {
-		if !w.Start.Before(from) && w.Start.Before(to) {
-			if err := fn(w); err != nil {
-				return err
-			}
-		}
+	ws := f.ws
+	if r.Last > 0 {
+		ws = ws[max(0, len(ws)-r.Last):]
 	}
-	return nil
-}
-
-func (f *fakeSource) Last(n int, fn func(*window.Window) error) error {
-	if f.windowErr != nil {
-		return f.windowErr
-	}
-	ws := f.ws[max(0, len(f.ws)-n):]
 	for _, w := range ws {
+		if r.Last == 0 && (w.Start.Before(r.From) || !w.Start.Before(r.To)) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if err := fn(w); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Aggregate and Services add the windows up one by one: the slice has no
+// rollups.
+func (f *fakeSource) Aggregate(ctx context.Context, r query.Range, q query.Question) ([]query.Row, query.Summary, error) {
+	a, err := query.NewAggregatorFor(q)
+	if err != nil {
+		return nil, query.Summary{}, err
+	}
+	if err := f.Windows(ctx, r, func(w *window.Window) error { a.Add(q.Filter.Apply(w)); return nil }); err != nil {
+		return nil, query.Summary{}, err
+	}
+	return query.Top(a.Rows(q.Sort), q.Top), a.Summary(), nil
+}
+
+func (f *fakeSource) Services(ctx context.Context, r query.Range, q query.ServiceQuestion) ([]query.ServiceRow, query.Summary, error) {
+	a := query.NewServiceAggregator(q.Filter)
+	if err := f.Windows(ctx, r, func(w *window.Window) error { a.Add(w); return nil }); err != nil {
+		return nil, query.Summary{}, err
+	}
+	return query.TopServices(a.Rows(q.Sort), q.Top), a.Summary(), nil
+}
+
+func (f *fakeSource) Usage(context.Context) ([3]query.Tier, error) {
+	var u [3]query.Tier
+	if n := len(f.ws); n > 0 {
+		u[window.Raw] = query.Tier{Units: n, First: f.ws[0].Start, Last: f.ws[n-1].Start}
+	}
+	return u, nil
 }
 
 func (f *fakeSource) Status() (Status, error) { return f.status, nil }
@@ -83,14 +107,14 @@ func sampleWindows() []*window.Window {
 }
 
 // serve runs a Server on a fresh socket and returns a client for it.
-func serve(t *testing.T, src Source) (*Server, *Client) {
+func serve(t *testing.T, src Source, inc IncidentSource) (*Server, *Client) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "api.sock")
 	l, err := Listen(path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(src, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(src, inc, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(l) }()
 	t.Cleanup(func() {
@@ -113,35 +137,31 @@ func serve(t *testing.T, src Source) (*Server, *Client) {
 // 2^53 included.
 func TestWindowsRoundTrip(t *testing.T) {
 	src := &fakeSource{ws: sampleWindows()}
-	_, c := serve(t, src)
-	for _, r := range []Range{{From: t0, To: t0.Add(time.Hour)}, {Last: 3}, {From: t0.Add(20 * time.Second), To: t0.Add(40 * time.Second)}} {
+	_, c := serve(t, src, nil)
+	for _, r := range []query.Range{{From: t0, To: t0.Add(time.Hour)}, {Last: 3}, {From: t0.Add(20 * time.Second), To: t0.Add(40 * time.Second)}} {
 		var got []*window.Window
-		if err := c.Windows(context.Background(), r, query.Filter{}, func(w *window.Window) error {
+		if err := c.Windows(context.Background(), r, func(w *window.Window) error {
 			got = append(got, w)
 			return nil
 		}); err != nil {
 			t.Fatal(err)
 		}
 		var want []*window.Window
-		if r.Last > 0 {
-			src.Last(r.Last, func(w *window.Window) error { want = append(want, w); return nil })
-		} else {
-			src.Windows(r.From, r.To, func(w *window.Window) error { want = append(want, w); return nil })
-		}
+		src.Windows(context.Background(), r, func(w *window.Window) error { want = append(want, w); return nil })
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%+v: got\n%+v\nwant\n%+v", r, got, want)
 		}
 	}
 	// An empty range is an empty array, not an error.
 	n := 0
-	if err := c.Windows(context.Background(), Range{From: t0.Add(-time.Hour), To: t0}, query.Filter{}, func(*window.Window) error { n++; return nil }); err != nil || n != 0 {
+	if err := c.Windows(context.Background(), query.Range{From: t0.Add(-time.Hour), To: t0}, func(*window.Window) error { n++; return nil }); err != nil || n != 0 {
 		t.Errorf("empty range: %d windows, %v", n, err)
 	}
 }
 
 func TestWindowsReadErrorIs500(t *testing.T) {
-	_, c := serve(t, &fakeSource{windowErr: errors.New("disk on fire")})
-	err := c.Windows(context.Background(), Range{Last: 1}, query.Filter{}, func(*window.Window) error { return nil })
+	_, c := serve(t, &fakeSource{windowErr: errors.New("disk on fire")}, nil)
+	err := c.Windows(context.Background(), query.Range{Last: 1}, func(*window.Window) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Errorf("got %v", err)
 	}
@@ -155,7 +175,7 @@ func get(t *testing.T, h http.Handler, target string) (int, string) {
 }
 
 func TestBadRequests(t *testing.T) {
-	s := New(&fakeSource{ws: sampleWindows()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(&fakeSource{ws: sampleWindows()}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	h := s.Handler()
 	many := strings.Repeat("remote=192.0.2.1&", maxFilterItems+1)
 	for _, tc := range []struct{ target, want string }{
@@ -195,7 +215,7 @@ func TestBadRequests(t *testing.T) {
 
 func TestAggregateMatchesQueryPackage(t *testing.T) {
 	ws := sampleWindows()
-	s := New(&fakeSource{ws: ws}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(&fakeSource{ws: ws}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	code, body := get(t, s.Handler(), "/v1/aggregate?from=2026-10-25T00:00:00Z&to=2026-10-25T01:00:00Z&by=country&direction=tx&top=1")
 	if code != http.StatusOK {
 		t.Fatalf("%d %s", code, body)
@@ -214,7 +234,7 @@ func TestStatus(t *testing.T) {
 	want := Status{Version: "v9", Interfaces: []string{"eth0"}, Local: []string{"192.0.2.1"}, Kernel: KernelStats{Drops: 7},
 		Writer: WriterStats{Backlog: 2, WindowsStored: 5}, GeoIP: []GeoFile{{Path: "/x.mmdb", Type: "T", Build: "2026-10-01T00:00:00Z"}},
 		DB: DBStats{Path: "/db", SizeBytes: 32768, Windows: 5}}
-	_, c := serve(t, &fakeSource{status: want})
+	_, c := serve(t, &fakeSource{status: want}, nil)
 	got, err := c.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +262,7 @@ func TestClientNotRunning(t *testing.T) {
 }
 
 func TestStreamPublishes(t *testing.T) {
-	s, c := serve(t, &fakeSource{})
+	s, c := serve(t, &fakeSource{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ws := sampleWindows()
@@ -279,7 +299,7 @@ func TestShutdownEndsStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(&fakeSource{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(&fakeSource{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	go s.Serve(l)
 	subscribed := make(chan struct{})
 	done := make(chan error, 1)
@@ -454,7 +474,7 @@ func TestStalledClientsAreBoundedAndCutOff(t *testing.T) {
 		}
 		ws = append(ws, w)
 	}
-	srv, c := serve(t, &fakeSource{ws: ws})
+	srv, c := serve(t, &fakeSource{ws: ws}, nil)
 	var conns []net.Conn
 	for range maxInFlight {
 		conn, err := net.Dial("unix", c.Socket())
@@ -512,7 +532,7 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 // idle for longer than writeTimeout and readTimeout still gets the next
 // window.
 func TestStreamOutlivesTheTimeouts(t *testing.T) {
-	s, c := serve(t, &fakeSource{})
+	s, c := serve(t, &fakeSource{}, nil)
 	got := make(chan time.Time, 1)
 	subscribed := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())

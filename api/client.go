@@ -49,13 +49,11 @@ func (c *Client) Close() { c.hc.CloseIdleConnections() }
 // Socket is the socket's path.
 func (c *Client) Socket() string { return c.socket }
 
-// Range is what a request reads: From..To, or the Last N windows.
-type Range struct {
-	From, To time.Time
-	Last     int
-}
+// Client is a query.Reader: the daemon answers, from its database.
+var _ query.Reader = (*Client)(nil)
 
-func (r Range) values(f query.Filter) url.Values {
+// rangeValues are the parameters of r and f.
+func rangeValues(r query.Range, f query.Filter) url.Values {
 	v := url.Values{}
 	if r.Last > 0 {
 		v.Set("last", strconv.Itoa(r.Last))
@@ -144,10 +142,10 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return e.Msg }
 
-// Windows reads the windows of r that pass f, oldest first, calling fn for
-// each as it arrives.
-func (c *Client) Windows(ctx context.Context, r Range, f query.Filter, fn func(*window.Window) error) error {
-	resp, err := c.get(ctx, "/v1/windows", r.values(f))
+// Windows reads the windows of r, oldest first, calling fn for each as it
+// arrives.
+func (c *Client) Windows(ctx context.Context, r query.Range, fn func(*window.Window) error) error {
+	resp, err := c.get(ctx, "/v1/windows", rangeValues(r, query.Filter{}))
 	if err != nil {
 		return err
 	}
@@ -227,15 +225,48 @@ func (c *Client) Stream(ctx context.Context, subscribed func() error, fn func(*w
 	return nil
 }
 
-// ErrNoSummary means the daemon is older than /v1/aggregate?summary=1: the
-// caller may read the windows and add them up itself.
-var ErrNoSummary = errors.New("the daemon's API has no aggregate summaries")
+// errNoSummary means the daemon is older than /v1/aggregate?summary=1.
+var errNoSummary = errors.New("the daemon's API has no aggregate summaries")
+
+// ErrZoneName means that a question by periods of the local time zone
+// cannot be asked: the zone has no name the daemon could load (TZ unset
+// and /etc/localtime a copy, or TZ naming a file).
+var ErrZoneName = errors.New("the daemon needs its name for local periods")
 
 // Aggregate asks the daemon to add up r as q asks: the rows (top N and
 // order applied) and what they were read from. The daemon reads a range
-// from its rollups, so a month-wide answer is small and quick.
-func (c *Client) Aggregate(ctx context.Context, r Range, q query.Question) ([]query.Row, query.Summary, error) {
-	v := r.values(q.Filter)
+// from its rollups, so a month-wide answer is small and quick. A daemon
+// older than summaries sends its windows, which are added up here.
+//
+// Periods of time.Local are sent by the local zone's name: the daemon's
+// own local zone may differ from this process's.
+func (c *Client) Aggregate(ctx context.Context, r query.Range, q query.Question) ([]query.Row, query.Summary, error) {
+	if q.By.IsPeriod() && q.Loc == time.Local {
+		loc, err := query.NamedLocal()
+		if err != nil {
+			return nil, query.Summary{}, fmt.Errorf("%w; %w", err, ErrZoneName)
+		}
+		q.Loc = loc
+	}
+	rows, sum, err := c.aggregate(ctx, r, q)
+	if !errors.Is(err, errNoSummary) {
+		return rows, sum, err
+	}
+	a, err := query.NewAggregatorFor(q)
+	if err != nil {
+		return nil, query.Summary{}, err
+	}
+	if err := c.Windows(ctx, r, func(w *window.Window) error {
+		a.Add(q.Filter.Apply(w))
+		return nil
+	}); err != nil {
+		return nil, query.Summary{}, err
+	}
+	return query.Top(a.Rows(q.Sort), q.Top), a.Summary(), nil
+}
+
+func (c *Client) aggregate(ctx context.Context, r query.Range, q query.Question) ([]query.Row, query.Summary, error) {
+	v := rangeValues(r, q.Filter)
 	v.Set("by", string(q.By))
 	if q.Sort != "" {
 		v.Set("sort", string(q.Sort))
@@ -261,7 +292,7 @@ func (c *Client) Aggregate(ctx context.Context, r Range, q query.Question) ([]qu
 		// message is all there is to tell by.
 		var se *StatusError
 		if errors.As(err, &se) && se.Code == http.StatusBadRequest && strings.Contains(se.Msg, `unknown parameter "summary"`) {
-			return nil, query.Summary{}, fmt.Errorf("%w: %v", ErrNoSummary, err)
+			return nil, query.Summary{}, fmt.Errorf("%w: %v", errNoSummary, err)
 		}
 		return nil, query.Summary{}, err
 	}
@@ -282,4 +313,30 @@ func (c *Client) Aggregate(ctx context.Context, r Range, q query.Question) ([]qu
 		return nil, query.Summary{}, fmt.Errorf("api /v1/aggregate: %w", err)
 	}
 	return rows, sum, nil
+}
+
+// Usage is what the daemon's tiers hold, from its status; a daemon older
+// than tiered storage tells its raw windows only.
+func (c *Client) Usage(ctx context.Context) ([3]query.Tier, error) {
+	var u [3]query.Tier
+	st, err := c.Status(ctx)
+	if err != nil {
+		return u, err
+	}
+	ts := []TierStats{{Units: st.DB.Windows, First: st.DB.First, Last: st.DB.Last}}
+	if t := st.DB.Tiers; t != nil {
+		ts = []TierStats{t.Windows, t.Hours, t.Days}
+	}
+	for i, t := range ts {
+		if t.Units == 0 {
+			continue
+		}
+		f, err1 := time.Parse(time.RFC3339, t.First)
+		l, err2 := time.Parse(time.RFC3339, t.Last)
+		if err1 != nil || err2 != nil {
+			return u, fmt.Errorf("api /v1/status: tier times %q, %q", t.First, t.Last)
+		}
+		u[i] = query.Tier{Units: t.Units, First: f, Last: l}
+	}
+	return u, nil
 }

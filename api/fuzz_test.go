@@ -27,7 +27,7 @@ func FuzzRequest(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	s := New(&fakeSource{ws: sampleWindows()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(&fakeSource{ws: sampleWindows()}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	h := s.Handler()
 	f.Fuzz(func(t *testing.T, target string) {
 		if !strings.HasPrefix(target, "/") || strings.ContainsAny(target, " \r\n\t#") || strings.HasPrefix(target, "/v1/stream") {

@@ -11,7 +11,7 @@ import (
 
 // tz, prefix4 and prefix6 are checked like every other parameter.
 func TestGroupParams(t *testing.T) {
-	s := New(&fakeSource{ws: sampleWindows()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(&fakeSource{ws: sampleWindows()}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	h := s.Handler()
 	for _, tc := range []struct{ target, want string }{
 		{"/v1/aggregate?last=1&by=day&tz=Mars/Olympus", `time zone "Mars/Olympus"`},

@@ -22,11 +22,13 @@ import (
 	"github.com/dstwatch/dstwatch/alert"
 )
 
-// IncidentSource is what a Source that keeps incidents also implements.
+// IncidentSource is where the server reads and ends alert incidents. It is
+// not a query.Reader's business: incidents are not windows, and they are
+// changed here, not only read.
 type IncidentSource interface {
 	// Incidents lists them, oldest first; openOnly leaves closed ones out.
-	Incidents(openOnly bool) ([]*alert.Incident, error)
-	Incident(id uint64) (*alert.Incident, error)
+	Incidents(ctx context.Context, openOnly bool) ([]*alert.Incident, error)
+	Incident(ctx context.Context, id uint64) (*alert.Incident, error)
 	// ExpireIncident ends one now and waits for its undo until ctx is done.
 	ExpireIncident(ctx context.Context, id uint64) (*alert.Incident, error)
 }
@@ -48,13 +50,12 @@ func (s *Server) registerIncidents(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/incidents/{id}/expire", s.actor(s.handle(s.expireIncident))) // peer.go: root or the daemon's user
 }
 
-// incidentSource is the source's incidents; ErrAlertsOff when it has none.
+// incidentSource is the server's incidents; ErrAlertsOff when it has none.
 func (s *Server) incidentSource() (IncidentSource, error) {
-	is, ok := s.src.(IncidentSource)
-	if !ok {
+	if s.inc == nil {
 		return nil, ErrAlertsOff
 	}
-	return is, nil
+	return s.inc, nil
 }
 
 // incidentFail answers the incidents' own errors, for fail; it reports
@@ -89,7 +90,7 @@ func (s *Server) incidents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	list, err := is.Incidents(state == "open")
+	list, err := is.Incidents(r.Context(), state == "open")
 	if err != nil {
 		return err
 	}
@@ -124,7 +125,7 @@ func (s *Server) incident(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	inc, err := is.Incident(id)
+	inc, err := is.Incident(r.Context(), id)
 	if err != nil {
 		return err
 	}

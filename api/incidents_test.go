@@ -21,7 +21,7 @@ type incidentSource struct {
 	expired []uint64
 }
 
-func (s *incidentSource) Incidents(openOnly bool) ([]*alert.Incident, error) {
+func (s *incidentSource) Incidents(_ context.Context, openOnly bool) ([]*alert.Incident, error) {
 	if s.off {
 		// Wrapped, as a store would: the client must know it by the
 		// answer's reason, not by the message's text.
@@ -34,8 +34,8 @@ func (s *incidentSource) Incidents(openOnly bool) ([]*alert.Incident, error) {
 	return all, nil
 }
 
-func (s *incidentSource) Incident(id uint64) (*alert.Incident, error) {
-	l, _ := s.Incidents(false)
+func (s *incidentSource) Incident(ctx context.Context, id uint64) (*alert.Incident, error) {
+	l, _ := s.Incidents(ctx, false)
 	for _, inc := range l {
 		if inc.ID == id {
 			return inc, nil
@@ -45,7 +45,7 @@ func (s *incidentSource) Incident(id uint64) (*alert.Incident, error) {
 }
 
 func (s *incidentSource) ExpireIncident(ctx context.Context, id uint64) (*alert.Incident, error) {
-	inc, err := s.Incident(id)
+	inc, err := s.Incident(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +59,7 @@ func (s *incidentSource) ExpireIncident(ctx context.Context, id uint64) (*alert.
 
 func TestIncidentsEndpoints(t *testing.T) {
 	src := &incidentSource{}
-	_, c := serve(t, src)
+	_, c := serve(t, src, src)
 	ctx := context.Background()
 	for state, want := range map[string][]uint64{"": {1, 2}, "all": {1, 2}, "open": {1}, "closed": {2}} {
 		l, err := c.Incidents(ctx, state)
@@ -90,14 +90,15 @@ func TestIncidentsEndpoints(t *testing.T) {
 		t.Errorf("alerts off: %v", err)
 	}
 	// A daemon whose source keeps no incidents at all says the same.
-	_, plain := serve(t, &fakeSource{})
+	_, plain := serve(t, &fakeSource{}, nil)
 	if _, err := plain.ExpireIncident(ctx, 1); !errors.Is(err, ErrAlertsOff) {
 		t.Errorf("no incident source: %v", err)
 	}
 }
 
 func TestIncidentsStrictParams(t *testing.T) {
-	s := New(&incidentSource{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	inc := &incidentSource{}
+	s := New(inc, inc, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for _, c := range []struct {
 		method, url string
 		code        int
@@ -133,7 +134,7 @@ func TestIncidentsStrictParams(t *testing.T) {
 		}
 	}
 	// A source without incidents says alerts are off.
-	s = New(&fakeSource{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s = New(&fakeSource{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v1/incidents", nil))
 	if rec.Code != 404 || !strings.Contains(rec.Body.String(), "alerts are off") {

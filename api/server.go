@@ -47,11 +47,10 @@ import (
 	"github.com/dstwatch/dstwatch/window"
 )
 
-// Source is what the server reads: the daemon's database and its state.
-// Windows and Last call fn outside any transaction, oldest first.
+// Source is what the server reads: the daemon's windows and answers (a
+// query.Reader, which calls fn outside any transaction), and its state.
 type Source interface {
-	Windows(from, to time.Time, fn func(*window.Window) error) error
-	Last(n int, fn func(*window.Window) error) error
+	query.Reader
 	Status() (Status, error)
 }
 
@@ -86,6 +85,7 @@ var errBusy = errors.New("the daemon is busy with other API requests; retry in a
 // Server serves the API. Publish and Shutdown are safe from any goroutine.
 type Server struct {
 	src     Source
+	inc     IncidentSource // nil: alerts are off
 	log     *slog.Logger
 	hub     *hub.Hub // the streams: a subscriber streamBuffer windows behind is dropped
 	srv     *http.Server
@@ -93,9 +93,10 @@ type Server struct {
 	flight  chan struct{} // a slot per request in flight (streams have the hub's limit)
 }
 
-// New returns a server reading src; log gets one line per failed request.
-func New(src Source, log *slog.Logger) *Server {
-	s := &Server{src: src, log: log, hub: hub.New(maxSubscribers, streamBuffer), readers: make(chan struct{}, maxReaders), flight: make(chan struct{}, maxInFlight)}
+// New returns a server reading src and inc (nil: the daemon keeps no
+// incidents); log gets one line per failed request.
+func New(src Source, inc IncidentSource, log *slog.Logger) *Server {
+	s := &Server{src: src, inc: inc, log: log, hub: hub.New(maxSubscribers, streamBuffer), readers: make(chan struct{}, maxReaders), flight: make(chan struct{}, maxInFlight)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/windows", s.handle(s.windows))
 	mux.HandleFunc("GET /v1/aggregate", s.handle(s.aggregate))
@@ -286,48 +287,43 @@ func (p *params) intParam(name string, max int) (int, bool, error) {
 }
 
 // span is the range a request asks for: from..to, or the last N windows.
-type span struct {
-	from, to time.Time
-	last     int // > 0: the last N windows instead of from..to
-}
-
-func (p *params) span() (span, error) {
+func (p *params) span() (query.Range, error) {
 	last, hasLast, err := p.intParam("last", MaxLast)
 	if err != nil {
-		return span{}, err
+		return query.Range{}, err
 	}
 	from, err := p.one("from")
 	if err != nil {
-		return span{}, err
+		return query.Range{}, err
 	}
 	to, err := p.one("to")
 	if err != nil {
-		return span{}, err
+		return query.Range{}, err
 	}
 	if hasLast {
 		if from != "" || to != "" {
-			return span{}, bad("give either last or from and to")
+			return query.Range{}, bad("give either last or from and to")
 		}
 		if last == 0 {
-			return span{}, bad("last must be at least 1")
+			return query.Range{}, bad("last must be at least 1")
 		}
-		return span{last: last}, nil
+		return query.Range{Last: last}, nil
 	}
 	if from == "" || to == "" {
-		return span{}, bad("give from and to (RFC 3339), or last")
+		return query.Range{}, bad("give from and to (RFC 3339), or last")
 	}
-	var sp span
-	if sp.from, err = time.Parse(time.RFC3339Nano, from); err != nil {
-		return span{}, bad("from %q: not an RFC 3339 time", from)
+	var sp query.Range
+	if sp.From, err = time.Parse(time.RFC3339Nano, from); err != nil {
+		return query.Range{}, bad("from %q: not an RFC 3339 time", from)
 	}
-	if sp.to, err = time.Parse(time.RFC3339Nano, to); err != nil {
-		return span{}, bad("to %q: not an RFC 3339 time", to)
+	if sp.To, err = time.Parse(time.RFC3339Nano, to); err != nil {
+		return query.Range{}, bad("to %q: not an RFC 3339 time", to)
 	}
 	switch {
-	case !sp.to.After(sp.from):
-		return span{}, bad("to must be after from")
-	case sp.to.Sub(sp.from) > MaxRange:
-		return span{}, bad("range longer than %d days", MaxRange/(24*time.Hour))
+	case !sp.To.After(sp.From):
+		return query.Range{}, bad("to must be after from")
+	case sp.To.Sub(sp.From) > MaxRange:
+		return query.Range{}, bad("range longer than %d days", MaxRange/(24*time.Hour))
 	}
 	return sp, nil
 }
@@ -365,30 +361,6 @@ func (p *params) filter() (query.Filter, error) {
 		return f, bad("%v", err)
 	}
 	return f, nil
-}
-
-// read runs fn for each window of sp, holding a reader slot, which fn
-// must not block on a client (see windows).
-func (s *Server) read(ctx context.Context, sp span, fn func(*window.Window) error) error {
-	release, err := s.acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return s.scan(ctx, sp, fn)
-}
-
-func (s *Server) scan(ctx context.Context, sp span, fn func(*window.Window) error) error {
-	check := func(w *window.Window) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return fn(w)
-	}
-	if sp.last > 0 {
-		return s.src.Last(sp.last, check)
-	}
-	return s.src.Windows(sp.from, sp.to, check)
 }
 
 // handle adapts a handler that returns its error instead of answering it:
@@ -462,7 +434,7 @@ func (s *Server) windows(w http.ResponseWriter, r *http.Request) error {
 		return rc.Flush()
 	}
 	n := 0
-	err = s.scan(ctx, sp, func(win *window.Window) error {
+	err = s.src.Windows(ctx, sp, func(win *window.Window) error {
 		b, err := json.Marshal(query.ToWindowJSON(f.Apply(win)))
 		if err != nil {
 			return err
@@ -627,29 +599,15 @@ type AggregateJSON struct {
 	Rows    any               `json:"rows"`
 }
 
-// answer adds up sp as q asks, holding a reader slot. A Source that is a
-// query.Reader (the daemon) answers a range from its rollups; any other is
-// read window by window.
-func (s *Server) answer(ctx context.Context, sp span, q query.Question) ([]query.Row, query.Summary, error) {
-	if rd, ok := s.src.(query.Reader); ok {
-		release, err := s.acquire(ctx)
-		if err != nil {
-			return nil, query.Summary{}, err
-		}
-		defer release()
-		return query.Answer(rd, sp.from, sp.to, sp.last, q, ctx.Err)
-	}
-	agg, err := query.NewAggregatorFor(q)
+// answer adds up sp as q asks, holding a reader slot: the source reads a
+// range from its rollups.
+func (s *Server) answer(ctx context.Context, sp query.Range, q query.Question) ([]query.Row, query.Summary, error) {
+	release, err := s.acquire(ctx)
 	if err != nil {
 		return nil, query.Summary{}, err
 	}
-	if err := s.read(ctx, sp, func(win *window.Window) error {
-		agg.Add(q.Filter.Apply(win))
-		return nil
-	}); err != nil {
-		return nil, query.Summary{}, err
-	}
-	return query.Top(agg.Rows(q.Sort), q.Top), agg.Summary(), nil
+	defer release()
+	return s.src.Aggregate(ctx, sp, q)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) error {

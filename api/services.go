@@ -64,7 +64,7 @@ func (p *params) list(name string) []string {
 	return out
 }
 
-func (p *params) serviceQuestion() (query.ServiceQuestion, span, error) {
+func (p *params) serviceQuestion() (query.ServiceQuestion, query.Range, error) {
 	var q query.ServiceQuestion
 	sp, err := p.span()
 	if err != nil {
@@ -108,25 +108,18 @@ func (p *params) serviceQuestion() (query.ServiceQuestion, span, error) {
 }
 
 // answerServices is answer (server.go) for services.
-func (s *Server) answerServices(ctx context.Context, sp span, q query.ServiceQuestion) ([]query.ServiceRow, query.Summary, error) {
-	if rd, ok := s.src.(query.Reader); ok {
-		release, err := s.acquire(ctx)
-		if err != nil {
-			return nil, query.Summary{}, err
-		}
-		defer release()
-		return query.AnswerServices(rd, sp.from, sp.to, sp.last, q, ctx.Err)
-	}
-	a := query.NewServiceAggregator(q.Filter)
-	if err := s.read(ctx, sp, func(w *window.Window) error { a.Add(w); return nil }); err != nil {
+func (s *Server) answerServices(ctx context.Context, sp query.Range, q query.ServiceQuestion) ([]query.ServiceRow, query.Summary, error) {
+	release, err := s.acquire(ctx)
+	if err != nil {
 		return nil, query.Summary{}, err
 	}
-	return query.TopServices(a.Rows(q.Sort), q.Top), a.Summary(), nil
+	defer release()
+	return s.src.Services(ctx, sp, q)
 }
 
 // Services asks /v1/services.
-func (c *Client) Services(ctx context.Context, r Range, q query.ServiceQuestion) ([]query.ServiceRow, query.Summary, error) {
-	v := r.values(q.Filter.Filter)
+func (c *Client) Services(ctx context.Context, r query.Range, q query.ServiceQuestion) ([]query.ServiceRow, query.Summary, error) {
+	v := rangeValues(r, q.Filter.Filter)
 	for _, p := range q.Filter.Ports {
 		v.Add("port", strconv.Itoa(int(p)))
 	}

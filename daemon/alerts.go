@@ -89,7 +89,10 @@ func (a *App) closeAlerts() {
 
 // Incidents, Incident and ExpireIncident make App the API's IncidentSource.
 
-func (a *App) Incidents(openOnly bool) ([]*alert.Incident, error) {
+func (a *App) Incidents(ctx context.Context, openOnly bool) ([]*alert.Incident, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	a.alertsMu.RLock()
 	defer a.alertsMu.RUnlock()
 	if a.alerts == nil {
@@ -98,7 +101,10 @@ func (a *App) Incidents(openOnly bool) ([]*alert.Incident, error) {
 	return a.alerts.List(openOnly)
 }
 
-func (a *App) Incident(id uint64) (*alert.Incident, error) {
+func (a *App) Incident(ctx context.Context, id uint64) (*alert.Incident, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	a.alertsMu.RLock()
 	defer a.alertsMu.RUnlock()
 	if a.alerts == nil {

@@ -28,7 +28,6 @@ import (
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
 	"github.com/dstwatch/dstwatch/web"
-	"github.com/dstwatch/dstwatch/window"
 )
 
 // Config is everything the daemon needs to run; flags fill it in.
@@ -241,7 +240,7 @@ func New(cfg Config) (_ *App, err error) {
 		if a.ln, err = api.Listen(cfg.Socket, cfg.SocketGroup); err != nil {
 			return nil, err
 		}
-		a.api = api.New(a, cfg.Logger)
+		a.api = api.New(a, a, cfg.Logger)
 	}
 	return a, nil
 }
@@ -577,14 +576,7 @@ func (a *App) prune(newest time.Time) {
 	}
 }
 
-// Windows, Last and Status make App the API's source.
-
-func (a *App) Windows(from, to time.Time, fn func(*window.Window) error) error {
-	return a.db.Windows(from, to, fn)
-}
-
-func (a *App) Last(n int, fn func(*window.Window) error) error { return a.db.Last(n, fn) }
-
+// Status (with the query.Reader of history.go) makes App the API's source.
 func (a *App) Status() (api.Status, error) {
 	st := api.Status{
 		Version:       buildVersion(),

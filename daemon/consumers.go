@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"time"
 
 	"github.com/dstwatch/dstwatch/window"
@@ -33,7 +34,7 @@ func (f consumerFunc) Stored(w *window.Window) { f(w) }
 func (a *App) consumers(live bool) []Consumer {
 	rl := &recordLog{a: a}
 	if live {
-		a.db.Last(1, func(w *window.Window) error { rl.resumed = w.Start; return nil })
+		a.db.Last(context.Background(), 1, func(w *window.Window) error { rl.resumed = w.Start; return nil })
 	}
 	cs := []Consumer{rl}
 	if a.api != nil {

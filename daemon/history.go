@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
@@ -9,22 +10,27 @@ import (
 	"github.com/dstwatch/dstwatch/window"
 )
 
-// SpanWith and Bounds (with Last) make App a query.Reader: the API answers
-// a range's aggregate from the rollup tiers, exactly as a read of the file
-// does.
+// Windows, Aggregate, Services and Usage make App a query.Reader, which
+// the API and the dashboard read: a range's aggregate is answered from the
+// rollup tiers, exactly as a read of the file is.
 
-func (a *App) SpanWith(from, to time.Time, opt storage.SpanOptions, fn func(*window.Window) error) (window.Resolution, error) {
-	return a.db.SpanWith(from, to, opt, fn)
+func (a *App) Windows(ctx context.Context, r query.Range, fn func(*window.Window) error) error {
+	return query.Local(a.db).Windows(ctx, r, fn)
 }
 
-func (a *App) Bounds() (first, last time.Time, n int, err error) { return a.db.Bounds() }
-
-// LastWith lets the API's --last answers name the damaged windows they skip.
-func (a *App) LastWith(n int, opt storage.SpanOptions, fn func(*window.Window) error) error {
-	return a.db.LastWith(n, opt, fn)
+func (a *App) Aggregate(ctx context.Context, r query.Range, q query.Question) ([]query.Row, query.Summary, error) {
+	return query.Local(a.db).Aggregate(ctx, r, q)
 }
 
-var _ query.Reader = (*App)(nil)
+func (a *App) Services(ctx context.Context, r query.Range, q query.ServiceQuestion) ([]query.ServiceRow, query.Summary, error) {
+	return query.Local(a.db).Services(ctx, r, q)
+}
+
+func (a *App) Usage(ctx context.Context) ([3]query.Tier, error) {
+	return query.Local(a.db).Usage(ctx)
+}
+
+var _ api.Source = (*App)(nil)
 
 // TierStats is what each tier of db holds, for status.
 func TierStats(db *storage.DB) (*api.Tiers, error) {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -125,7 +126,7 @@ func (tw *testWriter) told() []time.Time {
 func (tw *testWriter) inDB() []time.Time {
 	tw.t.Helper()
 	var out []time.Time
-	if err := tw.a.db.Windows(time.Unix(0, 0), time.Now().Add(24*time.Hour), func(w *window.Window) error {
+	if err := tw.a.db.Windows(context.Background(), time.Unix(0, 0), time.Now().Add(24*time.Hour), func(w *window.Window) error {
 		out = append(out, w.Start)
 		return nil
 	}); err != nil {

@@ -280,7 +280,7 @@ func (e *Exporter) step(ctx context.Context) (more bool, err error) {
 	for _, u := range order {
 		t := time.Unix(u, 0)
 		var w *window.Window
-		if err := e.cfg.DB.Windows(t, t.Add(time.Second), func(x *window.Window) error { w = x; return nil }); err != nil {
+		if err := e.cfg.DB.Windows(ctx, t, t.Add(time.Second), func(x *window.Window) error { w = x; return nil }); err != nil {
 			return false, err
 		}
 		if w == nil {

@@ -139,7 +139,7 @@ func compareAggregates(t *testing.T, r *Reader, db *storage.DB, hosts []string, 
 		for fi, f := range testFilters {
 			for _, top := range []int{0, 5} {
 				q := query.Question{By: by, Filter: f, Sort: query.SortBytes, Top: top}
-				want, wsum, err := query.Answer(db, from, to, 0, q, nil)
+				want, wsum, err := query.Answer(context.Background(), db, query.Range{From: from, To: to}, q)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -170,7 +170,7 @@ func compare(t *testing.T, r *Reader, db *storage.DB, hosts []string, from, to t
 		{Ports: []uint16{443, 53}, Protos: []window.Proto{window.ProtoTCP}}} {
 		for _, top := range []int{0, 1} {
 			q := query.ServiceQuestion{Filter: f, Sort: query.SortBytes, Top: top}
-			want, _, err := query.AnswerServices(db, from, to, 0, q, nil)
+			want, _, err := query.AnswerServices(context.Background(), db, query.Range{From: from, To: to}, q)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +188,7 @@ func compare(t *testing.T, r *Reader, db *storage.DB, hosts []string, from, to t
 		t.Fatal(err)
 	}
 	var want []*window.Window
-	db.Windows(from, to, func(w *window.Window) error {
+	db.Windows(context.Background(), from, to, func(w *window.Window) error {
 		want = append(want, w)
 		return nil
 	})
@@ -234,7 +234,7 @@ func TestExportEqualsLocal(t *testing.T) {
 	defer r.Close()
 	// The same rows once more, as after a crash before the outbox update.
 	var again []versioned
-	db.Windows(t0, t0.Add(time.Hour), func(w *window.Window) error {
+	db.Windows(context.Background(), t0, t0.Add(time.Hour), func(w *window.Window) error {
 		if len(again) < 5 {
 			again = append(again, versioned{w, 1 << 40})
 		}

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"encoding/json"
 	"path/filepath"
 	"reflect"
@@ -64,7 +65,7 @@ func TestWindowJSONServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stored []*window.Window
-	if err := db.Last(len(ws), func(w *window.Window) error { stored = append(stored, w); return nil }); err != nil {
+	if err := db.Last(context.Background(), len(ws), func(w *window.Window) error { stored = append(stored, w); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(stored) != len(ws) {

@@ -1,6 +1,7 @@
 package query_test
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func benchAnswer(b *testing.B, q query.Question) {
 	var sum query.Summary
 	for b.Loop() {
 		var err error
-		if rows, sum, err = query.Answer(db, benchMonthFrom, benchMonthTo, 0, q, nil); err != nil {
+		if rows, sum, err = query.Answer(context.Background(), db, query.Range{From: benchMonthFrom, To: benchMonthTo}, q); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -142,11 +143,11 @@ func (a *Aggregator) addPeriod(w *window.Window) {
 // them: a local day is its hourly rollups (UTC daily rollups only where the
 // zone is UTC), a local month its whole UTC days' rollups and the hours at
 // its edges.
-func readPeriods(src Reader, b By, loc *time.Location, from, to time.Time, opt storage.SpanOptions, feed func(*window.Window) error) (window.Resolution, error) {
+func readPeriods(ctx context.Context, db *storage.DB, b By, loc *time.Location, from, to time.Time, opt storage.SpanOptions, feed func(*window.Window) error) (window.Resolution, error) {
 	res := window.Raw
 	for i, p := range Periods(b, from, to, loc) {
 		n := 0
-		r, err := src.SpanWith(p[0], p[1], opt, func(w *window.Window) error {
+		r, err := db.SpanWith(ctx, p[0], p[1], opt, func(w *window.Window) error {
 			n++
 			return feed(w)
 		})

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
@@ -78,7 +79,7 @@ func TestAnswerPeriods(t *testing.T) {
 	from, to := time.Date(2026, 10, 3, 5, 0, 0, 0, time.UTC), time.Date(2026, 10, 29, 0, 0, 0, 0, time.UTC)
 	for _, loc := range zones {
 		for _, by := range []By{ByHour, ByDay, ByWeek, ByMonth} {
-			rows, sum, err := Answer(db, from, to, 0, Question{By: by, Loc: loc}, nil)
+			rows, sum, err := Answer(context.Background(), db, Range{From: from, To: to}, Question{By: by, Loc: loc})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,12 +200,12 @@ func TestAnswerPeriodsResolution(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := Question{By: ByDay, Loc: berlin}
-	rows, sum, err := Answer(db, time.Date(2026, 9, 1, 0, 0, 0, 0, berlin), time.Date(2026, 10, 1, 0, 0, 0, 0, berlin), 0, q, nil)
+	rows, sum, err := Answer(context.Background(), db, Range{From: time.Date(2026, 9, 1, 0, 0, 0, 0, berlin), To: time.Date(2026, 10, 1, 0, 0, 0, 0, berlin)}, q)
 	if err != nil || len(rows) != 0 || sum.Resolution != window.Raw {
 		t.Errorf("empty September: %d rows, resolution %v, %v", len(rows), sum.Resolution, err)
 	}
 	// Early October: hourly rollups pruned, so a Berlin day is its UTC day.
-	rows, sum, err = Answer(db, time.Date(2026, 10, 2, 0, 0, 0, 0, berlin), time.Date(2026, 10, 5, 0, 0, 0, 0, berlin), 0, q, nil)
+	rows, sum, err = Answer(context.Background(), db, Range{From: time.Date(2026, 10, 2, 0, 0, 0, 0, berlin), To: time.Date(2026, 10, 5, 0, 0, 0, 0, berlin)}, q)
 	if err != nil || len(rows) != 3 || sum.Resolution != window.Daily {
 		t.Errorf("pruned October: %d rows, resolution %v, %v", len(rows), sum.Resolution, err)
 	}

@@ -1,9 +1,10 @@
 // Package query owns what a question over stored windows means: which
 // remotes a filter keeps, how windows add up per remote, country or ASN, how
 // rows are ordered and cut to a top N, and the JSON shapes of windows and
-// rows. The daemon's API and the CLI both answer with this one
-// implementation, so that a query gives the same numbers whichever of them
-// read the windows.
+// rows, and Reader, the one way to read windows and their answers (a
+// Range of them) from a database, the daemon or its API. The daemon's API
+// and the CLI both answer with this one implementation, so that a query
+// gives the same numbers whichever of them read the windows.
 package query
 
 import (

@@ -2,11 +2,11 @@ package query
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/dstwatch/dstwatch/storage"
 	"github.com/dstwatch/dstwatch/window"
@@ -176,12 +176,12 @@ type ServiceQuestion struct {
 	Top    int // 0: all
 }
 
-// AnswerServices adds up [from, to) of src (rollups where exact, as
-// Answer), or its last N windows, per service. Rows past Top are summed
-// into one row with the zero Key and Remotes -1 (TopServices).
-func AnswerServices(src Reader, from, to time.Time, last int, q ServiceQuestion, check func() error) ([]ServiceRow, Summary, error) {
+// AnswerServices adds up r of db (rollups where exact, as Answer), per
+// service. Rows past Top are summed into one row with the zero Key and
+// Remotes -1 (TopServices).
+func AnswerServices(ctx context.Context, db *storage.DB, r Range, q ServiceQuestion) ([]ServiceRow, Summary, error) {
 	a := NewServiceAggregator(q.Filter)
-	sum, err := read(src, from, to, last, storage.SpanOptions{}, check, a.Add, a.Summary)
+	sum, err := read(ctx, db, db.SpanWith, r, storage.SpanOptions{}, a.Add, a.Summary)
 	if err != nil {
 		return nil, Summary{}, err
 	}

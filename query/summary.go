@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"time"
 
 	"github.com/dstwatch/dstwatch/storage"
@@ -78,20 +79,6 @@ func Summarize(ws []*window.Window) Summary {
 	return s
 }
 
-// Reader is what an aggregate reads: *storage.DB, or the daemon in front
-// of it.
-type Reader interface {
-	Last(n int, fn func(*window.Window) error) error
-	SpanWith(from, to time.Time, opt storage.SpanOptions, fn func(*window.Window) error) (window.Resolution, error)
-	Bounds() (first, last time.Time, n int, err error)
-}
-
-// lastWither is a Reader that also says which damaged windows its Last
-// skipped (storage.DB.LastWith).
-type lastWither interface {
-	LastWith(n int, opt storage.SpanOptions, fn func(*window.Window) error) error
-}
-
 // Question is one aggregate: grouping, filter, order and top N (0: all).
 type Question struct {
 	By     By
@@ -103,27 +90,27 @@ type Question struct {
 	Prefix4, Prefix6 int            // ByPrefix: the networks' lengths (0: the defaults)
 }
 
-// Answer adds up the range [from, to) of src, or its last N windows when
-// last > 0, as q asks. A range is read with storage.DB.SpanWith: rollups for
-// its whole hours and days, raw windows for the rest, so a month costs a few
+// Answer adds up r of db (its range [From, To), or its last N windows),
+// as q asks. A range is read with storage.DB.SpanWith: rollups for its
+// whole hours and days, raw windows for the rest, so a month costs a few
 // hundred units rather than 130,000 windows; the last N windows are raw.
-// check (if not nil) runs before each unit; its error stops the read. The
-// API's /v1/aggregate and the CLI reading a file both answer with this.
+// ctx's end stops the read. The API's /v1/aggregate and the CLI reading a
+// file both answer with this (through Local).
 //
 // Periods (ByHour ... ByMonth) widen the range to whole periods of q.Loc
 // and read each period on its own, so that every unit lies within one.
-func Answer(src Reader, from, to time.Time, last int, q Question, check func() error) ([]Row, Summary, error) {
+func Answer(ctx context.Context, db *storage.DB, r Range, q Question) ([]Row, Summary, error) {
 	a, err := NewAggregatorFor(q)
 	if err != nil {
 		return nil, Summary{}, err
 	}
-	var span func(from, to time.Time, opt storage.SpanOptions, fn func(*window.Window) error) (window.Resolution, error)
+	span := db.SpanWith
 	if q.By.IsPeriod() {
-		span = func(from, to time.Time, opt storage.SpanOptions, fn func(*window.Window) error) (window.Resolution, error) {
-			return readPeriods(src, q.By, a.period.loc, from, to, opt, fn)
+		span = func(ctx context.Context, from, to time.Time, opt storage.SpanOptions, fn func(*window.Window) error) (window.Resolution, error) {
+			return readPeriods(ctx, db, q.By, a.period.loc, from, to, opt, fn)
 		}
 	}
-	sum, err := readWith(src, span, from, to, last, storage.SpanOptions{Reuse: true}, check,
+	sum, err := read(ctx, db, span, r, storage.SpanOptions{Reuse: true},
 		func(w *window.Window) { a.Add(q.Filter.Apply(w)) }, a.Summary)
 	if err != nil {
 		return nil, Summary{}, err
@@ -134,27 +121,15 @@ func Answer(src Reader, from, to time.Time, last int, q Question, check func() e
 	return Top(a.Rows(q.Sort), q.Top), sum, nil
 }
 
-// read feeds the range [from, to) of src, or its last N windows, to add
-// (calling check before each unit) and returns summary() completed with the
-// resolution the range was answered at.
-func read(src Reader, from, to time.Time, last int, opt storage.SpanOptions, check func() error,
-	add func(*window.Window), summary func() Summary) (Summary, error) {
-	return readWith(src, nil, from, to, last, opt, check, add, summary)
-}
+// spanFunc reads a range as storage.DB.SpanWith does.
+type spanFunc func(ctx context.Context, from, to time.Time, opt storage.SpanOptions, fn func(*window.Window) error) (window.Resolution, error)
 
-// readWith is read with another way to read a range (nil: src.SpanWith).
-func readWith(src Reader, span func(from, to time.Time, opt storage.SpanOptions, fn func(*window.Window) error) (window.Resolution, error),
-	from, to time.Time, last int, opt storage.SpanOptions, check func() error,
+// read feeds r of db to add, its range read with span, its last N windows
+// with LastWith, and returns summary() completed with the resolution the
+// range was answered at and the damaged units skipped.
+func read(ctx context.Context, db *storage.DB, span spanFunc, r Range, opt storage.SpanOptions,
 	add func(*window.Window), summary func() Summary) (Summary, error) {
-	if span == nil {
-		span = src.SpanWith
-	}
 	feed := func(w *window.Window) error {
-		if check != nil {
-			if err := check(); err != nil {
-				return err
-			}
-		}
 		add(w)
 		return nil
 	}
@@ -162,12 +137,10 @@ func readWith(src Reader, span func(from, to time.Time, opt storage.SpanOptions,
 	var err error
 	var damaged []storage.Damage
 	opt.Damaged = func(d storage.Damage) { damaged = append(damaged, d) }
-	if lw, ok := src.(lastWither); ok && last > 0 {
-		err = lw.LastWith(last, opt, feed)
-	} else if last > 0 {
-		err = src.Last(last, feed)
+	if r.Last > 0 {
+		err = db.LastWith(ctx, r.Last, opt, feed)
 	} else {
-		res, err = span(from, to, opt, feed)
+		res, err = span(ctx, r.From, r.To, opt, feed)
 	}
 	if err != nil {
 		return Summary{}, err
@@ -176,7 +149,7 @@ func readWith(src Reader, span func(from, to time.Time, opt storage.SpanOptions,
 	sum.Resolution = res
 	sum.Damaged = damaged
 	if res != window.Raw {
-		first, _, n, err := src.Bounds()
+		first, _, n, err := db.Bounds()
 		if err != nil {
 			return Summary{}, err
 		}

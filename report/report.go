@@ -16,44 +16,6 @@ import (
 	"github.com/dstwatch/dstwatch/window"
 )
 
-// Source is where a report reads: the daemon's API or the database.
-type Source interface {
-	// Aggregate is query.Answer over [from, to) grouped by by, top rows.
-	Aggregate(ctx context.Context, from, to time.Time, by query.By, top int) ([]query.Row, query.Summary, error)
-	// Services is query.AnswerServices over [from, to).
-	Services(ctx context.Context, from, to time.Time, top int) ([]query.ServiceRow, error)
-	// Windows calls fn with every raw window starting in [from, to),
-	// oldest first.
-	Windows(ctx context.Context, from, to time.Time, fn func(*window.Window) error) error
-}
-
-// WindowReader is a database, or the daemon in front of it.
-type WindowReader interface {
-	query.Reader
-	Windows(from, to time.Time, fn func(*window.Window) error) error
-}
-
-// Local is a Source reading a WindowReader in this process.
-type Local struct{ R WindowReader }
-
-func (l Local) Aggregate(ctx context.Context, from, to time.Time, by query.By, top int) ([]query.Row, query.Summary, error) {
-	return query.Answer(l.R, from, to, 0, query.Question{By: by, Sort: query.SortBytes, Top: top}, ctx.Err)
-}
-
-func (l Local) Services(ctx context.Context, from, to time.Time, top int) ([]query.ServiceRow, error) {
-	rows, _, err := query.AnswerServices(l.R, from, to, 0, query.ServiceQuestion{Sort: query.SortBytes, Top: top}, ctx.Err)
-	return rows, err
-}
-
-func (l Local) Windows(ctx context.Context, from, to time.Time, fn func(*window.Window) error) error {
-	return l.R.Windows(from, to, func(w *window.Window) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return fn(w)
-	})
-}
-
 // Point is one bucket of the traffic-over-time chart.
 type Point struct {
 	Start  time.Time
@@ -109,8 +71,9 @@ type Options struct {
 }
 
 // Collect reads the report for [from, to). now bounds gap detection: the
-// window still open is not a gap.
-func Collect(ctx context.Context, src Source, from, to, now time.Time, o Options) (*Report, error) {
+// window still open is not a gap. src is the database, the daemon or its API: the numbers are those of
+// 'dstwatch query' over the same range whichever it is.
+func Collect(ctx context.Context, src query.Reader, from, to, now time.Time, o Options) (*Report, error) {
 	if o.Top <= 0 {
 		o.Top = 10
 	}
@@ -121,16 +84,20 @@ func Collect(ctx context.Context, src Source, from, to, now time.Time, o Options
 		o.Buckets = 240
 	}
 	r := &Report{From: from, To: to, Generated: now}
+	rng := query.Range{From: from, To: to}
+	by := func(b query.By, top int) query.Question {
+		return query.Question{By: b, Sort: query.SortBytes, Top: top}
+	}
 	var err error
 	var all []query.Row
-	if all, r.Summary, err = src.Aggregate(ctx, from, to, query.ByRemote, 0); err != nil {
+	if all, r.Summary, err = src.Aggregate(ctx, rng, by(query.ByRemote, 0)); err != nil {
 		return nil, err
 	}
 	for _, row := range all {
 		r.Total.Add(row.Counts)
 	}
 	r.Remotes = query.Top(all, o.Top)
-	if all, _, err = src.Aggregate(ctx, from, to, query.ByCountry, 0); err != nil {
+	if all, _, err = src.Aggregate(ctx, rng, by(query.ByCountry, 0)); err != nil {
 		return nil, err
 	}
 	r.CountryBytes = map[string]uint64{}
@@ -140,10 +107,10 @@ func Collect(ctx context.Context, src Source, from, to, now time.Time, o Options
 		}
 	}
 	r.Countries = query.Top(all, o.Top)
-	if r.ASNs, _, err = src.Aggregate(ctx, from, to, query.ByASN, o.Top); err != nil {
+	if r.ASNs, _, err = src.Aggregate(ctx, rng, by(query.ByASN, o.Top)); err != nil {
 		return nil, err
 	}
-	if r.Services, err = src.Services(ctx, from, to, o.Top); err != nil {
+	if r.Services, _, err = src.Services(ctx, rng, query.ServiceQuestion{Sort: query.SortBytes, Top: o.Top}); err != nil {
 		return nil, err
 	}
 
@@ -156,7 +123,7 @@ func Collect(ctx context.Context, src Source, from, to, now time.Time, o Options
 	if now.Before(end) {
 		end = now
 	}
-	err = src.Windows(ctx, from, to, func(w *window.Window) error {
+	err = src.Windows(ctx, rng, func(w *window.Window) error {
 		r.Windows++
 		lengths[w.Length]++
 		var c window.Counts

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -234,7 +235,7 @@ func TestStatsPartial(t *testing.T) {
 		t.Fatal(err)
 	}
 	var merged window.Partial
-	d.Last(1, func(w *window.Window) error { merged = w.Stats.Partial; return nil })
+	d.Last(context.Background(), 1, func(w *window.Window) error { merged = w.Stats.Partial; return nil })
 	if merged != window.PartialStart|window.PartialStop {
 		t.Errorf("merged partial %q, want start,stop", merged)
 	}

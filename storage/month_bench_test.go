@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -172,7 +173,7 @@ func benchMonth(b *testing.B, by query.By, top int) {
 			b.Fatal(err)
 		}
 		n = 0
-		res, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: true}, func(w *window.Window) error {
+		res, err := db.SpanWith(context.Background(), monthFrom, monthTo, storage.SpanOptions{Reuse: true}, func(w *window.Window) error {
 			n++
 			a.Add(w)
 			return nil
@@ -207,7 +208,7 @@ func benchSpanOnly(b *testing.B, reuse bool) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var remotes int
-		if _, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: reuse}, func(w *window.Window) error {
+		if _, err := db.SpanWith(context.Background(), monthFrom, monthTo, storage.SpanOptions{Reuse: reuse}, func(w *window.Window) error {
 			remotes += len(w.Remotes)
 			return nil
 		}); err != nil {
@@ -234,7 +235,7 @@ func BenchmarkMonthByCountryGroups(b *testing.B) {
 			}
 			return r
 		}
-		_, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: true, Groups: true}, func(w *window.Window) error {
+		_, err := db.SpanWith(context.Background(), monthFrom, monthTo, storage.SpanOptions{Reuse: true, Groups: true}, func(w *window.Window) error {
 			for i := range w.Groups {
 				row(w.Groups[i].Country).Add(w.Groups[i].Counts)
 			}
@@ -303,7 +304,7 @@ func BenchmarkMonthByRemoteAddrKeyed(b *testing.B) {
 	for b.Loop() {
 		rows := make(map[netip.Addr]*query.Row, 32_000)
 		var other window.Counts
-		_, err := db.SpanWith(monthFrom, monthTo, storage.SpanOptions{Reuse: true}, func(w *window.Window) error {
+		_, err := db.SpanWith(context.Background(), monthFrom, monthTo, storage.SpanOptions{Reuse: true}, func(w *window.Window) error {
 			for i := range w.Remotes {
 				r := &w.Remotes[i]
 				row := rows[r.Addr]

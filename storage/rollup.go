@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -362,6 +363,6 @@ func upgradeTiers(tx *bolt.Tx, c caps) error {
 // have rollups: the windows of the newest hour are not in any yet, and the
 // daily rollup of the newest day holds only its sealed hours. Sealed
 // reports up to where rollups are complete.
-func (db *DB) Rollups(r window.Resolution, from, to time.Time, fn func(*window.Window) error) error {
-	return db.scanBucket(tierBucket(r), clampKey(from), clampKey(to), -1, fn, nil)
+func (db *DB) Rollups(ctx context.Context, r window.Resolution, from, to time.Time, fn func(*window.Window) error) error {
+	return db.scanBucket(ctx, tierBucket(r), clampKey(from), clampKey(to), -1, fn, nil)
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"encoding/binary"
 	"net/netip"
 	"reflect"
@@ -89,7 +90,7 @@ func TestServicesRollupAndMerge(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []*window.Window
-	if _, err := db.Span(hour, hour.Add(time.Hour), func(w *window.Window) error { got = append(got, w); return nil }); err != nil {
+	if _, err := db.Span(context.Background(), hour, hour.Add(time.Hour), func(w *window.Window) error { got = append(got, w); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[0].Length != time.Hour {
@@ -142,7 +143,7 @@ func TestUpgradeFormat2(t *testing.T) {
 		return nil
 	})
 	n := 0
-	if err := db.Windows(t0, t0.Add(time.Hour), func(w *window.Window) error {
+	if err := db.Windows(context.Background(), t0, t0.Add(time.Hour), func(w *window.Window) error {
 		n++
 		if len(w.Services) != 0 || len(w.Remotes) != 53 {
 			t.Errorf("window %v: %d services, %d remotes", w.Start, len(w.Services), len(w.Remotes))

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"time"
 
@@ -141,13 +142,18 @@ type SpanOptions struct {
 // caller's, in short read transactions, so fn may be slow or call other DB
 // methods. A Prune that runs between the transactions of a long span may
 // remove units the span had planned to read; they are then missing from
-// the answer. An error from fn stops the span and is returned as is.
-func (db *DB) Span(from, to time.Time, fn func(*window.Window) error) (window.Resolution, error) {
-	return db.SpanWith(from, to, SpanOptions{}, fn)
+// the answer. An error from fn stops the span and is returned as is; so is
+// ctx's error once ctx is done, which the reading goroutine heeds too: a
+// client that goes away stops the read, not only the calls to fn.
+func (db *DB) Span(ctx context.Context, from, to time.Time, fn func(*window.Window) error) (window.Resolution, error) {
+	return db.SpanWith(ctx, from, to, SpanOptions{}, fn)
 }
 
 // SpanWith is Span with options.
-func (db *DB) SpanWith(from, to time.Time, opt SpanOptions, fn func(*window.Window) error) (window.Resolution, error) {
+func (db *DB) SpanWith(ctx context.Context, from, to time.Time, opt SpanOptions, fn func(*window.Window) error) (window.Resolution, error) {
+	if err := ctx.Err(); err != nil {
+		return window.Raw, err
+	}
 	from, to = ceilSecond(from), ceilSecond(to)
 	if !from.Before(to) {
 		return window.Raw, nil
@@ -171,12 +177,15 @@ func (db *DB) SpanWith(from, to time.Time, opt SpanOptions, fn func(*window.Wind
 	var skipped []Damage // written by the reader before it sends to readErr
 	go func() {
 		defer close(out)
-		readErr <- db.readSegments(segs, opt, free, out, stop, &skipped)
+		readErr <- db.readSegments(ctx, segs, opt, free, out, stop, &skipped)
 	}()
 	var fnErr error
 	for w := range out {
 		if fnErr == nil {
-			if fnErr = fn(w); fnErr != nil {
+			if fnErr = ctx.Err(); fnErr == nil {
+				fnErr = fn(w)
+			}
+			if fnErr != nil {
 				close(stop)
 			}
 		}
@@ -191,6 +200,9 @@ func (db *DB) SpanWith(from, to time.Time, opt SpanOptions, fn func(*window.Wind
 		return res, fnErr
 	}
 	if err := <-readErr; err != nil {
+		if ctx.Err() != nil && err == ctx.Err() {
+			return res, err
+		}
 		return res, fmt.Errorf("read %s: %w", db.path, err)
 	}
 	if opt.Damaged != nil {
@@ -203,8 +215,9 @@ func (db *DB) SpanWith(from, to time.Time, opt SpanOptions, fn func(*window.Wind
 
 // readSegments decodes the plan's windows in order and sends them to out,
 // in read transactions of at most scanBatch windows or spanBatch remotes.
-// A value that does not decode is skipped and added to skipped.
-func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *window.Window, out chan<- *window.Window, stop <-chan struct{}, skipped *[]Damage) error {
+// A value that does not decode is skipped and added to skipped. Once ctx is
+// done it stops with ctx's error, before its next transaction or send.
+func (db *DB) readSegments(ctx context.Context, segs []segment, opt SpanOptions, free <-chan *window.Window, out chan<- *window.Window, stop <-chan struct{}, skipped *[]Damage) error {
 	newWindow := func() *window.Window {
 		if opt.Reuse {
 			select {
@@ -218,9 +231,14 @@ func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *window.
 	var batch []*window.Window
 	send := func() bool {
 		for _, w := range batch {
+			if ctx.Err() != nil {
+				return false
+			}
 			select {
 			case out <- w:
 			case <-stop:
+				return false
+			case <-ctx.Done():
 				return false
 			}
 		}
@@ -229,6 +247,9 @@ func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *window.
 	}
 	var next []byte // where a raw segment's next transaction resumes
 	for i := 0; i < len(segs); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		err := db.bolt.View(func(tx *bolt.Tx) error {
 			n := 0
 			for ; i < len(segs) && n < spanBatch && len(batch) < scanBatch; i++ {
@@ -286,7 +307,7 @@ func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *window.
 			return err
 		}
 		if !send() {
-			return nil
+			return ctx.Err() // nil when fn stopped the span
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -77,7 +78,9 @@ func TestRoundTrip(t *testing.T) {
 	if err := db.Put([]*window.Window{a, b}); err != nil {
 		t.Fatal(err)
 	}
-	got := collect(t, func(fn func(*window.Window) error) error { return db.Windows(t0, t0.Add(time.Hour), fn) })
+	got := collect(t, func(fn func(*window.Window) error) error {
+		return db.Windows(context.Background(), t0, t0.Add(time.Hour), fn)
+	})
 	if len(got) != 2 {
 		t.Fatalf("got %d windows, want 2", len(got))
 	}
@@ -99,11 +102,13 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	got = collect(t, func(fn func(*window.Window) error) error { return db2.Last(1, fn) })
+	got = collect(t, func(fn func(*window.Window) error) error { return db2.Last(context.Background(), 1, fn) })
 	if len(got) != 1 || !reflect.DeepEqual(got[0], b) {
 		t.Fatalf("after reopen: %+v", got)
 	}
-	got = collect(t, func(fn func(*window.Window) error) error { return db2.Windows(t0, t0.Add(time.Second), fn) })
+	got = collect(t, func(fn func(*window.Window) error) error {
+		return db2.Windows(context.Background(), t0, t0.Add(time.Second), fn)
+	})
 	if len(got) != 1 || got[0].Remotes[0].ASOrg != "Example Org" || got[0].Remotes[1].ASOrg != "Big ASN Ltd" {
 		t.Fatalf("after reopen: %+v", got)
 	}
@@ -181,7 +186,7 @@ func TestMerge(t *testing.T) {
 	if !reflect.DeepEqual(first, &firstCopy) {
 		t.Fatal("Put modified its input")
 	}
-	got := collect(t, func(fn func(*window.Window) error) error { return db.Last(10, fn) })
+	got := collect(t, func(fn func(*window.Window) error) error { return db.Last(context.Background(), 10, fn) })
 	want := &window.Window{
 		Start: t0, Length: 20 * time.Second,
 		Remotes: []window.Remote{
@@ -202,7 +207,7 @@ func TestMerge(t *testing.T) {
 	if err := db.Put([]*window.Window{first, first}); err != nil {
 		t.Fatal(err)
 	}
-	got = collect(t, func(fn func(*window.Window) error) error { return db.Last(10, fn) })
+	got = collect(t, func(fn func(*window.Window) error) error { return db.Last(context.Background(), 10, fn) })
 	if f := got[0].Stats.Frames; f != 130 {
 		t.Fatalf("frames after merging twice more = %d, want 130", f)
 	}
@@ -241,7 +246,7 @@ func TestRanges(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := starts(collect(t, func(fn func(*window.Window) error) error { return db.Windows(tt.from, tt.to, fn) }))
+			got := starts(collect(t, func(fn func(*window.Window) error) error { return db.Windows(context.Background(), tt.from, tt.to, fn) }))
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %v, want %v", got, tt.want)
 			}
@@ -249,7 +254,7 @@ func TestRanges(t *testing.T) {
 	}
 
 	for _, n := range []int{0, 1, 3, 10, 20} {
-		got := starts(collect(t, func(fn func(*window.Window) error) error { return db.Last(n, fn) }))
+		got := starts(collect(t, func(fn func(*window.Window) error) error { return db.Last(context.Background(), n, fn) }))
 		want := span(max(0, 10-n), 10)
 		if n == 0 {
 			want = nil
@@ -261,7 +266,7 @@ func TestRanges(t *testing.T) {
 
 	stop := errors.New("stop")
 	seen := 0
-	if err := db.Windows(at(0), at(10), func(*window.Window) error { seen++; return stop }); err != stop || seen != 1 {
+	if err := db.Windows(context.Background(), at(0), at(10), func(*window.Window) error { seen++; return stop }); err != stop || seen != 1 {
 		t.Errorf("callback error: err %v after %d windows", err, seen)
 	}
 
@@ -298,7 +303,9 @@ func TestScanBatches(t *testing.T) {
 	if err := db.Put(ws); err != nil {
 		t.Fatal(err)
 	}
-	got := collect(t, func(fn func(*window.Window) error) error { return db.Windows(t0, t0.Add(24*time.Hour), fn) })
+	got := collect(t, func(fn func(*window.Window) error) error {
+		return db.Windows(context.Background(), t0, t0.Add(24*time.Hour), fn)
+	})
 	if len(got) != n {
 		t.Fatalf("got %d windows, want %d", len(got), n)
 	}
@@ -307,7 +314,7 @@ func TestScanBatches(t *testing.T) {
 			t.Fatalf("window %d has frames %d", i, w.Stats.Frames)
 		}
 	}
-	got = collect(t, func(fn func(*window.Window) error) error { return db.Last(scanBatch+3, fn) })
+	got = collect(t, func(fn func(*window.Window) error) error { return db.Last(context.Background(), scanBatch+3, fn) })
 	if len(got) != scanBatch+3 || got[0].Stats.Frames != n-scanBatch-3 {
 		t.Fatalf("Last: %d windows, first frames %d", len(got), got[0].Stats.Frames)
 	}

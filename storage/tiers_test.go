@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
@@ -124,7 +125,7 @@ func spanSum(t *testing.T, db *DB, from, to time.Time) (*sum, window.Resolution,
 	s := newSum()
 	n := 0
 	last := time.Time{}
-	res, err := db.Span(from, to, func(w *window.Window) error {
+	res, err := db.Span(context.Background(), from, to, func(w *window.Window) error {
 		if w.Start.Before(last) {
 			t.Fatalf("Span out of order: %s after %s", w.Start, last)
 		}
@@ -141,7 +142,7 @@ func spanSum(t *testing.T, db *DB, from, to time.Time) (*sum, window.Resolution,
 func rawSum(t *testing.T, db *DB, from, to time.Time) *sum {
 	t.Helper()
 	s := newSum()
-	if err := db.Windows(from, to, s.add); err != nil {
+	if err := db.Windows(context.Background(), from, to, s.add); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -175,7 +176,7 @@ func TestSpanEqualsRaw(t *testing.T) {
 		if d := to.Sub(from); d > 26*time.Hour {
 			daily++
 			var rn int
-			db.Windows(from, to, func(*window.Window) error { rn++; return nil })
+			db.Windows(context.Background(), from, to, func(*window.Window) error { rn++; return nil })
 			if n >= rn/2 {
 				t.Errorf("[%s, %s): %d windows from Span, %d raw: rollups were not used", from, to, n, rn)
 			}
@@ -193,7 +194,7 @@ func TestRollupsMatchRaw(t *testing.T) {
 	sealed, _ := db.Sealed()
 	for _, r := range []window.Resolution{window.Hourly, window.Daily} {
 		n := 0
-		err := db.Rollups(r, day0.Add(-24*time.Hour), day0.Add(5*24*time.Hour), func(w *window.Window) error {
+		err := db.Rollups(context.Background(), r, day0.Add(-24*time.Hour), day0.Add(5*24*time.Hour), func(w *window.Window) error {
 			n++
 			if w.Length != tierLength(r) {
 				t.Errorf("%s rollup %s: length %s", r, w.Start, w.Length)
@@ -234,7 +235,7 @@ func TestCaps(t *testing.T) {
 
 	for _, r := range []window.Resolution{window.Hourly, window.Daily} {
 		capped := 0
-		err := db.Rollups(r, day0, day0.Add(3*24*time.Hour), func(w *window.Window) error {
+		err := db.Rollups(context.Background(), r, day0, day0.Add(3*24*time.Hour), func(w *window.Window) error {
 			got := newSum()
 			got.add(w)
 			want := rawSum(t, db, w.Start, minTime(w.End(), sealed))
@@ -342,7 +343,7 @@ func TestDamagedValuesSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []*window.Window
-	db.Windows(merged, merged.Add(time.Second), func(w *window.Window) error { got = append(got, w); return nil })
+	db.Windows(context.Background(), merged, merged.Add(time.Second), func(w *window.Window) error { got = append(got, w); return nil })
 	if len(got) != 1 || !reflect.DeepEqual(got[0].Stats, fresh.Stats) || len(got[0].Remotes) != len(fresh.Remotes) {
 		t.Errorf("the damaged window was not replaced by the new one: %v", got)
 	}
@@ -380,12 +381,12 @@ func TestDamagedValuesSkipped(t *testing.T) {
 		{day0.Add(time.Hour), day0.Add(2 * time.Hour), "hourly rollup " + day0.Add(time.Hour).Format(time.RFC3339)},
 	} {
 		var ds []string
-		_, err := db.SpanWith(tc.from, tc.to, SpanOptions{Damaged: func(d Damage) { ds = append(ds, d.String()) }}, func(*window.Window) error { return nil })
+		_, err := db.SpanWith(context.Background(), tc.from, tc.to, SpanOptions{Damaged: func(d Damage) { ds = append(ds, d.String()) }}, func(*window.Window) error { return nil })
 		if err != nil || !reflect.DeepEqual(ds, []string{tc.want}) {
 			t.Errorf("span %v..%v: %v, damaged %q, want %q", tc.from, tc.to, err, ds, tc.want)
 		}
 	}
-	if err := db.Windows(day0, day0.Add(7*time.Hour), func(*window.Window) error { return nil }); err != nil {
+	if err := db.Windows(context.Background(), day0, day0.Add(7*time.Hour), func(*window.Window) error { return nil }); err != nil {
 		t.Errorf("Windows over a damaged window: %v", err)
 	}
 	path := db.Path()
@@ -423,7 +424,7 @@ func TestRestoreAddsOnlyNewCounts(t *testing.T) {
 	want := rawSum(t, db, day0, day0.Add(time.Hour))
 	for _, r := range []window.Resolution{window.Hourly, window.Daily} {
 		got := newSum()
-		db.Rollups(r, day0, day0.Add(time.Second), got.add)
+		db.Rollups(context.Background(), r, day0, day0.Add(time.Second), got.add)
 		if r == window.Daily {
 			want = rawSum(t, db, day0, sealed)
 		}
@@ -624,7 +625,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	sealed, _ := db.Sealed()
 	for _, r := range []window.Resolution{window.Hourly, window.Daily} {
 		n := 0
-		db.Rollups(r, time.Time{}, day0.Add(10*24*time.Hour), func(w *window.Window) error {
+		db.Rollups(context.Background(), r, time.Time{}, day0.Add(10*24*time.Hour), func(w *window.Window) error {
 			n++
 			got := newSum()
 			got.add(w)
@@ -745,7 +746,7 @@ func TestSpanGroups(t *testing.T) {
 			m[k] = s
 		}
 		groups := 0
-		_, err := db.SpanWith(from, to, SpanOptions{Groups: true, Reuse: true}, func(w *window.Window) error {
+		_, err := db.SpanWith(context.Background(), from, to, SpanOptions{Groups: true, Reuse: true}, func(w *window.Window) error {
 			if w.Length >= time.Hour && len(w.Remotes) > 0 {
 				t.Fatalf("rollup %s with remotes in groups mode", w.Start)
 			}
@@ -765,7 +766,7 @@ func TestSpanGroups(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		db.Windows(from, to, func(w *window.Window) error {
+		db.Windows(context.Background(), from, to, func(w *window.Window) error {
 			for _, r := range w.Remotes {
 				add(want, key{r.Country, r.ASN}, r.Counts)
 			}

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -205,23 +206,20 @@ func merge(old, newer *window.Window) *window.Window {
 // first. Each window is a copy that fn may keep. fn runs outside any
 // transaction, so it may be slow or call other DB methods; a window written
 // meanwhile after the last one seen is included. An error from fn stops the
-// scan and is returned as is.
-func (db *DB) Windows(from, to time.Time, fn func(*window.Window) error) error {
-	return db.scan(clampKey(from), clampKey(to), -1, fn)
+// scan and is returned as is; so is ctx's error once ctx is done (checked
+// before each window).
+func (db *DB) Windows(ctx context.Context, from, to time.Time, fn func(*window.Window) error) error {
+	return db.scanBucket(ctx, bucketWindows, clampKey(from), clampKey(to), -1, fn, nil)
 }
 
-func (db *DB) scan(from, to []byte, limit int, fn func(*window.Window) error) error {
-	return db.scanBucket(bucketWindows, from, to, limit, fn, nil)
-}
-
-// Last calls fn for the n newest windows, oldest first.
-func (db *DB) Last(n int, fn func(*window.Window) error) error {
-	return db.LastWith(n, SpanOptions{}, fn)
+// Last calls fn for the n newest windows, oldest first; ctx as for Windows.
+func (db *DB) Last(ctx context.Context, n int, fn func(*window.Window) error) error {
+	return db.LastWith(ctx, n, SpanOptions{}, fn)
 }
 
 // LastWith is Last, and tells opt.Damaged (the only option it uses) about
 // each damaged window it skipped, after the last call to fn.
-func (db *DB) LastWith(n int, opt SpanOptions, fn func(*window.Window) error) error {
+func (db *DB) LastWith(ctx context.Context, n int, opt SpanOptions, fn func(*window.Window) error) error {
 	if n <= 0 {
 		return nil
 	}
@@ -243,7 +241,7 @@ func (db *DB) LastWith(n int, opt SpanOptions, fn func(*window.Window) error) er
 		return err
 	}
 	var skipped []Damage
-	if err := db.scanBucket(bucketWindows, from, nil, n, fn, &skipped); err != nil {
+	if err := db.scanBucket(ctx, bucketWindows, from, nil, n, fn, &skipped); err != nil {
 		return err
 	}
 	if opt.Damaged != nil {
@@ -271,8 +269,9 @@ func clampKey(t time.Time) []byte {
 // end), at most limit of them (limit < 0: no limit), in batches of
 // scanBatch per transaction.
 // A value that does not decode is skipped, noted (Damaged) and, when
-// skipped is not nil, added to it.
-func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*window.Window) error, skipped *[]Damage) error {
+// skipped is not nil, added to it. Once ctx is done the scan stops with its
+// error: before each transaction and each call to fn.
+func (db *DB) scanBucket(ctx context.Context, bucket, from, to []byte, limit int, fn func(*window.Window) error, skipped *[]Damage) error {
 	tier := window.Raw
 	for _, r := range []window.Resolution{window.Hourly, window.Daily} {
 		if bytes.Equal(bucket, tierBucket(r)) {
@@ -281,6 +280,9 @@ func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*window.Win
 	}
 	next := from
 	for next != nil && limit != 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var batch []*window.Window
 		err := db.bolt.View(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucket).Cursor()
@@ -314,6 +316,9 @@ func (db *DB) scanBucket(bucket, from, to []byte, limit int, fn func(*window.Win
 			limit -= len(batch)
 		}
 		for _, w := range batch {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if err := fn(w); err != nil {
 				return err
 			}

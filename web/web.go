@@ -39,7 +39,7 @@ type Config struct {
 	Token    string // non-empty: require it (Bearer header, ?token= once, then a cookie)
 	User     string // non-empty: require HTTP basic auth with Password
 	Password string
-	Reader   report.WindowReader
+	Reader   query.Reader
 	Status   func() (api.Status, error)
 	Log      *slog.Logger
 	Location *time.Location // times shown; nil: local
@@ -309,7 +309,7 @@ func (s *Server) view(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	rep, err := report.Collect(r.Context(), report.Local{R: s.cfg.Reader}, from, to, now, report.Options{Top: 10, Buckets: 180})
+	rep, err := report.Collect(r.Context(), s.cfg.Reader, from, to, now, report.Options{Top: 10, Buckets: 180})
 	if err != nil {
 		s.cfg.Log.Error("web view", "err", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -401,7 +401,7 @@ func windowEvent(w *window.Window, loc *time.Location) WindowEvent {
 
 func (s *Server) current(w http.ResponseWriter, r *http.Request) {
 	var ev *WindowEvent
-	err := s.cfg.Reader.Last(1, func(win *window.Window) error {
+	err := s.cfg.Reader.Windows(r.Context(), query.Range{Last: 1}, func(win *window.Window) error {
 		e := windowEvent(win, s.cfg.Location)
 		ev = &e
 		return nil

@@ -95,7 +95,7 @@ func TestKill9LosesNothingAnnounced(t *testing.T) {
 	}
 	stored := map[time.Time]bool{}
 	var frames uint64
-	d.Windows(time.Unix(0, 0), time.Now().Add(time.Hour), func(w *window.Window) error {
+	d.Windows(context.Background(), time.Unix(0, 0), time.Now().Add(time.Hour), func(w *window.Window) error {
 		stored[w.Start] = true
 		frames += w.Stats.Frames
 		return nil

@@ -27,16 +27,6 @@ func checkGrouping(o queryOpts, given map[string]bool) error {
 	return nil
 }
 
-// daemonZone is the local time zone by a name the daemon can load, so that
-// its periods are this user's: the daemon's own zone may differ.
-func daemonZone() (*time.Location, error) {
-	loc, err := query.NamedLocal()
-	if err != nil {
-		return nil, fmt.Errorf("%w; the daemon needs its name for local periods: set TZ (such as TZ=Europe/Berlin) or give --utc", err)
-	}
-	return loc, nil
-}
-
 // periodName is how a table names a period: by its start, in loc.
 func periodName(by query.By, start time.Time, loc *time.Location) string {
 	l := start.In(loc)

@@ -163,13 +163,16 @@ func TestQueryPrunedRangeSaysResolution(t *testing.T) {
 	}
 }
 
-// dbSource serves a DB over the API as the daemon does (a query.Reader).
-type dbSource struct{ *storage.DB }
+// dbSource serves a DB over the API as the daemon does.
+type dbSource struct {
+	query.Reader
+	db *storage.DB
+}
 
 func (s dbSource) Status() (api.Status, error) {
 	var st api.Status
 	var err error
-	st.DB, err = dbStats(s.DB) // as the daemon's
+	st.DB, err = dbStats(s.db) // as the daemon's
 	return st, err
 }
 
@@ -184,7 +187,7 @@ func serveDB(t *testing.T, path string) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(dbSource{d}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := api.New(dbSource{query.Local(d), d}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	stopped := false

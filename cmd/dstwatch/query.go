@@ -74,7 +74,7 @@ type queryOpts struct {
 	utc    bool
 	loc    *time.Location // for tables: time.Local, or UTC with --utc
 	filter query.Filter
-	rng    api.Range
+	rng    query.Range
 
 	prefix4, prefix6 int            // --by prefix: the networks' lengths
 	names            *rdns.Resolver // --names: reverse-DNS names in the remote table; nil: none
@@ -177,17 +177,17 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fq.given() {
 		return queryFleet(ctx, stdout, stderr, fq, o, svc) // fleet.go
 	}
-	st, err := openStore(ctx, *db, *socket, given["db"])
+	rd, _, done, err := openReader(ctx, *db, *socket, given["db"])
 	if err != nil {
 		return err
 	}
-	defer st.close()
-	asked, err := st.fitRange(ctx, &o.rng) // times.go
+	defer done()
+	asked, err := fitRange(ctx, rd, &o.rng) // times.go
 	if err != nil {
 		return err
 	}
 	if o.by == query.ByService {
-		return queryServices(ctx, stdout, stderr, st, o, svc)
+		return queryServices(ctx, stdout, stderr, rd, o, svc)
 	}
 	var (
 		ws    []*window.Window
@@ -196,10 +196,13 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		empty bool
 	)
 	if o.by == query.ByWindow {
-		ws, err = st.windows(ctx, o.rng)
+		err = rd.Windows(ctx, o.rng, func(w *window.Window) error {
+			ws = append(ws, w)
+			return nil
+		})
 		empty = len(ws) == 0
 	} else {
-		rows, sum, err = st.aggregate(ctx, o)
+		rows, sum, err = aggregate(ctx, rd, o)
 		empty = sum.Units() == 0
 	}
 	if err != nil {
@@ -207,7 +210,7 @@ func cmdQuery(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if empty && o.format == "table" {
 		o.rng = asked
-		return noWindow(ctx, stdout, st, o)
+		return noWindow(ctx, stdout, rd, o)
 	}
 	if o.by == query.ByWindow {
 		return writeQuery(stdout, ws, o)
@@ -245,13 +248,6 @@ func parseFilter(remotes, countries, asns []string, direction string) (query.Fil
 	return f, nil
 }
 
-// store is where the CLI reads windows: the daemon's API while a daemon
-// owns the database, the file itself otherwise.
-type store struct {
-	client *api.Client // nil: reading db directly
-	db     *storage.DB
-}
-
 // errNotRunning makes the CLI exit 3: the command needs a running daemon.
 var errNotRunning = errors.New("not running")
 
@@ -286,29 +282,31 @@ func dialDaemon(ctx context.Context, socket string) (*api.Client, api.Status, er
 	return c, st, err
 }
 
-// openStore asks the daemon on the socket, or opens the DB read-only when
-// nobody listens there. When the DB was named, the daemon must be serving
-// that very file: two databases in one directory share the default socket.
-func openStore(ctx context.Context, db, socket string, dbGiven bool) (*store, error) {
+// openReader returns where the CLI reads: the daemon's API (live) when a
+// daemon answers on the socket, else the DB opened read-only; done closes
+// what was opened. When the DB was named, the daemon must be serving that
+// very file: two databases in one directory share the default socket.
+func openReader(ctx context.Context, db, socket string, dbGiven bool) (rd query.Reader, live bool, done func(), err error) {
 	socket = socketFor(socket, db)
 	c, st, err := dialDaemon(ctx, socket)
 	if err == nil {
 		if dbGiven && !sameFile(db, st.DB.Path) {
-			return nil, fmt.Errorf("the daemon on %s serves %s, not %s; give the --socket of the daemon that owns %s", socket, st.DB.Path, db, db)
+			c.Close()
+			return nil, false, nil, fmt.Errorf("the daemon on %s serves %s, not %s; give the --socket of the daemon that owns %s", socket, st.DB.Path, db, db)
 		}
-		return &store{client: c}, nil
+		return c, true, c.Close, nil
 	}
 	if !errors.Is(err, api.ErrNotRunning) {
-		return nil, err
+		return nil, false, nil, err
 	}
 	d, err := storage.Open(db, storage.Options{ReadOnly: true, Timeout: time.Second})
 	if errors.Is(err, storage.ErrLocked) {
-		return nil, fmt.Errorf("%w, and no daemon answers on %s: if dstwatch runs with another --socket, give it here", err, socket)
+		return nil, false, nil, fmt.Errorf("%w, and no daemon answers on %s: if dstwatch runs with another --socket, give it here", err, socket)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, nil, err
 	}
-	return &store{db: d}, nil
+	return query.Local(d), false, func() { d.Close() }, nil
 }
 
 func sameFile(a, b string) bool {
@@ -320,78 +318,21 @@ func sameFile(a, b string) bool {
 	return err == nil && os.SameFile(sa, sb)
 }
 
-func (s *store) close() {
-	if s.db != nil {
-		s.db.Close()
-	}
+// question is what o asks of an aggregate.
+func (o queryOpts) question() query.Question {
+	return query.Question{By: o.by, Filter: o.filter, Sort: o.sort, Top: o.top, Loc: o.location(), Prefix4: o.prefix4, Prefix6: o.prefix6}
 }
 
-func (s *store) windows(ctx context.Context, r api.Range) ([]*window.Window, error) {
-	var ws []*window.Window
-	add := func(w *window.Window) error {
-		ws = append(ws, w)
-		return nil
+// aggregate adds up o's range as o asks: the daemon does it when rd is
+// its API (with the same query.Answer), else this process reads the file.
+// Either way a range is read from the rollup tiers where they are exact,
+// so a month is a few hundred units, not 130,000 windows.
+func aggregate(ctx context.Context, rd query.Reader, o queryOpts) ([]query.Row, query.Summary, error) {
+	rows, sum, err := rd.Aggregate(ctx, o.rng, o.question())
+	if errors.Is(err, api.ErrZoneName) {
+		err = fmt.Errorf("%w: set TZ (such as TZ=Europe/Berlin) or give --utc", err)
 	}
-	var err error
-	switch {
-	case s.client != nil:
-		err = s.client.Windows(ctx, r, query.Filter{}, add)
-	case r.Last > 0:
-		err = s.db.Last(r.Last, add)
-	default:
-		err = s.db.Windows(r.From, r.To, add)
-	}
-	return ws, err
-}
-
-// aggregate adds up the range as o asks: the daemon does it when one runs
-// (its API answers from the same query.Answer), else this process reads
-// the file. Either way a range is read from the rollup tiers where they are
-// exact, so a month is a few hundred units, not 130,000 windows.
-func (s *store) aggregate(ctx context.Context, o queryOpts) ([]query.Row, query.Summary, error) {
-	q := query.Question{By: o.by, Filter: o.filter, Sort: o.sort, Top: o.top, Loc: o.location(), Prefix4: o.prefix4, Prefix6: o.prefix6}
-	if s.client == nil {
-		return query.Answer(s.db, o.rng.From, o.rng.To, o.rng.Last, q, ctx.Err)
-	}
-	if o.by.IsPeriod() && q.Loc == time.Local {
-		var err error
-		if q.Loc, err = daemonZone(); err != nil { // group.go
-			return nil, query.Summary{}, err
-		}
-	}
-	rows, sum, err := s.client.Aggregate(ctx, o.rng, q)
-	if !errors.Is(err, api.ErrNoSummary) {
-		return rows, sum, err
-	}
-	// A daemon older than this CLI: add its windows up here.
-	ws, err := s.windows(ctx, o.rng)
-	if err != nil {
-		return nil, query.Summary{}, err
-	}
-	a, err := query.NewAggregatorFor(q)
-	if err != nil {
-		return nil, query.Summary{}, err
-	}
-	for _, w := range ws {
-		a.Add(o.filter.Apply(w))
-	}
-	return query.Top(a.Rows(o.sort), o.top), a.Summary(), nil
-}
-
-func (s *store) bounds(ctx context.Context) (first, last time.Time, n int, err error) {
-	if s.db != nil {
-		return s.db.Bounds()
-	}
-	st, err := s.client.Status(ctx)
-	if err != nil || st.DB.Windows == 0 {
-		return first, last, 0, err
-	}
-	first, err1 := time.Parse(time.RFC3339, st.DB.First)
-	last, err2 := time.Parse(time.RFC3339, st.DB.Last)
-	if err := errors.Join(err1, err2); err != nil {
-		return first, last, 0, fmt.Errorf("api status: %w", err)
-	}
-	return first, last, st.DB.Windows, nil
+	return rows, sum, err
 }
 
 func (o queryOpts) location() *time.Location {

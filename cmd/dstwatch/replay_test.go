@@ -76,7 +76,7 @@ func readAll(t *testing.T, db string) []*window.Window {
 	}
 	defer d.Close()
 	var ws []*window.Window
-	if err := d.Windows(time.Unix(0, 0), time.Now().Add(24*time.Hour*365*10), func(w *window.Window) error {
+	if err := d.Windows(context.Background(), time.Unix(0, 0), time.Now().Add(24*time.Hour*365*10), func(w *window.Window) error {
 		ws = append(ws, w)
 		return nil
 	}); err != nil {

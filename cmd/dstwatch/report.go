@@ -14,13 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dstwatch/dstwatch/reclog"
-	"github.com/dstwatch/dstwatch/window"
-
-	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/internal/safefile"
 	"github.com/dstwatch/dstwatch/query"
+	"github.com/dstwatch/dstwatch/reclog"
 	"github.com/dstwatch/dstwatch/report"
+	"github.com/dstwatch/dstwatch/window"
 )
 
 const reportHelp = `Usage: dstwatch report [flags]
@@ -126,26 +124,27 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("-o: %w", err)
 		}
 	}
-	st, err := openStore(ctx, *db, *socket, given["db"])
+	rd, _, done, err := openReader(ctx, *db, *socket, given["db"])
 	if err != nil {
 		return err
 	}
-	defer st.close()
-	rng := api.Range{From: rfrom, To: rto}
-	asked, err := st.fitRange(ctx, &rng) // times.go
+	defer done()
+	rng := query.Range{From: rfrom, To: rto}
+	asked, err := fitRange(ctx, rd, &rng) // times.go
 	if err != nil {
 		return err
 	}
-	r, err := report.Collect(ctx, storeSource{st}, rng.From, rng.To, now, report.Options{Top: *top})
+	r, err := report.Collect(ctx, rd, rng.From, rng.To, now, report.Options{Top: *top})
 	if err != nil {
 		return err
 	}
 	if r.Windows == 0 && r.Summary.Units() == 0 {
-		first, last, n, err := st.bounds(ctx)
+		u, err := rd.Usage(ctx)
 		if err != nil {
 			return err
 		}
-		r.Stored = &report.Stored{Windows: n, First: first, Last: last}
+		raw := u[window.Raw]
+		r.Stored = &report.Stored{Windows: raw.Units, First: raw.First, Last: raw.Last}
 		if rng != asked {
 			// Narrowed to nothing: the range asked for is the report's,
 			// and the notes say where the data is instead of a gap.
@@ -243,23 +242,4 @@ func mailConfig(to, from, server, user, passFile, caFile string, insecure bool) 
 		m.TLS = &tls.Config{RootCAs: pool}
 	}
 	return m, nil
-}
-
-// storeSource reads a report where query reads: the daemon or the file.
-type storeSource struct{ st *store }
-
-func (s storeSource) Aggregate(ctx context.Context, from, to time.Time, by query.By, top int) ([]query.Row, query.Summary, error) {
-	return s.st.aggregate(ctx, queryOpts{by: by, sort: query.SortBytes, top: top, rng: api.Range{From: from, To: to}})
-}
-
-func (s storeSource) Services(ctx context.Context, from, to time.Time, top int) ([]query.ServiceRow, error) {
-	rows, _, err := s.st.services(ctx, api.Range{From: from, To: to}, query.ServiceQuestion{Sort: query.SortBytes, Top: top})
-	return rows, err
-}
-
-func (s storeSource) Windows(ctx context.Context, from, to time.Time, fn func(*window.Window) error) error {
-	if s.st.client != nil {
-		return s.st.client.Windows(ctx, api.Range{From: from, To: to}, query.Filter{}, fn)
-	}
-	return s.st.db.Windows(from, to, fn)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -99,7 +100,7 @@ func readOffline(path string) (api.DBStats, *window.Window, error) {
 		return stats, nil, err
 	}
 	var last *window.Window
-	err = d.Last(1, func(w *window.Window) error {
+	err = d.Last(context.Background(), 1, func(w *window.Window) error {
 		last = w
 		return nil
 	})

@@ -113,16 +113,20 @@ func writeWindowLine(w io.Writer, win *window.Window) error {
 // reader fell behind) it reconnects and first fetches what it missed.
 func tailJSON(ctx context.Context, db, socket string, dbGiven bool, n int, follow bool, stdout, stderr io.Writer) error {
 	if !follow {
-		st, err := openStore(ctx, db, socket, dbGiven)
+		rd, _, done, err := openReader(ctx, db, socket, dbGiven)
 		if err != nil {
 			return err
 		}
-		defer st.close()
+		defer done()
 		if n == 0 {
 			return nil
 		}
-		ws, err := st.windows(ctx, api.Range{Last: n})
-		if err != nil {
+		// All read before any is printed: a read that fails prints nothing.
+		var ws []*window.Window
+		if err := rd.Windows(ctx, query.Range{Last: n}, func(w *window.Window) error {
+			ws = append(ws, w)
+			return nil
+		}); err != nil {
 			return err
 		}
 		for _, w := range ws {
@@ -152,7 +156,7 @@ func tailJSON(ctx context.Context, db, socket string, dbGiven bool, n int, follo
 		// carry some of them again.
 		var gapEnd time.Time
 		fill := func() error {
-			var r api.Range
+			var r query.Range
 			print := true
 			switch {
 			case first && n > 0:
@@ -163,7 +167,7 @@ func tailJSON(ctx context.Context, db, socket string, dbGiven bool, n int, follo
 				r.From, r.To = newest.Add(time.Second), time.Now().Add(24*time.Hour)
 			}
 			first = false
-			return c.Windows(ctx, r, query.Filter{}, func(w *window.Window) error {
+			return c.Windows(ctx, r, func(w *window.Window) error {
 				if w.Start.After(newest) {
 					newest = w.Start
 				}

@@ -6,37 +6,15 @@ import (
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
-	"github.com/dstwatch/dstwatch/storage"
+	"github.com/dstwatch/dstwatch/query"
 )
 
 // extent is the first and last start of any stored unit, over all tiers:
 // rollups outlive raw windows, so the oldest data is often a daily rollup.
-func (s *store) extent(ctx context.Context) (first, last time.Time, ok bool, err error) {
-	var tiers [3]storage.TierUsage
-	if s.db != nil {
-		if tiers, err = s.db.Usage(); err != nil {
-			return first, last, false, err
-		}
-	} else {
-		st, err := s.client.Status(ctx)
-		if err != nil {
-			return first, last, false, err
-		}
-		ts := []api.TierStats{{Units: st.DB.Windows, First: st.DB.First, Last: st.DB.Last}}
-		if t := st.DB.Tiers; t != nil {
-			ts = []api.TierStats{t.Windows, t.Hours, t.Days}
-		}
-		for i, t := range ts {
-			if t.Units == 0 {
-				continue
-			}
-			f, err1 := time.Parse(time.RFC3339, t.First)
-			l, err2 := time.Parse(time.RFC3339, t.Last)
-			if err1 != nil || err2 != nil {
-				return first, last, false, fmt.Errorf("api status: tier times %q, %q", t.First, t.Last)
-			}
-			tiers[i] = storage.TierUsage{Units: t.Units, First: f, Last: l}
-		}
+func extent(ctx context.Context, rd query.Reader) (first, last time.Time, ok bool, err error) {
+	tiers, err := rd.Usage(ctx)
+	if err != nil {
+		return first, last, false, err
 	}
 	for _, t := range tiers {
 		if t.Units == 0 {
@@ -60,12 +38,12 @@ func (s *store) extent(ctx context.Context) (first, last time.Time, ok bool, err
 // than MaxRange after that (ten years of stored history) is refused. With
 // nothing of the range stored, r becomes its first second, which selects
 // nothing either; the range asked for is returned for messages.
-func (s *store) fitRange(ctx context.Context, r *api.Range) (asked api.Range, err error) {
+func fitRange(ctx context.Context, rd query.Reader, r *query.Range) (asked query.Range, err error) {
 	asked = *r
 	if r.Last > 0 || r.To.Sub(r.From) <= api.MaxRange {
 		return asked, nil
 	}
-	first, last, ok, err := s.extent(ctx)
+	first, last, ok, err := extent(ctx, rd)
 	if err != nil {
 		return asked, err
 	}

@@ -557,18 +557,18 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	// The file is opened, read and closed at once, never held while top
 	// runs: a daemon started later must be able to lock it.
-	st, err := openStore(ctx, *db, *socket, false)
+	rd, live, done, err := openReader(ctx, *db, *socket, false)
 	if err != nil {
 		return err
 	}
-	ws, err := st.windows(ctx, api.Range{Last: *n})
-	fromFile := st.client == nil
-	st.close()
-	if err != nil {
-		return err
-	}
-	for _, w := range ws {
+	err = rd.Windows(ctx, query.Range{Last: *n}, func(w *window.Window) error {
 		v.add(w)
+		return nil
+	})
+	fromFile := !live
+	done()
+	if err != nil {
+		return err
 	}
 	// The socket is looked for afresh on each try: a daemon started
 	// later may listen elsewhere than none did (systemd's /run/dstwatch).
@@ -648,7 +648,7 @@ func followWindows(ctx context.Context, client func() *api.Client, newest time.T
 			if newest.IsZero() {
 				return nil
 			}
-			return c.Windows(ctx, api.Range{From: newest.Add(time.Second), To: time.Now().Add(24 * time.Hour)}, query.Filter{}, func(w *window.Window) error {
+			return c.Windows(ctx, query.Range{From: newest.Add(time.Second), To: time.Now().Add(24 * time.Hour)}, func(w *window.Window) error {
 				if w.Start.After(newest) {
 					newest = w.Start
 					return fn(w)

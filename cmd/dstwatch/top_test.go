@@ -253,7 +253,7 @@ func TestTopInTmux(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(dbSource{d}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := api.New(dbSource{query.Local(d), d}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	go srv.Serve(ln)
 	defer func() { srv.Shutdown(t.Context()); d.Close() }()
 

@@ -61,25 +61,17 @@ func (f *svcFlags) filter(base query.Filter) (query.ServiceFilter, error) {
 	return sf, nil
 }
 
-// services answers a service question from the daemon or the file.
-func (s *store) services(ctx context.Context, r api.Range, q query.ServiceQuestion) ([]query.ServiceRow, query.Summary, error) {
-	if s.client != nil {
-		return s.client.Services(ctx, r, q)
-	}
-	return query.AnswerServices(s.db, r.From, r.To, r.Last, q, ctx.Err)
-}
-
 // queryServices is query --by service.
-func queryServices(ctx context.Context, stdout, stderr io.Writer, st *store, o queryOpts, sf *svcFlags) error {
+func queryServices(ctx context.Context, stdout, stderr io.Writer, rd query.Reader, o queryOpts, sf *svcFlags) error {
 	f, err := sf.filter(o.filter)
 	if err != nil {
 		return err
 	}
-	rows, sum, err := st.services(ctx, o.rng, query.ServiceQuestion{Filter: f, Sort: o.sort, Top: o.top})
+	rows, sum, err := rd.Services(ctx, o.rng, query.ServiceQuestion{Filter: f, Sort: o.sort, Top: o.top})
 	if err != nil {
 		return err
 	}
-	return writeServices(stdout, rows, sum, o, f, func() error { return noWindow(ctx, stdout, st, o) })
+	return writeServices(stdout, rows, sum, o, f, func() error { return noWindow(ctx, stdout, rd, o) })
 }
 
 // writeServices prints a --by service answer; none says that the range
@@ -157,11 +149,13 @@ func pipeName(r query.ServiceRow) string {
 
 func u(n uint64) string { return strconv.FormatUint(n, 10) }
 
-func noWindow(ctx context.Context, stdout io.Writer, st *store, o queryOpts) error {
-	first, lastW, n, err := st.bounds(ctx)
+func noWindow(ctx context.Context, stdout io.Writer, rd query.Reader, o queryOpts) error {
+	u, err := rd.Usage(ctx)
 	if err != nil {
 		return err
 	}
+	raw := u[window.Raw]
+	first, lastW, n := raw.First, raw.Last, raw.Units
 	if o.rng.Last > 0 {
 		fmt.Fprint(stdout, "no stored window")
 	} else {
@@ -189,8 +183,8 @@ func addRangeFlags(fs *flag.FlagSet, from string) *rangeFlags {
 	}
 }
 
-func (f *rangeFlags) parse(given map[string]bool) (api.Range, error) {
-	var r api.Range
+func (f *rangeFlags) parse(given map[string]bool) (query.Range, error) {
+	var r query.Range
 	var err error
 	switch {
 	case given["last"] && (given["from"] || given["to"]):
@@ -212,7 +206,7 @@ func (f *rangeFlags) parse(given map[string]bool) (api.Range, error) {
 		return r, fmt.Errorf("%w: --to must be after --from", errUsage)
 	}
 	// A range wider than api.MaxRange is narrowed to what is stored once
-	// the store is open (store.fitRange).
+	// the reader is open (fitRange).
 	return r, nil
 }
 
@@ -282,12 +276,12 @@ func cmdValue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, *db, *socket, given["db"])
+	rd, _, done, err := openReader(ctx, *db, *socket, given["db"])
 	if err != nil {
 		return err
 	}
-	defer st.close()
-	if _, err := st.fitRange(ctx, &rng); err != nil {
+	defer done()
+	if _, err := fitRange(ctx, rd, &rng); err != nil {
 		return err
 	}
 
@@ -295,7 +289,7 @@ func cmdValue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var sum query.Summary
 	remotesN := 0
 	if sf.given() {
-		rows, s, err := st.services(ctx, rng, query.ServiceQuestion{Filter: f})
+		rows, s, err := rd.Services(ctx, rng, query.ServiceQuestion{Filter: f})
 		if err != nil {
 			return err
 		}
@@ -305,7 +299,7 @@ func cmdValue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			remotesN = max(remotesN, r.Remotes)
 		}
 	} else {
-		rows, s, err := st.aggregate(ctx, queryOpts{by: query.ByRemote, filter: base, sort: query.SortBytes, rng: rng})
+		rows, s, err := aggregate(ctx, rd, queryOpts{by: query.ByRemote, filter: base, sort: query.SortBytes, rng: rng})
 		if err != nil {
 			return err
 		}
@@ -385,17 +379,17 @@ func cmdDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if what == "countries" && sf.given() {
 		return fmt.Errorf("%w: --port, --proto and --side are for discover services", errUsage)
 	}
-	st, err := openStore(ctx, *db, *socket, given["db"])
+	rd, _, done, err := openReader(ctx, *db, *socket, given["db"])
 	if err != nil {
 		return err
 	}
-	defer st.close()
-	if _, err := st.fitRange(ctx, &rng); err != nil {
+	defer done()
+	if _, err := fitRange(ctx, rd, &rng); err != nil {
 		return err
 	}
 	data := []map[string]string{}
 	if what == "services" {
-		rows, _, err := st.services(ctx, rng, query.ServiceQuestion{Filter: f})
+		rows, _, err := rd.Services(ctx, rng, query.ServiceQuestion{Filter: f})
 		if err != nil {
 			return err
 		}
@@ -407,7 +401,7 @@ func cmdDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				"{#PORT}": strconv.Itoa(int(r.Key.Port())), "{#SIDE}": r.Key.Side().String()})
 		}
 	} else {
-		rows, _, err := st.aggregate(ctx, queryOpts{by: query.ByCountry, sort: query.SortBytes, rng: rng})
+		rows, _, err := aggregate(ctx, rd, queryOpts{by: query.ByCountry, sort: query.SortBytes, rng: rng})
 		if err != nil {
 			return err
 		}

@@ -28,7 +28,7 @@ import (
 // serveWeb serves the dashboard over db on loopback.
 func serveWeb(t *testing.T, db *storage.DB, cfg web.Config) *web.Server {
 	t.Helper()
-	cfg.Addr, cfg.Reader, cfg.Location = "127.0.0.1:0", db, time.UTC
+	cfg.Addr, cfg.Reader, cfg.Location = "127.0.0.1:0", query.Local(db), time.UTC
 	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.Status = func() (api.Status, error) {
 		var st api.Status
