@@ -53,6 +53,7 @@ var overstrike = regexp.MustCompile(".\x08")
 // example and the docs, and that dpkg -r and -P remove without a file left
 // behind.
 func TestDebianPackage(t *testing.T) {
+	t.Parallel() // no other test uses dpkg or the paths the package installs
 	if os.Geteuid() != 0 {
 		netnstest.Unable(t, "the package test installs with dpkg and needs root (CI runs as root)")
 	}
