@@ -33,15 +33,15 @@ import (
 // Config is everything the daemon needs to run; flags fill it in.
 type Config struct {
 	Interfaces []string       // live capture; empty with Read set
-	RingBlocks int            // --ring-mb: 1 MiB blocks per interface's ring; 0: capture's default
+	RingBlocks int            // 1 MiB blocks per interface's ring: capture.MinNumBlocks to MaxNumBlocks
 	Read       string         // capture file to replay instead
 	Local      []netip.Addr   // nil: the capture interfaces' addresses
 	Exclude    []netip.Prefix // remotes never tallied
 	Window     time.Duration
 	MaxRemotes int
 	Retention  storage.Retention // per tier; 0 keeps a tier forever
-	HourCap    int               // remotes per hourly rollup (storage.Options); 0: default, < 0: none
-	DayCap     int               // remotes per daily rollup
+	HourCap    int               // remotes with rows of their own per hourly rollup; 0: no cap
+	DayCap     int               // per daily rollup; 0: no cap
 	DBPath     string
 	LogPath    string
 	LogTop     int
@@ -71,7 +71,7 @@ type Config struct {
 	// Services (services.go): ports that count as local services besides
 	// the listening ones, where the ephemeral range starts (0: the
 	// kernel's, or Linux's default with Read), remotes kept per service
-	// and window, services with metric series of their own.
+	// and window (0: none), services with metric series of their own.
 	ServicePorts      []uint16
 	EphemeralStart    uint16
 	ServiceTop        int
@@ -215,7 +215,7 @@ func New(cfg Config) (_ *App, err error) {
 		return nil, fmt.Errorf("database directory: %w", err)
 	}
 	a.track(cfg.DBPath)
-	a.db, err = storage.Open(cfg.DBPath, storage.Options{Timeout: time.Second, Mode: cfg.FileMode, HourCap: cfg.HourCap, DayCap: cfg.DayCap,
+	a.db, err = storage.Open(cfg.DBPath, storage.Options{Timeout: time.Second, Mode: cfg.FileMode, HourCap: noneAsNegative(cfg.HourCap), DayCap: noneAsNegative(cfg.DayCap),
 		OnDamage: func(d storage.Damage) {
 			a.log.Error("damaged value in the database: skipped, its counts are lost; stop the daemon and run dstwatch compact to drop it",
 				"value", d.String(), "err", d.Err)
@@ -369,6 +369,15 @@ func (a *App) openSources() error {
 	return nil
 }
 
+// noneAsNegative turns Config's "0: none" into the "< 0: none" of rotate
+// and storage, whose 0 is their default: a Config spells out every bound.
+func noneAsNegative(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 // Close releases what New opened, for a start that ends before Run (Run
 // closes everything itself), and removes what New created.
 func (a *App) Close() {
@@ -423,11 +432,8 @@ func (a *App) Run(ctx context.Context) error {
 	pipe := capture.NewPipe(64)
 	closed := make(chan *rotate.Closed, 256)
 	a.closed, a.started = closed, time.Now()
-	openBound := a.cfg.MaxOpenRemotes
-	if openBound == 0 {
-		openBound = -1 // rotate: none
-	}
-	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace, ServiceTop: a.cfg.ServiceTop, MaxOpenRemotes: openBound},
+	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace,
+		ServiceTop: noneAsNegative(a.cfg.ServiceTop), MaxOpenRemotes: noneAsNegative(a.cfg.MaxOpenRemotes)},
 		func(c *rotate.Closed) {
 			a.lastClosed.Store(time.Now().UnixNano())
 			closed <- c

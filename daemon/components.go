@@ -48,6 +48,22 @@ func serving(serve func() (stop func())) func() (func() error, error) {
 	return func() (func() error, error) { return quiet(serve()), nil }
 }
 
+// serveUntilStop runs serve (an HTTP server on a listener New bound) in
+// the background. A serve error is logged as failed and does not stop the
+// daemon: the listener is a side door, capture goes on without it. The
+// returned stop calls closeServer and waits for serve to return, so that
+// nothing answers once the stop returned.
+func serveUntilStop(log *slog.Logger, failed string, serve func() error, closeServer func()) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := serve(); err != nil {
+			log.Error(failed, "err", err)
+		}
+	}()
+	return func() { closeServer(); <-done }
+}
+
 // quiet is a stop that cannot fail.
 func quiet(stop func()) func() error {
 	return func() error { stop(); return nil }

@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -45,5 +47,33 @@ func TestStartAllOrder(t *testing.T) {
 	want = []string{"start a", "start b", "stop a"}
 	if !slices.Equal(got, want) {
 		t.Errorf("order after a failed start %q, want %q", got, want)
+	}
+}
+
+// A listener's serve error is logged, not fatal, and its stop returns only
+// once serve has returned.
+func TestServeUntilStop(t *testing.T) {
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	release := make(chan struct{})
+	returned := false
+	stop := serveUntilStop(log, "side door failed", func() error {
+		<-release
+		returned = true
+		return errors.New("accept: too many open files")
+	}, func() { close(release) })
+	stop()
+	if !returned {
+		t.Fatal("stop returned before serve did")
+	}
+	if out := logged.String(); !strings.Contains(out, `msg="side door failed" err="accept: too many open files"`) {
+		t.Errorf("log %q lacks the serve error", out)
+	}
+
+	logged.Reset()
+	stop = serveUntilStop(log, "side door failed", func() error { return nil }, func() {})
+	stop()
+	if logged.Len() != 0 {
+		t.Errorf("a clean serve logged %q", logged.String())
 	}
 }

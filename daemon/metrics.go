@@ -29,15 +29,9 @@ func (a *App) serveMetrics() (stop func()) {
 	if a.metricsSrv == nil {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := a.metricsSrv.Serve(); err != nil {
-			a.log.Error("metrics listener failed", "err", err)
-		}
-	}()
+	stop = serveUntilStop(a.log, "metrics listener failed", a.metricsSrv.Serve, func() { a.metricsSrv.Close() })
 	a.log.Info("metrics listening", "addr", a.metricsSrv.Addr().String(), "path", "/metrics")
-	return func() { a.metricsSrv.Close(); <-done }
+	return stop
 }
 
 // health is the daemon's state for a scrape: what Status reports, without

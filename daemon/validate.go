@@ -5,6 +5,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dstwatch/dstwatch/capture"
+	"github.com/dstwatch/dstwatch/internal/webconfig"
+	"github.com/dstwatch/dstwatch/web"
 )
 
 // A ConfigError is a Config that cannot run: which field is off, and why.
@@ -13,9 +17,12 @@ import (
 type ConfigError struct {
 	Field string // the Config field: "Window", "Local", ...
 	Msg   string
+	Err   error // what a file or package said, when it said no; else nil
 }
 
 func (e *ConfigError) Error() string { return e.Msg }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 func invalid(field, msg string) error { return &ConfigError{Field: field, Msg: msg} }
 
@@ -23,6 +30,29 @@ func invalid(field, msg string) error { return &ConfigError{Field: field, Msg: m
 // validates too; a caller validates first to tell a Config that is off
 // from a start that fails.
 func (c *Config) Validate() error {
+	for _, n := range []struct {
+		field, what string
+		v           int
+	}{{"HourCap", "remotes per hourly rollup", c.HourCap}, {"DayCap", "remotes per daily rollup", c.DayCap}} {
+		if n.v < 0 {
+			return invalid(n.field, n.what+": must not be negative")
+		}
+	}
+	if c.RingBlocks < capture.MinNumBlocks || c.RingBlocks > capture.MaxNumBlocks {
+		return invalid("RingBlocks", "capture ring of "+strconv.Itoa(c.RingBlocks)+" MiB: want "+
+			strconv.Itoa(capture.MinNumBlocks)+" to "+strconv.Itoa(capture.MaxNumBlocks))
+	}
+	for _, n := range []struct {
+		field, what string
+		v           int
+	}{{"ServiceTop", "remotes per service and window", c.ServiceTop}, {"MetricsServiceTop", "services with metric series", c.MetricsServiceTop}} {
+		if n.v < 0 {
+			return invalid(n.field, n.what+": must not be negative")
+		}
+	}
+	if err := c.validateListeners(); err != nil {
+		return err
+	}
 	switch {
 	case c.Read != "" && len(c.Interfaces) > 0:
 		return invalid("Read", "a capture file to replay and live interfaces exclude each other")
@@ -62,6 +92,28 @@ func (c *Config) Validate() error {
 	if c.Metrics != "" {
 		if _, port, err := net.SplitHostPort(c.Metrics); err != nil || !validPort(port) {
 			return invalid("Metrics", "metrics address "+strconv.Quote(c.Metrics)+": want host:port with a port from 1 to 65535")
+		}
+	}
+	return nil
+}
+
+// validateListeners checks the web config and the dashboard's auth as
+// the listeners will at New, so that a Config they would refuse is
+// refused before anything is opened.
+func (c *Config) validateListeners() error {
+	var info webconfig.Info
+	if c.WebConfig != "" {
+		if c.Metrics == "" && c.Web.Addr == "" {
+			return invalid("WebConfig", "a web config needs a listener to serve: metrics or the dashboard")
+		}
+		var err error
+		if info, err = webconfig.Check(c.WebConfig); err != nil {
+			return &ConfigError{Field: "WebConfig", Msg: "web config: " + err.Error(), Err: err}
+		}
+	}
+	if c.Web.Addr != "" {
+		if err := web.CheckAuth(c.Web, info); err != nil {
+			return &ConfigError{Field: "Web", Msg: err.Error(), Err: err}
 		}
 	}
 	return nil

@@ -28,13 +28,7 @@ func (a *App) serveWeb() (stop func()) {
 	if a.web == nil {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := a.web.Serve(); err != nil {
-			a.log.Error("web dashboard failed", "err", err)
-		}
-	}()
+	stop = serveUntilStop(a.log, "web dashboard failed", a.web.Serve, a.web.Close)
 	a.log.Info("web dashboard listening", "addr", a.web.URL())
-	return func() { a.web.Close(); <-done }
+	return stop
 }

@@ -202,6 +202,7 @@ func compare(t *testing.T, r *Reader, db *storage.DB, hosts []string, from, to t
 // its export is sent again and read as its newer copy, and a repeated
 // insert (a crash between insert and outbox update) is read once.
 func TestExportEqualsLocal(t *testing.T) {
+	t.Parallel() // a ClickHouse of its own, on ports of its own
 	srv := chtest.Start(t)
 	db := openDB(t)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -262,6 +263,7 @@ func TestExportEqualsLocal(t *testing.T) {
 // ClickHouse down: windows wait in the outbox, the lag grows, and once the
 // server is back every window arrives, once.
 func TestExportOutage(t *testing.T) {
+	t.Parallel() // a ClickHouse of its own, on ports of its own
 	srv := chtest.Start(t)
 	db := openDB(t)
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -295,6 +297,7 @@ func TestExportOutage(t *testing.T) {
 
 // A database written by a newer dstwatch is refused, not written to.
 func TestSchemaTooNew(t *testing.T) {
+	t.Parallel() // a ClickHouse of its own, on ports of its own
 	srv := chtest.Start(t)
 	srv.Exec("CREATE DATABASE f3", "CREATE TABLE f3.dstwatch_schema (version UInt32, applied DateTime) ENGINE = MergeTree ORDER BY version")
 	c, err := srv.Open("f3")

@@ -56,6 +56,7 @@ func exportAll(t *testing.T, e *Exporter, db *storage.DB, ws []*window.Window) {
 // rows and summary; a late window into a rolled-up hour (sent while
 // ClickHouse was down) rebuilds that hour and its day.
 func TestRollupsEqualLocal(t *testing.T) {
+	t.Parallel() // a ClickHouse of its own, on ports of its own
 	srv := chtest.Start(t)
 	db := openDB(t)
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -114,6 +115,7 @@ func TestRollupsEqualLocal(t *testing.T) {
 // changed after it was built (here: a window sent again, changed, without
 // the rebuild) is not read: its hour is read raw until it is rebuilt.
 func TestRollupsEqualRaw(t *testing.T) {
+	t.Parallel() // a ClickHouse of its own, on ports of its own
 	srv := chtest.Start(t)
 	rng := rand.New(rand.NewPCG(7, 8))
 	start := time.Date(2026, 11, 27, 22, 40, 0, 0, time.UTC)
@@ -218,6 +220,7 @@ func fixedGeo(ws []*window.Window) {
 // Two hosts on two shards: the planner over the Distributed tables reads
 // both shards' rollups and equals the raw answer over them.
 func TestRollupsDistributed(t *testing.T) {
+	t.Parallel() // a ClickHouse of its own, on ports of its own
 	srvs := chtest.Cluster(t, 2)
 	rng := rand.New(rand.NewPCG(9, 10))
 	start := time.Date(2026, 11, 27, 22, 40, 0, 0, time.UTC)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -94,20 +95,66 @@ func seedWindows() []*window.Window {
 	return []*window.Window{small, empty, geo, bigWindow(t0, 40), rollup}
 }
 
-// TestWriteFuzzSeeds regenerates the seed corpus when asked:
-// DSTWATCH_WRITE_SEEDS=1 go test -run TestWriteFuzzSeeds ./storage/
-func TestWriteFuzzSeeds(t *testing.T) {
-	if os.Getenv("DSTWATCH_WRITE_SEEDS") == "" {
-		t.Skip("set DSTWATCH_WRITE_SEEDS=1 to rewrite testdata/fuzz/FuzzUnmarshalWindow")
-	}
-	dir := filepath.Join("testdata", "fuzz", "FuzzUnmarshalWindow")
+// fuzzSeedDir holds FuzzUnmarshalWindow's corpus: the valid-N seeds
+// writeFuzzSeeds writes, and whatever inputs the fuzzer found and kept.
+var fuzzSeedDir = filepath.Join("testdata", "fuzz", "FuzzUnmarshalWindow")
+
+// writeFuzzSeeds writes seedWindows' encodings into dir as valid-N files
+// in the fuzzer's corpus format and returns their names.
+func writeFuzzSeeds(t *testing.T, dir string) []string {
+	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	var names []string
 	for i, w := range seedWindows() {
+		name := fmt.Sprintf("valid-%d", i)
 		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n[]byte(%q)\n", windowKey(w.Start), MarshalWindow(w))
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("valid-%d", i)), []byte(body), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+// The committed valid seeds are what the encoder writes today, so that the
+// fuzzer starts from the current format rather than an old one it
+// rejects at the version byte. DSTWATCH_WRITE_SEEDS=1 rewrites them.
+func TestFuzzSeeds(t *testing.T) {
+	const rewrite = "DSTWATCH_WRITE_SEEDS=1 go test -run TestFuzzSeeds ./storage/"
+	if os.Getenv("DSTWATCH_WRITE_SEEDS") != "" {
+		names := writeFuzzSeeds(t, fuzzSeedDir)
+		// Seeds beyond today's count would go on seeding an old shape.
+		old, _ := filepath.Glob(filepath.Join(fuzzSeedDir, "valid-*"))
+		for _, p := range old {
+			if !slices.Contains(names, filepath.Base(p)) {
+				if err := os.Remove(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return
+	}
+	tmp := t.TempDir()
+	names := writeFuzzSeeds(t, tmp)
+	for _, name := range names {
+		want, err := os.ReadFile(filepath.Join(tmp, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(fuzzSeedDir, name))
+		switch {
+		case err != nil:
+			t.Errorf("seed %s: %v; rewrite the seeds with %s", name, err, rewrite)
+		case string(got) != string(want):
+			t.Errorf("seed %s in %s is not what MarshalWindow writes today; rewrite the seeds with %s", name, fuzzSeedDir, rewrite)
+		}
+	}
+	committed, _ := filepath.Glob(filepath.Join(fuzzSeedDir, "valid-*"))
+	for _, p := range committed {
+		if !slices.Contains(names, filepath.Base(p)) {
+			t.Errorf("%s is not one of seedWindows' %d seeds; rewrite the seeds with %s", p, len(names), rewrite)
 		}
 	}
 }

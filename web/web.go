@@ -117,6 +117,19 @@ func session(token string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// CheckAuth says whether cfg's auth fits where it listens, given what its
+// web config sets (info): ErrNeedsAuth or ErrTwoBasicAuths. Listen checks
+// it; a caller checks first to refuse a start before it opens anything.
+func CheckAuth(cfg Config, info webconfig.Info) error {
+	if cfg.Token == "" && cfg.User == "" && !info.Auth() && !Loopback(cfg.Addr) {
+		return ErrNeedsAuth
+	}
+	if cfg.User != "" && info.Users {
+		return ErrTwoBasicAuths
+	}
+	return nil
+}
+
 // Listen checks cfg and binds its address.
 func Listen(cfg Config) (*Server, error) {
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
@@ -129,11 +142,8 @@ func Listen(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("web config: %w", err)
 		}
 	}
-	if cfg.Token == "" && cfg.User == "" && !info.Auth() && !Loopback(cfg.Addr) {
-		return nil, ErrNeedsAuth
-	}
-	if cfg.User != "" && info.Users {
-		return nil, ErrTwoBasicAuths
+	if err := CheckAuth(cfg, info); err != nil {
+		return nil, err
 	}
 	if cfg.Location == nil {
 		cfg.Location = time.Local

@@ -73,6 +73,7 @@ func sameAnswers(t *testing.T, db string, fleetArgs []string, rng ...string) {
 // before it exits; ClickHouse then answers query exactly as the local
 // database does, per remote, country, AS and window.
 func TestFleetReplayEqualsLocal(t *testing.T) {
+	t.Parallel() // a ClickHouse of its own, on ports of its own
 	srv := chtest.Start(t)
 	country, asn := geoFiles(t)
 	file := fleetCapture(t, 11, testStart, 3*time.Minute)
@@ -116,6 +117,7 @@ func localTotal(t *testing.T, db string, rng []string) query.CountsJSON {
 // in ClickHouse once, with the counts of the local database, nothing
 // missing, nothing twice.
 func TestFleetOutageKill(t *testing.T) {
+	t.Parallel() // a ClickHouse of its own, on ports of its own
 	srv := chtest.Start(t)
 	country, asn := geoFiles(t)
 	dir := t.TempDir()
@@ -173,6 +175,7 @@ func TestFleetOutageKill(t *testing.T) {
 // the Distributed tables equals the two local answers added up, and
 // --by host gives each host's own total.
 func TestFleetTwoShards(t *testing.T) {
+	t.Parallel() // a ClickHouse of its own, on ports of its own
 	shards := chtest.Cluster(t, 2)
 	country, asn := geoFiles(t)
 	dir := t.TempDir()
@@ -243,6 +246,7 @@ func TestFleetTwoShards(t *testing.T) {
 // ClickHouse answers per remote, window, country and service exactly as
 // the local database does.
 func TestFleetLiveCapture(t *testing.T) {
+	t.Parallel() // in namespaces of its own, with a ClickHouse of its own
 	p := netnstest.New(t)
 	srv := chtest.StartIn(t, p.A)
 	country, asn := geoFiles(t)
@@ -319,6 +323,7 @@ func TestFleetLiveCapture(t *testing.T) {
 // A replay that stores hundreds of windows at once exits only after the
 // export sent them all: the drain at the end of --read, not a race.
 func TestFleetReplayDrains(t *testing.T) {
+	t.Parallel() // a ClickHouse of its own, on ports of its own
 	srv := chtest.Start(t)
 	country, asn := geoFiles(t)
 	pkts := pcapgen.Mixed(41, 20000, 300, testLocal, testStart, 3*time.Hour, pcapgen.LinkEthernet)

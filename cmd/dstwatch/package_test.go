@@ -49,9 +49,11 @@ func dpkg(args ...string) ([]byte, error) {
 var overstrike = regexp.MustCompile(".\x08")
 
 // scripts/package builds a .deb that dpkg installs with the stamped
-// binary, the unit, a man page per command, the completions and the rules
-// example, and that dpkg -r and -P remove without a file left behind.
+// binary, the unit, a man page per command, the completions, the rules
+// example and the docs, and that dpkg -r and -P remove without a file left
+// behind.
 func TestDebianPackage(t *testing.T) {
+	t.Parallel() // no other test uses dpkg or the paths the package installs
 	if os.Geteuid() != 0 {
 		netnstest.Unable(t, "the package test installs with dpkg and needs root (CI runs as root)")
 	}
@@ -112,10 +114,25 @@ func TestDebianPackage(t *testing.T) {
 		"/usr/share/zsh/vendor-completions/_dstwatch",
 		"/usr/share/doc/dstwatch/examples/rules.yaml",
 		"/usr/share/doc/dstwatch/changelog.gz",
+		"/usr/share/doc/dstwatch/README.md",
+		"/usr/share/doc/dstwatch/docs/dashboard.png",
 		"/usr/share/man/man1/dstwatch.1.gz",
 	} {
 		if !contains(files, want) {
 			t.Errorf("the package lacks %s", want)
+		}
+	}
+
+	// Every page of the manual, as the repository has it.
+	pages, _ := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	if len(pages) == 0 {
+		t.Fatal("no docs/*.md in the repository")
+	}
+	for _, p := range pages {
+		dst := "/usr/share/doc/dstwatch/docs/" + filepath.Base(p)
+		want, _ := os.ReadFile(p)
+		if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("the package's %s differs from docs/%s (%v)", dst, filepath.Base(p), err)
 		}
 	}
 

@@ -29,6 +29,7 @@ func untilInto(l, at time.Duration) {
 // window, it merges that window (partial start and stop) and writes no
 // second header block for it in the record log.
 func TestPartialWindowsLive(t *testing.T) {
+	t.Parallel() // in namespaces of its own
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "partial.db")

@@ -142,8 +142,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg := dstwatchd.Config{
 		Read: *read, DBPath: *db, LogPath: *recLog, LogTop: *logTop, MaxRemotes: *maxRemotes,
-		MaxOpenRemotes: *maxOpen,
-		GeoIP:          geoip, GeoAuto: true, Logger: logger, Location: time.Local,
+		MaxOpenRemotes: *maxOpen, HourCap: *hourCap, DayCap: *dayCap,
+		RingBlocks: *ringMB, // blocks are 1 MiB
+		GeoIP:      geoip, GeoAuto: true, Logger: logger, Location: time.Local,
 	}
 	if *utc {
 		cfg.Location = time.UTC
@@ -161,16 +162,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
-	if *hourCap < 0 || *dayCap < 0 {
-		return fmt.Errorf("%w: --hour-cap and --day-cap must not be negative", errUsage)
-	}
-	// storage: 0 is its default, < 0 no cap; here 0 means no cap.
-	cfg.HourCap, cfg.DayCap = *hourCap, *dayCap
-	for _, c := range []*int{&cfg.HourCap, &cfg.DayCap} {
-		if *c == 0 {
-			*c = -1
-		}
-	}
 	if cfg.Local, err = parseAddrs("--local", local); err != nil {
 		return err
 	}
@@ -184,10 +175,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		cfg.Exclude = append(cfg.Exclude, more...)
 	}
-	if *ringMB < capture.MinNumBlocks || *ringMB > capture.MaxNumBlocks {
-		return fmt.Errorf("%w: --ring-mb %d: want whole MiB from %d to %d", errUsage, *ringMB, capture.MinNumBlocks, capture.MaxNumBlocks)
-	}
-	cfg.RingBlocks = *ringMB // blocks are 1 MiB
 	if *read == "" {
 		if len(ifaces) == 0 {
 			name, err := capture.DefaultInterface()

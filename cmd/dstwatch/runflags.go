@@ -8,9 +8,11 @@ import (
 	"strconv"
 
 	"github.com/dstwatch/dstwatch/alert"
+	"github.com/dstwatch/dstwatch/capture"
 	dstwatchd "github.com/dstwatch/dstwatch/daemon"
 	"github.com/dstwatch/dstwatch/metrics"
 	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/web"
 )
 
 // run's per-service and alert flags, which fill in the daemon's Config
@@ -56,13 +58,7 @@ func (f *runServiceFlags) apply(cfg *dstwatchd.Config) error {
 		return fmt.Errorf("%w: --ephemeral-start %d: want a port number", errUsage, *f.ephemeral)
 	}
 	cfg.EphemeralStart = uint16(*f.ephemeral)
-	if *f.top < 0 || *f.metricsTop < 0 {
-		return fmt.Errorf("%w: --service-top and --metrics-service-top must not be negative", errUsage)
-	}
 	cfg.ServiceTop, cfg.MetricsServiceTop = *f.top, *f.metricsTop
-	if cfg.ServiceTop == 0 {
-		cfg.ServiceTop = -1 // rotate: none
-	}
 	return nil
 }
 
@@ -115,6 +111,24 @@ func configUsage(err error, cfg *dstwatchd.Config, window, fileMode string) erro
 		return fmt.Errorf("%w: --metrics %q: want host:port with a port from 1 to 65535, e.g. 127.0.0.1:9750", errUsage, cfg.Metrics)
 	case "FileMode":
 		return fileModeUsage(fileMode)
+	case "HourCap", "DayCap":
+		return fmt.Errorf("%w: --hour-cap and --day-cap must not be negative", errUsage)
+	case "RingBlocks":
+		return fmt.Errorf("%w: --ring-mb %d: want whole MiB from %d to %d", errUsage, cfg.RingBlocks, capture.MinNumBlocks, capture.MaxNumBlocks)
+	case "ServiceTop", "MetricsServiceTop":
+		return fmt.Errorf("%w: --service-top and --metrics-service-top must not be negative", errUsage)
+	case "WebConfig":
+		if ce.Err != nil { // the file said no
+			return fmt.Errorf("%w: --web-config: %v", errUsage, ce.Err)
+		}
+		return fmt.Errorf("%w: --web-config needs --metrics or --web", errUsage)
+	case "Web":
+		switch {
+		case errors.Is(err, web.ErrNeedsAuth):
+			return fmt.Errorf("%w: --web on an address beyond loopback needs --web-token-file or --web-user with --web-password-file, or a --web-config with basic_auth_users or client_auth_type RequireAndVerifyClientCert", errUsage)
+		case errors.Is(err, web.ErrTwoBasicAuths):
+			return fmt.Errorf("%w: --web-user and the basic_auth_users of --web-config both want the Authorization header: keep one of them", errUsage)
+		}
 	}
 	return fmt.Errorf("%w: %v", errUsage, err)
 }

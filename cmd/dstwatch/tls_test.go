@@ -119,6 +119,7 @@ func (p *prometheus) targetHealth(t *testing.T) map[string][2]string {
 // the CA fail. The password is read again for every request: after the
 // file changes, the next scrape needs the new one.
 func TestLiveMetricsTLSPrometheus(t *testing.T) {
+	t.Parallel() // in namespaces of its own, with a Prometheus of its own
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
 		netnstest.Unable(t, "needs Prometheus: apt-get install prometheus (scripts/test installs it when run as root)")

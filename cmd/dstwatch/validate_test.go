@@ -28,6 +28,13 @@ func TestRunConfigUsage(t *testing.T) {
 		{"metrics", append(replay, "--metrics", "localhost"), `dstwatch run: --metrics "localhost": want host:port with a port from 1 to 65535, e.g. 127.0.0.1:9750` + "\n"},
 		{"file mode", append(replay, "--file-mode", "0700"), `dstwatch run: --file-mode "0700": want an octal mode within 0664 that lets the owner read and write (0600, 0640, 0660, 0644 or 0664)` + "\n"},
 		{"read without local", []string{"run", "--read", filepath.Join(dir, "none.pcap"), "--db", db}, "dstwatch run: --read needs --local: a capture file does not say which addresses were the host's\n"},
+		{"hour cap", append(replay, "--hour-cap", "-1"), "dstwatch run: --hour-cap and --day-cap must not be negative\n"},
+		{"day cap", append(replay, "--day-cap", "-1"), "dstwatch run: --hour-cap and --day-cap must not be negative\n"},
+		{"ring", append(replay, "--ring-mb", "1025"), "dstwatch run: --ring-mb 1025: want whole MiB from 2 to 1024\n"},
+		{"service top", append(replay, "--service-top", "-1"), "dstwatch run: --service-top and --metrics-service-top must not be negative\n"},
+		{"metrics service top", append(replay, "--metrics-service-top", "-1"), "dstwatch run: --service-top and --metrics-service-top must not be negative\n"},
+		{"web config without listener", append(replay, "--web-config", filepath.Join(dir, "none.yml")), "dstwatch run: --web-config needs --metrics or --web\n"},
+		{"web without auth", append(replay, "--web", "0.0.0.0:9751"), "dstwatch run: --web on an address beyond loopback needs --web-token-file or --web-user with --web-password-file, or a --web-config with basic_auth_users or client_auth_type RequireAndVerifyClientCert\n"},
 		{"file mode not octal", append(replay, "--file-mode", "rw"), `dstwatch run: --file-mode "rw": want an octal mode within 0664 that lets the owner read and write (0600, 0640, 0660, 0644 or 0664)` + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,8 +8,6 @@ import (
 	"strings"
 
 	dstwatchd "github.com/dstwatch/dstwatch/daemon"
-	"github.com/dstwatch/dstwatch/internal/webconfig"
-	"github.com/dstwatch/dstwatch/web"
 )
 
 // The opt-in web dashboard (--web): bound by New (a busy port fails the
@@ -43,18 +41,10 @@ func readSecret(flagName, path string) (string, error) {
 	return s, nil
 }
 
+// apply reads the secret files --web asks for; Config.Validate checks
+// the web config and whether the dashboard's auth fits its address.
 func (f *webFlags) apply(cfg *dstwatchd.Config) error {
-	var tls webconfig.Info
-	if *f.config != "" {
-		if cfg.Metrics == "" && *f.addr == "" {
-			return fmt.Errorf("%w: --web-config needs --metrics or --web", errUsage)
-		}
-		var err error
-		if tls, err = webconfig.Check(*f.config); err != nil {
-			return fmt.Errorf("%w: --web-config: %v", errUsage, err)
-		}
-		cfg.WebConfig = *f.config
-	}
+	cfg.WebConfig = *f.config
 	if *f.addr == "" {
 		if *f.tokenFile != "" || *f.user != "" || *f.passFile != "" {
 			return fmt.Errorf("%w: --web-token-file, --web-user and --web-password-file need --web", errUsage)
@@ -79,12 +69,6 @@ func (f *webFlags) apply(cfg *dstwatchd.Config) error {
 		if cfg.Web.Password, err = readSecret("--web-password-file", *f.passFile); err != nil {
 			return err
 		}
-	}
-	if cfg.Web.Token == "" && cfg.Web.User == "" && !tls.Auth() && !web.Loopback(cfg.Web.Addr) {
-		return fmt.Errorf("%w: --web on an address beyond loopback needs --web-token-file or --web-user with --web-password-file, or a --web-config with basic_auth_users or client_auth_type RequireAndVerifyClientCert", errUsage)
-	}
-	if cfg.Web.User != "" && tls.Users {
-		return fmt.Errorf("%w: --web-user and the basic_auth_users of --web-config both want the Authorization header: keep one of them", errUsage)
 	}
 	return nil
 }

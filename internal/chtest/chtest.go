@@ -67,10 +67,15 @@ func cluster(t testing.TB, n int, ns string) []*Server {
 	for _, s := range servers {
 		fmt.Fprintf(&shards, "<shard><replica><host>127.0.0.1</host><port>%d</port></replica></shard>", s.Port)
 	}
+	// Started together and then waited for, since a start is mostly
+	// ClickHouse loading itself.
 	for _, s := range servers {
 		s.writeConfig(shards.String())
-		s.Restart()
-		t.Cleanup(s.Stop)
+		s.start()
+		t.Cleanup(s.discard)
+	}
+	for _, s := range servers {
+		s.waitReady()
 	}
 	return servers
 }
@@ -132,6 +137,13 @@ func (s *Server) DSN(db string) string { return fmt.Sprintf("clickhouse://%s/%s"
 // until it answers a query.
 func (s *Server) Restart() {
 	s.t.Helper()
+	s.start()
+	s.waitReady()
+}
+
+// start starts the server process.
+func (s *Server) start() {
+	s.t.Helper()
 	if s.cmd != nil {
 		s.t.Fatal("chtest: server already running")
 	}
@@ -152,6 +164,11 @@ func (s *Server) Restart() {
 	out.Close()
 	s.cmd, s.done = cmd, make(chan struct{})
 	go func() { s.exit = cmd.Wait(); close(s.done) }()
+}
+
+// waitReady waits until the server start started answers a query.
+func (s *Server) waitReady() {
+	s.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		err := s.ping()
@@ -235,6 +252,18 @@ func (s *Server) Exec(sql ...string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+}
+
+// discard ends the server at the test's end. Its data goes with the
+// test's directory, so it is killed rather than shut down: ClickHouse's
+// own shutdown takes seconds, paid by every test that starts one.
+func (s *Server) discard() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
 }
 
 // Stop ends the server (SIGTERM, then SIGKILL after 20 s) and waits.
