@@ -46,7 +46,11 @@ func addrKey(a netip.Addr) ([16]byte, uint32) {
 // The pointer is valid until the next get.
 func (x *addrIndex) get(a netip.Addr, tag uint32) (*int32, bool) {
 	k, v4 := addrKey(a)
-	t := (tag<<1|v4)<<1 | 1
+	return x.getKey(k, (tag<<1|v4)<<1|1)
+}
+
+// getKey is get by an address's key and a slot's tag: (tag << 1 | v4) << 1 | 1.
+func (x *addrIndex) getKey(k [16]byte, t uint32) (*int32, bool) {
 	hi, lo := binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])
 	h, l := bits.Mul64(hi^x.seed[0], lo^x.seed[1]^uint64(t)*0x9e3779b97f4a7c15)
 	h ^= l
@@ -56,7 +60,7 @@ func (x *addrIndex) get(a netip.Addr, tag uint32) (*int32, bool) {
 		if s.tag == 0 {
 			if 2*(x.n+1) > len(x.slots) {
 				x.grow()
-				return x.get(a, tag)
+				return x.getKey(k, t)
 			}
 			x.n++
 			s.key, s.tag = k, t

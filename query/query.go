@@ -9,6 +9,7 @@ package query
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -218,7 +219,15 @@ type Aggregator struct {
 	other    int32       // index of the other row; -1 none yet
 	seen     *addrIndex  // distinct remotes per row, ByCountry/ByASN/ByPrefix: (address, row) present
 	sum      Summary
+	// at[j] is when row j's newest answer was set: the start (Unix
+	// seconds) of the newest unit that gave ByRemote's Country, ASN and
+	// ASOrg or ByASN's ASOrg (noAnswer: none did), so that aggregators
+	// that added up different units merge to what one would have.
+	at []int64
 }
+
+// noAnswer is Aggregator.at of a row no unit gave an answer yet.
+const noAnswer = math.MinInt64
 
 // ccSlot is the ccRow entry of a country code: "" and two letters A-Z, as
 // storage decodes them; -1 for anything else.
@@ -300,6 +309,7 @@ func (a *Aggregator) Add(w *storage.Window) {
 			a.count(j, r)
 		}
 	case ByRemote:
+		at := w.Start.Unix()
 		for i := range w.Remotes {
 			r := &w.Remotes[i]
 			j, ok := a.byAddr[r.Addr]
@@ -307,10 +317,12 @@ func (a *Aggregator) Add(w *storage.Window) {
 				j = int32(len(a.rows))
 				a.byAddr[r.Addr] = j
 				a.rows = append(a.rows, Row{Addr: r.Addr})
+				a.at = append(a.at, at)
 			}
 			row := &a.rows[j]
 			row.Counts.Add(r.Counts)
 			row.Country, row.ASN, row.ASOrg = r.Country, r.ASN, r.ASOrg
+			a.at[j] = at
 		}
 	case ByCountry:
 		for i := range w.Remotes {
@@ -325,20 +337,30 @@ func (a *Aggregator) Add(w *storage.Window) {
 				j = int32(len(a.rows))
 				a.byASN[r.ASN] = j
 				a.rows = append(a.rows, Row{ASN: r.ASN, ASOrg: r.ASOrg})
+				a.at = append(a.at, noAnswer)
 			}
 			if r.ASOrg != "" {
 				a.rows[j].ASOrg = r.ASOrg
+				a.at[j] = w.Start.Unix()
 			}
 			a.count(j, r)
 		}
 	}
 	if !w.Other.IsZero() {
 		if a.other < 0 {
-			a.other = int32(len(a.rows))
-			a.rows = append(a.rows, Row{Key: OtherKey})
+			a.other = a.newOther()
 		}
 		a.rows[a.other].Counts.Add(w.Other)
 	}
+}
+
+// newOther adds the other row and returns its index.
+func (a *Aggregator) newOther() int32 {
+	a.rows = append(a.rows, Row{Key: OtherKey})
+	if a.by == ByRemote || a.by == ByASN {
+		a.at = append(a.at, noAnswer) // at stays in step with rows
+	}
+	return int32(len(a.rows) - 1)
 }
 
 // countryRow is the row of country code cc, added if it is new.

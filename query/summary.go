@@ -107,12 +107,16 @@ type Question struct {
 // last > 0, as q asks. A range is read with storage.DB.SpanWith: rollups for
 // its whole hours and days, raw windows for the rest, so a month costs a few
 // hundred units rather than 130,000 windows; the last N windows are raw.
-// check (if not nil) runs before each unit; its error stops the read. The
+// check (if not nil) runs before each unit, maybe on several goroutines at
+// once; its error stops the read. The
 // API's /v1/aggregate and the CLI reading a file both answer with this.
 //
 // Periods (ByHour ... ByMonth) widen the range to whole periods of q.Loc
 // and read each period on its own, so that every unit lies within one.
 func Answer(src Reader, from, to time.Time, last int, q Question, check func() error) ([]Row, Summary, error) {
+	if n := answerWorkers(); n > 1 && last <= 0 && !q.By.IsPeriod() {
+		return answerParallel(src, from, to, q, check, n) // parallel.go
+	}
 	a, err := NewAggregatorFor(q)
 	if err != nil {
 		return nil, Summary{}, err

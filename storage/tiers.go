@@ -687,6 +687,18 @@ type SpanOptions struct {
 	// Damaged, if set, is told about each damaged value the span skipped
 	// (see Damage), after the last call to fn, on fn's goroutine.
 	Damaged func(Damage)
+
+	// Workers, when above 1 with Parallel set, reads the span on up to
+	// that many goroutines at once instead of calling fn: each takes the
+	// plan's next unit (a rollup, or an hour's raw windows) when it is
+	// free, decodes it and calls Parallel with its own number (0 to
+	// Workers-1) and each window. A worker's windows come oldest first;
+	// workers run at once and take units in no set order, so Parallel
+	// suits a caller that adds up per worker and merges the sums. Reuse
+	// then holds per worker. Damaged is told on the caller's goroutine,
+	// after the workers are done, in the order a serial span tells it.
+	Workers  int
+	Parallel func(worker int, w *Window) error
 }
 
 // Span calls fn, oldest first, with windows that together hold exactly
@@ -729,6 +741,9 @@ func (db *DB) SpanWith(from, to time.Time, opt SpanOptions, fn func(*Window) err
 	})
 	if err != nil {
 		return Raw, fmt.Errorf("read %s: %w", db.path, err)
+	}
+	if opt.Workers > 1 && opt.Parallel != nil {
+		return db.spanParallel(segs, res, opt)
 	}
 
 	const ahead = 8 // windows decoded ahead of fn

@@ -1,0 +1,163 @@
+package query
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+// maxWorkers bounds the goroutines of one answer (a variable for tests).
+// A month-wide answer decodes and adds up about 1.5M remote entries: one
+// core did it in about 200 ms, so Answer shares a range's units out among
+// up to this many workers (no more than GOMAXPROCS), each with its own
+// Aggregator, and merges their sums. Sums of integers and the newest-wins
+// answers (kept with the time they were given) do not depend on which
+// worker added which unit, nor in what order: the rows, their order and
+// the summary are exactly those of one aggregator.
+var maxWorkers = 4
+
+func answerWorkers() int { return min(runtime.GOMAXPROCS(0), maxWorkers) }
+
+// answerParallel is Answer for a range (not --last, not periods) with
+// workers aggregators. A Reader that does not honour
+// storage.SpanOptions.Workers calls fn instead: the first aggregator adds
+// everything up, and the answer is the same.
+func answerParallel(src Reader, from, to time.Time, q Question, check func() error, workers int) ([]Row, Summary, error) {
+	aggs := make([]*Aggregator, workers)
+	for i := range aggs {
+		a, err := NewAggregatorFor(q)
+		if err != nil {
+			return nil, Summary{}, err
+		}
+		aggs[i] = a
+	}
+	add := func(i int, w *storage.Window) error {
+		if check != nil {
+			if err := check(); err != nil {
+				return err
+			}
+		}
+		aggs[i].Add(q.Filter.Apply(w))
+		return nil
+	}
+	span := func(from, to time.Time, opt storage.SpanOptions, fn func(*storage.Window) error) (storage.Resolution, error) {
+		opt.Workers, opt.Parallel = workers, add
+		return src.SpanWith(from, to, opt, fn)
+	}
+	summary := func() Summary {
+		for _, b := range aggs[1:] {
+			aggs[0].merge(b)
+		}
+		return aggs[0].Summary()
+	}
+	sum, err := readWith(src, span, from, to, 0, storage.SpanOptions{Reuse: true}, check,
+		func(w *storage.Window) { aggs[0].Add(q.Filter.Apply(w)) }, summary)
+	if err != nil {
+		return nil, Summary{}, err
+	}
+	return Top(aggs[0].Rows(q.Sort), q.Top), sum, nil
+}
+
+// merge adds what b added up into a, as if a had added b's units too; b
+// must not be used afterwards. Both group the same way (not by period).
+func (a *Aggregator) merge(b *Aggregator) {
+	a.sum.merge(&b.sum)
+	rowOf := make([]int32, len(b.rows)) // b's row j is a's row rowOf[j]
+	for j := range b.rows {
+		br := &b.rows[j]
+		if int32(j) == b.other {
+			if a.other < 0 {
+				a.other = a.newOther()
+			}
+			a.rows[a.other].Counts.Add(br.Counts)
+			rowOf[j] = a.other
+			continue
+		}
+		var i int32
+		switch a.by {
+		case ByRemote:
+			var ok bool
+			if i, ok = a.byAddr[br.Addr]; !ok {
+				i = a.adopt(br, b.at[j])
+				a.byAddr[br.Addr] = i
+				break
+			}
+			row := &a.rows[i]
+			row.Counts.Add(br.Counts)
+			if b.at[j] > a.at[i] {
+				row.Country, row.ASN, row.ASOrg = br.Country, br.ASN, br.ASOrg
+				a.at[i] = b.at[j]
+			}
+		case ByASN:
+			var ok bool
+			if i, ok = a.byASN[br.ASN]; !ok {
+				i = a.adopt(br, b.at[j])
+				a.byASN[br.ASN] = i
+				break
+			}
+			row := &a.rows[i]
+			row.Counts.Add(br.Counts)
+			if b.at[j] > a.at[i] {
+				row.ASOrg = br.ASOrg
+				a.at[i] = b.at[j]
+			}
+		case ByCountry:
+			i = a.countryRow(br.Country)
+			a.rows[i].Counts.Add(br.Counts)
+		case ByPrefix:
+			var ok bool
+			if i, ok = a.byPrefix[br.Prefix]; !ok {
+				i = int32(len(a.rows))
+				a.byPrefix[br.Prefix] = i
+				a.rows = append(a.rows, Row{Prefix: br.Prefix})
+			}
+			a.rows[i].Counts.Add(br.Counts)
+		}
+		rowOf[j] = i
+	}
+	if b.seen == nil {
+		return
+	}
+	// A row's distinct remotes are the union of both sets of (address,
+	// row) pairs: b's are counted again, in a's rows.
+	for _, s := range b.seen.slots {
+		if s.tag == 0 {
+			continue
+		}
+		j := s.tag >> 2
+		i := rowOf[j]
+		if _, ok := a.seen.getKey(s.key, (uint32(i)<<1|s.tag>>1&1)<<1|1); !ok {
+			a.rows[i].Remotes++
+		}
+	}
+}
+
+// adopt adds a copy of b's row br (answered at at) as a new row of a, its
+// distinct remotes left for merge to count.
+func (a *Aggregator) adopt(br *Row, at int64) int32 {
+	r := *br
+	r.Remotes = 0
+	a.rows = append(a.rows, r)
+	a.at = append(a.at, at)
+	return int32(len(a.rows) - 1)
+}
+
+// merge adds o's units to s. Resolution, RawFrom and Damaged are the
+// reader's, and are left alone.
+func (s *Summary) merge(o *Summary) {
+	s.Windows += o.Windows
+	s.Hours += o.Hours
+	s.Days += o.Days
+	if !o.First.IsZero() && (s.First.IsZero() || o.First.Before(s.First)) {
+		s.First = o.First
+	}
+	if o.Last.After(s.Last) {
+		s.Last = o.Last
+	}
+	s.Stats.Add(o.Stats)
+	s.DropUnits += o.DropUnits
+	s.FoldUnits += o.FoldUnits
+	s.PartialUnits += o.PartialUnits
+	s.Capped += o.Capped
+}
