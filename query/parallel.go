@@ -1,6 +1,7 @@
 package query
 
 import (
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -63,6 +64,9 @@ func answerParallel(src Reader, from, to time.Time, q Question, check func() err
 // must not be used afterwards. Both group the same way (not by period).
 func (a *Aggregator) merge(b *Aggregator) {
 	a.sum.merge(&b.sum)
+	if a.by == ByRemote {
+		a.remotes.merge(b.remotes)
+	}
 	rowOf := make([]int32, len(b.rows)) // b's row j is a's row rowOf[j]
 	for j := range b.rows {
 		br := &b.rows[j]
@@ -76,19 +80,6 @@ func (a *Aggregator) merge(b *Aggregator) {
 		}
 		var i int32
 		switch a.by {
-		case ByRemote:
-			var ok bool
-			if i, ok = a.byAddr[br.Addr]; !ok {
-				i = a.adopt(br, b.at[j])
-				a.byAddr[br.Addr] = i
-				break
-			}
-			row := &a.rows[i]
-			row.Counts.Add(br.Counts)
-			if b.at[j] > a.at[i] {
-				row.Country, row.ASN, row.ASOrg = br.Country, br.ASN, br.ASOrg
-				a.at[i] = b.at[j]
-			}
 		case ByASN:
 			var ok bool
 			if i, ok = a.byASN[br.ASN]; !ok {
@@ -121,16 +112,11 @@ func (a *Aggregator) merge(b *Aggregator) {
 	}
 	// A row's distinct remotes are the union of both sets of (address,
 	// row) pairs: b's are counted again, in a's rows.
-	for _, s := range b.seen.slots {
-		if s.tag == 0 {
-			continue
-		}
-		j := s.tag >> 2
-		i := rowOf[j]
-		if _, ok := a.seen.getKey(s.key, (uint32(i)<<1|s.tag>>1&1)<<1|1); !ok {
+	b.seen.each(func(addr netip.Addr, j uint32) {
+		if i := rowOf[j]; a.seen.add(addr, uint32(i)) {
 			a.rows[i].Remotes++
 		}
-	}
+	})
 }
 
 // adopt adds a copy of b's row br (answered at at) as a new row of a, its

@@ -208,7 +208,7 @@ func (r *Row) IsOther() bool { return r.Key == OtherKey }
 type Aggregator struct {
 	by       By
 	rows     []Row
-	byAddr   map[netip.Addr]int32   // ByRemote
+	remotes  *remoteRows            // ByRemote: its rows until Rows (remotes.go)
 	byASN    map[uint32]int32       // ByASN
 	byCC     map[string]int32       // ByCountry, for codes ccRow does not hold
 	ccRow    [26*26 + 1]int32       // ByCountry: row + 1 by code (ccSlot), 0 none yet
@@ -217,12 +217,12 @@ type Aggregator struct {
 	bits6    int
 	period   periodState // periods.go
 	other    int32       // index of the other row; -1 none yet
-	seen     *addrIndex  // distinct remotes per row, ByCountry/ByASN/ByPrefix: (address, row) present
+	seen     *pairSet    // distinct remotes per row, ByCountry/ByASN/ByPrefix: (address, row) present
 	sum      Summary
 	// at[j] is when row j's newest answer was set: the start (Unix
-	// seconds) of the newest unit that gave ByRemote's Country, ASN and
-	// ASOrg or ByASN's ASOrg (noAnswer: none did), so that aggregators
-	// that added up different units merge to what one would have.
+	// seconds) of the newest unit that gave ByASN's ASOrg (noAnswer: none
+	// did), so that aggregators that added up different units merge to
+	// what one would have.
 	at []int64
 }
 
@@ -263,19 +263,19 @@ func NewAggregatorFor(q Question) (*Aggregator, error) {
 	switch by {
 	case ByPrefix:
 		a.byPrefix = map[netip.Prefix]int32{}
-		a.seen = newAddrIndex()
+		a.seen = newPairSet()
 		a.bits4, a.bits6 = cmp.Or(q.Prefix4, DefaultPrefix4), cmp.Or(q.Prefix6, DefaultPrefix6)
 		if a.bits4 < 1 || a.bits4 > 32 || a.bits6 < 1 || a.bits6 > 128 {
 			return nil, fmt.Errorf("prefix lengths /%d and /%d: want 1 to 32 and 1 to 128", a.bits4, a.bits6)
 		}
 	case ByRemote:
-		a.byAddr = map[netip.Addr]int32{}
+		a.remotes = newRemoteRows()
 	case ByCountry:
 		a.byCC = map[string]int32{}
-		a.seen = newAddrIndex()
+		a.seen = newPairSet()
 	case ByASN:
 		a.byASN = map[uint32]int32{}
-		a.seen = newAddrIndex()
+		a.seen = newPairSet()
 	default:
 		return nil, fmt.Errorf("cannot aggregate by %q: want remote, country, asn, prefix or a period", by)
 	}
@@ -311,18 +311,7 @@ func (a *Aggregator) Add(w *storage.Window) {
 	case ByRemote:
 		at := w.Start.Unix()
 		for i := range w.Remotes {
-			r := &w.Remotes[i]
-			j, ok := a.byAddr[r.Addr]
-			if !ok {
-				j = int32(len(a.rows))
-				a.byAddr[r.Addr] = j
-				a.rows = append(a.rows, Row{Addr: r.Addr})
-				a.at = append(a.at, at)
-			}
-			row := &a.rows[j]
-			row.Counts.Add(r.Counts)
-			row.Country, row.ASN, row.ASOrg = r.Country, r.ASN, r.ASOrg
-			a.at[j] = at
+			a.remotes.add(&w.Remotes[i], at)
 		}
 	case ByCountry:
 		for i := range w.Remotes {
@@ -357,7 +346,7 @@ func (a *Aggregator) Add(w *storage.Window) {
 // newOther adds the other row and returns its index.
 func (a *Aggregator) newOther() int32 {
 	a.rows = append(a.rows, Row{Key: OtherKey})
-	if a.by == ByRemote || a.by == ByASN {
+	if a.by == ByASN {
 		a.at = append(a.at, noAnswer) // at stays in step with rows
 	}
 	return int32(len(a.rows) - 1)
@@ -385,7 +374,7 @@ func (a *Aggregator) countryRow(cc string) int32 {
 func (a *Aggregator) count(j int32, r *storage.Remote) {
 	row := &a.rows[j]
 	row.Counts.Add(r.Counts)
-	if _, ok := a.seen.get(r.Addr, uint32(j)); !ok {
+	if a.seen.add(r.Addr, uint32(j)) {
 		row.Remotes++
 	}
 }
@@ -403,6 +392,15 @@ func (a *Aggregator) Rows(s Sort) []Row {
 		}
 		sortPeriods(a.rows)
 		return a.rows
+	}
+	if a.by == ByRemote {
+		// The other row, if any, is the only one in a.rows.
+		rows := a.remotes.appendRows(make([]Row, 0, len(a.remotes.rows)+len(a.rows)))
+		if a.other >= 0 {
+			a.other = int32(len(rows))
+			rows = append(rows, a.rows...)
+		}
+		a.rows = rows
 	}
 	for i := range a.rows {
 		r := &a.rows[i]
