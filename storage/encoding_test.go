@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -156,6 +157,60 @@ func BenchmarkUnmarshalWindow(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestUvarintIsBinaryUvarint: the word-at-a-time uvarint reads what
+// binary.Uvarint reads, value and length, whatever follows the varint, and
+// refuses what it refuses (truncated, too long, overflowing).
+func TestUvarintIsBinaryUvarint(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	check := func(p []byte) {
+		t.Helper()
+		v, n := uvarint(p)
+		wv, wn := binary.Uvarint(p)
+		if v != wv || n != wn {
+			t.Fatalf("uvarint(% x) = %d, %d; binary.Uvarint: %d, %d", p, v, n, wv, wn)
+		}
+	}
+	for i := range 200_000 {
+		v := rng.Uint64() >> rng.IntN(64)
+		p := binary.AppendUvarint(nil, v)
+		for range rng.IntN(12) {
+			p = append(p, byte(rng.Uint32()))
+		}
+		check(p)
+		check(p[:rng.IntN(len(p)+1)])
+		if i%4 == 0 { // non-minimal encodings, and bytes with the continuation bit only
+			q := make([]byte, 1+rng.IntN(14))
+			for j := range q {
+				q[j] = byte(rng.Uint32()) | 0x80
+			}
+			if rng.IntN(2) == 0 {
+				q[rng.IntN(len(q))] &= 0x7f
+			}
+			check(q)
+		}
+	}
+	for _, p := range [][]byte{nil, {0x80}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
+		{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0xff}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff}} {
+		check(p)
+	}
+}
+
+// BenchmarkUnmarshalWindowReuse is decoding alone, into a window whose
+// remotes are reused, as a span with SpanOptions.Reuse decodes.
+func BenchmarkUnmarshalWindowReuse(b *testing.B) {
+	w := bigWindow(t0, 100_000)
+	key, val := windowKey(w.Start), MarshalWindow(w)
+	b.SetBytes(int64(len(val)))
+	b.ReportAllocs()
+	into := &Window{}
+	for b.Loop() {
+		if err := unmarshalInto(into, key, val); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/remote")
 }
 
 // TestStatsSectionOlderAndNewer: a stats section written before the

@@ -45,6 +45,15 @@ type spanWorker struct {
 	orgs    orgCache
 }
 
+// spanWorkers keeps workers' windows from one span to the next (with
+// Reuse): a month-wide span decodes into some 10 MB of them, and
+// allocating those again for every answer cost a garbage collection each.
+var spanWorkers sync.Pool
+
+// chunkBatch bounds the remotes a worker decodes per read transaction:
+// a worker holds one batch, and a smaller one is reused from the cache.
+const chunkBatch = 16 << 10
+
 // fnError marks an error from SpanOptions.Parallel, which the span returns
 // as it is (read errors get the file's name).
 type fnError struct{ err error }
@@ -64,7 +73,14 @@ func (db *DB) spanParallel(segs []segment, res Resolution, opt SpanOptions) (Res
 	var wg sync.WaitGroup
 	for id := range workers {
 		wg.Go(func() {
-			wk := &spanWorker{id: id}
+			wk, _ := spanWorkers.Get().(*spanWorker)
+			if wk == nil || !opt.Reuse {
+				wk = &spanWorker{}
+			}
+			wk.id, wk.orgs = id, orgCache{} // organisations are the DB's
+			if opt.Reuse {
+				defer spanWorkers.Put(wk)
+			}
 			for !stop.Load() {
 				i := int(next.Add(1) - 1)
 				if i >= len(chunks) {
@@ -97,7 +113,7 @@ func (db *DB) spanParallel(segs []segment, res Resolution, opt SpanOptions) (Res
 }
 
 // readChunk decodes one chunk as readSegments decodes a segment (in read
-// transactions of at most scanBatch windows or spanBatch remotes) and
+// transactions of at most scanBatch windows or chunkBatch remotes) and
 // hands its windows to opt.Parallel outside the transaction.
 func (db *DB) readChunk(s segment, opt SpanOptions, wk *spanWorker, skipped *[]Damage, stop *atomic.Bool) error {
 	var resume []byte // where the next transaction continues a raw chunk
@@ -144,7 +160,7 @@ func (db *DB) readChunk(s segment, opt SpanOptions, wk *spanWorker, skipped *[]D
 			c := b.Cursor()
 			n := 0
 			for k, v := c.Seek(start); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
-				if n >= spanBatch || len(batch) >= scanBatch {
+				if n >= min(spanBatch, chunkBatch) || len(batch) >= scanBatch {
 					resume, more = bytes.Clone(k), true
 					return nil
 				}
