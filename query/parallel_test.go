@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -206,6 +207,16 @@ func TestParallelAnswerIsSerial(t *testing.T) {
 					if got := answerAs(db, r[0], r[1], q, nil, 0); got != want {
 						t.Fatalf("%+v over %v..%v, Answer:\n got %s\nwant %s", q, r[0], r[1], got, want)
 					}
+					if by != ByPrefix {
+						rows, _, err := Answer(db, r[0], r[1], 0, q, nil)
+						if err != nil {
+							t.Fatal(err)
+						}
+						got, _ := json.Marshal(rows)
+						if want, _ := json.Marshal(plainRows(t, db, r[0], r[1], q)); string(got) != string(want) {
+							t.Fatalf("%+v over %v..%v: rows\n%s\nadded up with plain maps:\n%s", q, r[0], r[1], got, want)
+						}
+					}
 					if by == ByRemote && f.IsZero() && top == 0 {
 						_, sum, err := Answer(db, r[0], r[1], 0, q, nil)
 						if err != nil {
@@ -225,6 +236,69 @@ func TestParallelAnswerIsSerial(t *testing.T) {
 	if units < 500 || damaged == 0 || rolled < 3 {
 		t.Errorf("the ranges read %d units, %d damaged, %d with rollups and raw windows: not the mix this test needs", units, damaged, rolled)
 	}
+}
+
+// plainRows is what Answer's rows must be, added up with plain maps:
+// newest answers win, distinct remotes are distinct addresses.
+func plainRows(t *testing.T, db *storage.DB, from, to time.Time, q Question) []Row {
+	t.Helper()
+	rows := map[string]*Row{}
+	seen := map[string]map[netip.Addr]bool{}
+	var other *Row
+	_, err := db.SpanWith(from, to, storage.SpanOptions{}, func(w *storage.Window) error {
+		w = q.Filter.Apply(w)
+		for _, r := range w.Remotes {
+			var k string
+			switch q.By {
+			case ByRemote:
+				k = r.Addr.String()
+			case ByCountry:
+				k = r.Country
+			case ByASN:
+				k = strconv.FormatUint(uint64(r.ASN), 10)
+			}
+			row := rows[k]
+			if row == nil {
+				row = &Row{Key: k}
+				rows[k], seen[k] = row, map[netip.Addr]bool{}
+			}
+			row.Counts.Add(r.Counts)
+			switch q.By {
+			case ByRemote:
+				row.Addr, row.Country, row.ASN, row.ASOrg = r.Addr, r.Country, r.ASN, r.ASOrg
+			case ByCountry:
+				row.Country = r.Country
+			case ByASN:
+				row.ASN = r.ASN
+				if r.ASOrg != "" {
+					row.ASOrg = r.ASOrg
+				}
+			}
+			if q.By != ByRemote && !seen[k][r.Addr] {
+				seen[k][r.Addr] = true
+				row.Remotes++
+			}
+		}
+		if !w.Other.IsZero() {
+			if other == nil {
+				other = &Row{Key: OtherKey}
+			}
+			other.Counts.Add(w.Other)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Row
+	for _, r := range rows {
+		out = append(out, *r)
+	}
+	if other != nil {
+		out = append(out, *other)
+	}
+	SortRows(out, q.Sort)
+	return Top(out, q.Top)
 }
 
 // TestParallelAnswerCancelled: a check that fails (a cancelled context)

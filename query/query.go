@@ -393,7 +393,7 @@ func (a *Aggregator) Rows(s Sort) []Row {
 		sortPeriods(a.rows)
 		return a.rows
 	}
-	if a.by == ByRemote {
+	if a.by == ByRemote && len(a.remotes.rows) > 0 {
 		// The other row, if any, is the only one in a.rows.
 		rows := a.remotes.appendRows(make([]Row, 0, len(a.remotes.rows)+len(a.rows)))
 		if a.other >= 0 {

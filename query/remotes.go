@@ -45,8 +45,9 @@ func newRemoteRows() *remoteRows {
 	return &remoteRows{v4: make([]uint64, 1024), v6: make([]addr6, 256), seed: [2]uint64{rand.Uint64() | 1, rand.Uint64()}}
 }
 
-// add adds r, from the unit that started at at, to its row. Units may come
-// in any order: the newest answer is the one with the latest at.
+// add adds r, from the unit that started at at, to its row; its answer is
+// the row's, as Aggregator.Add expects units oldest first. (merge, which
+// meets units in no set order, keeps the answer with the latest at.)
 func (t *remoteRows) add(r *storage.Remote, at int64) {
 	i, ok := t.row(r.Addr)
 	row := &t.rows[i]
@@ -55,16 +56,14 @@ func (t *remoteRows) add(r *storage.Remote, at int64) {
 		return
 	}
 	row.Counts.Add(r.Counts)
-	if at >= row.at {
-		row.at, row.asn = at, r.ASN
-		// Most entries repeat the answer; not storing it again keeps
-		// the row's line clean.
-		if row.country != r.Country {
-			row.country = r.Country
-		}
-		if row.asOrg != r.ASOrg {
-			row.asOrg = r.ASOrg
-		}
+	row.at, row.asn = at, r.ASN
+	// Most entries repeat the answer; not storing it again keeps the
+	// row's line clean.
+	if row.country != r.Country {
+		row.country = r.Country
+	}
+	if row.asOrg != r.ASOrg {
+		row.asOrg = r.ASOrg
 	}
 }
 

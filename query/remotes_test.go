@@ -1,0 +1,69 @@
+package query
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/dstwatch/dstwatch/rotate"
+	"github.com/dstwatch/dstwatch/storage"
+)
+
+// TestRemoteRowsMatchesMap: rows found by address through the tables'
+// growth, for IPv4, IPv6, IPv4-mapped and zoned addresses, are those a map
+// keyed by netip.Addr finds.
+func TestRemoteRowsMatchesMap(t *testing.T) {
+	addrs := benchAddrs(60000)
+	addrs = append(addrs, netip.MustParseAddr("::ffff:10.0.0.0"), netip.MustParseAddr("10.0.0.0"),
+		netip.MustParseAddr("fe80::1"), netip.MustParseAddr("fe80::1%eth0"), netip.MustParseAddr("fe80::1%eth1"), netip.MustParseAddr("0.0.0.0"))
+	rng := rand.New(rand.NewPCG(3, 3))
+	rr := newRemoteRows()
+	want := map[netip.Addr]rotate.Counts{}
+	for i := range 300000 {
+		a := addrs[rng.IntN(len(addrs))]
+		if i < len(addrs) {
+			a = addrs[i]
+		}
+		c := rotate.Counts{TxPackets: 1, TxBytes: uint64(i)}
+		rr.add(&storage.Remote{Addr: a, Counts: c}, int64(i))
+		w := want[a]
+		w.Add(c)
+		want[a] = w
+	}
+	if len(rr.rows) != len(want) {
+		t.Fatalf("%d rows, want %d", len(rr.rows), len(want))
+	}
+	for i, a := range rr.addrs {
+		if rr.rows[i].Counts != want[a] {
+			t.Fatalf("%v: %+v, want %+v", a, rr.rows[i].Counts, want[a])
+		}
+		if j, ok := rr.row(a); !ok || j != i {
+			t.Fatalf("%v: row %d %v, want %d", a, j, ok, i)
+		}
+	}
+}
+
+// TestAggregateRemotesNewestAnswer: by remote, a row's country, AS and
+// organisation are the newest window's, and each distinct address
+// (zoned, IPv4-mapped) is its own row.
+func TestAggregateRemotesNewestAnswer(t *testing.T) {
+	a, m, z := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:192.0.2.1"), netip.MustParseAddr("fe80::1%eth0")
+	ws := []*storage.Window{
+		{Start: t0, Remotes: []storage.Remote{{Addr: a, Country: "DE", ASN: 1, Counts: c(1, 1, 0, 0)}, {Addr: m, Counts: c(1, 2, 0, 0)}, {Addr: z, Counts: c(1, 3, 0, 0)}}},
+		{Start: t0.Add(20 * time.Second), Remotes: []storage.Remote{{Addr: a, Country: "NL", ASN: 2, ASOrg: "Two", Counts: c(1, 1, 0, 0)}}},
+		{Start: t0.Add(40 * time.Second), Remotes: []storage.Remote{{Addr: a, Country: "AT", ASN: 3, ASOrg: "Three", Counts: c(1, 1, 0, 0)}}},
+	}
+	agg, err := NewAggregator(ByRemote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range ws {
+		agg.Add(w)
+	}
+	rows := agg.Rows(SortBytes)
+	if len(rows) != 3 || rows[0].Key != "192.0.2.1" || rows[0].Country != "AT" || rows[0].ASOrg != "Three" || rows[0].TxBytes != 3 ||
+		rows[1].Key != "fe80::1%eth0" || rows[2].Key != "::ffff:192.0.2.1" {
+		t.Errorf("rows %+v", rows)
+	}
+}
