@@ -44,6 +44,7 @@ func answerParallel(src Reader, from, to time.Time, q Question, check func() err
 	}
 	span := func(from, to time.Time, opt storage.SpanOptions, fn func(*storage.Window) error) (storage.Resolution, error) {
 		opt.Workers, opt.Parallel = workers, add
+		opt.NoOrgs = q.By == ByCountry || q.By == ByPrefix // their rows name no organisation
 		return src.SpanWith(from, to, opt, fn)
 	}
 	summary := func() Summary {

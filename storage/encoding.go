@@ -403,24 +403,32 @@ func decodeStats(s *rotate.Stats, p []byte) error {
 }
 
 func decodeCounts(p []byte) (c rotate.Counts, rest []byte, ok bool) {
-	var n1, n2, n3, n4 int
-	c.TxPackets, n1 = uvarint(p)
-	if n1 <= 0 {
-		return c, nil, false
+	// Four varints as uvarint reads them, in one loop: the counts are most
+	// of what a span decodes.
+	var v [4]uint64
+	for k := range v {
+		if len(p) >= 8 {
+			x := binary.LittleEndian.Uint64(p)
+			if x&0x80 == 0 {
+				v[k], p = x&0x7f, p[1:]
+				continue
+			}
+			if stop := ^x & 0x8080808080808080; stop != 0 {
+				n := bits.TrailingZeros64(stop)/8 + 1
+				x &= 1<<(8*n) - 1
+				v[k] = x&0x7f | x>>1&(0x7f<<7) | x>>2&(0x7f<<14) | x>>3&(0x7f<<21) |
+					x>>4&(0x7f<<28) | x>>5&(0x7f<<35) | x>>6&(0x7f<<42) | x>>7&(0x7f<<49)
+				p = p[n:]
+				continue
+			}
+		}
+		var n int
+		if v[k], n = binary.Uvarint(p); n <= 0 {
+			return c, nil, false
+		}
+		p = p[n:]
 	}
-	c.TxBytes, n2 = uvarint(p[n1:])
-	if n2 <= 0 {
-		return c, nil, false
-	}
-	c.RxPackets, n3 = uvarint(p[n1+n2:])
-	if n3 <= 0 {
-		return c, nil, false
-	}
-	c.RxBytes, n4 = uvarint(p[n1+n2+n3:])
-	if n4 <= 0 {
-		return c, nil, false
-	}
-	return c, p[n1+n2+n3+n4:], true
+	return rotate.Counts{TxPackets: v[0], TxBytes: v[1], RxPackets: v[2], RxBytes: v[3]}, p, true
 }
 
 // uvarint is binary.Uvarint, without its loop for a varint of up to 8

@@ -171,10 +171,27 @@ func TestUvarintIsBinaryUvarint(t *testing.T) {
 		if v != wv || n != wn {
 			t.Fatalf("uvarint(% x) = %d, %d; binary.Uvarint: %d, %d", p, v, n, wv, wn)
 		}
+		// decodeCounts reads four of them the same way.
+		var want [4]uint64
+		rest, wok := p, true
+		for k := range want {
+			var n int
+			if want[k], n = binary.Uvarint(rest); n <= 0 {
+				wok = false
+				break
+			}
+			rest = rest[n:]
+		}
+		c, got, ok := decodeCounts(p)
+		if ok != wok || ok && (c != rotate.Counts{TxPackets: want[0], TxBytes: want[1], RxPackets: want[2], RxBytes: want[3]} || len(got) != len(rest)) {
+			t.Fatalf("decodeCounts(% x) = %+v, %d left, %v; want %v, %d left, %v", p, c, len(got), ok, want, len(rest), wok)
+		}
 	}
 	for i := range 200_000 {
-		v := rng.Uint64() >> rng.IntN(64)
-		p := binary.AppendUvarint(nil, v)
+		var p []byte
+		for range 1 + rng.IntN(5) {
+			p = binary.AppendUvarint(p, rng.Uint64()>>rng.IntN(64))
+		}
 		for range rng.IntN(12) {
 			p = append(p, byte(rng.Uint32()))
 		}

@@ -149,7 +149,9 @@ func (db *DB) readChunk(s segment, opt SpanOptions, wk *spanWorker, skipped *[]D
 				} else if err != nil {
 					return fmt.Errorf("%s rollup %s: %w", s.r, s.start.Format(time.RFC3339), err)
 				}
-				wk.orgs.fill(db, tx, w)
+				if !opt.NoOrgs {
+					wk.orgs.fill(db, tx, w)
+				}
 				batch = append(batch, w)
 				return nil
 			}
@@ -171,7 +173,9 @@ func (db *DB) readChunk(s segment, opt SpanOptions, wk *spanWorker, skipped *[]D
 				} else if err != nil {
 					return fmt.Errorf("window %s: %w", keyTime(k).Format(time.RFC3339), err)
 				}
-				wk.orgs.fill(db, tx, w)
+				if !opt.NoOrgs {
+					wk.orgs.fill(db, tx, w)
+				}
 				n += len(w.Remotes) + 1
 				batch = append(batch, w)
 			}

@@ -109,6 +109,32 @@ func TestSpanParallelIsSpan(t *testing.T) {
 	if damaged < 3 {
 		t.Errorf("the ranges met %d damaged values", damaged)
 	}
+	// NoOrgs leaves organisations out, serial or parallel; without it
+	// they are there.
+	for _, no := range []bool{false, true} {
+		var mu sync.Mutex
+		orgs := 0
+		count := func(w *Window) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range w.Remotes {
+				if r.ASOrg != "" {
+					orgs++
+				}
+			}
+			return nil
+		}
+		for _, workers := range []int{1, 2} {
+			orgs = 0
+			opt := SpanOptions{NoOrgs: no, Workers: workers, Parallel: func(_ int, w *Window) error { return count(w) }}
+			if _, err := db.SpanWith(day0, day0.Add(days*24*time.Hour), opt, count); err != nil {
+				t.Fatal(err)
+			}
+			if (orgs == 0) != no {
+				t.Errorf("NoOrgs %v, %d workers: %d remotes with an organisation", no, workers, orgs)
+			}
+		}
+	}
 	// An error from Parallel stops the span and comes back as it is.
 	stop := errors.New("stop")
 	var calls int

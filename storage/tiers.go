@@ -699,6 +699,11 @@ type SpanOptions struct {
 	// after the workers are done, in the order a serial span tells it.
 	Workers  int
 	Parallel func(worker int, w *Window) error
+
+	// NoOrgs leaves every ASOrg empty, for a caller that shows no AS
+	// organisations (answers by country or network): filling them in is
+	// a lookup per remote.
+	NoOrgs bool
 }
 
 // Span calls fn, oldest first, with windows that together hold exactly
@@ -835,7 +840,9 @@ func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window,
 					} else if err != nil {
 						return fmt.Errorf("%s rollup %s: %w", s.r, s.start.Format(time.RFC3339), err)
 					}
-					db.fillOrgs(tx, w)
+					if !opt.NoOrgs {
+						db.fillOrgs(tx, w)
+					}
 					n += len(w.Remotes) + len(w.Groups) + 1
 					batch = append(batch, w)
 					continue
@@ -858,7 +865,9 @@ func (db *DB) readSegments(segs []segment, opt SpanOptions, free <-chan *Window,
 					} else if err != nil {
 						return fmt.Errorf("window %s: %w", keyTime(k).Format(time.RFC3339), err)
 					}
-					db.fillOrgs(tx, w)
+					if !opt.NoOrgs {
+						db.fillOrgs(tx, w)
+					}
 					n += len(w.Remotes) + 1
 					batch = append(batch, w)
 				}
