@@ -309,7 +309,7 @@ func (a *Aggregator) Add(w *storage.Window) {
 			a.count(j, r)
 		}
 	case ByRemote:
-		at := w.Start.Unix()
+		at := unitAt(w.Start.Unix())
 		for i := range w.Remotes {
 			a.remotes.add(&w.Remotes[i], at)
 		}

@@ -15,7 +15,8 @@ import (
 // entry's row, looked up through a map keyed by netip.Addr and kept in a
 // Row of 200 bytes, missed the cache twice. Here the address finds its
 // row in an open-addressing table of 8-byte words (IPv4; IPv6 in a table
-// of its own), and the row is 80 bytes; Rows are made once, at the end.
+// of its own), and the row is one 64-byte cache line; Rows are made once,
+// at the end.
 type remoteRows struct {
 	v4     []uint64 // address << 32 | row + 1; 0 empty
 	v6     []addr6
@@ -24,6 +25,7 @@ type remoteRows struct {
 	rows   []remoteRow
 	addrs  []netip.Addr       // rows[i]'s address
 	zoned  map[netip.Addr]int // addresses with a zone, which no stored remote has
+	odd    map[int]string     // rows[i]'s country when it is not "" or two letters A-Z (ccOdd)
 }
 
 type addr6 struct {
@@ -32,13 +34,49 @@ type addr6 struct {
 }
 
 // remoteRow is one remote's sums and its newest answer, given by the unit
-// that started at at (Unix seconds).
+// that started at at (Unix seconds, clamped to 32 bits: units that a
+// storage span reads start from 1970 on): 64 bytes.
 type remoteRow struct {
 	rotate.Counts
-	at      int64
-	country string
-	asOrg   string
-	asn     uint32
+	asOrg string
+	asn   uint32
+	at    uint32
+	cc    uint16 // the country's ccSlot, or ccOdd
+}
+
+// ccOdd is remoteRow.cc of a country that has no ccSlot.
+const ccOdd = 0xffff
+
+// ccNames are the countries of the ccSlots.
+var ccNames = func() (t [26*26 + 1]string) {
+	for i := range 26 * 26 {
+		t[i] = string([]byte{'A' + byte(i/26), 'A' + byte(i%26)})
+	}
+	return t
+}()
+
+func unitAt(start int64) uint32 { return uint32(min(max(start, 0), 1<<32-1)) }
+
+// country is row i's country.
+func (t *remoteRows) country(i int) string {
+	if cc := t.rows[i].cc; cc != ccOdd {
+		return ccNames[cc]
+	}
+	return t.odd[i]
+}
+
+// setCountry makes cc row i's country.
+func (t *remoteRows) setCountry(i int, cc string) {
+	k := ccSlot(cc)
+	if k < 0 {
+		if t.odd == nil {
+			t.odd = map[int]string{}
+		}
+		t.odd[i] = cc
+		t.rows[i].cc = ccOdd
+		return
+	}
+	t.rows[i].cc = uint16(k)
 }
 
 func newRemoteRows() *remoteRows {
@@ -48,19 +86,15 @@ func newRemoteRows() *remoteRows {
 // add adds r, from the unit that started at at, to its row; its answer is
 // the row's, as Aggregator.Add expects units oldest first. (merge, which
 // meets units in no set order, keeps the answer with the latest at.)
-func (t *remoteRows) add(r *storage.Remote, at int64) {
+func (t *remoteRows) add(r *storage.Remote, at uint32) {
 	i, ok := t.row(r.Addr)
 	row := &t.rows[i]
-	if !ok {
-		*row = remoteRow{Counts: r.Counts, at: at, country: r.Country, asOrg: r.ASOrg, asn: r.ASN}
-		return
-	}
 	row.Counts.Add(r.Counts)
 	row.at, row.asn = at, r.ASN
 	// Most entries repeat the answer; not storing it again keeps the
 	// row's line clean.
-	if row.country != r.Country {
-		row.country = r.Country
+	if k := ccSlot(r.Country); k < 0 || !ok || row.cc != uint16(k) {
+		t.setCountry(i, r.Country)
 	}
 	if row.asOrg != r.ASOrg {
 		row.asOrg = r.ASOrg
@@ -73,14 +107,11 @@ func (t *remoteRows) merge(o *remoteRows) {
 		or := &o.rows[j]
 		i, ok := t.row(o.addrs[j])
 		row := &t.rows[i]
-		if !ok {
-			*row = *or
-			continue
+		if !ok || or.at > row.at {
+			row.at, row.asOrg, row.asn = or.at, or.asOrg, or.asn
+			t.setCountry(i, o.country(j))
 		}
 		row.Counts.Add(or.Counts)
-		if or.at > row.at {
-			row.at, row.country, row.asOrg, row.asn = or.at, or.country, or.asOrg, or.asn
-		}
 	}
 }
 
@@ -88,7 +119,7 @@ func (t *remoteRows) merge(o *remoteRows) {
 func (t *remoteRows) appendRows(rows []Row) []Row {
 	for i := range t.rows {
 		r := &t.rows[i]
-		rows = append(rows, Row{Addr: t.addrs[i], Country: r.country, ASN: r.asn, ASOrg: r.asOrg, Counts: r.Counts})
+		rows = append(rows, Row{Addr: t.addrs[i], Country: t.country(i), ASN: r.asn, ASOrg: r.asOrg, Counts: r.Counts})
 	}
 	return rows
 }

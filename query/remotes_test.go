@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
@@ -14,19 +15,25 @@ import (
 // growth, for IPv4, IPv6, IPv4-mapped and zoned addresses, are those a map
 // keyed by netip.Addr finds.
 func TestRemoteRowsMatchesMap(t *testing.T) {
+	if n := unsafe.Sizeof(remoteRow{}); n != 64 {
+		t.Errorf("a remote's row is %d bytes, not one cache line", n)
+	}
 	addrs := benchAddrs(60000)
 	addrs = append(addrs, netip.MustParseAddr("::ffff:10.0.0.0"), netip.MustParseAddr("10.0.0.0"),
 		netip.MustParseAddr("fe80::1"), netip.MustParseAddr("fe80::1%eth0"), netip.MustParseAddr("fe80::1%eth1"), netip.MustParseAddr("0.0.0.0"))
 	rng := rand.New(rand.NewPCG(3, 3))
 	rr := newRemoteRows()
 	want := map[netip.Addr]rotate.Counts{}
+	country := map[netip.Addr]string{}
 	for i := range 300000 {
 		a := addrs[rng.IntN(len(addrs))]
 		if i < len(addrs) {
 			a = addrs[i]
 		}
 		c := rotate.Counts{TxPackets: 1, TxBytes: uint64(i)}
-		rr.add(&storage.Remote{Addr: a, Counts: c}, int64(i))
+		cc := []string{"", "DE", "xx", "ZZ"}[rng.IntN(4)]
+		rr.add(&storage.Remote{Addr: a, Country: cc, Counts: c}, uint32(i))
+		country[a] = cc
 		w := want[a]
 		w.Add(c)
 		want[a] = w
@@ -35,8 +42,8 @@ func TestRemoteRowsMatchesMap(t *testing.T) {
 		t.Fatalf("%d rows, want %d", len(rr.rows), len(want))
 	}
 	for i, a := range rr.addrs {
-		if rr.rows[i].Counts != want[a] {
-			t.Fatalf("%v: %+v, want %+v", a, rr.rows[i].Counts, want[a])
+		if rr.rows[i].Counts != want[a] || rr.country(i) != country[a] {
+			t.Fatalf("%v: %+v %q, want %+v %q", a, rr.rows[i].Counts, rr.country(i), want[a], country[a])
 		}
 		if j, ok := rr.row(a); !ok || j != i {
 			t.Fatalf("%v: row %d %v, want %d", a, j, ok, i)
