@@ -33,13 +33,14 @@ func answerParallel(src Reader, from, to time.Time, q Question, check func() err
 		}
 		aggs[i] = a
 	}
+	filtered := make([]storage.Window, workers) // each worker's, reused
 	add := func(i int, w *storage.Window) error {
 		if check != nil {
 			if err := check(); err != nil {
 				return err
 			}
 		}
-		aggs[i].Add(q.Filter.Apply(w))
+		aggs[i].Add(q.Filter.applyInto(&filtered[i], w))
 		return nil
 	}
 	span := func(from, to time.Time, opt storage.SpanOptions, fn func(*storage.Window) error) (storage.Resolution, error) {

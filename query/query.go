@@ -101,11 +101,18 @@ func (d Direction) apply(c rotate.Counts) rotate.Counts {
 // window's stats are kept as they are: drops and folds describe the window,
 // not the selection. w itself is not changed; Apply is idempotent.
 func (f Filter) Apply(w *storage.Window) *storage.Window {
+	return f.applyInto(&storage.Window{Remotes: make([]storage.Remote, 0, len(w.Remotes))}, w)
+}
+
+// applyInto is Apply into out, reusing the memory of its Remotes (a
+// worker's answer filters every unit into one window).
+func (f Filter) applyInto(out, w *storage.Window) *storage.Window {
 	if f.IsZero() {
 		return w
 	}
-	out := *w
-	out.Remotes = make([]storage.Remote, 0, len(w.Remotes))
+	rs := out.Remotes[:0]
+	*out = *w
+	out.Remotes = rs
 	for _, r := range w.Remotes {
 		if !f.match(&r) {
 			continue
@@ -120,7 +127,7 @@ func (f Filter) Apply(w *storage.Window) *storage.Window {
 	if f.SelectsRemotes() {
 		out.Other = rotate.Counts{}
 	}
-	return &out
+	return out
 }
 
 // By is what rows are grouped by.
