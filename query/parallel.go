@@ -59,7 +59,7 @@ func answerParallel(src Reader, from, to time.Time, q Question, check func() err
 	if err != nil {
 		return nil, Summary{}, err
 	}
-	return Top(aggs[0].Rows(q.Sort), q.Top), sum, nil
+	return aggs[0].top(q.Sort, q.Top), sum, nil
 }
 
 // merge adds what b added up into a, as if a had added b's units too; b

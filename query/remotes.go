@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
@@ -227,4 +228,43 @@ func (t *remoteRows) grow() {
 			t.place(a, i)
 		}
 	}
+}
+
+// top is Top(a.Rows(s), n): for --by remote it makes a Row, a key and a
+// place in the sort only for the remotes that can be among the top n (as
+// heavy as the n-th heaviest or heavier), and adds the rest up as they
+// are. Rows are ordered by a total order (weight, then unique key), so
+// the first n are the same whichever rows are sorted with them.
+func (a *Aggregator) top(s Sort, n int) []Row {
+	if a.by != ByRemote || n <= 0 || len(a.remotes.rows) <= n {
+		return Top(a.Rows(s), n)
+	}
+	t := a.remotes
+	ws := make([]uint64, len(t.rows))
+	for i := range t.rows {
+		ws[i] = s.weight(t.rows[i].Counts)
+	}
+	sorted := slices.Clone(ws)
+	slices.Sort(sorted)
+	least := sorted[len(sorted)-n] // the n-th heaviest weight
+	rest := Row{Key: OtherKey}
+	var rows []Row
+	for i := range t.rows {
+		r := &t.rows[i]
+		if ws[i] < least {
+			rest.Counts.Add(r.Counts)
+			rest.Remotes++
+			continue
+		}
+		rows = append(rows, Row{Key: t.addrs[i].String(), Addr: t.addrs[i], Country: t.country(i), ASN: r.asn, ASOrg: r.asOrg, Counts: r.Counts})
+	}
+	SortRows(rows, s)
+	for _, r := range rows[n:] {
+		rest.Counts.Add(r.Counts)
+		rest.Remotes++
+	}
+	if a.other >= 0 {
+		rest.Counts.Add(a.rows[a.other].Counts)
+	}
+	return append(rows[:n:n], rest)
 }

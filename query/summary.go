@@ -135,7 +135,7 @@ func Answer(src Reader, from, to time.Time, last int, q Question, check func() e
 	if q.By.IsPeriod() {
 		return a.Rows(q.Sort), sum, nil
 	}
-	return Top(a.Rows(q.Sort), q.Top), sum, nil
+	return a.top(q.Sort, q.Top), sum, nil
 }
 
 // read feeds the range [from, to) of src, or its last N windows, to add
