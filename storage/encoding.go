@@ -481,8 +481,8 @@ func decodeRemotes(w *Window, p []byte) error {
 		w.Remotes = make([]Remote, count)
 	}
 	for i := range w.Remotes {
-		var rem Remote // filled here, stored whole: cheaper than zeroing w's first
-		r := &rem
+		r := &w.Remotes[i]
+		*r = Remote{}
 		if len(p) < 1 {
 			return corrupt("remote %d: truncated", i)
 		}
@@ -524,7 +524,6 @@ func decodeRemotes(w *Window, p []byte) error {
 		if r.Counts, p, ok = decodeCounts(p); !ok {
 			return corrupt("remote %d: bad count", i)
 		}
-		w.Remotes[i] = rem
 	}
 	if len(p) != 0 {
 		return corrupt("remotes: %d trailing bytes", len(p))
