@@ -414,10 +414,8 @@ func decodeCounts(p []byte) (c rotate.Counts, rest []byte, ok bool) {
 				continue
 			}
 			if stop := ^x & 0x8080808080808080; stop != 0 {
-				n := bits.TrailingZeros64(stop)/8 + 1
-				x &= 1<<(8*n) - 1
-				v[k] = x&0x7f | x>>1&(0x7f<<7) | x>>2&(0x7f<<14) | x>>3&(0x7f<<21) |
-					x>>4&(0x7f<<28) | x>>5&(0x7f<<35) | x>>6&(0x7f<<42) | x>>7&(0x7f<<49)
+				var n int
+				v[k], n = wordVarint(x, stop)
 				p = p[n:]
 				continue
 			}
@@ -435,7 +433,7 @@ func decodeCounts(p []byte) (c rotate.Counts, rest []byte, ok bool) {
 // bytes that has 8 bytes to read: a rollup's byte counts take 4 to 6, and
 // decoding them a byte at a time was most of a month-wide span's decoding.
 // The 8 bytes are read as one word; the first without the continuation
-// bit ends the varint, and each byte's 7 bits are shifted into place.
+// bit ends the varint (wordVarint).
 func uvarint(p []byte) (uint64, int) {
 	if len(p) > 0 && p[0] < 0x80 {
 		return uint64(p[0]), 1
@@ -443,13 +441,22 @@ func uvarint(p []byte) (uint64, int) {
 	if len(p) >= 8 {
 		x := binary.LittleEndian.Uint64(p)
 		if stop := ^x & 0x8080808080808080; stop != 0 {
-			n := bits.TrailingZeros64(stop)/8 + 1
-			x &= 1<<(8*n) - 1 // all of x when n is 8
-			return x&0x7f | x>>1&(0x7f<<7) | x>>2&(0x7f<<14) | x>>3&(0x7f<<21) |
-				x>>4&(0x7f<<28) | x>>5&(0x7f<<35) | x>>6&(0x7f<<42) | x>>7&(0x7f<<49), n
+			return wordVarint(x, stop)
 		}
 	}
 	return binary.Uvarint(p)
+}
+
+// wordVarint is the varint at the start of x, 8 bytes read little-endian,
+// and its length; stop is ^x & 0x8080808080808080, not 0: its lowest bit
+// is the end of the varint's last byte. The bytes after it are masked off,
+// then the 7-bit groups are joined in pairs, fours and eights.
+func wordVarint(x, stop uint64) (uint64, int) {
+	x &= stop ^ (stop - 1)
+	x = x&0x007f007f007f007f | x&0x7f007f007f007f00>>1
+	x = x&0x00003fff00003fff | x&0x3fff00003fff0000>>2
+	x = x&0x000000000fffffff | x&0x0fffffff00000000>>4
+	return x, (bits.TrailingZeros64(stop) + 1) >> 3
 }
 
 // countries holds every upper-case two-letter string, so decoding a large
@@ -481,8 +488,7 @@ func decodeRemotes(w *Window, p []byte) error {
 		w.Remotes = make([]Remote, count)
 	}
 	for i := range w.Remotes {
-		r := &w.Remotes[i]
-		*r = Remote{}
+		r := &w.Remotes[i] // every field is set below: no zeroing first
 		if len(p) < 1 {
 			return corrupt("remote %d: truncated", i)
 		}
@@ -512,13 +518,15 @@ func decodeRemotes(w *Window, p []byte) error {
 			r.Country = countries[int(p[0]-'A')*26+int(p[1]-'A')]
 		case p[0] != 0 || p[1] != 0:
 			return corrupt("remote %d: country %q", i, p[:2])
+		default:
+			r.Country = ""
 		}
 		p = p[2:]
 		asn, n := uvarint(p)
 		if n <= 0 || asn > 1<<32-1 {
 			return corrupt("remote %d: bad ASN", i)
 		}
-		r.ASN = uint32(asn)
+		r.ASN, r.ASOrg = uint32(asn), ""
 		p = p[n:]
 		var ok bool
 		if r.Counts, p, ok = decodeCounts(p); !ok {
