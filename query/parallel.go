@@ -59,7 +59,13 @@ func answerParallel(src Reader, from, to time.Time, q Question, check func() err
 	if err != nil {
 		return nil, Summary{}, err
 	}
-	return aggs[0].top(q.Sort, q.Top), sum, nil
+	rows := aggs[0].top(q.Sort, q.Top)
+	for _, a := range aggs {
+		if a.remotes != nil {
+			a.remotes.release() // the rows are made: its memory is for the next answer
+		}
+	}
+	return rows, sum, nil
 }
 
 // merge adds what b added up into a, as if a had added b's units too; b

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"github.com/dstwatch/dstwatch/rotate"
 	"github.com/dstwatch/dstwatch/storage"
@@ -81,7 +82,25 @@ func (t *remoteRows) setCountry(i int, cc string) {
 }
 
 func newRemoteRows() *remoteRows {
+	if t, ok := spareRemoteRows.Get().(*remoteRows); ok {
+		return t
+	}
 	return &remoteRows{v4: make([]uint64, 1024), v6: make([]addr6, 256), seed: [2]uint64{rand.Uint64() | 1, rand.Uint64()}}
+}
+
+// spareRemoteRows keeps the tables and rows of answers that are done for
+// the next (a month's are a few megabytes per worker, allocated again for
+// every answer).
+var spareRemoteRows sync.Pool
+
+// release empties t and keeps it for a later answer; t must not be used
+// afterwards.
+func (t *remoteRows) release() {
+	clear(t.v4)
+	clear(t.v6)
+	clear(t.rows) // drop the organisations' strings
+	*t = remoteRows{v4: t.v4, v6: t.v6, seed: t.seed, rows: t.rows[:0], addrs: t.addrs[:0]}
+	spareRemoteRows.Put(t)
 }
 
 // add adds r, from the unit that started at at, to its row; its answer is
