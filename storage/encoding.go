@@ -204,6 +204,13 @@ const (
 
 // unmarshalWith decodes into w as mode says.
 func unmarshalWith(w *Window, key, val []byte, mode int) error {
+	return unmarshalOrgs(w, key, val, mode, nil)
+}
+
+// unmarshalOrgs is unmarshalWith that also fills in the remotes'
+// organisations from orgs (if not nil) as it decodes them: a second pass
+// over a rollup's remotes, after they left the cache, cost more.
+func unmarshalOrgs(w *Window, key, val []byte, mode int, orgs *orgFill) error {
 	*w = Window{Remotes: w.Remotes[:0], Groups: w.Groups[:0]}
 	if len(key) != keyLen {
 		return corrupt("key is %d bytes, want %d", len(key), keyLen)
@@ -260,7 +267,7 @@ func unmarshalWith(w *Window, key, val []byte, mode int) error {
 			if mode == decodeGroups && hasSection(rest, secGroups) {
 				continue
 			}
-			err = decodeRemotes(w, payload)
+			err = decodeRemotes(w, payload, orgs)
 		case secGroups:
 			if mode != decodeNoGroups {
 				err = decodeGroupList(w, payload)
@@ -470,7 +477,7 @@ var countries = func() (t [26 * 26]string) {
 
 func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
 
-func decodeRemotes(w *Window, p []byte) error {
+func decodeRemotes(w *Window, p []byte, orgs *orgFill) error {
 	count, n := binary.Uvarint(p)
 	if n <= 0 {
 		return corrupt("remotes: bad count")
@@ -527,6 +534,9 @@ func decodeRemotes(w *Window, p []byte) error {
 			return corrupt("remote %d: bad ASN", i)
 		}
 		r.ASN, r.ASOrg = uint32(asn), ""
+		if orgs != nil && asn != 0 {
+			r.ASOrg = orgs.c.org(orgs.db, orgs.tx, r.ASN)
+		}
 		p = p[n:]
 		var ok bool
 		if r.Counts, p, ok = decodeCounts(p); !ok {

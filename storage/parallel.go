@@ -43,6 +43,7 @@ type spanWorker struct {
 	id      int
 	windows []*Window
 	orgs    orgCache
+	of      orgFill
 }
 
 // spanWorkers keeps workers' windows from one span to the next (with
@@ -79,7 +80,10 @@ func (db *DB) spanParallel(segs []segment, res Resolution, opt SpanOptions) (Res
 			}
 			wk.id, wk.orgs = id, orgCache{} // organisations are the DB's
 			if opt.Reuse {
-				defer spanWorkers.Put(wk)
+				defer func() {
+					wk.of = orgFill{} // not the transaction
+					spanWorkers.Put(wk)
+				}()
 			}
 			for !stop.Load() {
 				i := int(next.Add(1) - 1)
@@ -143,14 +147,14 @@ func (db *DB) readChunk(s segment, opt SpanOptions, wk *spanWorker, skipped *[]D
 				if opt.Groups {
 					mode = decodeGroups
 				}
-				if err := unmarshalWith(w, k, v, mode); isDamage(err) {
+				if err := unmarshalOrgs(w, k, v, mode, wk.fill(db, tx, opt)); isDamage(err) {
 					*skipped = append(*skipped, db.noteDamage(s.r, k, err))
 					return nil
 				} else if err != nil {
 					return fmt.Errorf("%s rollup %s: %w", s.r, s.start.Format(time.RFC3339), err)
 				}
 				if !opt.NoOrgs {
-					wk.orgs.fill(db, tx, w)
+					wk.orgs.fillGroups(db, tx, w)
 				}
 				batch = append(batch, w)
 				return nil
@@ -167,14 +171,14 @@ func (db *DB) readChunk(s segment, opt SpanOptions, wk *spanWorker, skipped *[]D
 					return nil
 				}
 				w := window()
-				if err := unmarshalInto(w, k, v); isDamage(err) {
+				if err := unmarshalOrgs(w, k, v, decodeAll, wk.fill(db, tx, opt)); isDamage(err) {
 					*skipped = append(*skipped, db.noteDamage(Raw, k, err))
 					continue
 				} else if err != nil {
 					return fmt.Errorf("window %s: %w", keyTime(k).Format(time.RFC3339), err)
 				}
 				if !opt.NoOrgs {
-					wk.orgs.fill(db, tx, w)
+					wk.orgs.fillGroups(db, tx, w)
 				}
 				n += len(w.Remotes) + 1
 				batch = append(batch, w)
@@ -211,13 +215,24 @@ type orgSlot struct {
 	org string
 }
 
-// fill sets the ASOrg of w's remotes and groups.
-func (c *orgCache) fill(db *DB, tx *bolt.Tx, w *Window) {
-	for i := range w.Remotes {
-		if r := &w.Remotes[i]; r.ASN != 0 {
-			r.ASOrg = c.org(db, tx, r.ASN)
-		}
+// orgFill is what decoding needs to fill in organisations as it goes.
+type orgFill struct {
+	c  *orgCache
+	db *DB
+	tx *bolt.Tx
+}
+
+// fill is the worker's orgFill for a decode in tx; nil with NoOrgs.
+func (wk *spanWorker) fill(db *DB, tx *bolt.Tx, opt SpanOptions) *orgFill {
+	if opt.NoOrgs {
+		return nil
 	}
+	wk.of = orgFill{&wk.orgs, db, tx}
+	return &wk.of
+}
+
+// fillGroups sets the ASOrg of w's groups (decoding set its remotes').
+func (c *orgCache) fillGroups(db *DB, tx *bolt.Tx, w *Window) {
 	for i := range w.Groups {
 		if g := &w.Groups[i]; g.ASN != 0 {
 			g.ASOrg = c.org(db, tx, g.ASN)
