@@ -14,13 +14,13 @@ import (
 // up to this many workers (no more than GOMAXPROCS), each with its own
 // Aggregator, and merges their sums. Sums of integers and the newest-wins
 // answers (kept with the time they were given) do not depend on which
-// worker added which unit, nor in what order: the rows, their order and
-// the summary are exactly those of one aggregator.
+// worker added which unit (each adds its own oldest first): the rows, their
+// order and the summary are exactly those of one aggregator.
 var maxWorkers = 4
 
 func answerWorkers() int { return min(runtime.GOMAXPROCS(0), maxWorkers) }
 
-// answerParallel is Answer for a range (not --last, not periods) with
+// answerParallel is Answer for a range (not the last N, not periods) with
 // workers aggregators. A Reader that does not honour
 // storage.SpanOptions.Workers calls fn instead: the first aggregator adds
 // everything up, and the answer is the same.

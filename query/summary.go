@@ -108,8 +108,9 @@ type Question struct {
 // its whole hours and days, raw windows for the rest, so a month costs a few
 // hundred units rather than 130,000 windows; the last N windows are raw.
 // check (if not nil) runs before each unit, maybe on several goroutines at
-// once; its error stops the read. The
-// API's /v1/aggregate and the CLI reading a file both answer with this.
+// once; its error stops the read. The API's /v1/aggregate and the CLI
+// reading a file both answer with this; a range (not the last N, not by
+// period) is added up on up to one worker per core (parallel.go).
 //
 // Periods (ByHour ... ByMonth) widen the range to whole periods of q.Loc
 // and read each period on its own, so that every unit lies within one.
