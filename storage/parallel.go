@@ -15,7 +15,7 @@ import (
 // units are shared out among goroutines that each decode a unit and hand
 // it to their own adder, so both halves of the work use every core; the
 // caller merges the adders' sums (query does, exactly: its sums do not
-// depend on the order units were added in).
+// depend on which worker added which unit).
 
 // spanChunks is the plan cut into the pieces that workers take one at a
 // time: each rollup, and the raw windows of each hour (a raw segment can
@@ -51,8 +51,9 @@ type spanWorker struct {
 // allocating those again for every answer cost a garbage collection each.
 var spanWorkers sync.Pool
 
-// chunkBatch bounds the remotes a worker decodes per read transaction:
-// a worker holds one batch, and a smaller one is reused from the cache.
+// chunkBatch bounds the remotes a worker decodes per read transaction of
+// raw windows: a worker holds one batch of decoded windows at a time, and
+// a small batch stays in the processor's cache while it is added up.
 const chunkBatch = 16 << 10
 
 // fnError marks an error from SpanOptions.Parallel, which the span returns
@@ -74,9 +75,11 @@ func (db *DB) spanParallel(segs []segment, res Resolution, opt SpanOptions) (Res
 	var wg sync.WaitGroup
 	for id := range workers {
 		wg.Go(func() {
-			wk, _ := spanWorkers.Get().(*spanWorker)
-			if wk == nil || !opt.Reuse {
-				wk = &spanWorker{}
+			wk := &spanWorker{}
+			if opt.Reuse {
+				if w, ok := spanWorkers.Get().(*spanWorker); ok {
+					wk = w
+				}
 			}
 			wk.id, wk.orgs = id, orgCache{} // organisations are the DB's
 			if opt.Reuse {
