@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"testing"
 )
 
@@ -25,26 +26,30 @@ func benchAddrs(n int) []netip.Addr {
 	return out
 }
 
-func TestAddrIndexMatchesMap(t *testing.T) {
+func TestPairSetMatchesMap(t *testing.T) {
 	addrs := benchAddrs(5000)
-	addrs = append(addrs, netip.MustParseAddr("::ffff:10.0.0.0"), netip.MustParseAddr("10.0.0.0"))
+	addrs = append(addrs, netip.MustParseAddr("::ffff:10.0.0.0"), netip.MustParseAddr("10.0.0.0"), netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("::"))
 	rng := rand.New(rand.NewPCG(1, 2))
-	x := newAddrIndex()
-	want := map[seenKeyT]int32{}
+	x := newPairSet()
+	want := map[seenKeyT]bool{}
 	for i := range 100000 {
-		a, tag := addrs[rng.IntN(len(addrs))], uint32(rng.IntN(3))
-		v, ok := x.get(a, tag)
-		w, wok := want[seenKeyT{a, tag}]
-		if ok != wok || (ok && *v != w) {
-			t.Fatalf("step %d: %v/%d: got %v %v, want %v %v", i, a, tag, *v, ok, w, wok)
+		a, row := addrs[rng.IntN(len(addrs))], uint32(rng.IntN(3))
+		if i%1000 == 0 {
+			row = 1<<32 - 2 // the largest row
 		}
-		if !ok {
-			*v = int32(i)
-			want[seenKeyT{a, tag}] = int32(i)
+		added := x.add(a, row)
+		if added == want[seenKeyT{a, row}] {
+			t.Fatalf("step %d: %v/%d: added %v, want %v", i, a, row, added, !added)
 		}
+		want[seenKeyT{a, row}] = true
 	}
-	if x.n != len(want) {
-		t.Fatalf("%d entries, want %d", x.n, len(want))
+	if x.len() != len(want) {
+		t.Fatalf("%d entries, want %d", x.len(), len(want))
+	}
+	got := map[seenKeyT]bool{}
+	x.each(func(a netip.Addr, row uint32) { got[seenKeyT{a, row}] = true })
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("each: %d pairs, want the %d added", len(got), len(want))
 	}
 }
 
@@ -53,28 +58,25 @@ type seenKeyT struct {
 	tag uint32
 }
 
-func BenchmarkAddrIndex(b *testing.B) {
+func BenchmarkPairSet(b *testing.B) {
 	addrs := benchAddrs(20000)
 	rng := rand.New(rand.NewPCG(1, 2))
 	seq := make([]netip.Addr, 1<<20)
 	for i := range seq {
 		seq[i] = addrs[rng.IntN(len(addrs))]
 	}
-	b.Run("index", func(b *testing.B) {
-		x := newAddrIndex()
+	b.Run("set", func(b *testing.B) {
+		x := newPairSet()
 		for i := 0; b.Loop(); i++ {
-			v, ok := x.get(seq[i&(len(seq)-1)], 0)
-			if !ok {
-				*v = 1
-			}
+			x.add(seq[i&(len(seq)-1)], 0)
 		}
 	})
 	b.Run("map", func(b *testing.B) {
-		m := map[netip.Addr]int32{}
+		m := map[seenKeyT]bool{}
 		for i := 0; b.Loop(); i++ {
-			a := seq[i&(len(seq)-1)]
-			if _, ok := m[a]; !ok {
-				m[a] = 1
+			k := seenKeyT{seq[i&(len(seq)-1)], 0}
+			if !m[k] {
+				m[k] = true
 			}
 		}
 	})

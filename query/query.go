@@ -10,6 +10,7 @@ package query
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -100,11 +101,18 @@ func (d Direction) apply(c window.Counts) window.Counts {
 // window's stats are kept as they are: drops and folds describe the window,
 // not the selection. w itself is not changed; Apply is idempotent.
 func (f Filter) Apply(w *window.Window) *window.Window {
+	return f.applyInto(&window.Window{Remotes: make([]window.Remote, 0, len(w.Remotes))}, w)
+}
+
+// applyInto is Apply into out, reusing the memory of its Remotes (a
+// worker's answer filters every unit into one window).
+func (f Filter) applyInto(out, w *window.Window) *window.Window {
 	if f.IsZero() {
 		return w
 	}
-	out := *w
-	out.Remotes = make([]window.Remote, 0, len(w.Remotes))
+	rs := out.Remotes[:0]
+	*out = *w
+	out.Remotes = rs
 	for _, r := range w.Remotes {
 		if !f.match(&r) {
 			continue
@@ -119,7 +127,7 @@ func (f Filter) Apply(w *window.Window) *window.Window {
 	if f.SelectsRemotes() {
 		out.Other = window.Counts{}
 	}
-	return &out
+	return out
 }
 
 // By is what rows are grouped by.
@@ -207,7 +215,7 @@ func (r *Row) IsOther() bool { return r.Key == OtherKey }
 type Aggregator struct {
 	by       By
 	rows     []Row
-	byAddr   map[netip.Addr]int32   // ByRemote
+	remotes  *remoteRows            // ByRemote: its rows until Rows (remotes.go)
 	byASN    map[uint32]int32       // ByASN
 	byCC     map[string]int32       // ByCountry, for codes ccRow does not hold
 	ccRow    [26*26 + 1]int32       // ByCountry: row + 1 by code (ccSlot), 0 none yet
@@ -216,9 +224,17 @@ type Aggregator struct {
 	bits6    int
 	period   periodState // periods.go
 	other    int32       // index of the other row; -1 none yet
-	seen     *addrIndex  // distinct remotes per row, ByCountry/ByASN/ByPrefix: (address, row) present
+	seen     *pairSet    // distinct remotes per row, ByCountry/ByASN/ByPrefix: (address, row) present
 	sum      Summary
+	// at[j] is when row j's newest answer was set: the start (Unix
+	// seconds) of the newest unit that gave ByASN's ASOrg (noAnswer: none
+	// did), so that aggregators that added up different units merge to
+	// what one would have.
+	at []int64
 }
+
+// noAnswer is Aggregator.at of a row no unit gave an answer yet.
+const noAnswer = math.MinInt64
 
 // ccSlot is the ccRow entry of a country code: "" and two letters A-Z, as
 // storage decodes them; -1 for anything else.
@@ -254,19 +270,19 @@ func NewAggregatorFor(q Question) (*Aggregator, error) {
 	switch by {
 	case ByPrefix:
 		a.byPrefix = map[netip.Prefix]int32{}
-		a.seen = newAddrIndex()
+		a.seen = newPairSet()
 		a.bits4, a.bits6 = cmp.Or(q.Prefix4, DefaultPrefix4), cmp.Or(q.Prefix6, DefaultPrefix6)
 		if a.bits4 < 1 || a.bits4 > 32 || a.bits6 < 1 || a.bits6 > 128 {
 			return nil, fmt.Errorf("prefix lengths /%d and /%d: want 1 to 32 and 1 to 128", a.bits4, a.bits6)
 		}
 	case ByRemote:
-		a.byAddr = map[netip.Addr]int32{}
+		a.remotes = newRemoteRows()
 	case ByCountry:
 		a.byCC = map[string]int32{}
-		a.seen = newAddrIndex()
+		a.seen = newPairSet()
 	case ByASN:
 		a.byASN = map[uint32]int32{}
-		a.seen = newAddrIndex()
+		a.seen = newPairSet()
 	default:
 		return nil, fmt.Errorf("cannot aggregate by %q: want remote, country, asn, prefix or a period", by)
 	}
@@ -300,17 +316,9 @@ func (a *Aggregator) Add(w *window.Window) {
 			a.count(j, r)
 		}
 	case ByRemote:
+		at := unitAt(w.Start.Unix())
 		for i := range w.Remotes {
-			r := &w.Remotes[i]
-			j, ok := a.byAddr[r.Addr]
-			if !ok {
-				j = int32(len(a.rows))
-				a.byAddr[r.Addr] = j
-				a.rows = append(a.rows, Row{Addr: r.Addr})
-			}
-			row := &a.rows[j]
-			row.Counts.Add(r.Counts)
-			row.Country, row.ASN, row.ASOrg = r.Country, r.ASN, r.ASOrg
+			a.remotes.add(&w.Remotes[i], at)
 		}
 	case ByCountry:
 		for i := range w.Remotes {
@@ -325,20 +333,30 @@ func (a *Aggregator) Add(w *window.Window) {
 				j = int32(len(a.rows))
 				a.byASN[r.ASN] = j
 				a.rows = append(a.rows, Row{ASN: r.ASN, ASOrg: r.ASOrg})
+				a.at = append(a.at, noAnswer)
 			}
 			if r.ASOrg != "" {
 				a.rows[j].ASOrg = r.ASOrg
+				a.at[j] = w.Start.Unix()
 			}
 			a.count(j, r)
 		}
 	}
 	if !w.Other.IsZero() {
 		if a.other < 0 {
-			a.other = int32(len(a.rows))
-			a.rows = append(a.rows, Row{Key: OtherKey})
+			a.other = a.newOther()
 		}
 		a.rows[a.other].Counts.Add(w.Other)
 	}
+}
+
+// newOther adds the other row and returns its index.
+func (a *Aggregator) newOther() int32 {
+	a.rows = append(a.rows, Row{Key: OtherKey})
+	if a.by == ByASN {
+		a.at = append(a.at, noAnswer) // at stays in step with rows
+	}
+	return int32(len(a.rows) - 1)
 }
 
 // countryRow is the row of country code cc, added if it is new.
@@ -363,7 +381,7 @@ func (a *Aggregator) countryRow(cc string) int32 {
 func (a *Aggregator) count(j int32, r *window.Remote) {
 	row := &a.rows[j]
 	row.Counts.Add(r.Counts)
-	if _, ok := a.seen.get(r.Addr, uint32(j)); !ok {
+	if a.seen.add(r.Addr, uint32(j)) {
 		row.Remotes++
 	}
 }
@@ -381,6 +399,15 @@ func (a *Aggregator) Rows(s Sort) []Row {
 		}
 		sortPeriods(a.rows)
 		return a.rows
+	}
+	if a.by == ByRemote && len(a.remotes.rows) > 0 {
+		// The other row, if any, is the only one in a.rows.
+		rows := a.remotes.appendRows(make([]Row, 0, len(a.remotes.rows)+len(a.rows)))
+		if a.other >= 0 {
+			a.other = int32(len(rows))
+			rows = append(rows, a.rows...)
+		}
+		a.rows = rows
 	}
 	for i := range a.rows {
 		r := &a.rows[i]

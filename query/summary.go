@@ -95,11 +95,15 @@ type Question struct {
 // whole hours and days, raw windows for the rest, so a month costs a few
 // hundred units rather than 130,000 windows; the last N windows are raw.
 // ctx's end stops the read. The API's /v1/aggregate and the CLI reading a
-// file both answer with this (through Local).
+// file both answer with this (through Local); a range (not the last N,
+// not by period) is added up on up to one worker per core (parallel.go).
 //
 // Periods (ByHour ... ByMonth) widen the range to whole periods of q.Loc
 // and read each period on its own, so that every unit lies within one.
 func Answer(ctx context.Context, db *storage.DB, r Range, q Question) ([]Row, Summary, error) {
+	if n := answerWorkers(); n > 1 && r.Last <= 0 && !q.By.IsPeriod() {
+		return answerParallel(ctx, db, r.From, r.To, q, n) // parallel.go
+	}
 	a, err := NewAggregatorFor(q)
 	if err != nil {
 		return nil, Summary{}, err
@@ -118,7 +122,7 @@ func Answer(ctx context.Context, db *storage.DB, r Range, q Question) ([]Row, Su
 	if q.By.IsPeriod() {
 		return a.Rows(q.Sort), sum, nil
 	}
-	return Top(a.Rows(q.Sort), q.Top), sum, nil
+	return a.top(q.Sort, q.Top), sum, nil
 }
 
 // spanFunc reads a range as storage.DB.SpanWith does.

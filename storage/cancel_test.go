@@ -3,10 +3,11 @@ package storage
 import (
 	"context"
 	"errors"
-	"github.com/dstwatch/dstwatch/window"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/dstwatch/dstwatch/window"
 
 	bolt "go.etcd.io/bbolt"
 )

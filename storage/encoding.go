@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"time"
 
@@ -203,6 +204,13 @@ const (
 
 // unmarshalWith decodes into w as mode says.
 func unmarshalWith(w *window.Window, key, val []byte, mode int) error {
+	return unmarshalOrgs(w, key, val, mode, nil)
+}
+
+// unmarshalOrgs is unmarshalWith that also fills in the remotes'
+// organisations from orgs (if not nil) as it decodes them: a second pass
+// over a rollup's remotes, after they left the cache, cost more.
+func unmarshalOrgs(w *window.Window, key, val []byte, mode int, orgs *orgFill) error {
 	*w = window.Window{Remotes: w.Remotes[:0], Groups: w.Groups[:0]}
 	if len(key) != keyLen {
 		return corrupt("key is %d bytes, want %d", len(key), keyLen)
@@ -259,7 +267,7 @@ func unmarshalWith(w *window.Window, key, val []byte, mode int) error {
 			if mode == decodeGroups && hasSection(rest, secGroups) {
 				continue
 			}
-			err = decodeRemotes(w, payload)
+			err = decodeRemotes(w, payload, orgs)
 		case secGroups:
 			if mode != decodeNoGroups {
 				err = decodeGroupList(w, payload)
@@ -402,36 +410,60 @@ func decodeStats(s *window.Stats, p []byte) error {
 }
 
 func decodeCounts(p []byte) (c window.Counts, rest []byte, ok bool) {
-	var n1, n2, n3, n4 int
-	c.TxPackets, n1 = uvarint(p)
-	if n1 <= 0 {
-		return c, nil, false
+	// Four varints as uvarint reads them, in one loop: the counts are most
+	// of what a span decodes.
+	var v [4]uint64
+	for k := range v {
+		if len(p) >= 8 {
+			x := binary.LittleEndian.Uint64(p)
+			if x&0x80 == 0 {
+				v[k], p = x&0x7f, p[1:]
+				continue
+			}
+			if stop := ^x & 0x8080808080808080; stop != 0 {
+				var n int
+				v[k], n = wordVarint(x, stop)
+				p = p[n:]
+				continue
+			}
+		}
+		var n int
+		if v[k], n = binary.Uvarint(p); n <= 0 {
+			return c, nil, false
+		}
+		p = p[n:]
 	}
-	c.TxBytes, n2 = uvarint(p[n1:])
-	if n2 <= 0 {
-		return c, nil, false
-	}
-	c.RxPackets, n3 = uvarint(p[n1+n2:])
-	if n3 <= 0 {
-		return c, nil, false
-	}
-	c.RxBytes, n4 = uvarint(p[n1+n2+n3:])
-	if n4 <= 0 {
-		return c, nil, false
-	}
-	return c, p[n1+n2+n3+n4:], true
+	return window.Counts{TxPackets: v[0], TxBytes: v[1], RxPackets: v[2], RxBytes: v[3]}, p, true
 }
 
-// uvarint is binary.Uvarint with the one- and two-byte cases inline: most
-// counts and ASNs of a window are that small.
+// uvarint is binary.Uvarint, without its loop for a varint of up to 8
+// bytes that has 8 bytes to read: a rollup's byte counts take 4 to 6, and
+// decoding them a byte at a time was most of a month-wide span's decoding.
+// The 8 bytes are read as one word; the first without the continuation
+// bit ends the varint (wordVarint).
 func uvarint(p []byte) (uint64, int) {
 	if len(p) > 0 && p[0] < 0x80 {
 		return uint64(p[0]), 1
 	}
-	if len(p) > 1 && p[1] < 0x80 {
-		return uint64(p[0]&0x7f) | uint64(p[1])<<7, 2
+	if len(p) >= 8 {
+		x := binary.LittleEndian.Uint64(p)
+		if stop := ^x & 0x8080808080808080; stop != 0 {
+			return wordVarint(x, stop)
+		}
 	}
 	return binary.Uvarint(p)
+}
+
+// wordVarint is the varint at the start of x, 8 bytes read little-endian,
+// and its length; stop is ^x & 0x8080808080808080, not 0: its lowest bit
+// is the end of the varint's last byte. The bytes after it are masked off,
+// then the 7-bit groups are joined in pairs, fours and eights.
+func wordVarint(x, stop uint64) (uint64, int) {
+	x &= stop ^ (stop - 1)
+	x = x&0x007f007f007f007f | x&0x7f007f007f007f00>>1
+	x = x&0x00003fff00003fff | x&0x3fff00003fff0000>>2
+	x = x&0x000000000fffffff | x&0x0fffffff00000000>>4
+	return x, (bits.TrailingZeros64(stop) + 1) >> 3
 }
 
 // countries holds every upper-case two-letter string, so decoding a large
@@ -445,7 +477,7 @@ var countries = func() (t [26 * 26]string) {
 
 func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
 
-func decodeRemotes(w *window.Window, p []byte) error {
+func decodeRemotes(w *window.Window, p []byte, orgs *orgFill) error {
 	count, n := binary.Uvarint(p)
 	if n <= 0 {
 		return corrupt("remotes: bad count")
@@ -463,8 +495,7 @@ func decodeRemotes(w *window.Window, p []byte) error {
 		w.Remotes = make([]window.Remote, count)
 	}
 	for i := range w.Remotes {
-		r := &w.Remotes[i]
-		*r = window.Remote{}
+		r := &w.Remotes[i] // every field is set below: no zeroing first
 		if len(p) < 1 {
 			return corrupt("remote %d: truncated", i)
 		}
@@ -494,13 +525,18 @@ func decodeRemotes(w *window.Window, p []byte) error {
 			r.Country = countries[int(p[0]-'A')*26+int(p[1]-'A')]
 		case p[0] != 0 || p[1] != 0:
 			return corrupt("remote %d: country %q", i, p[:2])
+		default:
+			r.Country = ""
 		}
 		p = p[2:]
 		asn, n := uvarint(p)
 		if n <= 0 || asn > 1<<32-1 {
 			return corrupt("remote %d: bad ASN", i)
 		}
-		r.ASN = uint32(asn)
+		r.ASN, r.ASOrg = uint32(asn), ""
+		if orgs != nil && asn != 0 {
+			r.ASOrg = orgs.c.org(orgs.db, orgs.tx, r.ASN)
+		}
 		p = p[n:]
 		var ok bool
 		if r.Counts, p, ok = decodeCounts(p); !ok {

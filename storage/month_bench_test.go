@@ -197,10 +197,25 @@ func BenchmarkMonthByRemoteTop20(b *testing.B) { benchMonth(b, query.ByRemote, 2
 func BenchmarkMonthByASN(b *testing.B) { benchMonth(b, query.ByASN, 0) }
 
 // BenchmarkMonthSpanOnly: reading and decoding alone, with and without
-// SpanOptions.Reuse.
+// SpanOptions.Reuse, and on two workers (SpanOptions.Workers).
 func BenchmarkMonthSpanOnly(b *testing.B) {
 	b.Run("reuse", func(b *testing.B) { benchSpanOnly(b, true) })
 	b.Run("alloc", func(b *testing.B) { benchSpanOnly(b, false) })
+	b.Run("workers", func(b *testing.B) {
+		db := openMonth(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			var remotes [2]int
+			opt := storage.SpanOptions{Reuse: true, Workers: 2, Parallel: func(i int, w *window.Window) error {
+				remotes[i] += len(w.Remotes)
+				return nil
+			}}
+			if _, err := db.SpanWith(context.Background(), monthFrom, monthTo, opt, nil); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(remotes[0]+remotes[1]), "remotes")
+		}
+	})
 }
 
 func benchSpanOnly(b *testing.B, reuse bool) {

@@ -120,6 +120,23 @@ type SpanOptions struct {
 	// Damaged, if set, is told about each damaged value the span skipped
 	// (see Damage), after the last call to fn, on fn's goroutine.
 	Damaged func(Damage)
+
+	// Workers, when above 1 with Parallel set, reads the span on up to
+	// that many goroutines at once instead of calling fn: each takes the
+	// plan's next unit (a rollup, or an hour's raw windows) when it is
+	// free, decodes it and calls Parallel with its own number (0 to
+	// Workers-1) and each window. A worker's windows come oldest first;
+	// workers run at once and take units in no set order, so Parallel
+	// suits a caller that adds up per worker and merges the sums. Reuse
+	// then holds per worker. Damaged is told on the caller's goroutine,
+	// after the workers are done, in the order a serial span tells it.
+	Workers  int
+	Parallel func(worker int, w *window.Window) error
+
+	// NoOrgs leaves every ASOrg empty, for a caller that shows no AS
+	// organisations (answers by country or network): filling them in is
+	// a lookup per remote.
+	NoOrgs bool
 }
 
 // Span calls fn, oldest first, with windows that together hold exactly
@@ -167,6 +184,9 @@ func (db *DB) SpanWith(ctx context.Context, from, to time.Time, opt SpanOptions,
 	})
 	if err != nil {
 		return window.Raw, fmt.Errorf("read %s: %w", db.path, err)
+	}
+	if opt.Workers > 1 && opt.Parallel != nil {
+		return db.spanParallel(ctx, segs, res, opt)
 	}
 
 	const ahead = 8 // windows decoded ahead of fn
@@ -273,7 +293,9 @@ func (db *DB) readSegments(ctx context.Context, segs []segment, opt SpanOptions,
 					} else if err != nil {
 						return fmt.Errorf("%s rollup %s: %w", s.r, s.start.Format(time.RFC3339), err)
 					}
-					db.fillOrgs(tx, w)
+					if !opt.NoOrgs {
+						db.fillOrgs(tx, w)
+					}
 					n += len(w.Remotes) + len(w.Groups) + 1
 					batch = append(batch, w)
 					continue
@@ -296,7 +318,9 @@ func (db *DB) readSegments(ctx context.Context, segs []segment, opt SpanOptions,
 					} else if err != nil {
 						return fmt.Errorf("window %s: %w", keyTime(k).Format(time.RFC3339), err)
 					}
-					db.fillOrgs(tx, w)
+					if !opt.NoOrgs {
+						db.fillOrgs(tx, w)
+					}
 					n += len(w.Remotes) + 1
 					batch = append(batch, w)
 				}
