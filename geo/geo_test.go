@@ -2,9 +2,11 @@ package geo
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -475,5 +477,35 @@ func TestOpenRefusesHugeFile(t *testing.T) {
 	f.Close()
 	if _, err := Open([]string{path}); err == nil || !strings.Contains(err.Error(), "refusing to read it") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestAnswerCacheExact: answers from the cache are the files' answers,
+// with far more addresses than slots (collisions) asked in random order,
+// again and again.
+func TestAnswerCacheExact(t *testing.T) {
+	d := open(t, countryFile(t), asnFile(t))
+	p, many := manyASNs(t, 1<<12)
+	d2 := open(t, countryFile(t), p)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 400_000 {
+		var a netip.Addr
+		switch i % 3 {
+		case 0:
+			a = netip.AddrFrom4([4]byte{[]byte{192, 198, 203}[rng.IntN(3)], []byte{0, 51, 0}[rng.IntN(3)], []byte{2, 100, 113}[rng.IntN(3)], byte(rng.IntN(256))})
+		case 1:
+			a = many[rng.IntN(len(many))]
+		default:
+			var b [16]byte
+			b[0], b[1], b[2], b[3] = 0x20, 0x01, 0x0d, 0xb8
+			binary.BigEndian.PutUint32(b[4:], uint32(rng.IntN(1<<20)))
+			b[15] = byte(rng.IntN(4))
+			a = netip.AddrFrom16(b)
+		}
+		for _, db := range []*DB{d, d2} {
+			if got, want := db.Lookup(a), db.resolve(a); got != want {
+				t.Fatalf("Lookup(%s) = %+v, want %+v", a, got, want)
+			}
+		}
 	}
 }

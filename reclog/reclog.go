@@ -194,8 +194,9 @@ func format(b *strings.Builder, w *window.Window, top int, loc *time.Location, c
 	if top > 0 && n > top {
 		n = top
 	}
+	var addr [64]byte
 	for _, r := range w.Remotes[:n] {
-		line(b, ts, r.Counts, country(r.Country), r.Addr.String())
+		line(b, ts, r.Counts, country(r.Country), r.Addr.AppendTo(addr[:0]))
 	}
 	if n < len(w.Remotes) || !w.Other.IsZero() {
 		var rest window.Counts
@@ -203,14 +204,39 @@ func format(b *strings.Builder, w *window.Window, top int, loc *time.Location, c
 			rest.Add(r.Counts)
 		}
 		rest.Add(w.Other)
-		line(b, ts, rest, "--", fmt.Sprintf("others (%d remotes)", len(w.Remotes)-n+int(s.Folded)))
+		line(b, ts, rest, "--", fmt.Appendf(addr[:0], "others (%d remotes)", len(w.Remotes)-n+int(s.Folded)))
 	}
 }
 
-func line(b *strings.Builder, ts string, c window.Counts, cc, who string) {
-	fmt.Fprintf(b, "%s  tx %10s %7s pkts  rx %10s %7s pkts  %-2s %s\n", ts,
-		units.Bytes(c.TxBytes), units.Count(c.TxPackets),
-		units.Bytes(c.RxBytes), units.Count(c.RxPackets), cc, who)
+// line is one remote's line: fmt's "%s  tx %10s %7s pkts  rx %10s %7s
+// pkts  %-2s %s" written piece by piece, because a window's lines through
+// fmt were a quarter of what a replay of a month of small windows cost.
+func line(b *strings.Builder, ts string, c window.Counts, cc string, who []byte) {
+	b.WriteString(ts)
+	b.WriteString("  tx ")
+	padLeft(b, units.Bytes(c.TxBytes), 10)
+	b.WriteByte(' ')
+	padLeft(b, units.Count(c.TxPackets), 7)
+	b.WriteString(" pkts  rx ")
+	padLeft(b, units.Bytes(c.RxBytes), 10)
+	b.WriteByte(' ')
+	padLeft(b, units.Count(c.RxPackets), 7)
+	b.WriteString(" pkts  ")
+	b.WriteString(cc)
+	for range 2 - min(len(cc), 2) {
+		b.WriteByte(' ')
+	}
+	b.WriteByte(' ')
+	b.Write(who)
+	b.WriteByte('\n')
+}
+
+// padLeft writes s right-aligned in width columns (s is ASCII).
+func padLeft(b *strings.Builder, s string, width int) {
+	for range width - min(len(s), width) {
+		b.WriteByte(' ')
+	}
+	b.WriteString(s)
 }
 
 func country(cc string) string {

@@ -1,6 +1,8 @@
 package reclog
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -8,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/window"
 )
 
@@ -120,5 +123,24 @@ func TestPartialAndContinued(t *testing.T) {
 `
 	if string(b) != want {
 		t.Errorf("record log:\n%s\nwant:\n%s", b, want)
+	}
+}
+
+// TestLineIsFmt: a remote's line, written piece by piece, is what the
+// format it replaced makes of it, for counts of every width.
+func TestLineIsFmt(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 5000 {
+		c := window.Counts{TxPackets: rng.Uint64() >> rng.IntN(64), TxBytes: rng.Uint64() >> rng.IntN(64),
+			RxPackets: rng.Uint64() >> rng.IntN(64), RxBytes: rng.Uint64() >> rng.IntN(64)}
+		cc := []string{"DE", "--", "X", ""}[i%4]
+		who := []string{"203.0.113.5", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "others (12 remotes)"}[i%3]
+		want := fmt.Sprintf("%s  tx %10s %7s pkts  rx %10s %7s pkts  %-2s %s\n", "2026-12-01T12:00:00Z",
+			units.Bytes(c.TxBytes), units.Count(c.TxPackets), units.Bytes(c.RxBytes), units.Count(c.RxPackets), cc, who)
+		var b strings.Builder
+		line(&b, "2026-12-01T12:00:00Z", c, cc, []byte(who))
+		if b.String() != want {
+			t.Fatalf("line %q, want %q", b.String(), want)
+		}
 	}
 }
