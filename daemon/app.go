@@ -430,7 +430,16 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.log.Info("capturing", "from", a.names, "local", a.cls.Load().Local(), "window", a.cfg.Window, "db", a.cfg.DBPath)
 	pipe := capture.NewPipe(64)
-	closed := make(chan *rotate.Closed, 256)
+	// Closed windows wait here for Finish and GeoIP, untrimmed (up to
+	// --max-open-remotes rows each). Live they come every --window and
+	// the writer takes each at once; a replay closes them as fast as it
+	// reads, so a few are enough and the tally waits for the writer
+	// rather than hold dozens of a flood's windows (45 of them: 790 MB).
+	closedQueue := 256
+	if !live {
+		closedQueue = 2
+	}
+	closed := make(chan *rotate.Closed, closedQueue)
 	a.closed, a.started = closed, time.Now()
 	tally := rotate.New(rotate.Config{Length: a.cfg.Window, Live: live, Grace: grace,
 		ServiceTop: noneAsNegative(a.cfg.ServiceTop), MaxOpenRemotes: noneAsNegative(a.cfg.MaxOpenRemotes)},

@@ -13,8 +13,10 @@ const (
 	// of a month of 20 s windows must not pay 130k fsyncs.
 	offlineBatch = 1024
 	// maxQueuedRemotes bounds the memory of windows waiting for a failing
-	// disk: about 60 bytes each, so ~120 MB. Typical windows hold a few
-	// hundred remotes, so that is days of windows; a flood fills it sooner.
+	// disk, in rows (queueRows: remotes and services, about 60 and 100
+	// bytes): ~120-200 MB. Typical windows hold a few hundred, so that is
+	// days of windows; a flood (150k services a window in a replay) fills
+	// it sooner.
 	maxQueuedRemotes = 2_000_000
 	// Store retries back off from retryMin to retryMax.
 	retryMin = time.Second
@@ -92,16 +94,26 @@ func (wr *writer) enqueue(w *window.Window) {
 		wr.newest = w.Start
 	}
 	wr.queue = append(wr.queue, w)
-	wr.remotes += len(w.Remotes)
+	wr.remotes += queueRows(w)
 	for wr.remotes > wr.maxQueued && len(wr.queue) > 1 {
 		old := wr.queue[0]
 		wr.queue[0] = nil
 		wr.queue = wr.queue[1:]
-		wr.remotes -= len(old.Remotes)
+		wr.remotes -= queueRows(old)
 		wr.a.dropped.Add(1)
 		wr.a.log.Error("store queue full: dropped the oldest window", "window", old.Start, "remotes", len(old.Remotes), "queued", len(wr.queue))
 	}
 	wr.a.queued.Store(int64(len(wr.queue)))
+}
+
+// queueRows is what a queued window counts against maxQueuedRemotes: its
+// remotes, its services and their top rows.
+func queueRows(w *window.Window) int {
+	n := len(w.Remotes) + len(w.Services)
+	for i := range w.Services {
+		n += len(w.Services[i].Top)
+	}
+	return n
 }
 
 // flush stores queued windows, oldest first, a batch per transaction.
@@ -131,7 +143,7 @@ func (wr *writer) flush() bool {
 			for _, c := range wr.consumers {
 				c.Stored(w)
 			}
-			wr.remotes -= len(w.Remotes)
+			wr.remotes -= queueRows(w)
 		}
 		a.stored.Add(uint64(len(batch)))
 		a.lastStored.Store(batch[len(batch)-1].Start.Unix())

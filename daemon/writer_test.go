@@ -272,7 +272,8 @@ func TestWriterDropsOldestPastTheBound(t *testing.T) {
 		first := time.Now().Truncate(time.Second)
 		cs := closedWindows(t, first, 6, 2)
 		tw := newTestWriter(t, true)
-		tw.wr.maxQueued = 7 // three windows of two remotes, not four
+		per := queueRows(closedWindows(t, first, 1, 2)[0].Finish(0)) // two remotes, their services and top rows
+		tw.wr.maxQueued = 3*per + per/2                              // three windows, not four
 		closed := make(chan *rotate.Closed)
 		done := make(chan error, 1)
 		go func() { done <- tw.wr.run(closed, nil) }()
