@@ -634,26 +634,35 @@ func (a *App) Status() (api.Status, error) {
 	for _, f := range a.geo.Current().Files() {
 		st.GeoIP = append(st.GeoIP, api.GeoFile{Path: f.Path, Type: f.Type, Build: f.Build.UTC().Format(time.RFC3339)})
 	}
-	st.DB.Path = a.db.Path()
-	if abs, err := filepath.Abs(st.DB.Path); err == nil {
-		st.DB.Path = abs
-	}
-	size, err := a.db.Size()
-	if err != nil {
-		return st, err
-	}
-	st.DB.SizeBytes = size
-	first, last, n, err := a.db.Bounds()
-	if err != nil {
-		return st, err
-	}
-	st.DB.Windows = n
-	if n > 0 {
-		st.DB.First, st.DB.Last = first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339)
-	}
-	for _, d := range a.db.Damaged() {
-		st.DB.Damaged = append(st.DB.Damaged, d.String())
-	}
-	st.DB.Tiers, err = TierStats(a.db)
+	db, err := DBStatus(a.db)
+	st.DB = db
 	return st, err
+}
+
+// DBStatus is the database part of status, read from db itself: what the
+// daemon reports and what `dstwatch status` says when no daemon runs.
+func DBStatus(db *storage.DB) (api.DBStats, error) {
+	var s api.DBStats
+	s.Path = db.Path()
+	if abs, err := filepath.Abs(s.Path); err == nil {
+		s.Path = abs
+	}
+	size, err := db.Size()
+	if err != nil {
+		return s, err
+	}
+	s.SizeBytes = size
+	first, last, n, err := db.Bounds()
+	if err != nil {
+		return s, err
+	}
+	s.Windows = n
+	if n > 0 {
+		s.First, s.Last = first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339)
+	}
+	for _, d := range db.Damaged() {
+		s.Damaged = append(s.Damaged, d.String())
+	}
+	s.Tiers, err = TierStats(db)
+	return s, err
 }

@@ -172,7 +172,7 @@ type dbSource struct {
 func (s dbSource) Status() (api.Status, error) {
 	var st api.Status
 	var err error
-	st.DB, err = dbStats(s.db) // as the daemon's
+	st.DB, err = dstwatchd.DBStatus(s.db) // as the daemon's
 	return st, err
 }
 

@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/dstwatch/dstwatch/api"
-	dstwatchd "github.com/dstwatch/dstwatch/daemon"
 	"github.com/dstwatch/dstwatch/internal/units"
-	"github.com/dstwatch/dstwatch/storage"
 )
 
 const statusHelp = `Usage: dstwatch status [flags]
@@ -151,32 +148,4 @@ func writeDBStatus(tw *tabwriter.Writer, st api.Status, loc *time.Location) {
 		fmt.Fprintf(tw, "  damaged\t%d values skipped: %s (stop the daemon and run dstwatch compact to drop them)\n",
 			len(st.DB.Damaged), strings.Join(st.DB.Damaged, ", "))
 	}
-}
-
-// dbStats is the database part of status, read from db itself: what the
-// daemon reports (App.Status) and what status says when no daemon runs.
-func dbStats(db *storage.DB) (api.DBStats, error) {
-	var s api.DBStats
-	s.Path = db.Path()
-	if abs, err := filepath.Abs(s.Path); err == nil {
-		s.Path = abs
-	}
-	size, err := db.Size()
-	if err != nil {
-		return s, err
-	}
-	s.SizeBytes = size
-	first, last, n, err := db.Bounds()
-	if err != nil {
-		return s, err
-	}
-	s.Windows = n
-	if n > 0 {
-		s.First, s.Last = first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339)
-	}
-	for _, d := range db.Damaged() {
-		s.Damaged = append(s.Damaged, d.String())
-	}
-	s.Tiers, err = dstwatchd.TierStats(db)
-	return s, err
 }

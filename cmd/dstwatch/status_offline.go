@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	dstwatchd "github.com/dstwatch/dstwatch/daemon"
+
 	"github.com/dstwatch/dstwatch/api"
 	"github.com/dstwatch/dstwatch/internal/units"
 	"github.com/dstwatch/dstwatch/query"
@@ -95,7 +97,7 @@ func readOffline(path string) (api.DBStats, *window.Window, error) {
 		return api.DBStats{}, nil, err
 	}
 	defer d.Close()
-	stats, err := dbStats(d)
+	stats, err := dstwatchd.DBStatus(d)
 	if err != nil {
 		return stats, nil, err
 	}
