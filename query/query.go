@@ -86,7 +86,8 @@ func (f Filter) match(r *window.Remote) bool {
 	return true
 }
 
-func (d Direction) apply(c window.Counts) window.Counts {
+// Apply is c as d counts it: one way's counts zeroed, or both kept.
+func (d Direction) Apply(c window.Counts) window.Counts {
 	switch d {
 	case Tx:
 		c.RxPackets, c.RxBytes = 0, 0
@@ -94,6 +95,18 @@ func (d Direction) apply(c window.Counts) window.Counts {
 		c.TxPackets, c.TxBytes = 0, 0
 	}
 	return c
+}
+
+// Key is the Row.Key of the row a remote adds to when rows are grouped by
+// remote, country or AS.
+func Key(by By, r *window.Remote) string {
+	switch by {
+	case ByCountry:
+		return r.Country
+	case ByASN:
+		return strconv.FormatUint(uint64(r.ASN), 10)
+	}
+	return r.Addr.String()
 }
 
 // Apply returns w with only the matching remotes, each way's counts zeroed
@@ -117,13 +130,13 @@ func (f Filter) applyInto(out, w *window.Window) *window.Window {
 		if !f.match(&r) {
 			continue
 		}
-		r.Counts = f.Direction.apply(r.Counts)
+		r.Counts = f.Direction.Apply(r.Counts)
 		if r.Counts.IsZero() {
 			continue
 		}
 		out.Remotes = append(out.Remotes, r)
 	}
-	out.Other = f.Direction.apply(w.Other)
+	out.Other = f.Direction.Apply(w.Other)
 	if f.SelectsRemotes() {
 		out.Other = window.Counts{}
 	}
@@ -414,15 +427,10 @@ func (a *Aggregator) Rows(s Sort) []Row {
 		if int32(i) == a.other {
 			continue
 		}
-		switch a.by {
-		case ByRemote:
-			r.Key = r.Addr.String()
-		case ByCountry:
-			r.Key = r.Country
-		case ByASN:
-			r.Key = strconv.FormatUint(uint64(r.ASN), 10)
-		case ByPrefix:
+		if a.by == ByPrefix {
 			r.Key = r.Prefix.String()
+		} else {
+			r.Key = Key(a.by, &window.Remote{Addr: r.Addr, Country: r.Country, ASN: r.ASN})
 		}
 	}
 	SortRows(a.rows, s)

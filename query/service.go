@@ -123,14 +123,14 @@ func (a *ServiceAggregator) Add(w *window.Window) {
 			for j := range s.Top {
 				r := &s.Top[j]
 				if a.f.match(r) {
-					if rc := a.f.Direction.apply(r.Counts); !rc.IsZero() {
+					if rc := a.f.Direction.Apply(r.Counts); !rc.IsZero() {
 						c.Add(rc)
 						matched = append(matched, r.Addr)
 					}
 				}
 			}
 		} else {
-			c = a.f.Direction.apply(s.Counts)
+			c = a.f.Direction.Apply(s.Counts)
 		}
 		if c.IsZero() {
 			continue

@@ -134,17 +134,6 @@ func topBits(v float64) string {
 	return "?"
 }
 
-// topKey is what a window's remote adds to under grouping by.
-func topKey(by query.By, r *window.Remote) string {
-	switch by {
-	case query.ByCountry:
-		return r.Country
-	case query.ByASN:
-		return strconv.FormatUint(uint64(r.ASN), 10)
-	}
-	return r.Addr.String()
-}
-
 func (v *topView) lines() ([]topLine, query.Summary) {
 	if v.by == query.ByService {
 		return v.serviceLines()
@@ -157,7 +146,7 @@ func (v *topView) lines() ([]topLine, query.Summary) {
 	rows = query.Top(rows, v.rows)
 	sum := query.Summarize(v.windows)
 	// per-window series of each row's key
-	key := func(r *window.Remote) string { return topKey(v.by, r) }
+	key := func(r *window.Remote) string { return query.Key(v.by, r) }
 	series := map[string][]uint64{}
 	for i, w := range v.windows {
 		fw := f.Apply(w)
@@ -213,7 +202,7 @@ func (v *topView) serviceLines() ([]topLine, query.Summary) {
 		a.Add(w)
 		for j := range w.Services {
 			s := &w.Services[j]
-			c := topDirection(v.dir, s.Counts)
+			c := v.dir.Apply(s.Counts)
 			if c.IsZero() {
 				continue
 			}
@@ -245,7 +234,7 @@ func (v *topView) serviceLines() ([]topLine, query.Summary) {
 			var c window.Counts
 			for j := range newest.Services {
 				if newest.Services[j].Key == r.Key {
-					c.Add(topDirection(v.dir, newest.Services[j].Counts))
+					c.Add(v.dir.Apply(newest.Services[j].Counts))
 				}
 			}
 			l.txBps, l.rxBps, l.rated = bitRate(c.TxBytes, newest.Length), bitRate(c.RxBytes, newest.Length), true
@@ -253,17 +242,6 @@ func (v *topView) serviceLines() ([]topLine, query.Summary) {
 		out = append(out, l)
 	}
 	return out, a.Summary()
-}
-
-// topDirection is c as direction d counts it (query.Filter's rule).
-func topDirection(d query.Direction, c window.Counts) window.Counts {
-	switch d {
-	case query.Tx:
-		c.RxPackets, c.RxBytes = 0, 0
-	case query.Rx:
-		c.TxPackets, c.TxBytes = 0, 0
-	}
-	return c
 }
 
 // noServices says why a view by service is empty when no window held has
