@@ -353,7 +353,7 @@ func (a *App) openSources() error {
 			return err
 		}
 		if len(local) == 0 {
-			return fmt.Errorf("interface %v has no addresses: give the host's addresses with --local", a.cfg.Interfaces)
+			return &NoAddressesError{Interfaces: a.cfg.Interfaces}
 		}
 	}
 	for _, name := range a.cfg.Interfaces {

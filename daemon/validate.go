@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -23,6 +24,15 @@ type ConfigError struct {
 func (e *ConfigError) Error() string { return e.Msg }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
+
+// NoAddressesError is Run's error when the captured interfaces have no
+// address and Config.Local gives none: nothing would tell the host's
+// traffic from transit.
+type NoAddressesError struct{ Interfaces []string }
+
+func (e *NoAddressesError) Error() string {
+	return fmt.Sprintf("interface %v has no addresses: give the host's addresses (Config.Local)", e.Interfaces)
+}
 
 func invalid(field, msg string) error { return &ConfigError{Field: field, Msg: msg} }
 

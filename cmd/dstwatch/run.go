@@ -251,5 +251,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		logger.Info("dropped privileges", "user", *runAs, "uid", drop.uid, "gid", drop.gid)
 	}
-	return app.Run(ctx)
+	err = app.Run(ctx)
+	if na := (*dstwatchd.NoAddressesError)(nil); errors.As(err, &na) {
+		return fmt.Errorf("interface %v has no addresses: give the host's addresses with --local", na.Interfaces)
+	}
+	return err
 }
