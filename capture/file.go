@@ -12,7 +12,8 @@ import (
 
 // ErrTruncated is wrapped by File.Run's error when the file ends in the middle
 // of a record, which is what a capture killed mid-write leaves behind. Every
-// complete packet before that point has been emitted.
+// complete packet before that point has been emitted, except when the file
+// shrank while it was being read (see mapReader).
 var ErrTruncated = errors.New("file ends mid-record (truncated capture)")
 
 // ErrMalformedFile is wrapped by File.Run's and OpenFile's error when a record

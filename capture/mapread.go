@@ -32,8 +32,13 @@ const mapChunk = 4 << 20
 
 // mapReader serves Peek and Discard from a read-only mapping of part of a
 // regular file, moved forward as the reader consumes it. The file is never
-// written. If it shrinks while mapped, touching a page past its new end
-// faults; File.Run turns that fault into an error (debug.SetPanicOnFault).
+// written. Its size is looked at again for every chunk; if it shrinks while
+// a chunk is mapped, what lies past the new end of that chunk's last page
+// reads as zeros and the next page faults. File.Run turns that fault into
+// an error (debug.SetPanicOnFault); the frames of the batch being read then
+// are not counted, and zeros read before the fault may have been counted
+// as malformed frames: the replay's numbers are not complete either way,
+// and it ends with an error that says so.
 type mapReader struct {
 	f    *os.File
 	size int64  // file size when last looked at
@@ -88,11 +93,16 @@ func (r *mapReader) Peek(n int) ([]byte, error) {
 	return r.m[off : off+int64(n) : off+int64(n)], nil
 }
 
-// remap maps from the page holding pos, at least n bytes and a chunk.
+// remap maps from the page holding pos, at least n bytes and a chunk, up
+// to where the file ends now: a file cut short since the last chunk ends
+// the read there, as read(2) would, instead of faulting.
 func (r *mapReader) remap(n int) error {
 	if r.m != nil {
 		syscall.Munmap(r.m)
 		r.m = nil
+	}
+	if st, err := r.f.Stat(); err == nil {
+		r.size = st.Size()
 	}
 	page := int64(os.Getpagesize())
 	r.base = r.pos &^ (page - 1)
