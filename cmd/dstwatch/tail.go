@@ -147,49 +147,26 @@ func tailJSON(ctx context.Context, db, socket string, dbGiven bool, n int, follo
 	if dbGiven && !sameFile(db, st.DB.Path) {
 		return fmt.Errorf("the daemon on %s serves %s, not %s; give the --socket of the daemon that owns %s", sock, st.DB.Path, db, db)
 	}
-	// Start of the newest window printed or skipped. With none, windows
-	// found after a reconnect were all stored since tail began.
+	// The last n windows (or, with n 0, only where "new" begins); with
+	// none stored, every window found later was stored since tail began.
 	newest := time.Now().Add(-24 * time.Hour)
-	first := true
-	for {
-		// Windows up to gapEnd were printed from the fill; the stream may
-		// carry some of them again.
-		var gapEnd time.Time
-		fill := func() error {
-			var r query.Range
-			print := true
-			switch {
-			case first && n > 0:
-				r.Last = n
-			case first:
-				r.Last, print = 1, false // only to know where "new" begins
-			default:
-				r.From, r.To = newest.Add(time.Second), time.Now().Add(24*time.Hour)
-			}
-			first = false
-			return c.Windows(ctx, r, func(w *window.Window) error {
-				if w.Start.After(newest) {
-					newest = w.Start
-				}
-				gapEnd = newest
-				if !print {
-					return nil
-				}
-				return writeWindowLine(stdout, w)
-			})
+	r := query.Range{Last: max(n, 1)}
+	if err := c.Windows(ctx, r, func(w *window.Window) error {
+		if w.Start.After(newest) {
+			newest = w.Start
 		}
-		err := c.Stream(ctx, fill, func(w *window.Window) error {
-			if !w.Start.After(gapEnd) {
-				return nil
-			}
-			if w.Start.After(newest) {
-				newest = w.Start
-			}
-			return writeWindowLine(stdout, w)
-		})
-		switch {
-		case ctx.Err() != nil:
+		if n == 0 {
 			return nil
+		}
+		return writeWindowLine(stdout, w)
+	}); err != nil {
+		return err
+	}
+	c.Close()
+	return api.Follow(ctx, func() *api.Client { return api.NewClient(sock) }, newest, func(w *window.Window) error {
+		return writeWindowLine(stdout, w)
+	}, nil, func(err error) error {
+		switch {
 		case err == nil:
 			fmt.Fprintln(stderr, "dstwatch tail: the daemon ended the stream; reconnecting")
 		case errors.Is(err, api.ErrNotRunning):
@@ -197,10 +174,6 @@ func tailJSON(ctx context.Context, db, socket string, dbGiven bool, n int, follo
 		default:
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-	}
+		return nil
+	})
 }

@@ -603,48 +603,18 @@ func (v *topView) windowsEnd() time.Time {
 	return v.windows[len(v.windows)-1].Start
 }
 
-// followWindows calls fn with each window stored after newest, following
-// the daemon's stream; after a break (the daemon stopped, or has not
-// started yet) it polls the socket every second, then fetches what it
-// missed and resubscribes. state (if not nil) hears when the stream is
-// live and when it is not, and why.
+// followWindows is api.Follow for top: state (if not nil) hears when the
+// stream is live and when it is not, and why; without it, an error other
+// than "no daemon runs" ends the view.
 func followWindows(ctx context.Context, client func() *api.Client, newest time.Time, fn func(*window.Window) error, state func(live bool, why string)) error {
-	live := false
-	say := func(l bool, why string) {
-		if state != nil {
-			state(l, why)
+	live, lastWhy := false, ""
+	up := func() {
+		if !live && state != nil {
+			state(true, "")
 		}
-		live = l
+		live = true
 	}
-	lastWhy := ""
-	for {
-		c := client()
-		fill := func() error {
-			if !live {
-				say(true, "")
-			}
-			if newest.IsZero() {
-				return nil
-			}
-			return c.Windows(ctx, query.Range{From: newest.Add(time.Second), To: time.Now().Add(24 * time.Hour)}, func(w *window.Window) error {
-				if w.Start.After(newest) {
-					newest = w.Start
-					return fn(w)
-				}
-				return nil
-			})
-		}
-		err := c.Stream(ctx, fill, func(w *window.Window) error {
-			if !w.Start.After(newest) {
-				return nil
-			}
-			newest = w.Start
-			return fn(w)
-		})
-		c.Close()
-		if ctx.Err() != nil {
-			return nil
-		}
+	broke := func(err error) error {
 		why := "the daemon ended the stream"
 		switch {
 		case errors.Is(err, api.ErrNotRunning) && !live:
@@ -656,16 +626,13 @@ func followWindows(ctx context.Context, client func() *api.Client, newest time.T
 		case err != nil:
 			why = err.Error()
 		}
-		// Say it when the stream breaks, and when the reason it cannot be
+		// Said when the stream breaks, and when the reason it cannot be
 		// had changes to something other than "no daemon (yet)".
-		if live || (!errors.Is(err, api.ErrNotRunning) && why != lastWhy) {
-			say(false, why)
+		if (live || (!errors.Is(err, api.ErrNotRunning) && why != lastWhy)) && state != nil {
+			state(false, why)
 		}
-		lastWhy = why
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
+		live, lastWhy = false, why
+		return nil
 	}
+	return api.Follow(ctx, client, newest, fn, up, broke)
 }
