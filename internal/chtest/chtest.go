@@ -7,12 +7,15 @@ package chtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,36 +60,77 @@ func cluster(t testing.TB, n int, ns string) []*Server {
 	if _, err := exec.LookPath("clickhouse-server"); err != nil {
 		netnstest.Unable(t, "needs ClickHouse: apt-get install clickhouse-server (scripts/test installs it when run as root)")
 	}
-	servers := make([]*Server, n)
-	for i := range servers {
-		s := &Server{Dir: t.TempDir(), t: t, ns: ns}
-		s.Port, s.http, s.ipc = freePort(t), freePort(t), freePort(t)
-		servers[i] = s
+	// A port can still be taken between freePort and the server's bind
+	// (by another test binary's servers): then the whole cluster starts
+	// again on other ports, since every server's config names them all.
+	for attempt := 1; ; attempt++ {
+		servers := make([]*Server, n)
+		for i := range servers {
+			s := &Server{Dir: t.TempDir(), t: t, ns: ns}
+			s.Port, s.http, s.ipc = freePort(t), freePort(t), freePort(t)
+			servers[i] = s
+		}
+		var shards strings.Builder
+		for _, s := range servers {
+			fmt.Fprintf(&shards, "<shard><replica><host>127.0.0.1</host><port>%d</port></replica></shard>", s.Port)
+		}
+		// Started together and then waited for, since a start is mostly
+		// ClickHouse loading itself.
+		for _, s := range servers {
+			s.writeConfig(shards.String())
+			s.start()
+			t.Cleanup(s.discard)
+		}
+		var err error
+		for _, s := range servers {
+			if err = s.ready(); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			return servers
+		}
+		for _, s := range servers {
+			s.discard()
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
 	}
-	var shards strings.Builder
-	for _, s := range servers {
-		fmt.Fprintf(&shards, "<shard><replica><host>127.0.0.1</host><port>%d</port></replica></shard>", s.Port)
-	}
-	// Started together and then waited for, since a start is mostly
-	// ClickHouse loading itself.
-	for _, s := range servers {
-		s.writeConfig(shards.String())
-		s.start()
-		t.Cleanup(s.discard)
-	}
-	for _, s := range servers {
-		s.waitReady()
-	}
-	return servers
 }
 
+// given are the ports freePort handed out in this process.
+var given struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// freePort is a TCP port free on 127.0.0.1 now, below the kernel's
+// ephemeral range (from 32768 by default) and not handed out before by
+// this process: a port of that range, free when asked, is taken as the
+// local end of some connection before the server binds it often enough to
+// fail a suite that opens thousands.
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	given.Lock()
+	defer given.Unlock()
+	if given.ports == nil {
+		given.ports = map[int]bool{}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for range 10000 {
+		p := 20000 + rand.IntN(12000)
+		if given.ports[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		given.ports[p] = true
+		return p
+	}
+	t.Fatal("chtest: no free port from 20000 to 32000")
+	return 0
 }
 
 func (s *Server) writeConfig(shards string) {
@@ -166,25 +210,40 @@ func (s *Server) start() {
 	go func() { s.exit = cmd.Wait(); close(s.done) }()
 }
 
+// errPortTaken is ready's error when the server could not bind its ports.
+var errPortTaken = errors.New("a port was taken")
+
 // waitReady waits until the server start started answers a query.
 func (s *Server) waitReady() {
 	s.t.Helper()
+	if err := s.ready(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// ready is waitReady's wait; it wraps errPortTaken when the server exited
+// because another process holds one of its ports.
+func (s *Server) ready() error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		err := s.ping()
 		if err == nil {
-			return
+			return nil
 		}
 		select {
 		case <-s.done:
 			log, _ := os.ReadFile(filepath.Join(s.Dir, "server.err.log"))
 			out, _ := os.ReadFile(filepath.Join(s.Dir, "stdout.log"))
 			s.cmd = nil
-			s.t.Fatalf("clickhouse-server exited at start (%v): %s%s", s.exit, tail(out), tail(log))
+			err := fmt.Errorf("clickhouse-server exited at start (%v): %s%s", s.exit, tail(out), tail(log))
+			if strings.Contains(string(log)+string(out), "Address already in use") {
+				err = fmt.Errorf("%w: %w", errPortTaken, err)
+			}
+			return err
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("clickhouse-server on %s not ready after 60 s: %v", s.Addr(), err)
+			return fmt.Errorf("clickhouse-server on %s not ready after 60 s: %v", s.Addr(), err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

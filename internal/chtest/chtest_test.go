@@ -2,7 +2,12 @@ package chtest
 
 import (
 	"context"
+	"errors"
+	"net"
+	"os/exec"
 	"testing"
+
+	"github.com/dstwatch/dstwatch/internal/netnstest"
 )
 
 // Two servers start as the two shards of cluster "fleet": a Distributed
@@ -43,5 +48,27 @@ func TestCluster(t *testing.T) {
 	}
 	if sum != 3 {
 		t.Fatalf("sum over the Distributed table = %d, want 3", sum)
+	}
+}
+
+// TestPortTakenIsKnown: a server that cannot bind its port (another
+// process holds it) is told apart, so that cluster starts again on other
+// ports instead of failing the test.
+func TestPortTakenIsKnown(t *testing.T) {
+	if _, err := exec.LookPath("clickhouse-server"); err != nil {
+		netnstest.Unable(t, "needs ClickHouse: apt-get install clickhouse-server")
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	s := &Server{Dir: t.TempDir(), t: t}
+	s.Port, s.http, s.ipc = busy.Addr().(*net.TCPAddr).Port, freePort(t), freePort(t)
+	s.writeConfig("")
+	s.start()
+	t.Cleanup(s.discard)
+	if err := s.ready(); !errors.Is(err, errPortTaken) {
+		t.Fatalf("ready() = %v, want errPortTaken", err)
 	}
 }
