@@ -648,3 +648,40 @@ func TestRadixSortMatchesSort(t *testing.T) {
 		}
 	}
 }
+
+// A window's rows and pairs start in a small array and move into the
+// arrays of the window the writer finished (Finish hands them back), so
+// that two full windows' arrays are not held at the switch; counts are the
+// same either way.
+func TestNextWindowAdoptsFinishedArrays(t *testing.T) {
+	rec := &recorder{}
+	tl := New(Config{Length: L}, rec.emit)
+	svc := uint8(window.ProtoTCP) | uint8(window.SideOut)<<2
+	fill := func(w int) []capture.Event {
+		var evs []capture.Event
+		for i := range 20000 {
+			a := netip.AddrFrom4([4]byte{203, byte(i >> 16), byte(i >> 8), byte(i)}).As16()
+			for _, port := range []uint16{80, 443} { // two services: pairs too
+				evs = append(evs, capture.Event{TS: base.Add(time.Duration(w) * L).UnixNano(), Remote: a, Len: 100, Kind: capture.Egress, Port: port, Svc: svc})
+			}
+		}
+		return evs
+	}
+	tl.add(fill(0), clock{})
+	tl.add(fill(1)[:1], clock{}) // closes window 0, opens window 1
+	first := rec.got[0]
+	rows, pairs := &first.rows[0], &first.pairs[0]
+	if c := cap(tl.tab.rows); c >= 20000 {
+		t.Fatalf("window 1 starts with room for %d rows, want a part of the last window's 20000", c)
+	}
+	w0 := first.Finish(0) // hands its arrays back
+	tl.add(fill(1)[1:], clock{})
+	if &tl.tab.rows[0] != rows || &tl.pairs.rows[0] != pairs {
+		t.Fatal("window 1 did not move into window 0's finished arrays")
+	}
+	tl.flush()
+	w1 := rec.got[1].Finish(0)
+	if len(w0.Remotes) != 20000 || len(w1.Remotes) != 20000 || w1.Remotes[0].TxPackets != 2 || len(w1.Services) != 2 || w1.Services[0].TxPackets != 20000 {
+		t.Fatalf("window 1: %d remotes, %d services; want 20000 remotes of 2 packets on 2 services of 20000", len(w1.Remotes), len(w1.Services))
+	}
+}
