@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"net/netip"
 	"time"
@@ -368,7 +369,8 @@ func decodeHeader(w *window.Window, p []byte) error {
 		return corrupt("header: bad length")
 	}
 	p = p[n:]
-	if length == 0 || length > 1<<40 {
+	// Longer than a time.Duration holds (292 years) would wrap negative.
+	if length == 0 || length > uint64(math.MaxInt64/int64(time.Second)) {
 		return corrupt("header: window length %d s", length)
 	}
 	w.Length = time.Duration(length) * time.Second
